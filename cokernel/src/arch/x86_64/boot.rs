@@ -1,0 +1,296 @@
+//! From the boot trampoline to a co-kernel that owns the machine, then the boot record.
+//!
+//! Order matters: serial first (so every later failure can be reported), then GDT/IDT (so a fault
+//! is a report, not a triple fault), then the boot information and memory, then the platform.
+//! Each refusal of bad input goes through `fatal` with a stable reason key.
+
+use spin::Once;
+
+use hauki_abi::cmdline as keys;
+use hauki_abi::debug_exit;
+
+use super::context::{self, Context};
+use super::cpu::{self, rdtsc};
+use super::fatal::fatal;
+use super::{acpi, apic, console, exceptions, fatal, gdt, idt, ioapic, mm, pic, smp, timer, tsc, vga};
+use crate::bootinfo::{self, BootInfo, Firmware, Protocol};
+use crate::cmdline;
+use crate::mm::frame::FrameAllocator;
+use crate::mm::memmap::MemMapError;
+
+const PROTO_MULTIBOOT2: u32 = 1;
+const PROTO_PVH: u32 = 2;
+
+/// What bring-up found, for the boot record, the tests and later subsystems.
+#[derive(Clone, Debug)]
+pub struct BootReport {
+    pub protocol: Protocol,
+    pub firmware: Firmware,
+    pub cmdline: heapless::String<512>,
+    pub cpu: cpu::Features,
+    pub apic: apic::Mode,
+    pub timer: timer::Kind,
+    pub tsc_hz: u64,
+    pub tsc_source: tsc::Source,
+    pub lapic_timer_hz: u64,
+    pub boot_ns: u64,
+    pub cpus: smp::Summary,
+    pub ioapics: u32,
+    pub ioapic_pins: u32,
+    pub mem_usable_bytes: u64,
+    pub mm: mm::Stats,
+    pub platform: acpi::Platform,
+}
+
+static REPORT: Once<BootReport> = Once::new();
+
+/// The report of a completed boot.
+pub fn boot_report() -> &'static BootReport {
+    REPORT.get().expect("boot not complete")
+}
+
+/// Called by boot/entry.S in long mode on the boot stack, boot page tables live.
+#[unsafe(no_mangle)]
+extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: u64) -> ! {
+    console::init();
+    gdt::init();
+    idt::init();
+    context::set(Context::Boot);
+    log::info!("Hauki co-kernel {} starting", env!("CARGO_PKG_VERSION"));
+
+    let boot = parse_boot_info(protocol, magic, u64::from(info_phys));
+    let line = boot.cmdline.as_str();
+    if cmdline::flag(line, keys::DEBUG_EXIT) {
+        fatal::enable_debug_exit();
+    }
+    vga::set_present(boot.vga_text);
+    log::info!(
+        "boot protocol {:?} ({:?} firmware, loader \"{}\"), command line \"{}\"",
+        boot.protocol,
+        boot.firmware,
+        boot.bootloader,
+        line
+    );
+
+    let cpu = cpu::detect();
+    let mm_stats = init_memory(&boot);
+    // IST stacks exist only now; until here #DF/NMI/#MC used the current stack.
+    gdt::set_ist(gdt::IST_DOUBLE_FAULT, mm::alloc_stack());
+    gdt::set_ist(gdt::IST_NMI, mm::alloc_stack());
+    gdt::set_ist(gdt::IST_MACHINE_CHECK, mm::alloc_stack());
+    idt::enable_ist();
+
+    if !cpu.apic {
+        fatal(
+            "no-apic",
+            format_args!(
+                "this CPU reports no local APIC (CPUID.1:EDX.APIC = 0); Hauki needs one for its timer and interrupts. \
+                 Under QEMU, do not pass -apic in -cpu."
+            ),
+        );
+    }
+    let platform = match acpi::discover(boot.rsdp, boot.firmware) {
+        Ok(p) => p,
+        Err(acpi::Error::NoRsdp) => fatal(
+            "no-rsdp",
+            format_args!(
+                "no ACPI RSDP: the boot loader passed none and none was found in the BIOS areas. Hauki needs ACPI \
+                 (MADT) to find CPUs and IO-APICs; enable ACPI in the firmware (QEMU: do not use acpi=off)."
+            ),
+        ),
+        Err(acpi::Error::BadTables) => fatal(
+            "bad-acpi",
+            format_args!("the ACPI RSDP or RSDT/XSDT is malformed (bad signature or checksum); check the firmware."),
+        ),
+        Err(acpi::Error::NoMadt) => fatal(
+            "no-madt",
+            format_args!("ACPI has no MADT (APIC table): the interrupt controllers cannot be found."),
+        ),
+    };
+
+    pic::remap_and_mask();
+    let force_xapic = cmdline::get(line, "hauki.apic") == Some("xapic");
+    let apic_mode = apic::init(cpu.x2apic, force_xapic);
+    let mut ioapic_pins = 0;
+    for io in &platform.ioapics {
+        match ioapic::add(io.id, io.phys, io.gsi_base) {
+            Ok(a) => ioapic_pins += a.pins,
+            Err(e) => log::warn!("IO-APIC {} at {:#x}: {e}; left alone", io.id, io.phys),
+        }
+    }
+    let (tsc_hz, tsc_source) = tsc::calibrate(cpu.tsc_hz_stated, platform.hpet_phys);
+    let force_lapic = cmdline::get(line, "hauki.timer") == Some("lapic");
+    let timer = timer::init(cpu.tsc_deadline, force_lapic);
+    let cpus = smp::park_secondaries(&platform);
+    x86_64::instructions::interrupts::enable();
+
+    let boot_ns = tsc::ticks_to_ns(rdtsc() - entry_tsc);
+    let report = REPORT.call_once(|| BootReport {
+        protocol: boot.protocol,
+        firmware: boot.firmware,
+        cmdline: boot.cmdline.clone(),
+        cpu,
+        apic: apic_mode,
+        timer,
+        tsc_hz,
+        tsc_source,
+        lapic_timer_hz: timer::lapic_hz(),
+        boot_ns,
+        cpus,
+        ioapics: platform.ioapics.len() as u32,
+        ioapic_pins,
+        mem_usable_bytes: boot.memory.usable_bytes(),
+        mm: mm_stats,
+        platform,
+    });
+    emit_boot_record(report);
+    log::info!(
+        "ready in {} us: {} CPU(s), {} {} timer, TSC {} kHz ({}), {} MiB usable",
+        boot_ns / 1000,
+        report.cpus.cpus,
+        report.apic.name(),
+        report.timer.name(),
+        tsc_hz / 1000,
+        tsc_source.name(),
+        report.mem_usable_bytes >> 20
+    );
+
+    if let Some(what) = cmdline::get(line, keys::INJECT) {
+        inject(what);
+    }
+    #[cfg(feature = "ktest")]
+    {
+        context::set(Context::Test);
+        let ok = crate::ktest::run();
+        fatal::enable_debug_exit();
+        fatal::exit(if ok { debug_exit::SUCCESS } else { debug_exit::FAILURE });
+    }
+    #[allow(unreachable_code)]
+    if cmdline::flag(line, keys::EXIT_AFTER_BOOT) {
+        fatal::exit(debug_exit::SUCCESS);
+    }
+    context::set(Context::Idle);
+    loop {
+        super::idle_once();
+    }
+}
+
+fn parse_boot_info(protocol: u32, magic: u32, info: u64) -> BootInfo {
+    let to_ptr = |p: u64| mm::phys_to_virt(p) as *const u8;
+    // SAFETY: the boot page tables alias all of the low 4 GiB at the boot offset, where the boot
+    // loader placed its structures (both protocols pass 32-bit addresses).
+    let parsed = unsafe {
+        match protocol {
+            PROTO_MULTIBOOT2 => bootinfo::parse_multiboot2(magic, info, &to_ptr),
+            PROTO_PVH => bootinfo::parse_pvh(info, &to_ptr),
+            _ => fatal("bad-boot-protocol", format_args!("unknown boot protocol {protocol} from entry.S")),
+        }
+    };
+    match parsed {
+        Ok(b) => b,
+        Err(e) => fatal("bad-boot-info", format_args!("the boot information is unusable: {e}")),
+    }
+}
+
+fn init_memory(boot: &BootInfo) -> mm::Stats {
+    let image = mm::image_phys();
+    if let Err(e) = boot.memory.check_kernel(image.clone()) {
+        fatal("memory-map-overlaps-kernel", format_args!("{e}"));
+    }
+    let mut reserved: heapless::Vec<core::ops::Range<u64>, 16> = heapless::Vec::new();
+    let _ = reserved.push(image);
+    for r in &boot.info_ranges {
+        let _ = reserved.push(r.clone());
+    }
+    for m in &boot.modules {
+        let _ = reserved.push(m.start..m.end);
+    }
+    let frames = match FrameAllocator::new(&boot.memory, 0x10_0000, &reserved) {
+        Ok(f) => f,
+        Err(MemMapError::NoUsableAboveOneMiB) => fatal(
+            "no-usable-memory",
+            format_args!(
+                "the memory map has no usable RAM above 1 MiB outside the co-kernel image and boot modules; \
+                 give the machine more memory"
+            ),
+        ),
+        Err(e) => fatal("bad-memory-map", format_args!("{e}")),
+    };
+    match mm::init(&boot.memory, frames) {
+        Ok(s) => s,
+        Err(e) => fatal("memory-setup-failed", format_args!("building the page tables failed: {e}")),
+    }
+}
+
+fn emit_boot_record(b: &BootReport) {
+    console::record(hauki_abi::telemetry::EVENT_BOOT, |r| {
+        r.str("version", env!("CARGO_PKG_VERSION"))
+            .str("apic", b.apic.name())
+            .str("timer", b.timer.name())
+            .u64("tsc_hz", b.tsc_hz)
+            .str("tsc_source", b.tsc_source.name())
+            .u64("lapic_timer_hz", b.lapic_timer_hz)
+            .u64("boot_ns", b.boot_ns)
+            .str("boot_protocol", match b.protocol {
+                Protocol::Multiboot2 => "multiboot2",
+                Protocol::Pvh => "pvh",
+            })
+            .str("firmware", match b.firmware {
+                Firmware::Bios => "bios",
+                Firmware::Uefi => "uefi",
+                Firmware::Unknown => "unknown",
+            })
+            .str("cpu_vendor", &b.cpu.vendor)
+            .str("cpu_model", &b.cpu.brand)
+            .fmt("cpu_signature", format_args!("{}/{}/{}", b.cpu.family, b.cpu.model, b.cpu.stepping))
+            .bool("tsc_deadline_capable", b.cpu.tsc_deadline)
+            .bool("invariant_tsc", b.cpu.invariant_tsc)
+            .str("hypervisor", b.cpu.hypervisor.as_deref().unwrap_or("none"))
+            .u64("cpus", u64::from(b.cpus.cpus))
+            .u64("cpus_parked", u64::from(b.cpus.parked))
+            .u64("boot_cpu_apic_id", u64::from(apic::id()))
+            .u64("ioapics", u64::from(b.ioapics))
+            .u64("ioapic_pins", u64::from(b.ioapic_pins))
+            .bool("hpet", b.platform.hpet_phys.is_some())
+            .u64("acpi_revision", u64::from(b.platform.revision))
+            .u64("mem_usable_bytes", b.mem_usable_bytes)
+            .u64("frames_free", b.mm.free_frames)
+            .u64("direct_map_bytes", b.mm.direct_map_bytes)
+            .u64("heap_bytes", mm::HEAP_SIZE)
+            .str("cmdline", &b.cmdline);
+    });
+}
+
+/// `hauki.inject=`: raise an exception on purpose, to test the report path end to end.
+fn inject(what: &str) {
+    context::set(Context::Inject);
+    log::info!("injecting fault \"{what}\" as asked on the command line");
+    match what {
+        // SAFETY (all arms): deliberate faults; the handlers report them (and stop, except #BP).
+        "pf" => unsafe {
+            core::ptr::read_volatile(0xdead_0000_0000_usize as *const u64);
+        },
+        "gp" => unsafe {
+            core::ptr::read_volatile(0x8000_0000_0000_0000_usize as *const u64);
+        },
+        "ud" => unsafe { core::arch::asm!("ud2") },
+        "de" => unsafe { core::arch::asm!("xor ecx, ecx", "div ecx", out("eax") _, out("edx") _, out("ecx") _) },
+        "bp" => unsafe { core::arch::asm!("int3") },
+        "stack" => {
+            overflow(0);
+        }
+        other => log::warn!("hauki.inject={other}: unknown fault (pf, gp, ud, de, bp, stack); ignored"),
+    }
+    let _ = exceptions::TAKEN.load(core::sync::atomic::Ordering::Relaxed);
+    context::set(Context::Boot);
+}
+
+/// Recurses until the boot stack's guard page stops it.
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn overflow(depth: u64) -> u64 {
+    let buf = [depth; 64];
+    let r = overflow(core::hint::black_box(depth + 1));
+    core::hint::black_box(&buf);
+    r + buf[3]
+}

@@ -1,0 +1,121 @@
+//! Where the co-kernel's words go: human log lines (COM1 until Linux owns it, and COM2) and
+//! telemetry records (COM2).
+//!
+//! Each UART has a lock so records and lines are never interleaved. The fatal paths use
+//! [`Sink::force`], which breaks the lock: when the CPU is stopping, a half-written line from the
+//! interrupted context is better than a deadlock and silence.
+
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use spin::Mutex;
+
+use super::serial::Uart;
+use crate::telemetry::json::Record;
+use hauki_abi::serial::{CONSOLE_PORT, TELEMETRY_PORT};
+
+/// A locked UART.
+pub struct Sink(Mutex<Uart>);
+
+impl Sink {
+    const fn new(base: u16) -> Self {
+        Sink(Mutex::new(Uart::new(base)))
+    }
+
+    /// Runs `f` with the UART, breaking the lock if it is held (fatal paths only).
+    pub fn force<R>(&self, f: impl FnOnce(&mut Uart) -> R) -> R {
+        if self.0.is_locked() {
+            // SAFETY: called only on paths that stop the CPU; the holder never resumes its write
+            // in a way that matters, and interleaving is preferable to a silent hang.
+            unsafe { self.0.force_unlock() };
+        }
+        f(&mut self.0.lock())
+    }
+
+    pub fn with<R>(&self, f: impl FnOnce(&mut Uart) -> R) -> R {
+        x86_64::instructions::interrupts::without_interrupts(|| f(&mut self.0.lock()))
+    }
+}
+
+pub static CONSOLE: Sink = Sink::new(CONSOLE_PORT);
+pub static TELEMETRY: Sink = Sink::new(TELEMETRY_PORT);
+
+/// Cleared when Linux takes COM1 as its console; from then on human lines go to COM2 only.
+static CONSOLE_IS_OURS: AtomicBool = AtomicBool::new(true);
+
+pub fn init() {
+    CONSOLE.with(|u| u.init());
+    TELEMETRY.with(|u| u.init());
+    log::set_logger(&LOGGER).ok();
+    log::set_max_level(log::LevelFilter::Info);
+}
+
+/// Hand COM1 over (to Linux).
+pub fn release_console() {
+    CONSOLE_IS_OURS.store(false, Ordering::Release);
+}
+
+/// Writes one telemetry record; `build` adds the fields after `event`.
+pub fn record(event: &str, build: impl FnOnce(&mut Record<'_, Uart>)) {
+    TELEMETRY.with(|u| emit(u, event, build));
+}
+
+/// [`record`] for fatal paths: breaks the lock.
+pub fn record_forced(event: &str, build: impl FnOnce(&mut Record<'_, Uart>)) {
+    TELEMETRY.force(|u| emit(u, event, build));
+}
+
+fn emit(u: &mut Uart, event: &str, build: impl FnOnce(&mut Record<'_, Uart>)) {
+    let mut r = Record::new(u, event);
+    build(&mut r);
+    let _ = r.finish();
+}
+
+/// Writes a human line `hauki: …` to COM2 and, while it is ours, COM1.
+pub fn line(args: fmt::Arguments<'_>, forced: bool) {
+    let put = |u: &mut Uart| {
+        let _ = u.write_str("hauki: ");
+        let _ = u.write_fmt(args);
+        let _ = u.write_str("\n");
+    };
+    if forced {
+        TELEMETRY.force(put);
+        if CONSOLE_IS_OURS.load(Ordering::Acquire) {
+            CONSOLE.force(put);
+        }
+    } else {
+        TELEMETRY.with(put);
+        if CONSOLE_IS_OURS.load(Ordering::Acquire) {
+            CONSOLE.with(put);
+        }
+    }
+}
+
+/// Raw text on COM1 (KTAP output of the in-kernel tests).
+pub fn console_write(args: fmt::Arguments<'_>) {
+    CONSOLE.with(|u| {
+        let _ = u.write_fmt(args);
+    });
+}
+
+struct Logger;
+static LOGGER: Logger = Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            let level = match r.level() {
+                log::Level::Error => "error: ",
+                log::Level::Warn => "warning: ",
+                log::Level::Info => "",
+                log::Level::Debug => "debug: ",
+                log::Level::Trace => "trace: ",
+            };
+            line(format_args!("{level}{}", r.args()), false);
+        }
+    }
+    fn flush(&self) {}
+}

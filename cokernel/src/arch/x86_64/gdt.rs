@@ -1,0 +1,73 @@
+//! GDT and TSS.
+//!
+//! The selector layout mirrors Linux's x86_64 GDT (kernel CS 0x10, kernel DS 0x18, user32 CS 0x23,
+//! user DS 0x2b, user CS 0x33, TSS at entry 8): once Linux runs beside us, gates of the one IDT
+//! name a code selector that is valid in either kernel's GDT.
+//!
+//! IST slots: 1 = #DF, 2 = NMI, 3 = #MC. They are filled once the stacks (with guard pages) exist;
+//! until then those vectors use the current stack.
+
+use core::cell::UnsafeCell;
+
+use x86_64::instructions::segmentation::{CS, DS, ES, FS, GS, SS, Segment};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::{PrivilegeLevel, VirtAddr};
+
+pub const KERNEL_CS: u16 = 0x10;
+pub const KERNEL_DS: u16 = 0x18;
+pub const TSS_SEL: u16 = 8 * 8;
+
+pub const IST_DOUBLE_FAULT: u8 = 1;
+pub const IST_NMI: u8 = 2;
+pub const IST_MACHINE_CHECK: u8 = 3;
+
+/// Boot-time-initialized, then read by the CPU; mutated only before `lgdt`/`ltr` or for IST slots.
+struct CpuTables {
+    gdt: UnsafeCell<GlobalDescriptorTable<16>>,
+    tss: UnsafeCell<TaskStateSegment>,
+}
+// SAFETY: written only on the boot CPU before other CPUs run (one copy per CPU comes with SMP).
+unsafe impl Sync for CpuTables {}
+
+static TABLES: CpuTables = CpuTables {
+    gdt: UnsafeCell::new(GlobalDescriptorTable::empty()),
+    tss: UnsafeCell::new(TaskStateSegment::new()),
+};
+
+/// Builds and loads the GDT and TSS, reloads every segment register.
+pub fn init() {
+    // SAFETY: boot CPU, once, before interrupts are enabled; nothing else references the tables yet.
+    let gdt = unsafe { &mut *TABLES.gdt.get() };
+    // SAFETY: as above; the TSS is 'static, as the descriptor requires.
+    let tss: &'static TaskStateSegment = unsafe { &*TABLES.tss.get() };
+    gdt.append(Descriptor::UserSegment(0x00cf_9b00_0000_ffff)); // 0x08 kernel 32-bit code
+    let cs = gdt.append(Descriptor::kernel_code_segment()); // 0x10
+    let ds = gdt.append(Descriptor::kernel_data_segment()); // 0x18
+    gdt.append(Descriptor::UserSegment(0x00cf_fb00_0000_ffff)); // 0x20 user 32-bit code
+    gdt.append(Descriptor::user_data_segment()); // 0x28
+    gdt.append(Descriptor::user_code_segment()); // 0x30
+    gdt.append(Descriptor::UserSegment(0)); // 0x38 unused (Linux: user TLS)
+    let tss_sel = gdt.append(Descriptor::tss_segment(tss)); // 0x40
+    debug_assert_eq!((cs.0, ds.0, tss_sel.0), (KERNEL_CS, KERNEL_DS, TSS_SEL));
+    // SAFETY: the table is 'static and complete; the selectors loaded below are valid in it.
+    unsafe {
+        (*TABLES.gdt.get()).load_unsafe();
+        CS::set_reg(cs);
+        SS::set_reg(ds);
+        DS::set_reg(ds);
+        ES::set_reg(ds);
+        FS::set_reg(SegmentSelector::new(0, PrivilegeLevel::Ring0));
+        GS::set_reg(SegmentSelector::new(0, PrivilegeLevel::Ring0));
+        load_tss(tss_sel);
+    }
+}
+
+/// Points IST slot `slot` (1-based) at `top`.
+pub fn set_ist(slot: u8, top: u64) {
+    assert!((1..=7).contains(&slot));
+    // SAFETY: the CPU reads the IST slot only when it takes an exception through a gate that
+    // names it; gates name a slot only after it has been set (see idt::enable_ist).
+    unsafe { (*TABLES.tss.get()).interrupt_stack_table[usize::from(slot - 1)] = VirtAddr::new(top) };
+}

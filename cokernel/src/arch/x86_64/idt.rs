@@ -1,0 +1,186 @@
+//! The IDT: one gate per vector, all 256, each to a stub in `trap.S` that pushes a uniform frame and
+//! calls [`hauki_trap`].
+//!
+//! Dispatch: CPU exceptions (0..32) go to `exceptions`; the APIC timer, spurious and error vectors
+//! to their handlers; anything else is counted as unexpected and acknowledged. Later issues
+//! register device and Linux vectors through [`register`].
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use super::{apic, exceptions, gdt};
+
+core::arch::global_asm!(include_str!("trap.S"), options(att_syntax));
+
+unsafe extern "C" {
+    /// First of 256 stubs, 16 bytes apart.
+    static hauki_trap_stubs: u8;
+}
+
+/// What the stubs push (lowest address first).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    // The hardware frame.
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+const _: () = assert!(core::mem::size_of::<TrapFrame>() == 22 * 8);
+
+/// Vector assignments of the co-kernel.
+pub mod vectors {
+    /// Legacy PIC, remapped here and masked; 0x27 and 0x2f can still arrive as spurious.
+    pub const PIC_BASE: u8 = 0x20;
+    /// The co-kernel's one-shot timer.
+    pub const TIMER: u8 = 0xf0;
+    /// Wakes a parked or idle CPU (no handler work).
+    pub const WAKEUP: u8 = 0xf1;
+    /// LAPIC error interrupt.
+    pub const APIC_ERROR: u8 = 0xfe;
+    /// LAPIC spurious-interrupt vector (must end in 0xf on old xAPICs).
+    pub const SPURIOUS: u8 = 0xff;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    attributes: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+const _: () = assert!(core::mem::size_of::<Gate>() == 16);
+
+impl Gate {
+    const MISSING: Gate = Gate {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        attributes: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    };
+
+    fn interrupt(handler: u64, ist: u8) -> Gate {
+        Gate {
+            offset_low: handler as u16,
+            selector: gdt::KERNEL_CS,
+            ist,
+            attributes: 0x8e, // present, DPL 0, 64-bit interrupt gate
+            offset_mid: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            reserved: 0,
+        }
+    }
+}
+
+#[repr(C, align(4096))]
+struct Idt(UnsafeCell<[Gate; 256]>);
+// SAFETY: written on the boot CPU before `lidt` and, for IST slots, before the vectors can fire.
+unsafe impl Sync for Idt {}
+
+static IDT: Idt = Idt(UnsafeCell::new([Gate::MISSING; 256]));
+
+fn stub(vector: usize) -> u64 {
+    let base = core::ptr::addr_of!(hauki_trap_stubs) as u64;
+    base + 16 * vector as u64
+}
+
+/// Fills all 256 gates and loads the IDT. IST slots are not used yet (see [`enable_ist`]).
+pub fn init() {
+    // SAFETY: boot CPU, interrupts off, the IDT not yet loaded.
+    let gates = unsafe { &mut *IDT.0.get() };
+    for (v, g) in gates.iter_mut().enumerate() {
+        *g = Gate::interrupt(stub(v), 0);
+    }
+    let ptr = x86_64::structures::DescriptorTablePointer {
+        limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16,
+        base: x86_64::VirtAddr::new(IDT.0.get() as u64),
+    };
+    // SAFETY: the table is 'static and every gate points to a stub in this image.
+    unsafe { x86_64::instructions::tables::lidt(&ptr) };
+}
+
+/// Moves #DF, NMI and #MC onto their IST stacks (after gdt::set_ist has given each a stack).
+pub fn enable_ist() {
+    // SAFETY: each gate is one 16-byte store the CPU reads only on delivery; the IST slots it
+    // names are already set.
+    let gates = unsafe { &mut *IDT.0.get() };
+    gates[8].ist = gdt::IST_DOUBLE_FAULT;
+    gates[2].ist = gdt::IST_NMI;
+    gates[18].ist = gdt::IST_MACHINE_CHECK;
+}
+
+/// A handler for an external vector.
+pub type Handler = fn(&mut TrapFrame);
+
+static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+/// Interrupts that arrived on a vector nobody handles.
+pub static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
+/// Spurious interrupts (LAPIC and legacy PIC).
+pub static SPURIOUS: AtomicU64 = AtomicU64::new(0);
+static PER_VECTOR: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+
+/// Installs `h` for vector `v` (32..=255). The handler runs with interrupts off and must not EOI;
+/// dispatch does.
+pub fn register(v: u8, h: Handler) {
+    assert!(v >= 32, "vectors below 32 are CPU exceptions");
+    HANDLERS[usize::from(v)].store(h as usize, Ordering::Release);
+}
+
+/// How many times vector `v` has been taken.
+pub fn count(v: u8) -> u64 {
+    PER_VECTOR[usize::from(v)].load(Ordering::Relaxed)
+}
+
+/// Called by every stub with the frame it built.
+#[unsafe(no_mangle)]
+extern "C" fn hauki_trap(frame: &mut TrapFrame) {
+    let v = frame.vector as usize;
+    PER_VECTOR[v].fetch_add(1, Ordering::Relaxed);
+    if v < 32 {
+        exceptions::handle(frame);
+        return;
+    }
+    let vector = v as u8;
+    match vector {
+        vectors::SPURIOUS | 0x27 | 0x2f => {
+            SPURIOUS.fetch_add(1, Ordering::Relaxed);
+            return; // no EOI for spurious interrupts
+        }
+        _ => {}
+    }
+    let h = HANDLERS[v].load(Ordering::Acquire);
+    if h != 0 {
+        // SAFETY: only `register` stores here, and it stores a `Handler`.
+        let h: Handler = unsafe { core::mem::transmute::<usize, Handler>(h) };
+        h(frame);
+    } else if UNEXPECTED.fetch_add(1, Ordering::Relaxed) < 8 {
+        log::warn!("unexpected interrupt on vector {v:#x}; acknowledged and ignored");
+    }
+    apic::eoi();
+}

@@ -1,0 +1,83 @@
+//! IO-APICs: found in the MADT, every redirection entry masked at boot. Later issues route device
+//! lines (Linux's included) through here.
+
+use spin::Mutex;
+
+const REG_ID: u32 = 0x00;
+const REG_VERSION: u32 = 0x01;
+const REG_REDIR: u32 = 0x10;
+const REDIR_MASKED: u64 = 1 << 16;
+
+#[derive(Clone, Copy, Debug)]
+pub struct IoApic {
+    pub id: u8,
+    pub phys: u64,
+    virt: u64,
+    pub gsi_base: u32,
+    pub pins: u32,
+}
+
+impl IoApic {
+    fn read(&self, reg: u32) -> u32 {
+        let sel = self.virt as *mut u32;
+        let win = (self.virt + 0x10) as *mut u32;
+        // SAFETY: IOREGSEL/IOWIN of an IO-APIC mapped uncached at `virt` (see `add`); the lock in
+        // IOAPICS serialises the select/access pair.
+        unsafe {
+            sel.write_volatile(reg);
+            win.read_volatile()
+        }
+    }
+
+    fn write(&self, reg: u32, value: u32) {
+        let sel = self.virt as *mut u32;
+        let win = (self.virt + 0x10) as *mut u32;
+        // SAFETY: as in `read`.
+        unsafe {
+            sel.write_volatile(reg);
+            win.write_volatile(value);
+        }
+    }
+
+    pub fn redirection(&self, pin: u32) -> u64 {
+        let lo = self.read(REG_REDIR + 2 * pin);
+        let hi = self.read(REG_REDIR + 2 * pin + 1);
+        (u64::from(hi) << 32) | u64::from(lo)
+    }
+
+    pub fn set_redirection(&self, pin: u32, value: u64) {
+        // Mask first so the entry is never live half-written.
+        self.write(REG_REDIR + 2 * pin, (value as u32) | REDIR_MASKED as u32);
+        self.write(REG_REDIR + 2 * pin + 1, (value >> 32) as u32);
+        self.write(REG_REDIR + 2 * pin, value as u32);
+    }
+
+    pub fn is_masked(&self, pin: u32) -> bool {
+        self.redirection(pin) & REDIR_MASKED != 0
+    }
+}
+
+static IOAPICS: Mutex<heapless::Vec<IoApic, 8>> = Mutex::new(heapless::Vec::new());
+
+/// Maps an IO-APIC, reads how many pins it has and masks all of them.
+pub fn add(id: u8, phys: u64, gsi_base: u32) -> Result<IoApic, &'static str> {
+    let virt = super::mm::map_mmio(phys, 4096);
+    let mut io = IoApic { id, phys, virt, gsi_base, pins: 0 };
+    let version = io.read(REG_VERSION);
+    if version == 0xffff_ffff {
+        return Err("IO-APIC does not answer at the address the MADT gives");
+    }
+    io.pins = ((version >> 16) & 0xff) + 1;
+    let _ = io.read(REG_ID);
+    for pin in 0..io.pins {
+        // Masked, vector 0, edge, active high, physical destination 0.
+        io.set_redirection(pin, REDIR_MASKED);
+    }
+    IOAPICS.lock().push(io).map_err(|_| "more than 8 IO-APICs")?;
+    Ok(io)
+}
+
+/// All IO-APICs found.
+pub fn all() -> heapless::Vec<IoApic, 8> {
+    IOAPICS.lock().clone()
+}

@@ -1,0 +1,38 @@
+//! Secondary CPUs: found in the MADT and parked with an INIT IPI (wait-for-SIPI), so none is left
+//! spinning in firmware code or memory we reuse. Later issues start them.
+
+use super::acpi::Platform;
+use super::{apic, console};
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Summary {
+    /// CPUs the MADT lists as usable (enabled or online-capable), the boot CPU included.
+    pub cpus: u32,
+    pub parked: u32,
+    pub disabled: u32,
+}
+
+pub fn park_secondaries(p: &Platform) -> Summary {
+    let me = apic::id();
+    let mut s = Summary::default();
+    for c in &p.cpus {
+        if c.apic_id == me {
+            s.cpus += 1;
+            continue;
+        }
+        if !(c.enabled || c.online_capable) {
+            s.disabled += 1;
+            console::record("cpu", |r| {
+                r.u64("apic_id", u64::from(c.apic_id)).u64("acpi_uid", u64::from(c.acpi_uid)).str("state", "disabled");
+            });
+            continue;
+        }
+        s.cpus += 1;
+        apic::send_init(c.apic_id);
+        s.parked += 1;
+        console::record("cpu", |r| {
+            r.u64("apic_id", u64::from(c.apic_id)).u64("acpi_uid", u64::from(c.acpi_uid)).str("state", "parked");
+        });
+    }
+    s
+}

@@ -1,0 +1,135 @@
+//! The co-kernel's one-shot timer: TSC-deadline when the CPU has it, else the LAPIC timer in
+//! one-shot mode (what QEMU TCG offers). Tickless: nothing fires unless armed.
+//!
+//! Deadlines are absolute TSC values whichever hardware is used. In one-shot mode the count is
+//! rounded up, and an interrupt that still arrives before the deadline re-arms for the rest, so the
+//! callback never runs early.
+
+use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+use super::apic::{self, LVT_TSC_DEADLINE};
+use super::cpu::rdtsc;
+use super::idt::{self, TrapFrame, vectors};
+use super::tsc;
+use x86_64::registers::model_specific::Msr;
+
+const IA32_TSC_DEADLINE: u32 = 0x6e0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    TscDeadline,
+    LapicOneshot,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::TscDeadline => "tsc-deadline",
+            Kind::LapicOneshot => "lapic-oneshot",
+        }
+    }
+}
+
+static KIND: AtomicU8 = AtomicU8::new(0);
+static LAPIC_HZ: AtomicU64 = AtomicU64::new(0);
+static DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Expiries delivered to the callback.
+pub static FIRED: AtomicU64 = AtomicU64::new(0);
+/// TSC when the last expiry was handled.
+pub static LAST_FIRE_TSC: AtomicU64 = AtomicU64::new(0);
+static CALLBACK: AtomicUsize = AtomicUsize::new(0);
+
+/// Called on expiry with the TSC at entry, interrupts off.
+pub type Callback = fn(now: u64);
+
+pub fn kind() -> Kind {
+    if KIND.load(Ordering::Relaxed) == 1 { Kind::TscDeadline } else { Kind::LapicOneshot }
+}
+
+pub fn lapic_hz() -> u64 {
+    LAPIC_HZ.load(Ordering::Relaxed)
+}
+
+/// Calibrates the LAPIC timer against the TSC and selects the timer hardware.
+pub fn init(tsc_deadline: bool, force_lapic: bool) -> Kind {
+    apic::write(apic::REG_TIMER_DIVIDE, 0b1011); // divide by 1
+    apic::write(apic::REG_LVT_TIMER, apic::LVT_MASKED | u32::from(vectors::TIMER));
+    apic::write(apic::REG_TIMER_INITIAL, u32::MAX);
+    let t0 = rdtsc();
+    let window = tsc::ns_to_ticks(100_000);
+    while rdtsc() - t0 < window {
+        core::hint::spin_loop();
+    }
+    let counted = u32::MAX - apic::read(apic::REG_TIMER_CURRENT);
+    let t1 = rdtsc();
+    apic::write(apic::REG_TIMER_INITIAL, 0);
+    let hz = u128::from(counted) * u128::from(tsc::hz()) / u128::from((t1 - t0).max(1));
+    LAPIC_HZ.store(hz as u64, Ordering::Relaxed);
+
+    idt::register(vectors::TIMER, on_interrupt);
+    let kind = if tsc_deadline && !force_lapic {
+        apic::write(apic::REG_LVT_TIMER, LVT_TSC_DEADLINE | u32::from(vectors::TIMER));
+        KIND.store(1, Ordering::Relaxed);
+        Kind::TscDeadline
+    } else {
+        apic::write(apic::REG_LVT_TIMER, u32::from(vectors::TIMER)); // one-shot
+        KIND.store(2, Ordering::Relaxed);
+        Kind::LapicOneshot
+    };
+    kind
+}
+
+/// Sets the function run on expiry.
+pub fn set_callback(f: Callback) {
+    CALLBACK.store(f as usize, Ordering::Release);
+}
+
+/// Arms the timer for absolute TSC `deadline` (replacing any earlier one).
+pub fn arm_at(deadline: u64) {
+    DEADLINE.store(deadline, Ordering::Relaxed);
+    program(deadline, rdtsc());
+}
+
+/// Disarms the timer.
+pub fn cancel() {
+    DEADLINE.store(u64::MAX, Ordering::Relaxed);
+    match kind() {
+        // SAFETY: writing 0 to IA32_TSC_DEADLINE disarms it.
+        Kind::TscDeadline => unsafe { Msr::new(IA32_TSC_DEADLINE).write(0) },
+        Kind::LapicOneshot => apic::write(apic::REG_TIMER_INITIAL, 0),
+    }
+}
+
+fn program(deadline: u64, now: u64) {
+    match kind() {
+        // SAFETY: the LVT is in TSC-deadline mode; a past deadline fires at once.
+        Kind::TscDeadline => unsafe { Msr::new(IA32_TSC_DEADLINE).write(deadline.max(1)) },
+        Kind::LapicOneshot => {
+            let delta = deadline.saturating_sub(now);
+            let hz = u128::from(tsc::hz().max(1));
+            let count = (u128::from(delta) * u128::from(lapic_hz()) + hz - 1) / hz;
+            apic::write(apic::REG_TIMER_INITIAL, count.clamp(1, u128::from(u32::MAX)) as u32);
+        }
+    }
+}
+
+fn on_interrupt(_frame: &mut TrapFrame) {
+    let now = rdtsc();
+    let deadline = DEADLINE.load(Ordering::Relaxed);
+    if deadline == u64::MAX {
+        return; // cancelled after it was already pending
+    }
+    if now < deadline {
+        program(deadline, now); // counter rounding or a clamped long deadline: wait for the rest
+        return;
+    }
+    DEADLINE.store(u64::MAX, Ordering::Relaxed);
+    FIRED.fetch_add(1, Ordering::Relaxed);
+    LAST_FIRE_TSC.store(now, Ordering::Relaxed);
+    let cb = CALLBACK.load(Ordering::Acquire);
+    if cb != 0 {
+        // SAFETY: only `set_callback` stores here, and it stores a `Callback`.
+        let cb: Callback = unsafe { core::mem::transmute::<usize, Callback>(cb) };
+        cb(now);
+    }
+}

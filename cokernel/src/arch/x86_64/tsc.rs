@@ -1,0 +1,122 @@
+//! TSC frequency: stated by the CPU (CPUID 0x15) or hypervisor (0x40000010) when given, else
+//! measured against the HPET (when ACPI lists one) or the PIT (always on a PC).
+//!
+//! Windows are short (1 ms HPET, 2 ms PIT) because boot time counts; both references are exact
+//! under QEMU, and on hardware the error is well under 0.1 %.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use x86_64::instructions::port::Port;
+
+use super::cpu::rdtsc;
+
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Cpuid,
+    Hpet,
+    Pit,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Cpuid => "cpuid",
+            Source::Hpet => "hpet",
+            Source::Pit => "pit",
+        }
+    }
+}
+
+pub fn hz() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
+}
+
+/// Nanoseconds in `ticks` TSC ticks.
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    let hz = hz().max(1);
+    (u128::from(ticks) * 1_000_000_000 / u128::from(hz)) as u64
+}
+
+/// TSC ticks in `ns` nanoseconds.
+pub fn ns_to_ticks(ns: u64) -> u64 {
+    (u128::from(ns) * u128::from(hz()) / 1_000_000_000) as u64
+}
+
+/// Determines and records the TSC frequency.
+pub fn calibrate(stated: Option<u64>, hpet_phys: Option<u64>) -> (u64, Source) {
+    let (hz, src) = if let Some(hz) = stated {
+        (hz, Source::Cpuid)
+    } else if let Some(hz) = hpet_phys.and_then(by_hpet) {
+        (hz, Source::Hpet)
+    } else {
+        (by_pit(), Source::Pit)
+    };
+    TSC_HZ.store(hz, Ordering::Relaxed);
+    (hz, src)
+}
+
+fn by_hpet(phys: u64) -> Option<u64> {
+    let base = super::mm::map_mmio(phys, 4096);
+    let reg = |off: u64| (base + off) as *mut u64;
+    // SAFETY: HPET general registers (capabilities 0x0, configuration 0x10, main counter 0xf0) in
+    // the page mapped uncached above.
+    unsafe {
+        let cap = reg(0x00).read_volatile();
+        let period_fs = cap >> 32;
+        if period_fs == 0 || period_fs > 100_000_000 {
+            return None; // not a sane HPET (the spec caps the period at 100 ns)
+        }
+        let wide = cap & (1 << 13) != 0;
+        let cfg = reg(0x10).read_volatile();
+        if cfg & 1 == 0 {
+            reg(0x10).write_volatile(cfg | 1);
+        }
+        let read = || {
+            let c = reg(0xf0).read_volatile();
+            if wide { c } else { c & 0xffff_ffff }
+        };
+        let window_ticks = 1_000_000_000_000 / period_fs; // 1 ms
+        let c0 = read();
+        let t0 = rdtsc();
+        let mut c1;
+        loop {
+            c1 = read();
+            let elapsed = if wide { c1.wrapping_sub(c0) } else { c1.wrapping_sub(c0) & 0xffff_ffff };
+            if elapsed >= window_ticks {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        let t1 = rdtsc();
+        reg(0x10).write_volatile(cfg);
+        let elapsed = if wide { c1.wrapping_sub(c0) } else { c1.wrapping_sub(c0) & 0xffff_ffff };
+        let fs = u128::from(elapsed) * u128::from(period_fs);
+        Some((u128::from(t1 - t0) * 1_000_000_000_000_000 / fs) as u64)
+    }
+}
+
+fn by_pit() -> u64 {
+    const PIT_HZ: u64 = 1_193_182;
+    const TICKS: u64 = PIT_HZ * 2 / 1000; // 2 ms
+    let mut p61 = Port::<u8>::new(0x61);
+    let mut cmd = Port::<u8>::new(0x43);
+    let mut ch2 = Port::<u8>::new(0x42);
+    // SAFETY: PIT channel 2 and its gate in port 0x61 (speaker data bit kept off); nobody else
+    // uses channel 2.
+    unsafe {
+        let g = p61.read();
+        p61.write((g & !0x02) | 0x01);
+        cmd.write(0b1011_0000); // channel 2, lo/hi byte, mode 0, binary
+        ch2.write(TICKS as u8);
+        ch2.write((TICKS >> 8) as u8);
+        let t0 = rdtsc();
+        while p61.read() & 0x20 == 0 {
+            core::hint::spin_loop();
+        }
+        let t1 = rdtsc();
+        p61.write(g);
+        (t1 - t0) * PIT_HZ / TICKS
+    }
+}

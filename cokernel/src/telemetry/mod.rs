@@ -1,0 +1,6 @@
+//! Telemetry: JSON Lines records on COM2 (schema in `docs/telemetry.md`).
+//!
+//! [`json`] is the record builder (pure, host-tested). The sink that writes to the UART lives in
+//! `arch`; records are written whole, one per line, and human log lines never start with `{`.
+
+pub mod json;
