@@ -39,11 +39,6 @@ mb2_header:
     .short 3, 0
     .long 12
     .long _start_mb2
-    /* console flags tag: we have an EGA text console when there is one (flag 1: supported) */
-    .balign 8
-    .short 4, 0
-    .long 12
-    .long 2
     /* end tag */
     .balign 8
     .short 0, 0

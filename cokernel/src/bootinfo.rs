@@ -115,7 +115,10 @@ impl fmt::Display for BootInfoError {
                 "the boot loader's Multiboot2 magic is {m:#x}, expected {MULTIBOOT2_MAGIC:#x}"
             ),
             Self::BadPvhMagic(m) => {
-                write!(f, "the PVH start info magic is {m:#x}, expected {PVH_MAGIC:#x}")
+                write!(
+                    f,
+                    "the PVH start info magic is {m:#x}, expected {PVH_MAGIC:#x}"
+                )
             }
             Self::Malformed(what) => write!(f, "the boot information is malformed: {what}"),
             Self::NoMemoryMap => write!(f, "the boot loader passed no memory map"),
@@ -131,7 +134,12 @@ impl From<MemMapError> for BootInfoError {
 }
 
 /// Add one entry, normalizing (which merges touching entries) once if the map is full.
-fn add_region(map: &mut MemoryMap, start: u64, len: u64, kind: RegionKind) -> Result<(), BootInfoError> {
+fn add_region(
+    map: &mut MemoryMap,
+    start: u64,
+    len: u64,
+    kind: RegionKind,
+) -> Result<(), BootInfoError> {
     match map.add(start, len, kind) {
         Err(MemMapError::TooManyRegions) => {
             map.normalize();
@@ -153,9 +161,13 @@ fn e820_kind(typ: u32) -> RegionKind {
 }
 
 /// Copy `s` into a fixed-capacity string, or fail with `too_long`.
-fn copy_str<const N: usize>(s: &str, too_long: &'static str) -> Result<heapless::String<N>, BootInfoError> {
+fn copy_str<const N: usize>(
+    s: &str,
+    too_long: &'static str,
+) -> Result<heapless::String<N>, BootInfoError> {
     let mut out = heapless::String::new();
-    out.push_str(s).map_err(|_| BootInfoError::Malformed(too_long))?;
+    out.push_str(s)
+        .map_err(|_| BootInfoError::Malformed(too_long))?;
     Ok(out)
 }
 
@@ -216,26 +228,39 @@ unsafe fn mb2_scan(base: *const u8, total: usize) -> Result<Mb2Scan, BootInfoErr
         // SAFETY: callers only pass `off + 4 <= total`, inside the readable structure.
         unsafe { base.add(off).cast::<u32>().read_unaligned() }
     };
-    let mut scan = Mb2Scan { acpi_new: None, acpi_old: None, efi: false, framebuffer_type: None };
+    let mut scan = Mb2Scan {
+        acpi_new: None,
+        acpi_old: None,
+        efi: false,
+        framebuffer_type: None,
+    };
     let mut off = 8;
     loop {
         if off + 8 > total {
-            return Err(BootInfoError::Malformed("the Multiboot2 tag list has no end tag"));
+            return Err(BootInfoError::Malformed(
+                "the Multiboot2 tag list has no end tag",
+            ));
         }
         let (typ, size) = (rd32(off), rd32(off + 4));
         let size_usize = size as usize;
         if size < 8 || size_usize > total - off {
-            return Err(BootInfoError::Malformed("a Multiboot2 tag runs past the end of the structure"));
+            return Err(BootInfoError::Malformed(
+                "a Multiboot2 tag runs past the end of the structure",
+            ));
         }
         match typ {
             MB2_TAG_END => {
                 if size != 8 || off + 8 != total {
-                    return Err(BootInfoError::Malformed("the Multiboot2 end tag is not the last 8 bytes"));
+                    return Err(BootInfoError::Malformed(
+                        "the Multiboot2 end tag is not the last 8 bytes",
+                    ));
                 }
                 return Ok(scan);
             }
             MB2_TAG_MODULE if size < 16 => {
-                return Err(BootInfoError::Malformed("a Multiboot2 module tag is too short"));
+                return Err(BootInfoError::Malformed(
+                    "a Multiboot2 module tag is too short",
+                ));
             }
             MB2_TAG_MMAP if size < 16 || rd32(off + 8) != 24 || (size - 16) % 24 != 0 => {
                 return Err(BootInfoError::Malformed(
@@ -244,17 +269,29 @@ unsafe fn mb2_scan(base: *const u8, total: usize) -> Result<Mb2Scan, BootInfoErr
             }
             MB2_TAG_FRAMEBUFFER => {
                 if size_usize <= MB2_FB_TYPE_OFFSET {
-                    return Err(BootInfoError::Malformed("the Multiboot2 framebuffer tag is too short"));
+                    return Err(BootInfoError::Malformed(
+                        "the Multiboot2 framebuffer tag is too short",
+                    ));
                 }
                 // SAFETY: `off + MB2_FB_TYPE_OFFSET < off + size <= total`.
                 scan.framebuffer_type = Some(unsafe { base.add(off + MB2_FB_TYPE_OFFSET).read() });
             }
             MB2_TAG_ACPI_OLD | MB2_TAG_ACPI_NEW => {
-                let need = if typ == MB2_TAG_ACPI_NEW { RSDP_V2_LEN } else { RSDP_V1_LEN };
+                let need = if typ == MB2_TAG_ACPI_NEW {
+                    RSDP_V2_LEN
+                } else {
+                    RSDP_V1_LEN
+                };
                 if size < 8 + need {
-                    return Err(BootInfoError::Malformed("a Multiboot2 ACPI tag is too short to hold an RSDP"));
+                    return Err(BootInfoError::Malformed(
+                        "a Multiboot2 ACPI tag is too short to hold an RSDP",
+                    ));
                 }
-                let slot = if typ == MB2_TAG_ACPI_NEW { &mut scan.acpi_new } else { &mut scan.acpi_old };
+                let slot = if typ == MB2_TAG_ACPI_NEW {
+                    &mut scan.acpi_new
+                } else {
+                    &mut scan.acpi_old
+                };
                 slot.get_or_insert(off);
             }
             t if MB2_EFI_TAGS.contains(&t) => scan.efi = true,
@@ -285,24 +322,34 @@ pub unsafe fn parse_multiboot2(
         return Err(BootInfoError::BadMultiboot2Magic(magic));
     }
     let base = phys_to_ptr(info_phys);
-    if info_phys % 8 != 0 || base.is_null() || base.align_offset(8) != 0 {
-        return Err(BootInfoError::Malformed("the Multiboot2 information is not 8-byte aligned"));
+    if !info_phys.is_multiple_of(8) || base.is_null() || base.align_offset(8) != 0 {
+        return Err(BootInfoError::Malformed(
+            "the Multiboot2 information is not 8-byte aligned",
+        ));
     }
     // SAFETY: the structure starts with its 4-byte total size; `base` is readable by contract.
     let total = unsafe { base.cast::<u32>().read() };
-    if !(16..=MAX_MB2_INFO_SIZE).contains(&total) || total % 8 != 0 {
-        return Err(BootInfoError::Malformed("the Multiboot2 information has an implausible total size"));
+    if !(16..=MAX_MB2_INFO_SIZE).contains(&total) || !total.is_multiple_of(8) {
+        return Err(BootInfoError::Malformed(
+            "the Multiboot2 information has an implausible total size",
+        ));
     }
     // SAFETY: `total` bytes at `base` are the information structure, readable by contract.
     let scan = unsafe { mb2_scan(base, total as usize) }?;
     // SAFETY: as above; `mb2_scan` checked the tag chain and every tag the crate asserts on.
-    let bi = unsafe { multiboot2::BootInformation::load(base.cast()) }
-        .map_err(|_| BootInfoError::Malformed("the multiboot2 crate rejected the information structure"))?;
+    let bi = unsafe { multiboot2::BootInformation::load(base.cast()) }.map_err(|_| {
+        BootInfoError::Malformed("the multiboot2 crate rejected the information structure")
+    })?;
 
     let mut memory = MemoryMap::new();
     let mmap = bi.memory_map_tag().ok_or(BootInfoError::NoMemoryMap)?;
     for area in mmap.memory_areas() {
-        add_region(&mut memory, area.start_address(), area.size(), e820_kind(area.typ().into()))?;
+        add_region(
+            &mut memory,
+            area.start_address(),
+            area.size(),
+            e820_kind(area.typ().into()),
+        )?;
     }
     memory.normalize();
 
@@ -330,7 +377,9 @@ pub unsafe fn parse_multiboot2(
     for tag in bi.module_tags() {
         let (start, end) = (u64::from(tag.start_address()), u64::from(tag.end_address()));
         if end < start {
-            return Err(BootInfoError::Malformed("a boot module ends before it starts"));
+            return Err(BootInfoError::Malformed(
+                "a boot module ends before it starts",
+            ));
         }
         let s = mb2_str(
             tag.cmdline(),
@@ -339,13 +388,24 @@ pub unsafe fn parse_multiboot2(
         )?;
         let cmdline = copy_str(s, "a module command line is longer than 128 bytes")?;
         modules
-            .push(Module { start, end, cmdline })
+            .push(Module {
+                start,
+                end,
+                cmdline,
+            })
             .map_err(|_| BootInfoError::Malformed("there are more than 8 boot modules"))?;
     }
 
     // The RSDP copy starts right after the 8-byte tag header.
-    let rsdp = scan.acpi_new.or(scan.acpi_old).map(|off| info_phys + off as u64 + 8);
-    let firmware = if scan.efi { Firmware::Uefi } else { Firmware::Bios };
+    let rsdp = scan
+        .acpi_new
+        .or(scan.acpi_old)
+        .map(|off| info_phys + off as u64 + 8);
+    let firmware = if scan.efi {
+        Firmware::Uefi
+    } else {
+        Firmware::Bios
+    };
     let vga_text = match scan.framebuffer_type {
         Some(t) => t == MB2_FB_TYPE_EGA_TEXT,
         None => !scan.efi,
@@ -457,7 +517,9 @@ unsafe fn read_cstr<const N: usize>(
     }
     let mut buf = heapless::Vec::<u8, N>::new();
     for i in 0..=N as u64 {
-        let at = phys.checked_add(i).ok_or(BootInfoError::Malformed(too_long))?;
+        let at = phys
+            .checked_add(i)
+            .ok_or(BootInfoError::Malformed(too_long))?;
         // SAFETY: by the caller's guarantee; we stop at the NUL or after N + 1 bytes.
         let b: u8 = unsafe { read_phys(at, phys_to_ptr) };
         if b == 0 {
@@ -475,9 +537,16 @@ unsafe fn read_cstr<const N: usize>(
 }
 
 /// Byte range of `count` entries of `size` bytes at `phys`, or `what` if it overflows.
-fn array_range(phys: u64, count: u32, size: usize, what: &'static str) -> Result<Range<u64>, BootInfoError> {
+fn array_range(
+    phys: u64,
+    count: u32,
+    size: usize,
+    what: &'static str,
+) -> Result<Range<u64>, BootInfoError> {
     let bytes = u64::from(count) * size as u64;
-    let end = phys.checked_add(bytes).ok_or(BootInfoError::Malformed(what))?;
+    let end = phys
+        .checked_add(bytes)
+        .ok_or(BootInfoError::Malformed(what))?;
     Ok(phys..end)
 }
 
@@ -496,7 +565,9 @@ fn cover(pieces: &mut [Range<u64>]) -> (heapless::Vec<Range<u64>, 4>, Range<u64>
         }
     }
     while merged.len() > 4 {
-        let i = (0..merged.len() - 1).min_by_key(|&i| merged[i + 1].start - merged[i].end).unwrap_or(0);
+        let i = (0..merged.len() - 1)
+            .min_by_key(|&i| merged[i + 1].start - merged[i].end)
+            .unwrap_or(0);
         merged[i].end = merged[i + 1].end;
         merged.remove(i + 1);
     }
@@ -553,7 +624,9 @@ pub unsafe fn parse_pvh(
         return Err(BootInfoError::NoMemoryMap);
     }
     if si.memmap_paddr == 0 || si.memmap_entries > MAX_PVH_MEMMAP_ENTRIES {
-        return Err(BootInfoError::Malformed("the PVH memory map address or entry count is implausible"));
+        return Err(BootInfoError::Malformed(
+            "the PVH memory map address or entry count is implausible",
+        ));
     }
     let mm = array_range(
         si.memmap_paddr,
@@ -587,11 +660,15 @@ pub unsafe fn parse_pvh(
 
     let mut modules = heapless::Vec::new();
     if si.nr_modules > 8 {
-        return Err(BootInfoError::Malformed("there are more than 8 boot modules"));
+        return Err(BootInfoError::Malformed(
+            "there are more than 8 boot modules",
+        ));
     }
     if si.nr_modules > 0 {
         if si.modlist_paddr == 0 {
-            return Err(BootInfoError::Malformed("the PVH module list address is zero"));
+            return Err(BootInfoError::Malformed(
+                "the PVH module list address is zero",
+            ));
         }
         let ml = array_range(
             si.modlist_paddr,
@@ -602,10 +679,9 @@ pub unsafe fn parse_pvh(
         for at in ml.clone().step_by(size_of::<HvmModlistEntry>()) {
             // SAFETY: inside the module list the start info points to; integers only.
             let e: HvmModlistEntry = unsafe { read_phys(at, phys_to_ptr) };
-            let end = e
-                .paddr
-                .checked_add(e.size)
-                .ok_or(BootInfoError::Malformed("a boot module runs past the end of the address space"))?;
+            let end = e.paddr.checked_add(e.size).ok_or(BootInfoError::Malformed(
+                "a boot module runs past the end of the address space",
+            ))?;
             // SAFETY: the module entry references a NUL-terminated command line (or none).
             let (cmdline, len) = unsafe {
                 read_cstr(
@@ -619,7 +695,11 @@ pub unsafe fn parse_pvh(
                 piece(e.cmdline_paddr..e.cmdline_paddr + len);
             }
             // Cannot fail: nr_modules ≤ 8.
-            let _ = modules.push(Module { start: e.paddr, end, cmdline });
+            let _ = modules.push(Module {
+                start: e.paddr,
+                end,
+                cmdline,
+            });
         }
         piece(ml);
     }
@@ -664,7 +744,10 @@ mod tests {
         fn p2p(&self) -> impl Fn(u64) -> *const u8 + '_ {
             move |phys| {
                 let off = usize::try_from(phys - PHYS).unwrap();
-                assert!(off < self.words.len() * 8, "read outside the fake memory at {phys:#x}");
+                assert!(
+                    off < self.words.len() * 8,
+                    "read outside the fake memory at {phys:#x}"
+                );
                 self.words.as_ptr().cast::<u8>().wrapping_add(off)
             }
         }
@@ -690,7 +773,7 @@ mod tests {
             le32(&mut self.tags, typ);
             le32(&mut self.tags, 8 + payload.len() as u32);
             self.tags.extend_from_slice(payload);
-            while self.tags.len() % 8 != 0 {
+            while !self.tags.len().is_multiple_of(8) {
                 self.tags.push(0);
             }
             self
@@ -794,21 +877,52 @@ mod tests {
         assert_eq!(bi.cmdline.as_str(), "console=ttyS0 hauki.debug");
         assert_eq!(bi.rsdp, Some(PHYS + acpi_new as u64 + 8));
         assert_eq!(bi.modules.len(), 2);
-        assert_eq!((bi.modules[0].start, bi.modules[0].end), (0x20_0000, 0x30_0000));
+        assert_eq!(
+            (bi.modules[0].start, bi.modules[0].end),
+            (0x20_0000, 0x30_0000)
+        );
         assert_eq!(bi.modules[0].cmdline.as_str(), "payload.elf arg");
         assert_eq!(bi.modules[1].cmdline.as_str(), "");
         assert_eq!(bi.info_range, PHYS..PHYS + bytes.len() as u64);
-        assert_eq!(&bi.info_ranges[..], &[bi.info_range.clone()]);
+        assert_eq!(&bi.info_ranges[..], std::slice::from_ref(&bi.info_range));
         assert_eq!(
             bi.memory.regions(),
             &[
-                Region { start: 0, end: 0x9_fc00, kind: RegionKind::Usable },
-                Region { start: 0x9_fc00, end: 0xa_0000, kind: RegionKind::Reserved },
-                Region { start: 0xf_0000, end: 0x10_0000, kind: RegionKind::Reserved },
-                Region { start: 0x10_0000, end: 0x7fe_0000, kind: RegionKind::Usable },
-                Region { start: 0x7fe_0000, end: 0x800_0000, kind: RegionKind::AcpiReclaimable },
-                Region { start: 0xfffc_0000, end: 0x1_0000_0000, kind: RegionKind::AcpiNvs },
-                Region { start: 0x1_0000_0000, end: 0x1_0000_1000, kind: RegionKind::Defective },
+                Region {
+                    start: 0,
+                    end: 0x9_fc00,
+                    kind: RegionKind::Usable
+                },
+                Region {
+                    start: 0x9_fc00,
+                    end: 0xa_0000,
+                    kind: RegionKind::Reserved
+                },
+                Region {
+                    start: 0xf_0000,
+                    end: 0x10_0000,
+                    kind: RegionKind::Reserved
+                },
+                Region {
+                    start: 0x10_0000,
+                    end: 0x7fe_0000,
+                    kind: RegionKind::Usable
+                },
+                Region {
+                    start: 0x7fe_0000,
+                    end: 0x800_0000,
+                    kind: RegionKind::AcpiReclaimable
+                },
+                Region {
+                    start: 0xfffc_0000,
+                    end: 0x1_0000_0000,
+                    kind: RegionKind::AcpiNvs
+                },
+                Region {
+                    start: 0x1_0000_0000,
+                    end: 0x1_0000_1000,
+                    kind: RegionKind::Defective
+                },
             ]
         );
     }
@@ -840,7 +954,10 @@ mod tests {
         let fake = Fake::new(&good);
         // SAFETY: the fake memory holds the structure.
         let r = unsafe { parse_multiboot2(0x2bad_b002, PHYS, &fake.p2p()) };
-        assert_eq!(r.unwrap_err(), BootInfoError::BadMultiboot2Magic(0x2bad_b002));
+        assert_eq!(
+            r.unwrap_err(),
+            BootInfoError::BadMultiboot2Magic(0x2bad_b002)
+        );
         // SAFETY: as above.
         let r = unsafe { parse_multiboot2(MULTIBOOT2_MAGIC, PHYS + 4, &fake.p2p()) };
         assert!(matches!(r, Err(BootInfoError::Malformed(_))));
@@ -853,7 +970,9 @@ mod tests {
         assert!(matches!(parse_mb2(&bytes), Err(BootInfoError::Malformed(m)) if m.contains("NUL")));
         // Invalid UTF-8.
         let bytes = basic_mmap().string(1, &[b'a', 0xff, b'b']).build();
-        assert!(matches!(parse_mb2(&bytes), Err(BootInfoError::Malformed(m)) if m.contains("UTF-8")));
+        assert!(
+            matches!(parse_mb2(&bytes), Err(BootInfoError::Malformed(m)) if m.contains("UTF-8"))
+        );
         // Overlong command line and module command line.
         let bytes = basic_mmap().string(1, &[b'a'; 513]).build();
         assert!(matches!(parse_mb2(&bytes), Err(BootInfoError::Malformed(m)) if m.contains("512")));
@@ -869,7 +988,10 @@ mod tests {
         for i in 0..9 {
             b = b.module(i, i + 1, "");
         }
-        assert!(matches!(parse_mb2(&b.build()), Err(BootInfoError::Malformed(_))));
+        assert!(matches!(
+            parse_mb2(&b.build()),
+            Err(BootInfoError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -893,8 +1015,14 @@ mod tests {
         v[0..4].copy_from_slice(&4u32.to_le_bytes());
         assert!(matches!(parse_mb2(&v), Err(BootInfoError::Malformed(_))));
         // Short framebuffer and ACPI tags.
-        assert!(matches!(parse_mb2(&basic_mmap().tag(8, &[0; 8]).build()), Err(BootInfoError::Malformed(_))));
-        assert!(matches!(parse_mb2(&basic_mmap().tag(15, &[0; 20]).build()), Err(BootInfoError::Malformed(_))));
+        assert!(matches!(
+            parse_mb2(&basic_mmap().tag(8, &[0; 8]).build()),
+            Err(BootInfoError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_mb2(&basic_mmap().tag(15, &[0; 20]).build()),
+            Err(BootInfoError::Malformed(_))
+        ));
     }
 
     /// Lays out a PVH start info and what it points to, at fixed offsets from `PHYS`.
@@ -968,9 +1096,17 @@ mod tests {
     fn pvh() -> Pvh {
         Pvh {
             version: 1,
-            memmap: vec![(0, 0x9_fc00, 1), (0x10_0000, 0x7f0_0000, 1), (0xfeff_c000, 0x4000, 2), (0x7ff_0000, 0x1_0000, 3)],
+            memmap: vec![
+                (0, 0x9_fc00, 1),
+                (0x10_0000, 0x7f0_0000, 1),
+                (0xfeff_c000, 0x4000, 2),
+                (0x7ff_0000, 0x1_0000, 3),
+            ],
             cmdline: Some(b"console=ttyS0 hauki.cpus=1\0".to_vec()),
-            modules: vec![(0x100_0000, 0x1234, Some(b"payload\0".to_vec())), (0x200_0000, 0x10, None)],
+            modules: vec![
+                (0x100_0000, 0x1234, Some(b"payload\0".to_vec())),
+                (0x200_0000, 0x10, None),
+            ],
             rsdp: 0xf_5a10,
         }
     }
@@ -984,15 +1120,23 @@ mod tests {
         assert_eq!(bi.rsdp, Some(0xf_5a10));
         assert_eq!(bi.cmdline.as_str(), "console=ttyS0 hauki.cpus=1");
         assert_eq!(bi.modules.len(), 2);
-        assert_eq!((bi.modules[0].start, bi.modules[0].end), (0x100_0000, 0x100_1234));
+        assert_eq!(
+            (bi.modules[0].start, bi.modules[0].end),
+            (0x100_0000, 0x100_1234)
+        );
         assert_eq!(bi.modules[0].cmdline.as_str(), "payload");
         assert_eq!(bi.modules[1].cmdline.as_str(), "");
-        assert_eq!(bi.memory.usable_bytes(), 0x9_fc00 + 0x7f0_0000);
+        assert_eq!(bi.memory.usable_bytes(), 0x9_fc00 + 0x7f0_0000 - 0x1_0000); // ACPI overlaps the top
         assert_eq!(bi.memory.regions().len(), 4);
         assert_eq!(bi.memory.regions()[2].kind, RegionKind::AcpiReclaimable);
         assert_eq!(
             &bi.info_ranges[..],
-            &[SI..MEMMAP + 4 * 24, MODLIST..MODLIST + 64, CMDLINE..CMDLINE + 27, MODCMD..MODCMD + 8]
+            &[
+                SI..MEMMAP + 4 * 24,
+                MODLIST..MODLIST + 64,
+                CMDLINE..CMDLINE + 27,
+                MODCMD..MODCMD + 8
+            ]
         );
         assert_eq!(bi.info_range, SI..MODCMD + 8);
         let mut no_rsdp = pvh();
@@ -1002,7 +1146,8 @@ mod tests {
         let bi = no_rsdp.parse().unwrap();
         assert_eq!(bi.rsdp, None);
         assert!(bi.cmdline.is_empty() && bi.modules.is_empty());
-        assert_eq!(&bi.info_ranges[..], &[SI..MEMMAP + 4 * 24]);
+        assert_eq!(&bi.info_ranges[..], &[SI..SI + 56, MEMMAP..MEMMAP + 4 * 24]);
+        assert_eq!(bi.info_range, SI..MEMMAP + 4 * 24);
     }
 
     #[test]
@@ -1048,16 +1193,33 @@ mod tests {
     fn many_entries_are_merged_not_refused() {
         // 200 touching usable entries exceed MAX_REGIONS before normalization.
         let mut p = pvh();
-        p.memmap = (0..200).map(|i| (0x10_0000 + i * 0x1000, 0x1000, 1)).collect();
+        p.memmap = (0..200)
+            .map(|i| (0x10_0000 + i * 0x1000, 0x1000, 1))
+            .collect();
         p.modules.clear();
         p.cmdline = None;
         let bi = p.parse().unwrap();
-        assert_eq!(bi.memory.regions(), &[Region { start: 0x10_0000, end: 0x10_0000 + 200 * 0x1000, kind: RegionKind::Usable }]);
+        assert_eq!(
+            bi.memory.regions(),
+            &[Region {
+                start: 0x10_0000,
+                end: 0x10_0000 + 200 * 0x1000,
+                kind: RegionKind::Usable
+            }]
+        );
     }
 
     #[test]
     fn cover_merges_closest() {
-        let mut v = [0..10, 100..110, 20..30, 25..40, 200..210, 1000..1001, 41..42];
+        let mut v = [
+            0..10,
+            100..110,
+            20..30,
+            25..40,
+            200..210,
+            1000..1001,
+            41..42,
+        ];
         let (r, hull) = cover(&mut v);
         assert_eq!(&r[..], &[0..42, 100..110, 200..210, 1000..1001]);
         assert_eq!(hull, 0..1001);

@@ -19,7 +19,7 @@ fn last<'a>(cmdline: &'a str, key: &str) -> Option<Option<&'a str>> {
             Some((k, v)) => (k == key).then_some(Some(v)),
             None => (word == key).then_some(None),
         })
-        .last()
+        .next_back()
 }
 
 /// True when the last occurrence of `key` is bare or has a value of `1`, `y`, `yes`, `on` or
@@ -29,7 +29,9 @@ pub fn flag(cmdline: &str, key: &str) -> bool {
     match last(cmdline, key) {
         None => false,
         Some(None) => true,
-        Some(Some(v)) => ["1", "y", "yes", "on", "true"].iter().any(|t| v.eq_ignore_ascii_case(t)),
+        Some(Some(v)) => ["1", "y", "yes", "on", "true"]
+            .iter()
+            .any(|t| v.eq_ignore_ascii_case(t)),
     }
 }
 
@@ -63,10 +65,14 @@ mod tests {
 
     #[test]
     fn flags() {
-        for on in ["k", "k=1", "k=y", "k=yes", "k=on", "k=true", "k=TRUE", "k=Yes"] {
+        for on in [
+            "k", "k=1", "k=y", "k=yes", "k=on", "k=true", "k=TRUE", "k=Yes",
+        ] {
             assert!(flag(on, "k"), "{on}");
         }
-        for off in ["", "k=0", "k=no", "k=off", "k=false", "k=2", "kk", "x=k", "k= "] {
+        for off in [
+            "", "k=0", "k=no", "k=off", "k=false", "k=2", "kk", "x=k", "k= ",
+        ] {
             assert!(!flag(off, "k"), "{off}");
         }
     }

@@ -75,7 +75,7 @@ fn breakpoint_resumes() -> TestResult {
 }
 
 fn text_not_writable() -> TestResult {
-    let addr = text_not_writable as usize as u64;
+    let addr = text_not_writable as *const () as u64;
     ensure!(exceptions::probe_write(addr) == Err(14), "write to text at {addr:#x} did not page-fault");
     ensure!(exceptions::probe_read(addr).is_ok(), "text is not readable");
     Ok(())
@@ -113,7 +113,7 @@ extern "C" fn just_return() {}
 
 fn text_executable() -> TestResult {
     // SAFETY: a real function: executing it returns.
-    ensure!(unsafe { exceptions::probe_exec(just_return as usize as u64) }.is_ok(), "text is not executable");
+    ensure!(unsafe { exceptions::probe_exec(just_return as *const () as u64) }.is_ok(), "text is not executable");
     Ok(())
 }
 

@@ -1,1 +1,205 @@
-fn main(){}
+//! `cargo xtask`: build, run, test and benchmark Hauki.
+//!
+//! Everything a developer or CI does goes through here; see `cargo xtask help`. The pure parts (argument
+//! parsing, QEMU command assembly, KTAP and telemetry parsing, ELF program headers) are unit-tested with
+//! `cargo test -p xtask`.
+
+mod args;
+mod bench;
+mod build;
+mod deps;
+mod elf;
+mod ktap;
+mod qemu;
+mod suite;
+mod telemetry;
+mod util;
+
+use std::process::ExitCode;
+
+use util::Workspace;
+
+/// One `cargo xtask` subcommand: its name, a one-line summary and its usage.
+struct Command {
+    name: &'static str,
+    summary: &'static str,
+    usage: &'static str,
+    run: fn(&Workspace, &[String]) -> Result<ExitCode, String>,
+}
+
+/// Every subcommand, in the order `cargo xtask help` lists them.
+const COMMANDS: &[Command] = &[
+    Command {
+        name: "help",
+        summary: "List the subcommands (this text).",
+        usage: "cargo xtask help [COMMAND]",
+        run: cmd_help,
+    },
+    Command {
+        name: "deps",
+        summary: "Check the host tools (QEMU, GRUB, xorriso, mtools, OVMF, Rust target); install them as root on Debian.",
+        usage: "cargo xtask deps",
+        run: cmd_deps,
+    },
+    Command {
+        name: "build",
+        summary: "Build the co-kernel (target/hauki/cokernel.elf) and the BIOS+UEFI boot image (target/hauki/hauki.iso).",
+        usage: "cargo xtask build",
+        run: cmd_build,
+    },
+    Command {
+        name: "run",
+        summary: "Build, then boot under QEMU with the console (COM1) on this terminal and telemetry (COM2) in a file.",
+        usage: args::RUN_USAGE,
+        run: cmd_run,
+    },
+    Command {
+        name: "test",
+        summary: "Run every test: host unit tests, in-kernel KTAP tests, system tests under QEMU.",
+        usage: "cargo xtask test [FILTER...]   (only steps whose name contains a FILTER; HAUKI_QEMU_TIMEOUT=<s> raises the 120 s safety bound per QEMU run)",
+        run: cmd_test,
+    },
+    Command {
+        name: "bench",
+        summary: "Build, then measure image size and boot time; writes target/hauki/bench.json.",
+        usage: "cargo xtask bench",
+        run: cmd_bench,
+    },
+    Command {
+        name: "ci",
+        summary: "Exactly what CI runs (today: `test`).",
+        usage: "cargo xtask ci",
+        run: cmd_ci,
+    },
+];
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(name) = argv.first() else {
+        print_help();
+        return ExitCode::from(2);
+    };
+    let name = name.as_str();
+    let name = match name {
+        "-h" | "--help" => "help",
+        other => other,
+    };
+    let Some(cmd) = COMMANDS.iter().find(|c| c.name == name) else {
+        eprintln!("error: unknown command `{name}`");
+        print_help();
+        return ExitCode::from(2);
+    };
+    let rest = &argv[1..];
+    if name != "help" && rest.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{}\n\nusage: {}", cmd.summary, cmd.usage);
+        return ExitCode::SUCCESS;
+    }
+    let ws = Workspace::locate();
+    match (cmd.run)(&ws, rest) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_help() {
+    println!("cargo xtask <COMMAND> [ARGS]\n\nCommands:");
+    for c in COMMANDS {
+        println!("  {:<6} {}", c.name, c.summary);
+    }
+    println!("\n`cargo xtask help COMMAND` shows a command's arguments.");
+}
+
+/// `help [COMMAND]`: list the subcommands, or show one command's usage.
+fn cmd_help(_ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
+    match args.first() {
+        None => print_help(),
+        Some(name) => match COMMANDS.iter().find(|c| c.name == name) {
+            Some(c) => println!("{}\n\nusage: {}", c.summary, c.usage),
+            None => return Err(format!("unknown command `{name}`; see `cargo xtask help`")),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deps`: check (and, as root on Debian, install) the host tools every other command needs.
+fn cmd_deps(_ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
+    args::no_args("deps", args)?;
+    let tools = deps::ensure()?;
+    println!("{}", tools.describe());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `build`: the co-kernel ELF and the hybrid BIOS+UEFI ISO.
+fn cmd_build(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
+    args::no_args("build", args)?;
+    deps::ensure()?;
+    let out = build::build_all(ws)?;
+    println!("==> done: {} and {}", ws.rel(&out.elf), ws.rel(&out.iso));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `run [FLAGS]`: build, then boot under QEMU interactively.
+fn cmd_run(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
+    let opts = args::RunOpts::parse(args)?;
+    let tools = deps::ensure()?;
+    let out = if opts.iso {
+        build::build_all(ws)?
+    } else {
+        let elf = build::build_kernel(ws, &[], build::KERNEL_ELF)?;
+        build::Artifacts {
+            iso: ws.hauki_dir().join(build::ISO),
+            elf,
+        }
+    };
+    qemu::run_interactive(ws, &tools, &opts, &out)
+}
+
+/// `test [FILTER...]`: everything, with a final `N passed, M failed` line.
+fn cmd_test(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
+    if let Some(flag) = args.iter().find(|a| a.starts_with('-')) {
+        return Err(format!(
+            "`test` takes no flags (got `{flag}`); usage: cargo xtask test [FILTER...]"
+        ));
+    }
+    let tools = deps::ensure()?;
+    Ok(suite::run_all(ws, &tools, args))
+}
+
+/// `bench`: image size and boot time against their targets.
+fn cmd_bench(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
+    args::no_args("bench", args)?;
+    let tools = deps::ensure()?;
+    bench::run_all(ws, &tools)
+}
+
+/// `ci`: what CI runs, i.e. `test` with no filter.
+fn cmd_ci(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
+    args::no_args("ci", args)?;
+    cmd_test(ws, &[])
+}
+
+#[cfg(test)]
+mod main_tests {
+    use super::COMMANDS;
+
+    #[test]
+    fn command_names_are_unique_and_documented() {
+        for (i, c) in COMMANDS.iter().enumerate() {
+            assert!(!c.summary.is_empty() && !c.usage.is_empty(), "{}", c.name);
+            assert!(
+                COMMANDS[i + 1..].iter().all(|d| d.name != c.name),
+                "duplicate {}",
+                c.name
+            );
+        }
+        for needed in ["help", "build", "run", "test", "bench", "ci", "deps"] {
+            assert!(
+                COMMANDS.iter().any(|c| c.name == needed),
+                "missing {needed}"
+            );
+        }
+    }
+}

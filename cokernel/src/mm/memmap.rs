@@ -100,7 +100,11 @@ impl fmt::Display for MemMapError {
                 f,
                 "no usable RAM is left above 1 MiB once the kernel, boot info and modules are set aside"
             ),
-            Self::KernelNotInUsableRam { kernel_start, kernel_end, conflict } => write!(
+            Self::KernelNotInUsableRam {
+                kernel_start,
+                kernel_end,
+                conflict,
+            } => write!(
                 f,
                 "the kernel image [{kernel_start:#x}, {kernel_end:#x}) is not wholly in usable RAM: it overlaps {:?} memory [{:#x}, {:#x})",
                 conflict.kind, conflict.start, conflict.end
@@ -124,7 +128,9 @@ impl Default for MemoryMap {
 impl MemoryMap {
     /// An empty map.
     pub const fn new() -> Self {
-        Self { regions: heapless::Vec::new() }
+        Self {
+            regions: heapless::Vec::new(),
+        }
     }
 
     /// Add an entry. A zero length is ignored. The map is not normalized by this call.
@@ -132,7 +138,9 @@ impl MemoryMap {
         if len == 0 {
             return Ok(());
         }
-        let end = start.checked_add(len).ok_or(MemMapError::AddressOverflow { start, len })?;
+        let end = start
+            .checked_add(len)
+            .ok_or(MemMapError::AddressOverflow { start, len })?;
         self.regions
             .push(Region { start, end, kind })
             .map_err(|_| MemMapError::TooManyRegions)
@@ -188,7 +196,9 @@ impl MemoryMap {
 
     /// Usable ranges at or above `floor`, clipped at `floor` (meaningful on a normalized map).
     pub fn usable_above(&self, floor: u64) -> impl Iterator<Item = Range<u64>> + '_ {
-        self.usable().filter(move |r| r.end > floor).map(move |r| r.start.max(floor)..r.end)
+        self.usable()
+            .filter(move |r| r.end > floor)
+            .map(move |r| r.start.max(floor)..r.end)
     }
 
     /// Check that `kernel` lies wholly inside usable RAM. The check runs on a normalized copy, so
@@ -203,7 +213,11 @@ impl MemoryMap {
         };
         let mut cursor = kernel.start;
         while cursor < kernel.end {
-            match map.regions.iter().find(|r| r.start <= cursor && cursor < r.end) {
+            match map
+                .regions
+                .iter()
+                .find(|r| r.start <= cursor && cursor < r.end)
+            {
                 Some(r) if r.kind == RegionKind::Usable => cursor = r.end,
                 Some(r) => return Err(err(*r)),
                 None => {
@@ -215,7 +229,11 @@ impl MemoryMap {
                         .filter(|&s| s > cursor)
                         .min()
                         .unwrap_or(u64::MAX);
-                    return Err(err(Region { start: cursor, end, kind: RegionKind::Reserved }));
+                    return Err(err(Region {
+                        start: cursor,
+                        end,
+                        kind: RegionKind::Reserved,
+                    }));
                 }
             }
         }
@@ -239,13 +257,23 @@ fn sweep(input: &[Region], mut emit: impl FnMut(Region)) {
             .min()
     };
     let mut pending: Option<Region> = None;
-    let Some(mut lo) = next_boundary(None) else { return };
+    let Some(mut lo) = next_boundary(None) else {
+        return;
+    };
     while let Some(hi) = next_boundary(Some(lo)) {
-        let kind = input.iter().filter(|r| r.start <= lo && hi <= r.end).map(|r| r.kind).max();
+        let kind = input
+            .iter()
+            .filter(|r| r.start <= lo && hi <= r.end)
+            .map(|r| r.kind)
+            .max();
         match (kind, pending.as_mut()) {
             (Some(k), Some(p)) if p.kind == k && p.end == lo => p.end = hi,
             (Some(k), _) => {
-                if let Some(p) = pending.replace(Region { start: lo, end: hi, kind: k }) {
+                if let Some(p) = pending.replace(Region {
+                    start: lo,
+                    end: hi,
+                    kind: k,
+                }) {
                     emit(p);
                 }
             }
@@ -261,8 +289,8 @@ fn sweep(input: &[Region], mut emit: impl FnMut(Region)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use RegionKind::*;
+    use proptest::prelude::*;
 
     fn r(start: u64, end: u64, kind: RegionKind) -> Region {
         Region { start, end, kind }
@@ -275,7 +303,10 @@ mod tests {
         assert!(m.regions().is_empty());
         assert_eq!(
             m.add(u64::MAX - 1, 2, Usable),
-            Err(MemMapError::AddressOverflow { start: u64::MAX - 1, len: 2 })
+            Err(MemMapError::AddressOverflow {
+                start: u64::MAX - 1,
+                len: 2
+            })
         );
         m.add(u64::MAX - 1, 1, Usable).unwrap();
         for i in 1..MAX_REGIONS as u64 {
@@ -306,7 +337,10 @@ mod tests {
                 r(0x100_0000, 0x120_0000, AcpiNvs),
             ]
         );
-        assert_eq!(m.usable_bytes(), 0xa_0000 + 0x10_0000 + (0x100_0000 - 0x20_1000));
+        assert_eq!(
+            m.usable_bytes(),
+            0xa_0000 + 0x10_0000 + (0x100_0000 - 0x20_1000)
+        );
         assert_eq!(m.max_usable_end(), 0x100_0000);
         let above: std::vec::Vec<_> = m.usable_above(0x18_0000).collect();
         assert_eq!(above, [0x18_0000..0x20_0000, 0x20_1000..0x100_0000]);
@@ -370,12 +404,22 @@ mod tests {
     }
 
     fn kind() -> impl Strategy<Value = RegionKind> {
-        prop_oneof![Just(Usable), Just(AcpiReclaimable), Just(AcpiNvs), Just(Reserved), Just(Defective)]
+        prop_oneof![
+            Just(Usable),
+            Just(AcpiReclaimable),
+            Just(AcpiNvs),
+            Just(Reserved),
+            Just(Defective)
+        ]
     }
 
     /// Most restrictive kind covering byte `a` of the raw input, if any.
     fn oracle(input: &[Region], a: u64) -> Option<RegionKind> {
-        input.iter().filter(|r| r.start <= a && a < r.end).map(|r| r.kind).max()
+        input
+            .iter()
+            .filter(|r| r.start <= a && a < r.end)
+            .map(|r| r.kind)
+            .max()
     }
 
     proptest! {

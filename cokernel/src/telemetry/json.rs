@@ -199,8 +199,8 @@ mod tests {
         #[test]
         fn always_one_line(key in ".*", val in ".*") {
             let s = record(|r| { r.str(&key, &val); r.fmt("k", format_args!("{val}")); });
-            prop_assert!(s.starts_with('{'));
-            prop_assert!(s.ends_with("}\n"));
+            prop_assert!(s.starts_with('{'), "record does not open an object: {:?}", s);
+            prop_assert!(s.ends_with("}\n"), "record does not close the line: {:?}", s);
             prop_assert_eq!(s.matches('\n').count(), 1);
             prop_assert!(!s[..s.len() - 1].chars().any(|c| (c as u32) < 0x20));
         }

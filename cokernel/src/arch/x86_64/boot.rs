@@ -268,7 +268,7 @@ fn inject(what: &str) {
     match what {
         // SAFETY (all arms): deliberate faults; the handlers report them (and stop, except #BP).
         "pf" => unsafe {
-            core::ptr::read_volatile(0xdead_0000_0000_usize as *const u64);
+            core::ptr::read_volatile(0x0000_4000_dead_0000_usize as *const u64);
         },
         "gp" => unsafe {
             core::ptr::read_volatile(0x8000_0000_0000_0000_usize as *const u64);

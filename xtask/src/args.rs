@@ -1,0 +1,251 @@
+//! Hand-written argument parsing (`--flag value` and `--flag=value`).
+
+use std::path::PathBuf;
+
+/// Usage text of `cargo xtask run`.
+pub const RUN_USAGE: &str = "cargo xtask run [FLAGS]
+  --no-linux          boot the co-kernel alone (today the only choice: the Linux guest is not built yet)
+  --accel tcg|kvm     accelerator (default tcg; kvm implies -cpu host unless --cpu)
+  --icount            deterministic time: -icount shift=0,sleep=off (tcg only)
+  --smp N             CPUs (default 1)
+  --mem MiB           guest RAM (default 512)
+  --cpu MODEL         CPU model (default `max` under tcg, `host` under kvm)
+  --telemetry PATH    where COM2 telemetry goes (default target/hauki/telemetry.jsonl)
+  --qemu-arg ARG      extra QEMU argument, appended verbatim (repeatable)
+  --iso               boot target/hauki/hauki.iso (GRUB, Multiboot2) instead of -kernel (PVH)
+  --uefi              with --iso: boot through OVMF (UEFI) instead of SeaBIOS
+  --append ARGS       extra co-kernel command line (with -kernel only; --iso uses boot/grub.cfg)
+  --vga               show the QEMU display (default: -display none)";
+
+/// The accelerator QEMU uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Emulation; works everywhere, supports `-icount`.
+    Tcg,
+    /// Hardware virtualization (needs /dev/kvm).
+    Kvm,
+}
+
+impl Accel {
+    /// QEMU's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
+/// The flags of `cargo xtask run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunOpts {
+    /// `--no-linux` was given.
+    pub no_linux: bool,
+    /// `--accel`.
+    pub accel: Accel,
+    /// `--icount`.
+    pub icount: bool,
+    /// `--smp`.
+    pub smp: u32,
+    /// `--mem` in MiB.
+    pub mem_mib: u32,
+    /// `--cpu`; `None` picks the accelerator's default.
+    pub cpu: Option<String>,
+    /// `--telemetry`; `None` is `target/hauki/telemetry.jsonl`.
+    pub telemetry: Option<PathBuf>,
+    /// `--qemu-arg`, in order.
+    pub qemu_args: Vec<String>,
+    /// `--iso`.
+    pub iso: bool,
+    /// `--uefi`.
+    pub uefi: bool,
+    /// `--append`.
+    pub append: Option<String>,
+    /// `--vga`.
+    pub vga: bool,
+}
+
+impl Default for RunOpts {
+    fn default() -> Self {
+        RunOpts {
+            no_linux: false,
+            accel: Accel::Tcg,
+            icount: false,
+            smp: 1,
+            mem_mib: 512,
+            cpu: None,
+            telemetry: None,
+            qemu_args: Vec::new(),
+            iso: false,
+            uefi: false,
+            append: None,
+            vga: false,
+        }
+    }
+}
+
+impl RunOpts {
+    /// Parse the arguments after `run`.
+    pub fn parse(args: &[String]) -> Result<RunOpts, String> {
+        let mut o = RunOpts::default();
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+                _ => (arg.as_str(), None),
+            };
+            let mut value = |name: &str| -> Result<String, String> {
+                match &inline {
+                    Some(v) => Ok(v.clone()),
+                    None => it.next().cloned().ok_or_else(|| {
+                        format!("`{name}` needs a value; see `cargo xtask help run`")
+                    }),
+                }
+            };
+            match flag {
+                "--no-linux" => o.no_linux = true,
+                "--icount" => o.icount = true,
+                "--iso" => o.iso = true,
+                "--uefi" => o.uefi = true,
+                "--vga" => o.vga = true,
+                "--accel" => {
+                    o.accel = match value(flag)?.as_str() {
+                        "tcg" => Accel::Tcg,
+                        "kvm" => Accel::Kvm,
+                        other => return Err(format!("--accel must be tcg or kvm, not `{other}`")),
+                    }
+                }
+                "--smp" => o.smp = number(flag, &value(flag)?, 1, 255)?,
+                "--mem" => o.mem_mib = number(flag, &value(flag)?, 16, 1 << 20)?,
+                "--cpu" => o.cpu = Some(value(flag)?),
+                "--telemetry" => o.telemetry = Some(PathBuf::from(value(flag)?)),
+                "--qemu-arg" => o.qemu_args.push(value(flag)?),
+                "--append" => o.append = Some(value(flag)?),
+                other => {
+                    return Err(format!(
+                        "unknown flag `{other}` for `run`; see `cargo xtask help run`"
+                    ));
+                }
+            }
+            if inline.is_some()
+                && matches!(
+                    flag,
+                    "--no-linux" | "--icount" | "--iso" | "--uefi" | "--vga"
+                )
+            {
+                return Err(format!("`{flag}` takes no value"));
+            }
+        }
+        if o.icount && o.accel == Accel::Kvm {
+            return Err("--icount needs TCG; it cannot be combined with --accel kvm".into());
+        }
+        if o.uefi && !o.iso {
+            return Err("--uefi boots the ISO through OVMF; add --iso".into());
+        }
+        if o.iso && o.append.is_some() {
+            return Err("--append works with -kernel boot only; with --iso the command line comes from boot/grub.cfg".into());
+        }
+        Ok(o)
+    }
+
+    /// The CPU model QEMU gets.
+    pub fn cpu_model(&self) -> String {
+        match (&self.cpu, self.accel) {
+            (Some(c), _) => c.clone(),
+            (None, Accel::Tcg) => "max".into(),
+            (None, Accel::Kvm) => "host".into(),
+        }
+    }
+}
+
+fn number(flag: &str, v: &str, min: u32, max: u32) -> Result<u32, String> {
+    match v.parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{flag}` wants a number in {min}..={max}, not `{v}`"
+        )),
+    }
+}
+
+/// Fail when a command that takes no arguments got some.
+pub fn no_args(cmd: &str, args: &[String]) -> Result<(), String> {
+    match args.first() {
+        None => Ok(()),
+        Some(a) => Err(format!(
+            "`{cmd}` takes no arguments (got `{a}`); see `cargo xtask help`"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<RunOpts, String> {
+        let v: Vec<String> = s.split_whitespace().map(String::from).collect();
+        RunOpts::parse(&v)
+    }
+
+    #[test]
+    fn defaults() {
+        let o = parse("").unwrap();
+        assert_eq!(o, RunOpts::default());
+        assert_eq!(o.cpu_model(), "max");
+        assert_eq!((o.smp, o.mem_mib, o.accel), (1, 512, Accel::Tcg));
+    }
+
+    #[test]
+    fn all_flags() {
+        let o = parse("--no-linux --smp 4 --mem=1024 --cpu qemu64 --telemetry /tmp/t.jsonl --qemu-arg -s --qemu-arg=-S --icount --vga")
+            .unwrap();
+        assert!(o.no_linux && o.icount && o.vga);
+        assert_eq!((o.smp, o.mem_mib), (4, 1024));
+        assert_eq!(o.cpu_model(), "qemu64");
+        assert_eq!(o.telemetry, Some(PathBuf::from("/tmp/t.jsonl")));
+        assert_eq!(o.qemu_args, vec!["-s", "-S"]);
+    }
+
+    #[test]
+    fn append_keeps_spaces_and_equals() {
+        let v = vec![
+            "--append".to_string(),
+            "hauki.inject=pf foo=bar".to_string(),
+        ];
+        assert_eq!(
+            RunOpts::parse(&v).unwrap().append.as_deref(),
+            Some("hauki.inject=pf foo=bar")
+        );
+        let v = vec!["--append=hauki.inject=ud".to_string()];
+        assert_eq!(
+            RunOpts::parse(&v).unwrap().append.as_deref(),
+            Some("hauki.inject=ud")
+        );
+    }
+
+    #[test]
+    fn kvm() {
+        let o = parse("--accel kvm").unwrap();
+        assert_eq!(o.cpu_model(), "host");
+        assert_eq!(parse("--accel kvm --cpu max").unwrap().cpu_model(), "max");
+        assert!(parse("--accel kvm --icount").unwrap_err().contains("TCG"));
+        assert!(parse("--accel hvf").is_err());
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(parse("--smp 0").is_err());
+        assert!(parse("--smp x").is_err());
+        assert!(parse("--smp").unwrap_err().contains("needs a value"));
+        assert!(parse("--frobnicate").unwrap_err().contains("unknown flag"));
+        assert!(parse("--uefi").unwrap_err().contains("--iso"));
+        assert!(parse("--iso --uefi").is_ok());
+        assert!(parse("--iso --append x").is_err());
+        assert!(parse("--vga=1").is_err());
+    }
+
+    #[test]
+    fn no_args_check() {
+        assert!(no_args("build", &[]).is_ok());
+        assert!(no_args("build", &["x".into()]).is_err());
+    }
+}

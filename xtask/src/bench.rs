@@ -1,0 +1,273 @@
+//! `cargo xtask bench`: measurements with targets, printed as a table and written to
+//! `target/hauki/bench.json`. Add a bench by appending to [`BENCHES`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use crate::build;
+use crate::deps::Tools;
+use crate::elf;
+use crate::qemu::{Boot, Com, Qemu, QemuConfig, STATUS_SUCCESS, explain_status, kernel_cmdline};
+use crate::suite::hard_timeout;
+use crate::telemetry::Records;
+use crate::util::Workspace;
+
+/// One measured value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metric {
+    /// Stable name (a key in bench.json).
+    pub name: String,
+    /// The value compared with the target (for repeated runs: the worst run).
+    pub value: u64,
+    /// Unit, e.g. `bytes` or `ns`.
+    pub unit: &'static str,
+    /// The value must be <= this.
+    pub target_max: Option<u64>,
+    /// Every run when measured more than once.
+    pub runs: Vec<u64>,
+    /// A note for humans.
+    pub note: String,
+}
+
+impl Metric {
+    /// Did it meet its target (true when it has none)?
+    pub fn met(&self) -> bool {
+        self.target_max.is_none_or(|t| self.value <= t)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "name": self.name, "value": self.value, "unit": self.unit, "target_max": self.target_max,
+            "met": self.met(), "runs": self.runs, "note": self.note,
+        })
+    }
+}
+
+/// What a bench gets.
+pub struct BenchCtx<'a> {
+    /// The workspace.
+    pub ws: &'a Workspace,
+    /// Host tools.
+    #[allow(dead_code)] // for the latency benches to come (QEMU version, OVMF).
+    pub tools: &'a Tools,
+    /// The release co-kernel.
+    pub elf: PathBuf,
+    /// Where benches keep their QEMU run files.
+    pub dir: PathBuf,
+}
+
+/// A bench: a name and a function producing metrics.
+pub struct Bench {
+    /// Name shown in progress lines.
+    pub name: &'static str,
+    /// Measure.
+    pub run: fn(&BenchCtx) -> Result<Vec<Metric>, String>,
+}
+
+/// Every bench, in order.
+pub const BENCHES: &[Bench] = &[
+    Bench {
+        name: "image-size",
+        run: image_size,
+    },
+    Bench {
+        name: "boot-time",
+        run: boot_time,
+    },
+];
+
+/// Loaded image target: 256 KiB.
+const IMAGE_TARGET: u64 = 256 * 1024;
+/// Virtual boot time target: 5 ms.
+const BOOT_TARGET_NS: u64 = 5_000_000;
+/// Boot-time runs (deterministic under icount, so they should agree).
+const BOOT_RUNS: usize = 3;
+
+fn image_size(c: &BenchCtx) -> Result<Vec<Metric>, String> {
+    let bytes =
+        std::fs::read(&c.elf).map_err(|e| format!("cannot read {}: {e}", c.elf.display()))?;
+    let phdrs = elf::program_headers(&bytes).map_err(|e| format!("{}: {e}", c.elf.display()))?;
+    Ok(vec![
+        Metric {
+            name: "image.file_bytes".into(),
+            value: bytes.len() as u64,
+            unit: "bytes",
+            target_max: None,
+            runs: vec![],
+            note: "cokernel.elf on disk (with debug info)".into(),
+        },
+        Metric {
+            name: "image.loaded_bytes".into(),
+            value: elf::loaded_size(&phdrs),
+            unit: "bytes",
+            target_max: Some(IMAGE_TARGET),
+            runs: vec![],
+            note: "sum of PT_LOAD p_memsz".into(),
+        },
+    ])
+}
+
+fn boot_time(c: &BenchCtx) -> Result<Vec<Metric>, String> {
+    let mut runs = Vec::new();
+    for i in 1..=BOOT_RUNS {
+        let dir = c.dir.join(format!("boot-{i}"));
+        let (c1, c2) = Qemu::paths(&dir);
+        let cmdline = kernel_cmdline(&format!("{}=1", hauki_abi::cmdline::EXIT_AFTER_BOOT));
+        let mut cfg = QemuConfig::test(
+            Boot::Kernel {
+                elf: c.elf.clone(),
+                cmdline,
+            },
+            "qemu64",
+            &c1,
+            &c2,
+        );
+        cfg.icount = true;
+        let mut q = Qemu::spawn(&dir, &cfg, hard_timeout())?;
+        let exit = q.wait_exit(hard_timeout());
+        let recs = Records::parse(&q.read(Com::Com2));
+        let boot_ns = recs
+            .first(hauki_abi::telemetry::EVENT_BOOT)
+            .and_then(|r| r["boot_ns"].as_u64());
+        let fail = |why: String| {
+            q.print_logs(30);
+            Err(format!("boot-time run {i}: {why}"))
+        };
+        match (exit, boot_ns) {
+            (Ok(Some(STATUS_SUCCESS)), Some(ns)) => runs.push(ns),
+            (_, None) => return fail("no boot record with `boot_ns` on COM2".into()),
+            (Ok(s), _) => {
+                return fail(format!(
+                    "expected exit status {STATUS_SUCCESS}, got {}",
+                    explain_status(s)
+                ));
+            }
+            (Err(e), _) => return fail(e.to_string()),
+        }
+    }
+    let worst = runs.iter().copied().max().unwrap_or(0);
+    let note = if runs.windows(2).all(|w| w[0] == w[1]) {
+        "virtual ns under -icount shift=0 (runs identical)".to_string()
+    } else {
+        "virtual ns under -icount shift=0; WARNING: runs differ, icount should be deterministic"
+            .to_string()
+    };
+    Ok(vec![Metric {
+        name: "boot.boot_ns".into(),
+        value: worst,
+        unit: "ns",
+        target_max: Some(BOOT_TARGET_NS),
+        runs,
+        note,
+    }])
+}
+
+/// Format the table.
+pub fn table(metrics: &[Metric]) -> String {
+    let mut s = format!(
+        "{:<22} {:>14} {:<6} {:>12} {:<6} {}\n",
+        "metric", "value", "unit", "target", "ok", "runs / note"
+    );
+    for m in metrics {
+        let target = m.target_max.map_or("-".to_string(), |t| format!("<= {t}"));
+        let ok = match m.target_max {
+            None => "-",
+            Some(_) if m.met() => "yes",
+            Some(_) => "NO",
+        };
+        let runs = if m.runs.is_empty() {
+            String::new()
+        } else {
+            format!("{:?} ", m.runs)
+        };
+        s.push_str(&format!(
+            "{:<22} {:>14} {:<6} {:>12} {:<6} {runs}{}\n",
+            m.name, m.value, m.unit, target, ok, m.note
+        ));
+    }
+    s
+}
+
+/// Build, run every bench, print the table, write bench.json. Fails when a bench could not measure or
+/// a target was missed.
+pub fn run_all(ws: &Workspace, tools: &Tools) -> Result<ExitCode, String> {
+    let elf = build::build_kernel(ws, &[], build::KERNEL_ELF)?;
+    let ctx = BenchCtx {
+        ws,
+        tools,
+        elf,
+        dir: ws.hauki_dir().join("bench"),
+    };
+    let mut metrics = Vec::new();
+    let mut errors = Vec::new();
+    for b in BENCHES {
+        println!("==> bench {}", b.name);
+        match (b.run)(&ctx) {
+            Ok(m) => metrics.extend(m),
+            Err(e) => {
+                println!("    error: {e}");
+                errors.push(format!("{}: {e}", b.name));
+            }
+        }
+    }
+    println!("\n{}", table(&metrics));
+    let (a, b_, c) = tools.qemu_version;
+    let doc = json!({
+        "schema": 1,
+        "qemu": format!("{a}.{b_}.{c}"),
+        "metrics": metrics.iter().map(Metric::to_json).collect::<Vec<_>>(),
+        "errors": errors,
+    });
+    let path = ctx.ws.hauki_dir().join("bench.json");
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n";
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("==> wrote {}", ws.rel(&path));
+    let missed: Vec<&str> = metrics
+        .iter()
+        .filter(|m| !m.met())
+        .map(|m| m.name.as_str())
+        .collect();
+    if !missed.is_empty() {
+        println!("target missed: {}", missed.join(", "));
+    }
+    if !errors.is_empty() {
+        println!("benches that could not measure: {}", errors.join("; "));
+    }
+    Ok(if missed.is_empty() && errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(name: &str, value: u64, target: Option<u64>) -> Metric {
+        Metric {
+            name: name.into(),
+            value,
+            unit: "ns",
+            target_max: target,
+            runs: vec![value, value],
+            note: "n".into(),
+        }
+    }
+
+    #[test]
+    fn targets_and_table() {
+        assert!(m("a", 5, Some(5)).met());
+        assert!(!m("a", 6, Some(5)).met());
+        assert!(m("a", 6, None).met());
+        let t = table(&[
+            m("boot.boot_ns", 4_000_000, Some(5_000_000)),
+            m("x", 9, Some(1)),
+        ]);
+        assert!(t.contains("boot.boot_ns") && t.contains("<= 5000000") && t.contains("yes"));
+        assert!(t.contains("NO"));
+        assert_eq!(m("a", 1, None).to_json()["met"], true);
+    }
+}

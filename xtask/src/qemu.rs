@@ -1,0 +1,612 @@
+//! QEMU: command-line assembly (pure, unit-tested), the interactive `run`, and a harness for tests that
+//! sends COM1 and COM2 to files, enforces a hard timeout and kills QEMU on drop.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use hauki_abi::debug_exit;
+
+use crate::args::{Accel, RunOpts};
+use crate::build::Artifacts;
+use crate::deps::{Ovmf, Tools};
+use crate::util::{Workspace, print_tail, shell_quote};
+
+/// The QEMU exit status when the co-kernel wrote `SUCCESS` to isa-debug-exit.
+pub const STATUS_SUCCESS: i32 = debug_exit::qemu_status(debug_exit::SUCCESS);
+/// The QEMU exit status when the co-kernel wrote `FAILURE` to isa-debug-exit.
+pub const STATUS_FAILURE: i32 = debug_exit::qemu_status(debug_exit::FAILURE);
+
+/// How the machine boots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Boot {
+    /// `-kernel ELF -append CMDLINE` (PVH entry).
+    Kernel {
+        /// The co-kernel ELF.
+        elf: PathBuf,
+        /// The whole co-kernel command line.
+        cmdline: String,
+    },
+    /// `-cdrom ISO` through SeaBIOS, or through OVMF when `uefi` is set.
+    Cdrom {
+        /// The ISO.
+        iso: PathBuf,
+        /// OVMF code image and the writable variable store copy.
+        uefi: Option<(PathBuf, PathBuf)>,
+    },
+}
+
+/// Where a serial port goes: a QEMU chardev spec such as `mon:stdio` or `file:PATH`.
+pub type Chardev = String;
+
+/// Everything that shapes a QEMU command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QemuConfig {
+    /// `-machine` value (`q35`, or e.g. `q35,acpi=off`).
+    pub machine: String,
+    /// Accelerator.
+    pub accel: Accel,
+    /// `-cpu` model.
+    pub cpu: String,
+    /// `-smp`.
+    pub smp: u32,
+    /// `-m` in MiB.
+    pub mem_mib: u32,
+    /// `-icount shift=0,sleep=off`.
+    pub icount: bool,
+    /// How it boots.
+    pub boot: Boot,
+    /// COM1 (console).
+    pub com1: Chardev,
+    /// COM2 (telemetry).
+    pub com2: Chardev,
+    /// Show a display (`--vga`); otherwise `-display none`.
+    pub display: bool,
+    /// Add `-monitor none` (when the monitor is not multiplexed on stdio).
+    pub monitor_none: bool,
+    /// Appended verbatim.
+    pub extra: Vec<String>,
+}
+
+impl QemuConfig {
+    /// A headless test machine: q35, TCG, 1 CPU, 512 MiB, COM1/COM2 to the given files.
+    pub fn test(boot: Boot, cpu: &str, com1: &Path, com2: &Path) -> QemuConfig {
+        QemuConfig {
+            machine: "q35".into(),
+            accel: Accel::Tcg,
+            cpu: cpu.into(),
+            smp: 1,
+            mem_mib: 512,
+            icount: false,
+            boot,
+            com1: format!("file:{}", com1.display()),
+            com2: format!("file:{}", com2.display()),
+            display: false,
+            monitor_none: true,
+            extra: Vec::new(),
+        }
+    }
+
+    /// The arguments after `qemu-system-x86_64`.
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+        push(&["-machine", &self.machine]);
+        push(&["-accel", self.accel.name()]);
+        push(&["-cpu", &self.cpu]);
+        push(&["-smp", &self.smp.to_string()]);
+        push(&["-m", &self.mem_mib.to_string()]);
+        if self.icount {
+            push(&["-icount", "shift=0,sleep=off"]);
+        }
+        // COM1 must be the first -serial, COM2 the second. QEMU's microvm machine wires up only the
+        // first -serial, so there COM2 (file: chardevs only) becomes an explicit isa-serial at 0x2f8.
+        match (
+            self.machine.starts_with("microvm"),
+            self.com2.strip_prefix("file:"),
+        ) {
+            (true, Some(path)) => {
+                push(&["-serial", &self.com1]);
+                push(&["-chardev", &format!("file,id=com2,path={path}")]);
+                push(&["-device", "isa-serial,chardev=com2,iobase=0x2f8,irq=3"]);
+            }
+            _ => push(&["-serial", &self.com1, "-serial", &self.com2]),
+        }
+        if !self.display {
+            push(&["-display", "none"]);
+        }
+        if self.monitor_none {
+            push(&["-monitor", "none"]);
+        }
+        push(&["-no-reboot", "-device", debug_exit::QEMU_DEVICE]);
+        match &self.boot {
+            Boot::Kernel { elf, cmdline } => {
+                push(&["-kernel", &elf.display().to_string(), "-append", cmdline]);
+            }
+            Boot::Cdrom { iso, uefi } => {
+                if let Some((code, vars)) = uefi {
+                    push(&[
+                        "-drive",
+                        &format!(
+                            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                            code.display()
+                        ),
+                    ]);
+                    push(&[
+                        "-drive",
+                        &format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+                    ]);
+                }
+                push(&["-cdrom", &iso.display().to_string(), "-boot", "d"]);
+            }
+        }
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    /// The command line for humans (copy-pasteable).
+    pub fn display_line(&self) -> String {
+        let mut s = String::from("qemu-system-x86_64");
+        for a in self.args() {
+            s.push(' ');
+            s.push_str(&shell_quote(&a));
+        }
+        s
+    }
+
+    /// A `Command` ready to spawn.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new("qemu-system-x86_64");
+        c.args(self.args());
+        c
+    }
+}
+
+/// The co-kernel command line for `-kernel` boots: always with the debug-exit key, then `extra`.
+pub fn kernel_cmdline(extra: &str) -> String {
+    let base = format!("{}=1", hauki_abi::cmdline::DEBUG_EXIT);
+    if extra.trim().is_empty() {
+        base
+    } else {
+        format!("{base} {}", extra.trim())
+    }
+}
+
+/// Copy the OVMF variable store template to `dest` (a fresh, writable copy per boot).
+pub fn fresh_ovmf_vars(ovmf: &Ovmf, dest: &Path) -> Result<(PathBuf, PathBuf), String> {
+    std::fs::copy(&ovmf.vars, dest).map_err(|e| {
+        format!(
+            "cannot copy {} to {}: {e}",
+            ovmf.vars.display(),
+            dest.display()
+        )
+    })?;
+    let mut perm = std::fs::metadata(dest)
+        .map_err(|e| e.to_string())?
+        .permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    // the copy must be writable by QEMU; we own it.
+    perm.set_readonly(false);
+    std::fs::set_permissions(dest, perm).map_err(|e| e.to_string())?;
+    Ok((ovmf.code.clone(), dest.to_path_buf()))
+}
+
+/// What a QEMU exit status means, for humans.
+pub fn explain_status(status: Option<i32>) -> String {
+    match status {
+        Some(STATUS_SUCCESS) => format!("status {STATUS_SUCCESS}: co-kernel exited: success"),
+        Some(STATUS_FAILURE) => format!("status {STATUS_FAILURE}: co-kernel exited: failure (test failure or fatal stop)"),
+        Some(0) => "status 0: machine reset (triple fault?) or powered off; with -no-reboot QEMU exits on reset".into(),
+        Some(n) => format!("status {n}: QEMU error or unexpected debug-exit code"),
+        None => "killed by a signal".into(),
+    }
+}
+
+/// `cargo xtask run`: boot interactively with COM1 on this terminal.
+pub fn run_interactive(
+    ws: &Workspace,
+    tools: &Tools,
+    o: &RunOpts,
+    out: &Artifacts,
+) -> Result<ExitCode, String> {
+    if !o.no_linux {
+        println!(
+            "note: the Linux guest is not built yet, so the co-kernel boots alone (pass --no-linux to silence this)"
+        );
+    }
+    let hauki = ws.hauki_dir();
+    let telemetry = match &o.telemetry {
+        Some(p) if p.is_absolute() => p.clone(),
+        Some(p) => std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.clone()),
+        None => hauki.join("telemetry.jsonl"),
+    };
+    if let Some(dir) = telemetry.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let boot = if o.iso {
+        let uefi = if o.uefi {
+            Some(fresh_ovmf_vars(&tools.ovmf, &hauki.join("OVMF_VARS.fd"))?)
+        } else {
+            None
+        };
+        Boot::Cdrom {
+            iso: out.iso.clone(),
+            uefi,
+        }
+    } else {
+        Boot::Kernel {
+            elf: out.elf.clone(),
+            cmdline: kernel_cmdline(o.append.as_deref().unwrap_or("")),
+        }
+    };
+    let cfg = QemuConfig {
+        machine: "q35".into(),
+        accel: o.accel,
+        cpu: o.cpu_model(),
+        smp: o.smp,
+        mem_mib: o.mem_mib,
+        icount: o.icount,
+        boot,
+        com1: "mon:stdio".into(),
+        com2: format!("file:{}", telemetry.display()),
+        display: o.vga,
+        monitor_none: false,
+        extra: o.qemu_args.clone(),
+    };
+    println!("==> booting: {}", cfg.display_line());
+    println!(
+        "    telemetry (COM2): {}   quit QEMU: Ctrl-A X",
+        ws.rel(&telemetry)
+    );
+    let status = cfg
+        .command()
+        .status()
+        .map_err(|e| format!("cannot start qemu-system-x86_64: {e}; run `cargo xtask deps`"))?;
+    let code = status.code();
+    println!();
+    if code == Some(STATUS_SUCCESS) {
+        println!("==> co-kernel exited: success");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match (code, std::os::unix::process::ExitStatusExt::signal(&status)) {
+        (None, Some(sig)) => println!(
+            "==> QEMU was killed by signal {sig} (crashed or killed; see its messages above)"
+        ),
+        _ => println!("==> QEMU exited: {}", explain_status(code)),
+    }
+    print_tail("telemetry (COM2)", &telemetry, 30);
+    Ok(ExitCode::FAILURE)
+}
+
+/// Which serial port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Com {
+    /// The console.
+    Com1,
+    /// Telemetry.
+    Com2,
+}
+
+/// Why a wait ended without what was asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitError {
+    /// The timeout (or the run's hard timeout) passed; QEMU was killed if it was the hard one.
+    Timeout(Duration),
+    /// QEMU exited first, with this status (`None`: killed by a signal).
+    Exited(Option<i32>),
+}
+
+impl std::fmt::Display for WaitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitError::Timeout(d) => write!(f, "timed out after {} s (safety bound)", d.as_secs()),
+            WaitError::Exited(s) => write!(f, "QEMU exited first ({})", explain_status(*s)),
+        }
+    }
+}
+
+/// A QEMU process under test, with COM1/COM2 in `dir/com1.log` and `dir/com2.jsonl`.
+pub struct Qemu {
+    child: Child,
+    status: Option<ExitStatus>,
+    started: Instant,
+    hard_timeout: Duration,
+    /// The directory holding this run's files.
+    pub dir: PathBuf,
+    /// COM1 output.
+    pub com1: PathBuf,
+    /// COM2 output.
+    pub com2: PathBuf,
+    /// QEMU's own stdout/stderr.
+    pub qemu_log: PathBuf,
+}
+
+const POLL: Duration = Duration::from_millis(25);
+
+impl Qemu {
+    /// The COM file paths a run in `dir` uses (to build the config before spawning).
+    pub fn paths(dir: &Path) -> (PathBuf, PathBuf) {
+        (dir.join("com1.log"), dir.join("com2.jsonl"))
+    }
+
+    /// Spawn QEMU with `cfg` (whose COM1/COM2 should be [`Qemu::paths`] of `dir`); `dir` is emptied
+    /// first. QEMU is killed once `hard_timeout` passes, whatever is being waited for.
+    pub fn spawn(dir: &Path, cfg: &QemuConfig, hard_timeout: Duration) -> Result<Qemu, String> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| format!("cannot clean {}: {e}", dir.display()))?;
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let (com1, com2) = Qemu::paths(dir);
+        let qemu_log = dir.join("qemu.log");
+        std::fs::write(dir.join("cmdline.txt"), cfg.display_line() + "\n")
+            .map_err(|e| e.to_string())?;
+        let log = File::create(&qemu_log).map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let child = cfg
+            .command()
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| format!("cannot start qemu-system-x86_64: {e}; run `cargo xtask deps`"))?;
+        Ok(Qemu {
+            child,
+            status: None,
+            started: Instant::now(),
+            hard_timeout,
+            dir: dir.to_path_buf(),
+            com1,
+            com2,
+            qemu_log,
+        })
+    }
+
+    fn path(&self, com: Com) -> &Path {
+        match com {
+            Com::Com1 => &self.com1,
+            Com::Com2 => &self.com2,
+        }
+    }
+
+    /// Everything written to `com` so far (lossy UTF-8, `\r` removed).
+    pub fn read(&self, com: Com) -> String {
+        std::fs::read(self.path(com))
+            .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
+            .unwrap_or_default()
+    }
+
+    /// Has QEMU exited? Returns its status once it has.
+    pub fn poll_exit(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    fn deadline(&self, timeout: Duration) -> (Instant, Duration) {
+        let hard_left = self.hard_timeout.saturating_sub(self.started.elapsed());
+        let t = timeout.min(hard_left);
+        (
+            Instant::now() + t,
+            if t == hard_left {
+                self.hard_timeout
+            } else {
+                timeout
+            },
+        )
+    }
+
+    fn enforce_hard_timeout(&mut self) {
+        if self.started.elapsed() >= self.hard_timeout {
+            self.kill();
+        }
+    }
+
+    /// Wait until a complete line on `com` satisfies `pred`, and return it. Fails when `timeout` or the
+    /// hard timeout passes, or QEMU exits without having written such a line.
+    pub fn wait_for_line(
+        &mut self,
+        com: Com,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<String, WaitError> {
+        let (deadline, reported) = self.deadline(timeout);
+        loop {
+            let exited = self.poll_exit();
+            let text = self.read(com);
+            // While QEMU runs, only newline-terminated lines are complete.
+            let complete = if exited.is_some() {
+                &text[..]
+            } else {
+                &text[..text.rfind('\n').map_or(0, |i| i + 1)]
+            };
+            if let Some(l) = complete.lines().find(|l| pred(l)) {
+                return Ok(l.to_string());
+            }
+            if let Some(s) = exited {
+                return Err(WaitError::Exited(s.code()));
+            }
+            if Instant::now() >= deadline {
+                self.enforce_hard_timeout();
+                return Err(WaitError::Timeout(reported));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Wait for QEMU to exit and return its status (`None`: killed by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>, WaitError> {
+        let (deadline, reported) = self.deadline(timeout);
+        loop {
+            if let Some(s) = self.poll_exit() {
+                return Ok(s.code());
+            }
+            if Instant::now() >= deadline {
+                self.enforce_hard_timeout();
+                return Err(WaitError::Timeout(reported));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Kill QEMU (if still running) and reap it.
+    pub fn kill(&mut self) {
+        if self.poll_exit().is_none() {
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+    }
+
+    /// Print where this run's files are and the last `n` lines of each.
+    pub fn print_logs(&self, n: usize) {
+        println!("    files: {}", self.dir.display());
+        print_tail("COM1", &self.com1, n);
+        print_tail("COM2", &self.com2, n);
+        if std::fs::metadata(&self.qemu_log)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
+        {
+            print_tail("QEMU", &self.qemu_log, n);
+        }
+        if let Ok(c) = std::fs::read_to_string(self.dir.join("cmdline.txt")) {
+            println!("    reproduce: {}", c.trim());
+        }
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(a: &[String], x: &str) -> usize {
+        a.iter()
+            .position(|y| y == x)
+            .unwrap_or_else(|| panic!("{x} missing in {a:?}"))
+    }
+
+    #[test]
+    fn statuses_match_the_abi() {
+        assert_eq!(STATUS_SUCCESS, 33);
+        assert_eq!(STATUS_FAILURE, 35);
+        assert!(explain_status(Some(0)).contains("triple fault"));
+    }
+
+    #[test]
+    fn test_machine_command() {
+        let boot = Boot::Kernel {
+            elf: "/k.elf".into(),
+            cmdline: kernel_cmdline("hauki.exit_after_boot=1"),
+        };
+        let cfg = QemuConfig::test(
+            boot,
+            "qemu64",
+            Path::new("/d/com1.log"),
+            Path::new("/d/com2.jsonl"),
+        );
+        let a = cfg.args();
+        assert_eq!(a[pos(&a, "-machine") + 1], "q35");
+        assert_eq!(a[pos(&a, "-cpu") + 1], "qemu64");
+        assert_eq!(a[pos(&a, "-accel") + 1], "tcg");
+        assert_eq!(a[pos(&a, "-kernel") + 1], "/k.elf");
+        assert_eq!(
+            a[pos(&a, "-append") + 1],
+            "hauki.debug_exit=1 hauki.exit_after_boot=1"
+        );
+        assert_eq!(
+            a[pos(&a, "-device") + 1],
+            "isa-debug-exit,iobase=0xf4,iosize=0x04"
+        );
+        let s = pos(&a, "-serial");
+        assert_eq!(a[s + 1], "file:/d/com1.log");
+        assert_eq!(a[s + 2], "-serial");
+        assert_eq!(a[s + 3], "file:/d/com2.jsonl");
+        for f in ["-no-reboot", "-display", "-monitor"] {
+            pos(&a, f);
+        }
+        assert!(!a.contains(&"-icount".to_string()));
+    }
+
+    #[test]
+    fn interactive_style_command() {
+        let cfg = QemuConfig {
+            machine: "q35".into(),
+            accel: Accel::Kvm,
+            cpu: "host".into(),
+            smp: 2,
+            mem_mib: 1024,
+            icount: false,
+            boot: Boot::Cdrom {
+                iso: "/h.iso".into(),
+                uefi: Some(("/C.fd".into(), "/V.fd".into())),
+            },
+            com1: "mon:stdio".into(),
+            com2: "file:/t.jsonl".into(),
+            display: true,
+            monitor_none: false,
+            extra: vec!["-s".into(), "-S".into()],
+        };
+        let a = cfg.args();
+        assert_eq!(a[pos(&a, "-serial") + 1], "mon:stdio");
+        assert!(!a.contains(&"-display".to_string()) && !a.contains(&"-monitor".to_string()));
+        assert_eq!(a[pos(&a, "-smp") + 1], "2");
+        assert_eq!(a[pos(&a, "-m") + 1], "1024");
+        assert_eq!(a[pos(&a, "-cdrom") + 1], "/h.iso");
+        assert!(a.contains(&"if=pflash,format=raw,unit=0,readonly=on,file=/C.fd".to_string()));
+        assert!(a.contains(&"if=pflash,format=raw,unit=1,file=/V.fd".to_string()));
+        assert_eq!(&a[a.len() - 2..], &["-s", "-S"]);
+        assert!(
+            cfg.display_line()
+                .starts_with("qemu-system-x86_64 -machine q35 -accel kvm -cpu host")
+        );
+    }
+
+    #[test]
+    fn microvm_gets_com2_as_isa_serial() {
+        let mut cfg = QemuConfig::test(
+            Boot::Kernel {
+                elf: "/k".into(),
+                cmdline: kernel_cmdline(""),
+            },
+            "qemu64",
+            Path::new("/d/c1"),
+            Path::new("/d/c2"),
+        );
+        cfg.machine = "microvm,acpi=off".into();
+        let a = cfg.args();
+        assert_eq!(a.iter().filter(|x| *x == "-serial").count(), 1);
+        assert_eq!(a[pos(&a, "-serial") + 1], "file:/d/c1");
+        assert_eq!(a[pos(&a, "-chardev") + 1], "file,id=com2,path=/d/c2");
+        assert!(a.contains(&"isa-serial,chardev=com2,iobase=0x2f8,irq=3".to_string()));
+    }
+
+    #[test]
+    fn icount_and_cmdline() {
+        let mut cfg = QemuConfig::test(
+            Boot::Kernel {
+                elf: "/k".into(),
+                cmdline: kernel_cmdline(""),
+            },
+            "qemu64",
+            Path::new("/a"),
+            Path::new("/b"),
+        );
+        cfg.icount = true;
+        let a = cfg.args();
+        assert_eq!(a[pos(&a, "-icount") + 1], "shift=0,sleep=off");
+        assert_eq!(a[pos(&a, "-append") + 1], "hauki.debug_exit=1");
+        assert!(cfg.display_line().contains("-append hauki.debug_exit=1"));
+        assert_eq!(kernel_cmdline("  a=1 "), "hauki.debug_exit=1 a=1");
+    }
+}

@@ -1,0 +1,715 @@
+//! `cargo xtask test`: host unit tests, in-kernel KTAP tests and system tests under QEMU, ending with
+//! `N passed, M failed` (`, K skipped` when something was skipped; a skip never counts as a pass).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::build::{self, KTEST_ELF};
+use crate::deps::{QEMU_X2APIC_MAJOR, Tools};
+use crate::ktap;
+use crate::qemu::{
+    Boot, Com, Qemu, QemuConfig, STATUS_FAILURE, STATUS_SUCCESS, explain_status, fresh_ovmf_vars,
+    kernel_cmdline,
+};
+use crate::telemetry::{Expect, Records, check, is_event};
+use crate::util::{Workspace, cargo};
+
+/// Safety bound on every QEMU run (120 s); never a pass/fail criterion for performance. Slow hosts can
+/// raise it with `HAUKI_QEMU_TIMEOUT=<seconds>`.
+pub fn hard_timeout() -> Duration {
+    let secs = std::env::var("HAUKI_QEMU_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&s| s > 0);
+    Duration::from_secs(secs.unwrap_or(120))
+}
+/// Lines of each log shown when a test fails.
+const TAIL: usize = 30;
+
+/// A test's result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Passed.
+    Pass,
+    /// Failed, with the reason.
+    Fail(String),
+    /// Not run, with the reason (never counts as a pass).
+    Skip(String),
+}
+
+/// Collects results, printing each as it arrives.
+#[derive(Default)]
+pub struct Summary {
+    results: Vec<(String, Status)>,
+}
+
+impl Summary {
+    /// Record and print one result.
+    pub fn record(&mut self, name: &str, status: Status, elapsed: Option<Duration>) {
+        let time = elapsed
+            .map(|d| format!(" ({:.1} s)", d.as_secs_f64()))
+            .unwrap_or_default();
+        match &status {
+            Status::Pass => println!("  ok    {name}{time}"),
+            Status::Fail(why) => println!("  FAIL  {name}{time}: {why}"),
+            Status::Skip(why) => println!("  SKIP  {name}: {why}"),
+        }
+        self.results.push((name.to_string(), status));
+    }
+
+    /// (passed, failed, skipped).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        for (_, s) in &self.results {
+            match s {
+                Status::Pass => c.0 += 1,
+                Status::Fail(_) => c.1 += 1,
+                Status::Skip(_) => c.2 += 1,
+            }
+        }
+        c
+    }
+
+    /// The final line: `N passed, M failed` plus `, K skipped` when K > 0.
+    pub fn line(&self) -> String {
+        let (p, f, s) = self.counts();
+        if s > 0 {
+            format!("{p} passed, {f} failed, {s} skipped")
+        } else {
+            format!("{p} passed, {f} failed")
+        }
+    }
+
+    fn finish(&self) -> ExitCode {
+        let (_, failed, _) = self.counts();
+        println!();
+        for (name, s) in &self.results {
+            match s {
+                Status::Fail(why) => println!("failed:  {name}: {why}"),
+                Status::Skip(why) => println!("skipped: {name}: {why}"),
+                Status::Pass => {}
+            }
+        }
+        println!("{}", self.line());
+        if failed > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Is `name` selected by the command-line filters (none = everything)?
+fn selected(filters: &[String], name: &str) -> bool {
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// The host unit-test steps: (summary name, cargo arguments).
+const HOST_STEPS: &[(&str, &[&str])] = &[
+    ("unit/cokernel", &["test", "-p", "cokernel", "--lib"]),
+    ("unit/hauki-abi", &["test", "-p", "hauki-abi"]),
+    ("unit/xtask", &["test", "-p", "xtask"]),
+];
+
+/// Everything `test` needs to reach.
+struct Ctx<'a> {
+    tools: &'a Tools,
+    tests_dir: PathBuf,
+}
+
+impl Ctx<'_> {
+    fn dir(&self, name: &str) -> PathBuf {
+        self.tests_dir.join(name)
+    }
+}
+
+/// Run everything (or the steps matching `filters`) and return the exit code.
+pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
+    println!("{}", tools.describe());
+    let ctx = Ctx {
+        tools,
+        tests_dir: ws.hauki_dir().join("tests"),
+    };
+    let mut sum = Summary::default();
+
+    // a. Host unit tests.
+    for (name, args) in HOST_STEPS {
+        if !selected(filters, name) {
+            continue;
+        }
+        println!("==> {name}: cargo {}", args.join(" "));
+        let t = Instant::now();
+        let status = match cargo().current_dir(&ws.root).args(*args).status() {
+            Ok(s) if s.success() => Status::Pass,
+            Ok(s) => Status::Fail(format!(
+                "`cargo {}` failed ({s}); see its output above",
+                args.join(" ")
+            )),
+            Err(e) => Status::Fail(format!("cannot run cargo: {e}")),
+        };
+        sum.record(name, status, Some(t.elapsed()));
+    }
+
+    // b. In-kernel KTAP tests.
+    let ktest_runs: Vec<(&str, &str, u32)> = vec![
+        ("ktest-xapic", "qemu64", 1),
+        ("ktest-x2apic", "max", 1),
+        ("ktest-smp2", "max", 2),
+    ];
+    let ktest_runs: Vec<_> = ktest_runs
+        .into_iter()
+        .filter(|(n, _, _)| selected(filters, n))
+        .collect();
+    if !ktest_runs.is_empty() {
+        match build::build_kernel(ws, &["ktest"], KTEST_ELF) {
+            Err(e) => sum.record("ktest (build)", Status::Fail(e), None),
+            Ok(elf) => {
+                for (name, cpu, smp) in ktest_runs {
+                    if name == "ktest-x2apic" && !tools.has_tcg_x2apic() {
+                        sum.record(name, Status::Skip(x2apic_skip_reason(tools)), None);
+                        continue;
+                    }
+                    println!("==> {name}: KTAP under -cpu {cpu} -smp {smp}");
+                    ktest_run(&ctx, &mut sum, name, &elf, cpu, smp);
+                }
+            }
+        }
+    }
+
+    // c. System tests.
+    let sys: Vec<&SysTest> = SYSTEM_TESTS
+        .iter()
+        .filter(|t| selected(filters, t.name))
+        .collect();
+    if !sys.is_empty() {
+        let built = build::build_all(ws);
+        for t in sys {
+            let start = Instant::now();
+            let status = match &built {
+                Err(e) => Status::Fail(format!(
+                    "not run: the build failed ({})",
+                    e.lines().next().unwrap_or("")
+                )),
+                Ok(a) => {
+                    println!("==> {}", t.name);
+                    (t.run)(&ctx, &a.elf, &a.iso)
+                }
+            };
+            sum.record(t.name, status, Some(start.elapsed()));
+        }
+    }
+
+    if sum.results.is_empty() {
+        println!("no test matches the filter(s) {filters:?}");
+    }
+    sum.finish()
+}
+
+fn x2apic_skip_reason(tools: &Tools) -> String {
+    let (a, b, c) = tools.qemu_version;
+    format!(
+        "QEMU {a}.{b}.{c} < {QEMU_X2APIC_MAJOR} has no x2APIC under TCG; install QEMU >= {QEMU_X2APIC_MAJOR}"
+    )
+}
+
+/// One KTAP run: every result becomes its own summary entry; problems with the run itself (plan, exit
+/// status, timeout) add a failing `<name>` entry.
+fn ktest_run(ctx: &Ctx, sum: &mut Summary, name: &str, elf: &Path, cpu: &str, smp: u32) {
+    let dir = ctx.dir(name);
+    let (c1, c2) = Qemu::paths(&dir);
+    let boot = Boot::Kernel {
+        elf: elf.to_path_buf(),
+        cmdline: kernel_cmdline(""),
+    };
+    let mut cfg = QemuConfig::test(boot, cpu, &c1, &c2);
+    cfg.smp = smp;
+    let start = Instant::now();
+    let mut q = match Qemu::spawn(&dir, &cfg, hard_timeout()) {
+        Ok(q) => q,
+        Err(e) => return sum.record(name, Status::Fail(e), None),
+    };
+    let exit = q.wait_exit(hard_timeout());
+    q.kill();
+    let report = ktap::parse(&q.read(Com::Com1));
+    for r in &report.results {
+        let status = match &r.outcome {
+            ktap::Outcome::Pass => Status::Pass,
+            ktap::Outcome::Skip(why) => Status::Skip(if why.is_empty() {
+                "skipped by the kernel".into()
+            } else {
+                why.clone()
+            }),
+            ktap::Outcome::Fail => Status::Fail(if r.diagnostics.is_empty() {
+                "not ok".into()
+            } else {
+                format!("not ok; {}", r.diagnostics.join(" | "))
+            }),
+        };
+        sum.record(&format!("{name}/{}", r.name), status, None);
+    }
+    let failures = report.failures().count();
+    let mut problems = Vec::new();
+    if let Err(e) = report.complete() {
+        problems.push(format!("KTAP: {e}"));
+    }
+    match exit {
+        Err(e) => problems.push(e.to_string()),
+        Ok(Some(STATUS_SUCCESS)) if failures > 0 => problems.push(format!(
+            "QEMU exit status {STATUS_SUCCESS} (success) despite {failures} `not ok`"
+        )),
+        Ok(Some(STATUS_SUCCESS)) => {}
+        Ok(Some(STATUS_FAILURE)) if failures > 0 => {}
+        Ok(s) => problems.push(format!(
+            "expected exit status {STATUS_SUCCESS}, got {}",
+            explain_status(s)
+        )),
+    }
+    if !problems.is_empty() {
+        sum.record(
+            name,
+            Status::Fail(problems.join("; ")),
+            Some(start.elapsed()),
+        );
+    }
+    if !problems.is_empty() || failures > 0 {
+        q.print_logs(TAIL);
+    }
+}
+
+/// A named system test.
+struct SysTest {
+    name: &'static str,
+    run: fn(&Ctx, &Path, &Path) -> Status,
+}
+
+const SYSTEM_TESTS: &[SysTest] = &[
+    SysTest {
+        name: "pvh-xapic",
+        run: pvh_xapic,
+    },
+    SysTest {
+        name: "pvh-x2apic",
+        run: pvh_x2apic,
+    },
+    SysTest {
+        name: "pvh-smp2",
+        run: pvh_smp2,
+    },
+    SysTest {
+        name: "iso-bios",
+        run: iso_bios,
+    },
+    SysTest {
+        name: "iso-uefi",
+        run: iso_uefi,
+    },
+    SysTest {
+        name: "fault-report/pf",
+        run: fault_pf,
+    },
+    SysTest {
+        name: "fault-report/ud",
+        run: fault_ud,
+    },
+    SysTest {
+        name: "fault-report/stack",
+        run: fault_stack,
+    },
+    SysTest {
+        name: "no-acpi",
+        run: no_acpi,
+    },
+    SysTest {
+        name: "no-apic",
+        run: no_apic,
+    },
+];
+
+/// A PVH (`-kernel`) boot that must end by itself with `want_status`, then `verify` the telemetry.
+struct PvhCase<'a> {
+    name: &'a str,
+    cpu: &'a str,
+    smp: u32,
+    machine: &'a str,
+    append: &'a str,
+    want_status: i32,
+    verify: &'a dyn Fn(&Records) -> Result<(), String>,
+}
+
+fn run_pvh(ctx: &Ctx, elf: &Path, c: &PvhCase) -> Status {
+    let dir = ctx.dir(c.name);
+    let (c1, c2) = Qemu::paths(&dir);
+    let boot = Boot::Kernel {
+        elf: elf.to_path_buf(),
+        cmdline: kernel_cmdline(c.append),
+    };
+    let mut cfg = QemuConfig::test(boot, c.cpu, &c1, &c2);
+    cfg.smp = c.smp;
+    cfg.machine = c.machine.into();
+    let mut q = match Qemu::spawn(&dir, &cfg, hard_timeout()) {
+        Ok(q) => q,
+        Err(e) => return Status::Fail(e),
+    };
+    let exit = q.wait_exit(hard_timeout());
+    q.kill();
+    let recs = Records::parse(&q.read(Com::Com2));
+    let mut problems = Vec::new();
+    if let Err(e) = recs.check_well_formed() {
+        problems.push(e);
+    }
+    if let Err(e) = (c.verify)(&recs) {
+        problems.push(e);
+    }
+    match exit {
+        Err(e) => problems.push(e.to_string()),
+        Ok(Some(s)) if s == c.want_status => {}
+        Ok(s) => problems.push(format!(
+            "expected exit status {}, got {}",
+            c.want_status,
+            explain_status(s)
+        )),
+    }
+    if problems.is_empty() {
+        Status::Pass
+    } else {
+        q.print_logs(TAIL);
+        Status::Fail(problems.join("; "))
+    }
+}
+
+/// Check the first record of `event` with `expects`.
+fn expect_record(recs: &Records, event: &str, expects: &[Expect]) -> Result<(), String> {
+    let r = recs
+        .first(event)
+        .ok_or_else(|| format!("no {{\"event\":\"{event}\"}} record on COM2"))?;
+    check(r, expects)
+}
+
+fn boot_expects(apic: Option<&'static str>, cpus: u64) -> Vec<Expect> {
+    let mut v = vec![
+        Expect::Eq("schema", json!(hauki_abi::telemetry::SCHEMA_VERSION)),
+        Expect::Eq("timer", json!("lapic-oneshot")),
+        Expect::Positive("tsc_hz"),
+        Expect::Positive("boot_ns"),
+        Expect::Eq("cpus", json!(cpus)),
+    ];
+    match apic {
+        Some(a) => v.push(Expect::Eq("apic", json!(a))),
+        None => v.push(Expect::OneOf("apic", &["xapic", "x2apic"])),
+    }
+    v
+}
+
+fn exit_after_boot() -> String {
+    format!("{}=1", hauki_abi::cmdline::EXIT_AFTER_BOOT)
+}
+
+fn pvh_xapic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    let append = exit_after_boot();
+    let verify = |r: &Records| expect_record(r, "boot", &boot_expects(Some("xapic"), 1));
+    run_pvh(
+        ctx,
+        elf,
+        &PvhCase {
+            name: "pvh-xapic",
+            cpu: "qemu64",
+            smp: 1,
+            machine: "q35",
+            append: &append,
+            want_status: STATUS_SUCCESS,
+            verify: &verify,
+        },
+    )
+}
+
+fn pvh_x2apic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    if !ctx.tools.has_tcg_x2apic() {
+        return Status::Skip(x2apic_skip_reason(ctx.tools));
+    }
+    let append = exit_after_boot();
+    let verify = |r: &Records| expect_record(r, "boot", &boot_expects(Some("x2apic"), 1));
+    run_pvh(
+        ctx,
+        elf,
+        &PvhCase {
+            name: "pvh-x2apic",
+            cpu: "max",
+            smp: 1,
+            machine: "q35",
+            append: &append,
+            want_status: STATUS_SUCCESS,
+            verify: &verify,
+        },
+    )
+}
+
+fn pvh_smp2(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    let append = exit_after_boot();
+    let verify = |r: &Records| {
+        expect_record(r, "boot", &boot_expects(None, 2))?;
+        let parked = r
+            .events(hauki_abi::telemetry::EVENT_CPU)
+            .filter(|c| c["state"] == "parked")
+            .count();
+        if parked == 1 {
+            Ok(())
+        } else {
+            Err(format!(
+                "want 1 {{\"event\":\"cpu\",\"state\":\"parked\"}} record for the secondary CPU, got {parked}"
+            ))
+        }
+    };
+    run_pvh(
+        ctx,
+        elf,
+        &PvhCase {
+            name: "pvh-smp2",
+            cpu: "max",
+            smp: 2,
+            machine: "q35",
+            append: &append,
+            want_status: STATUS_SUCCESS,
+            verify: &verify,
+        },
+    )
+}
+
+/// Boot the ISO (BIOS or UEFI), wait for the boot record, kill QEMU, check the record.
+fn run_iso(ctx: &Ctx, name: &str, iso: &Path, uefi: bool, expects: &[Expect]) -> Status {
+    let dir = ctx.dir(name);
+    let (c1, c2) = Qemu::paths(&dir);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return Status::Fail(e.to_string());
+    }
+    // The writable OVMF variable store lives next to the test's logs (outside `dir`, which spawn empties).
+    let uefi = if uefi {
+        match fresh_ovmf_vars(
+            &ctx.tools.ovmf,
+            &ctx.tests_dir.join(format!("{name}.OVMF_VARS.fd")),
+        ) {
+            Ok(p) => Some(p),
+            Err(e) => return Status::Fail(e),
+        }
+    } else {
+        None
+    };
+    let cfg = QemuConfig::test(
+        Boot::Cdrom {
+            iso: iso.to_path_buf(),
+            uefi,
+        },
+        "qemu64",
+        &c1,
+        &c2,
+    );
+    let mut q = match Qemu::spawn(&dir, &cfg, hard_timeout()) {
+        Ok(q) => q,
+        Err(e) => return Status::Fail(e),
+    };
+    let got = q.wait_for_line(
+        Com::Com2,
+        |l| is_event(l, hauki_abi::telemetry::EVENT_BOOT),
+        hard_timeout(),
+    );
+    q.kill();
+    let result = match got {
+        Err(e) => Err(format!("no boot record: {e}")),
+        Ok(_) => {
+            let recs = Records::parse(&q.read(Com::Com2));
+            recs.check_well_formed()
+                .and_then(|()| expect_record(&recs, "boot", expects))
+        }
+    };
+    match result {
+        Ok(()) => Status::Pass,
+        Err(e) => {
+            q.print_logs(TAIL);
+            Status::Fail(e)
+        }
+    }
+}
+
+fn iso_bios(ctx: &Ctx, _elf: &Path, iso: &Path) -> Status {
+    let mut ex = boot_expects(Some("xapic"), 1);
+    ex.push(Expect::Eq("boot_protocol", json!("multiboot2")));
+    ex.push(Expect::EqIfPresent("firmware", json!("bios")));
+    run_iso(ctx, "iso-bios", iso, false, &ex)
+}
+
+fn iso_uefi(ctx: &Ctx, _elf: &Path, iso: &Path) -> Status {
+    let mut ex = boot_expects(Some("xapic"), 1);
+    ex.push(Expect::Eq("boot_protocol", json!("multiboot2")));
+    ex.push(Expect::Eq("firmware", json!("uefi")));
+    run_iso(ctx, "iso-uefi", iso, true, &ex)
+}
+
+/// Inject an exception; want an exception record satisfying `expects` and the fatal exit status.
+fn fault(
+    ctx: &Ctx,
+    elf: &Path,
+    name: &str,
+    inject: &str,
+    expects: &'static [Expect],
+    vectors: &'static [u64],
+) -> Status {
+    let append = format!("{}={inject}", hauki_abi::cmdline::INJECT);
+    let verify = move |r: &Records| {
+        let ex: Vec<_> = r.events(hauki_abi::telemetry::EVENT_EXCEPTION).collect();
+        let Some(rec) = ex
+            .iter()
+            .find(|e| e["vector"].as_u64().is_some_and(|v| vectors.contains(&v)))
+        else {
+            return Err(match ex.first() {
+                None => format!(
+                    "no {{\"event\":\"exception\"}} record on COM2 (want vector {vectors:?})"
+                ),
+                Some(e) => format!(
+                    "exception record with vector {} but want {vectors:?}: {e}",
+                    e["vector"]
+                ),
+            });
+        };
+        check(rec, expects)
+    };
+    let st = run_pvh(
+        ctx,
+        elf,
+        &PvhCase {
+            name,
+            cpu: "qemu64",
+            smp: 1,
+            machine: "q35",
+            append: &append,
+            want_status: STATUS_FAILURE,
+            verify: &verify,
+        },
+    );
+    match st {
+        Status::Fail(why) if why.contains("got status 0:") => Status::Fail(format!(
+            "{why} — QEMU reset (triple fault?) instead of reporting the exception"
+        )),
+        s => s,
+    }
+}
+
+const PF_FIELDS: &[Expect] = &[
+    Expect::Present("rip"),
+    Expect::Present("error_code"),
+    Expect::Present("cr2"),
+    Expect::Present("regs"),
+];
+const UD_FIELDS: &[Expect] = &[Expect::Present("rip"), Expect::Present("regs")];
+const STACK_FIELDS: &[Expect] = &[Expect::Present("rip"), Expect::Present("regs")];
+
+fn fault_pf(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    fault(ctx, elf, "fault-report/pf", "pf", PF_FIELDS, &[14])
+}
+
+fn fault_ud(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    fault(ctx, elf, "fault-report/ud", "ud", UD_FIELDS, &[6])
+}
+
+fn fault_stack(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    fault(
+        ctx,
+        elf,
+        "fault-report/stack",
+        "stack",
+        STACK_FIELDS,
+        &[14, 8],
+    )
+}
+
+/// Want a fatal record with `reason` and the fatal exit status. `exit_after_boot` is set so that a boot
+/// that wrongly succeeds ends at once (status 33) instead of idling until the safety bound.
+fn fatal(
+    ctx: &Ctx,
+    elf: &Path,
+    name: &str,
+    cpu: &str,
+    machine: &str,
+    reason: &'static str,
+) -> Status {
+    let verify = |r: &Records| {
+        expect_record(
+            r,
+            hauki_abi::telemetry::EVENT_FATAL,
+            &[Expect::Eq("reason", json!(reason))],
+        )
+    };
+    let append = exit_after_boot();
+    run_pvh(
+        ctx,
+        elf,
+        &PvhCase {
+            name,
+            cpu,
+            smp: 1,
+            machine,
+            append: &append,
+            want_status: STATUS_FAILURE,
+            verify: &verify,
+        },
+    )
+}
+
+/// No ACPI at all. Not `q35,acpi=off`: there SeaBIOS builds its own (revision 0) ACPI tables when QEMU
+/// provides none, so an RSDP is still found. `microvm,acpi=off` (qboot, no ACPI) really has none.
+fn no_acpi(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    fatal(ctx, elf, "no-acpi", "qemu64", "microvm,acpi=off", "no-rsdp")
+}
+
+fn no_apic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    fatal(ctx, elf, "no-apic", "qemu64,-apic", "q35", "no-apic")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line() {
+        let mut s = Summary::default();
+        s.record("a", Status::Pass, None);
+        s.record("b", Status::Fail("x".into()), None);
+        assert_eq!(s.line(), "1 passed, 1 failed");
+        s.record("c", Status::Skip("old qemu".into()), None);
+        assert_eq!(s.line(), "1 passed, 1 failed, 1 skipped");
+        assert_eq!(s.counts(), (1, 1, 1));
+    }
+
+    #[test]
+    fn filters() {
+        assert!(selected(&[], "pvh-xapic"));
+        assert!(selected(&["pvh".into()], "pvh-xapic"));
+        assert!(!selected(&["iso".into()], "pvh-xapic"));
+        assert!(selected(&["iso".into(), "xapic".into()], "pvh-xapic"));
+    }
+
+    #[test]
+    fn system_test_names_unique() {
+        for (i, t) in SYSTEM_TESTS.iter().enumerate() {
+            assert!(SYSTEM_TESTS[i + 1..].iter().all(|u| u.name != t.name));
+        }
+    }
+
+    #[test]
+    fn boot_record_checks() {
+        let good = json!({"event":"boot","schema":1,"apic":"xapic","timer":"lapic-oneshot","tsc_hz":3_000_000_000u64,
+            "boot_ns":1234567,"cpus":1,"boot_protocol":"multiboot2"});
+        assert!(check(&good, &boot_expects(Some("xapic"), 1)).is_ok());
+        assert!(check(&good, &boot_expects(None, 1)).is_ok());
+        let e = check(&good, &boot_expects(Some("x2apic"), 2)).unwrap_err();
+        assert!(e.contains("`apic`") && e.contains("`cpus`"), "{e}");
+        let mut ex = boot_expects(Some("xapic"), 1);
+        ex.push(Expect::Eq("firmware", json!("uefi")));
+        assert!(
+            check(&good, &ex)
+                .unwrap_err()
+                .contains("`firmware`: want \"uefi\", got missing")
+        );
+    }
+}
