@@ -22,7 +22,9 @@ macro_rules! ensure {
     };
 }
 
-const TESTS: &[(&str, fn() -> TestResult)] = &[
+type Test = (&'static str, fn() -> TestResult);
+
+const TESTS: &[Test] = &[
     ("idt_covers_all_vectors", idt_covers_all_vectors),
     ("breakpoint_is_reported_and_resumes", breakpoint_resumes),
     ("text_is_not_writable", text_not_writable),

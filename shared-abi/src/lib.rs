@@ -58,3 +58,22 @@ pub mod cmdline {
     /// `hauki.inject=pf|gp|ud|de|bp|df|stack`: raise this exception after boot (tests of the report path).
     pub const INJECT: &str = "hauki.inject";
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_status_matches_isa_debug_exit() {
+        // QEMU exits with (value << 1) | 1; 0 and 1 stay free for QEMU's own meanings.
+        assert_eq!(debug_exit::qemu_status(debug_exit::SUCCESS), 33);
+        assert_eq!(debug_exit::qemu_status(debug_exit::FAILURE), 35);
+        assert!(debug_exit::QEMU_DEVICE.contains("iobase=0xf4"));
+        assert_eq!(debug_exit::PORT, 0xf4);
+    }
+
+    #[test]
+    fn com_ports_are_the_pc_standard_ones() {
+        assert_eq!((serial::CONSOLE_PORT, serial::TELEMETRY_PORT), (0x3f8, 0x2f8));
+    }
+}

@@ -266,15 +266,19 @@ fn inject(what: &str) {
     context::set(Context::Inject);
     log::info!("injecting fault \"{what}\" as asked on the command line");
     match what {
-        // SAFETY (all arms): deliberate faults; the handlers report them (and stop, except #BP).
+        // SAFETY: a deliberate read of an unmapped canonical address; the #PF handler reports and stops.
         "pf" => unsafe {
             core::ptr::read_volatile(0x0000_4000_dead_0000_usize as *const u64);
         },
+        // SAFETY: a deliberate non-canonical read; the #GP handler reports and stops.
         "gp" => unsafe {
             core::ptr::read_volatile(0x8000_0000_0000_0000_usize as *const u64);
         },
+        // SAFETY: a deliberate invalid opcode; the #UD handler reports and stops.
         "ud" => unsafe { core::arch::asm!("ud2") },
+        // SAFETY: a deliberate division by zero; the #DE handler reports and stops.
         "de" => unsafe { core::arch::asm!("xor ecx, ecx", "div ecx", out("eax") _, out("edx") _, out("ecx") _) },
+        // SAFETY: a breakpoint; the #BP handler reports and resumes.
         "bp" => unsafe { core::arch::asm!("int3") },
         "stack" => {
             overflow(0);

@@ -119,7 +119,7 @@ pub fn handle(f: &mut TrapFrame) {
         return;
     }
     let v = f.vector as usize;
-    let resumable = matches!(v, 1 | 2 | 3);
+    let resumable = matches!(v, 1..=3);
     report(f, !resumable);
     if !resumable {
         fatal::stop_after_report();
@@ -216,7 +216,7 @@ fn report(f: &TrapFrame, fatal: bool) {
 /// Walks the frame-pointer chain from `rbp` while it stays inside mapped co-kernel stacks.
 fn backtrace(mut rbp: u64, out: &mut [u64]) -> usize {
     let mut n = 0;
-    while n < out.len() && rbp != 0 && rbp % 8 == 0 && super::mm::is_stack_address(rbp, 16) {
+    while n < out.len() && rbp != 0 && rbp.is_multiple_of(8) && super::mm::is_stack_address(rbp, 16) {
         // SAFETY: rbp points into a mapped co-kernel stack (checked above), 16 bytes readable.
         let (next, ret) = unsafe { (*(rbp as *const u64), *((rbp + 8) as *const u64)) };
         out[n] = ret;

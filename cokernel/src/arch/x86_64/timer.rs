@@ -67,7 +67,7 @@ pub fn init(tsc_deadline: bool, force_lapic: bool) -> Kind {
     LAPIC_HZ.store(hz as u64, Ordering::Relaxed);
 
     idt::register(vectors::TIMER, on_interrupt);
-    let kind = if tsc_deadline && !force_lapic {
+    if tsc_deadline && !force_lapic {
         apic::write(apic::REG_LVT_TIMER, LVT_TSC_DEADLINE | u32::from(vectors::TIMER));
         KIND.store(1, Ordering::Relaxed);
         Kind::TscDeadline
@@ -75,8 +75,7 @@ pub fn init(tsc_deadline: bool, force_lapic: bool) -> Kind {
         apic::write(apic::REG_LVT_TIMER, u32::from(vectors::TIMER)); // one-shot
         KIND.store(2, Ordering::Relaxed);
         Kind::LapicOneshot
-    };
-    kind
+    }
 }
 
 /// Sets the function run on expiry.
@@ -107,7 +106,7 @@ fn program(deadline: u64, now: u64) {
         Kind::LapicOneshot => {
             let delta = deadline.saturating_sub(now);
             let hz = u128::from(tsc::hz().max(1));
-            let count = (u128::from(delta) * u128::from(lapic_hz()) + hz - 1) / hz;
+            let count = (u128::from(delta) * u128::from(lapic_hz())).div_ceil(hz);
             apic::write(apic::REG_TIMER_INITIAL, count.clamp(1, u128::from(u32::MAX)) as u32);
         }
     }
