@@ -272,6 +272,12 @@ pub fn run_interactive(
         println!("==> co-kernel exited: success");
         return Ok(ExitCode::SUCCESS);
     }
+    if code == Some(0) && ended_cleanly(&telemetry) {
+        // Ctrl-A X or a poweroff after a good boot: QEMU says 0 for both, and so does a reset under
+        // -no-reboot, which is why the telemetry decides.
+        println!("==> QEMU ended (quit or powered off) after a clean boot");
+        return Ok(ExitCode::SUCCESS);
+    }
     match (code, std::os::unix::process::ExitStatusExt::signal(&status)) {
         (None, Some(sig)) => println!(
             "==> QEMU was killed by signal {sig} (crashed or killed; see its messages above)"
@@ -280,6 +286,19 @@ pub fn run_interactive(
     }
     print_tail("telemetry (COM2)", &telemetry, 30);
     Ok(ExitCode::FAILURE)
+}
+
+/// Whether the telemetry holds a boot record and no fatal stop or fatal exception.
+fn ended_cleanly(telemetry: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(telemetry) else { return false };
+    let records: Vec<serde_json::Value> =
+        text.lines().filter(|l| l.starts_with('{')).filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let event = |r: &serde_json::Value, e: &str| r.get("event").and_then(|v| v.as_str()) == Some(e);
+    let booted = records.iter().any(|r| event(r, "boot"));
+    let fatal = records.iter().any(|r| {
+        event(r, "fatal") || (event(r, "exception") && r.get("fatal").and_then(|v| v.as_bool()) != Some(false))
+    });
+    booted && !fatal
 }
 
 /// Which serial port.
@@ -494,6 +513,23 @@ mod tests {
         a.iter()
             .position(|y| y == x)
             .unwrap_or_else(|| panic!("{x} missing in {a:?}"))
+    }
+
+    #[test]
+    fn clean_end_needs_a_boot_record_and_no_fatal_stop() {
+        let dir = std::env::temp_dir().join(format!("hauki-xtask-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("t.jsonl");
+        let case = |text: &str| {
+            std::fs::write(&f, text).unwrap();
+            ended_cleanly(&f)
+        };
+        assert!(case("hauki: x\n{\"event\":\"boot\"}\n"));
+        assert!(!case("hauki: x\n"), "no boot record: a reset during boot");
+        assert!(!case("{\"event\":\"boot\"}\n{\"event\":\"fatal\",\"reason\":\"x\"}\n"));
+        assert!(!case("{\"event\":\"boot\"}\n{\"event\":\"exception\",\"fatal\":true}\n"));
+        assert!(case("{\"event\":\"boot\"}\n{\"event\":\"exception\",\"fatal\":false}\n"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

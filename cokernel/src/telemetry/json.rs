@@ -121,6 +121,20 @@ impl<'w, W: Write> Record<'w, W> {
         self
     }
 
+    /// An array of addresses as `"0x…"` strings.
+    pub fn hex_list(&mut self, key: &str, vs: &[u64]) -> &mut Self {
+        self.key(key);
+        self.put("[");
+        for (i, v) in vs.iter().enumerate() {
+            if i > 0 {
+                self.put(",");
+            }
+            self.put_fmt(format_args!("\"{v:#018x}\""));
+        }
+        self.put("]");
+        self
+    }
+
     /// A nested object of `"name":"0x…"` pairs (register dumps).
     pub fn hex_map(&mut self, key: &str, pairs: &[(&str, u64)]) -> &mut Self {
         self.key(key);
@@ -183,13 +197,13 @@ mod tests {
     fn fields_render_as_json() {
         let s = record(|r| {
             r.u64("n", 42).i64("neg", -7).bool("ok", true).str("s", "a\"b\\c\nd").hex("addr", 0xdead);
-            r.u64s("h", &[1, 2, 3]).hex_map("regs", &[("rax", 1), ("rbx", 2)]);
+            r.u64s("h", &[1, 2, 3]).hex_list("bt", &[0xffff_8000_0000_1000]).hex_map("regs", &[("rax", 1), ("rbx", 2)]);
             r.fmt("f", format_args!("x={} \"q\"", 5));
         });
         assert_eq!(
             s,
             "{\"event\":\"test\",\"schema\":1,\"n\":42,\"neg\":-7,\"ok\":true,\"s\":\"a\\\"b\\\\c\\nd\",\
-             \"addr\":\"0x000000000000dead\",\"h\":[1,2,3],\"regs\":{\"rax\":\"0x0000000000000001\",\
+             \"addr\":\"0x000000000000dead\",\"h\":[1,2,3],\"bt\":[\"0xffff800000001000\"],\"regs\":{\"rax\":\"0x0000000000000001\",\
              \"rbx\":\"0x0000000000000002\"},\"f\":\"x=5 \\\"q\\\"\"}\n"
         );
     }

@@ -169,7 +169,7 @@ fn report(f: &TrapFrame, fatal: bool) {
             .u64("cpu", u64::from(super::apic::id()))
             .bool("fatal", fatal)
             .hex_map("regs", &regs)
-            .u64s("backtrace", &trace[..depth]);
+            .hex_list("backtrace", &trace[..depth]);
         if let Some(h) = hint {
             r.str("hint", h);
         }
