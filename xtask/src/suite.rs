@@ -326,6 +326,14 @@ const SYSTEM_TESTS: &[SysTest] = &[
         name: "no-apic",
         run: no_apic,
     },
+    SysTest {
+        name: "low-memory",
+        run: low_memory,
+    },
+    SysTest {
+        name: "pvh-pit-calibration",
+        run: pvh_pit,
+    },
 ];
 
 /// A PVH (`-kernel`) boot that must end by itself with `want_status`, then `verify` the telemetry.
@@ -333,6 +341,8 @@ struct PvhCase<'a> {
     name: &'a str,
     cpu: &'a str,
     smp: u32,
+    /// Guest RAM; `None` keeps the harness default.
+    mem_mib: Option<u32>,
     machine: &'a str,
     append: &'a str,
     want_status: i32,
@@ -348,6 +358,9 @@ fn run_pvh(ctx: &Ctx, elf: &Path, c: &PvhCase) -> Status {
     };
     let mut cfg = QemuConfig::test(boot, c.cpu, &c1, &c2);
     cfg.smp = c.smp;
+    if let Some(m) = c.mem_mib {
+        cfg.mem_mib = m;
+    }
     cfg.machine = c.machine.into();
     let mut q = match Qemu::spawn(&dir, &cfg, hard_timeout()) {
         Ok(q) => q,
@@ -417,6 +430,7 @@ fn pvh_xapic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
             name: "pvh-xapic",
             cpu: "qemu64",
             smp: 1,
+            mem_mib: None,
             machine: "q35",
             append: &append,
             want_status: STATUS_SUCCESS,
@@ -438,6 +452,7 @@ fn pvh_x2apic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
             name: "pvh-x2apic",
             cpu: "max",
             smp: 1,
+            mem_mib: None,
             machine: "q35",
             append: &append,
             want_status: STATUS_SUCCESS,
@@ -469,6 +484,7 @@ fn pvh_smp2(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
             name: "pvh-smp2",
             cpu: "max",
             smp: 2,
+            mem_mib: None,
             machine: "q35",
             append: &append,
             want_status: STATUS_SUCCESS,
@@ -581,6 +597,7 @@ fn fault(
             name,
             cpu: "qemu64",
             smp: 1,
+            mem_mib: None,
             machine: "q35",
             append: &append,
             want_status: STATUS_FAILURE,
@@ -648,6 +665,7 @@ fn fatal(
             name,
             cpu,
             smp: 1,
+            mem_mib: None,
             machine,
             append: &append,
             want_status: STATUS_FAILURE,
@@ -664,6 +682,63 @@ fn no_acpi(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
 
 fn no_apic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
     fatal(ctx, elf, "no-apic", "qemu64,-apic", "q35", "no-apic")
+}
+
+/// 6 MiB of RAM: too little for the heap and tables; the co-kernel must say so and stop.
+fn low_memory(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    let verify = |r: &Records| {
+        expect_record(
+            r,
+            hauki_abi::telemetry::EVENT_FATAL,
+            &[Expect::Eq("reason", json!("not-enough-memory"))],
+        )
+    };
+    let append = exit_after_boot();
+    run_pvh(
+        ctx,
+        elf,
+        &PvhCase {
+            name: "low-memory",
+            cpu: "qemu64",
+            smp: 1,
+            mem_mib: Some(6),
+            machine: "q35",
+            append: &append,
+            want_status: STATUS_FAILURE,
+            verify: &verify,
+        },
+    )
+}
+
+/// No HPET: the TSC must be calibrated against the PIT, and come out plausible.
+fn pvh_pit(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    let append = exit_after_boot();
+    let verify = |r: &Records| {
+        let mut e = boot_expects(Some("xapic"), 1);
+        e.push(Expect::Eq("tsc_source", json!("pit")));
+        e.push(Expect::Eq("hpet", json!(false)));
+        expect_record(r, "boot", &e)?;
+        let hz = r.first("boot").and_then(|b| b["tsc_hz"].as_u64()).unwrap_or(0);
+        if (100_000_000..=10_000_000_000).contains(&hz) {
+            Ok(())
+        } else {
+            Err(format!("PIT-calibrated TSC of {hz} Hz is implausible"))
+        }
+    };
+    run_pvh(
+        ctx,
+        elf,
+        &PvhCase {
+            name: "pvh-pit-calibration",
+            cpu: "qemu64",
+            smp: 1,
+            mem_mib: None,
+            machine: "q35,hpet=off",
+            append: &append,
+            want_status: STATUS_SUCCESS,
+            verify: &verify,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ use crate::mm::memmap::MemMapError;
 
 const PROTO_MULTIBOOT2: u32 = 1;
 const PROTO_PVH: u32 = 2;
+/// Free RAM wanted beyond the heap: page tables, stacks, and headroom for later subsystems.
+const MIN_FREE_AFTER_HEAP: u64 = 4 << 20;
 
 /// What bring-up found, for the boot record, the tests and later subsystems.
 #[derive(Clone, Debug)]
@@ -216,6 +218,20 @@ fn init_memory(boot: &BootInfo) -> mm::Stats {
         ),
         Err(e) => fatal("bad-memory-map", format_args!("{e}")),
     };
+    // The heap, the page tables and the stacks must fit, with room left for real-time work.
+    let need = mm::HEAP_SIZE + MIN_FREE_AFTER_HEAP;
+    let have = frames.free_frames() * crate::mm::frame::FRAME_SIZE;
+    if have < need {
+        fatal(
+            "not-enough-memory",
+            format_args!(
+                "only {} KiB of free RAM above 1 MiB; the co-kernel needs at least {} KiB (heap, page tables, \
+                 stacks). Give the machine more memory.",
+                have >> 10,
+                need >> 10
+            ),
+        );
+    }
     match mm::init(&boot.memory, frames) {
         Ok(s) => s,
         Err(e) => fatal("memory-setup-failed", format_args!("building the page tables failed: {e}")),
