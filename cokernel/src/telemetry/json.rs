@@ -109,27 +109,26 @@ impl<'w, W: Write> Record<'w, W> {
 
     /// An array of unsigned integers.
     pub fn u64s(&mut self, key: &str, vs: &[u64]) -> &mut Self {
-        self.key(key);
-        self.put("[");
-        for (i, v) in vs.iter().enumerate() {
-            if i > 0 {
-                self.put(",");
-            }
-            self.put_fmt(format_args!("{v}"));
-        }
-        self.put("]");
-        self
+        self.list(key, vs, false)
     }
 
     /// An array of addresses as `"0x…"` strings.
     pub fn hex_list(&mut self, key: &str, vs: &[u64]) -> &mut Self {
+        self.list(key, vs, true)
+    }
+
+    fn list(&mut self, key: &str, vs: &[u64], hex: bool) -> &mut Self {
         self.key(key);
         self.put("[");
         for (i, v) in vs.iter().enumerate() {
             if i > 0 {
                 self.put(",");
             }
-            self.put_fmt(format_args!("\"{v:#018x}\""));
+            if hex {
+                self.put_fmt(format_args!("\"{v:#018x}\""));
+            } else {
+                self.put_fmt(format_args!("{v}"));
+            }
         }
         self.put("]");
         self
