@@ -17,6 +17,7 @@ pub mod cmdline;
 #[cfg(all(feature = "ktest", target_os = "none"))]
 pub mod ktest;
 pub mod mm;
+pub mod rt;
 pub mod telemetry;
 
 #[cfg(all(target_os = "none", not(test)))]

@@ -1,0 +1,638 @@
+//! The real-time scheduler core: fixed-priority preemptive, O(1) selection, tickless.
+//!
+//! Pure logic over a task table; the arch glue calls it with interrupts off on the real-time CPU
+//! and performs the context switch it decides. Times are TSC ticks.
+//!
+//! Invariants:
+//! - every Ready task (the running one included) is in exactly one ready list, at its effective
+//!   priority; the running task is the first of the highest non-empty list;
+//! - a task has at most one armed timer (its next release, or a sleep);
+//! - a task's effective priority is max(base priority, highest waiter on any mutex it holds)
+//!   (priority inheritance, transitive through chains of owners);
+//! - the idle task (id 0, priority 0) is always Ready, so selection never fails.
+
+use super::prio::{LEVELS, Links, NIL, ReadyLists, TaskId};
+use super::timerq::TimerQueue;
+
+/// Task-table size: 256 user tasks plus the system's own.
+pub const MAX_TASKS: usize = 320;
+pub const MAX_MUTEXES: usize = 64;
+pub const MAX_SEMS: usize = 128;
+pub const MAX_PORTS: usize = 256;
+/// Mutexes one task may hold at once.
+pub const MAX_HELD: usize = 8;
+/// Waiters one mutex or semaphore queues.
+pub const MAX_WAITERS: usize = 32;
+pub const IDLE: TaskId = 0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Job done; waiting for the next periodic release.
+    Period,
+    /// Waiting for an event on the task's port.
+    Event,
+    Mutex(u16),
+    Sem(u16),
+    Sleep,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Free,
+    Ready,
+    Blocked(Wait),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskStats {
+    pub releases: u64,
+    pub completions: u64,
+    pub misses: u64,
+    pub overruns: u64,
+    pub worst_response: u64,
+    pub cpu_time: u64,
+    pub switches_in: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Idle,
+    Periodic { period: u64, deadline: u64, budget: u64 },
+    Event { port: u16 },
+}
+
+#[derive(Clone, Debug)]
+pub struct Tcb {
+    pub name: &'static str,
+    pub state: State,
+    pub base_prio: u8,
+    pub prio: u8,
+    pub kind: Kind,
+    /// Arch state: the saved trap frame pointer while not running.
+    pub frame: u64,
+    /// Release time of the current (or last) job.
+    pub release: u64,
+    pub job_active: bool,
+    job_missed: bool,
+    pub job_cpu: u64,
+    /// Releases that arrived while a job was still running (each becomes a job, late).
+    pub pending: u32,
+    /// Events posted to the task's port and not yet taken.
+    pub events: u32,
+    held: heapless::Vec<u16, MAX_HELD>,
+    /// Value the task's blocked call returns when it resumes.
+    pub wake_value: Option<u64>,
+    pub stats: TaskStats,
+}
+
+impl Tcb {
+    const FREE: Tcb = Tcb {
+        name: "",
+        state: State::Free,
+        base_prio: 0,
+        prio: 0,
+        kind: Kind::Idle,
+        frame: 0,
+        release: 0,
+        job_active: false,
+        job_missed: false,
+        job_cpu: 0,
+        pending: 0,
+        events: 0,
+        held: heapless::Vec::new(),
+        wake_value: None,
+        stats: TaskStats {
+            releases: 0,
+            completions: 0,
+            misses: 0,
+            overruns: 0,
+            worst_response: 0,
+            cpu_time: 0,
+            switches_in: 0,
+        },
+    };
+}
+
+/// A priority-ordered wait queue (highest first, FIFO among equals).
+#[derive(Clone, Debug, Default)]
+struct WaitQueue(heapless::Vec<TaskId, MAX_WAITERS>);
+
+impl WaitQueue {
+    const fn new() -> Self {
+        WaitQueue(heapless::Vec::new())
+    }
+    fn insert(&mut self, t: TaskId, tcbs: &[Tcb]) -> Result<(), Error> {
+        let p = tcbs[usize::from(t)].prio;
+        let i = self.0.iter().position(|&w| tcbs[usize::from(w)].prio < p).unwrap_or(self.0.len());
+        self.0.insert(i, t).map_err(|_| Error::TooManyWaiters)
+    }
+    fn remove(&mut self, t: TaskId) {
+        if let Some(i) = self.0.iter().position(|&w| w == t) {
+            self.0.remove(i);
+        }
+    }
+    fn pop(&mut self) -> Option<TaskId> {
+        (!self.0.is_empty()).then(|| self.0.remove(0))
+    }
+    fn highest_prio(&self, tcbs: &[Tcb]) -> Option<u8> {
+        self.0.first().map(|&w| tcbs[usize::from(w)].prio)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Mutex {
+    in_use: bool,
+    owner: Option<TaskId>,
+    waiters: WaitQueue,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Sem {
+    in_use: bool,
+    count: u32,
+    max: u32,
+    waiters: WaitQueue,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    NoFreeTask,
+    NoFreeObject,
+    BadPriority,
+    BadParameters,
+    PortInUse,
+    NoSuchObject,
+    NotOwner,
+    AlreadyOwner,
+    TooManyWaiters,
+    TooManyHeld,
+    WrongKind,
+    SemOverflow,
+}
+
+/// What a task asked for through a kernel call; the result says whether it continues or waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Carry on; the call returns this value at once.
+    Done(u64),
+    /// The task blocked; the value arrives through `wake_value` when it resumes.
+    Blocked,
+}
+
+pub struct Scheduler {
+    pub tasks: [Tcb; MAX_TASKS],
+    links: [Links; MAX_TASKS],
+    ready: ReadyLists,
+    timers: TimerQueue<MAX_TASKS>,
+    mutexes: [Mutex; MAX_MUTEXES],
+    sems: [Sem; MAX_SEMS],
+    ports: [TaskId; MAX_PORTS],
+    current: TaskId,
+    last_switch: u64,
+    pub switches: u64,
+}
+
+/// Parameters of a new task.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    pub name: &'static str,
+    pub prio: u8,
+    pub kind: Kind,
+    /// First release (periodic tasks), absolute.
+    pub first_release: u64,
+}
+
+impl Scheduler {
+    /// A scheduler whose only task is the idle task (the caller's context), running.
+    pub fn new(now: u64) -> Self {
+        let mut s = Scheduler {
+            tasks: [Tcb::FREE; MAX_TASKS],
+            links: [Links::UNLINKED; MAX_TASKS],
+            ready: ReadyLists::new(),
+            timers: TimerQueue::new(),
+            mutexes: core::array::from_fn(|_| Mutex::default()),
+            sems: core::array::from_fn(|_| Sem::default()),
+            ports: [NIL; MAX_PORTS],
+            current: IDLE,
+            last_switch: now,
+            switches: 0,
+        };
+        let idle = &mut s.tasks[usize::from(IDLE)];
+        idle.name = "idle";
+        idle.state = State::Ready;
+        idle.kind = Kind::Idle;
+        s.ready.push_back(&mut s.links, 0, IDLE);
+        s
+    }
+
+    pub fn current(&self) -> TaskId {
+        self.current
+    }
+
+    pub fn task(&self, t: TaskId) -> &Tcb {
+        &self.tasks[usize::from(t)]
+    }
+
+    pub fn task_mut(&mut self, t: TaskId) -> &mut Tcb {
+        &mut self.tasks[usize::from(t)]
+    }
+
+    /// Live tasks, idle included.
+    pub fn task_ids(&self) -> impl Iterator<Item = TaskId> + '_ {
+        (0..MAX_TASKS as TaskId).filter(|&t| self.tasks[usize::from(t)].state != State::Free)
+    }
+
+    /// The earliest armed timer: when the one-shot timer must fire next.
+    #[inline]
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.timers.peek().map(|(w, _)| w)
+    }
+
+    /// Creates a task. Periodic tasks wait for `first_release`; event tasks for their port.
+    pub fn spawn(&mut self, spec: Spec, frame: u64) -> Result<TaskId, Error> {
+        if spec.prio == 0 {
+            return Err(Error::BadPriority); // level 0 is the idle level
+        }
+        match spec.kind {
+            Kind::Periodic { period, deadline, .. } if period == 0 || deadline == 0 => {
+                return Err(Error::BadParameters);
+            }
+            Kind::Event { port } if usize::from(port) >= MAX_PORTS => return Err(Error::BadParameters),
+            Kind::Event { port } if self.ports[usize::from(port)] != NIL => return Err(Error::PortInUse),
+            Kind::Idle => return Err(Error::WrongKind),
+            _ => {}
+        }
+        let t = (1..MAX_TASKS as TaskId)
+            .find(|&t| self.tasks[usize::from(t)].state == State::Free)
+            .ok_or(Error::NoFreeTask)?;
+        let tcb = &mut self.tasks[usize::from(t)];
+        *tcb = Tcb::FREE;
+        tcb.name = spec.name;
+        tcb.base_prio = spec.prio;
+        tcb.prio = spec.prio;
+        tcb.kind = spec.kind;
+        tcb.frame = frame;
+        match spec.kind {
+            Kind::Periodic { .. } => {
+                tcb.state = State::Blocked(Wait::Period);
+                self.timers.arm(t, spec.first_release);
+            }
+            Kind::Event { port } => {
+                tcb.state = State::Blocked(Wait::Event);
+                self.ports[usize::from(port)] = t;
+            }
+            Kind::Idle => unreachable!(),
+        }
+        Ok(t)
+    }
+
+    fn make_ready(&mut self, t: TaskId) {
+        let tcb = &mut self.tasks[usize::from(t)];
+        tcb.state = State::Ready;
+        let p = tcb.prio;
+        self.ready.push_back(&mut self.links, p, t);
+    }
+
+    fn block(&mut self, t: TaskId, why: Wait) {
+        let p = self.tasks[usize::from(t)].prio;
+        self.ready.remove(&mut self.links, p, t);
+        self.tasks[usize::from(t)].state = State::Blocked(why);
+    }
+
+    fn wake(&mut self, t: TaskId, value: u64) {
+        self.tasks[usize::from(t)].wake_value = Some(value);
+        self.make_ready(t);
+    }
+
+    /// Handles every timer that has expired by `now`: periodic releases and sleeps.
+    pub fn expire(&mut self, now: u64) {
+        while let Some((when, t)) = self.timers.pop_expired(now) {
+            let tcb = &mut self.tasks[usize::from(t)];
+            match (tcb.state, tcb.kind) {
+                (State::Blocked(Wait::Period), Kind::Periodic { period, .. }) => {
+                    tcb.release = when;
+                    tcb.job_active = true;
+                    tcb.job_missed = false;
+                    tcb.job_cpu = 0;
+                    tcb.stats.releases += 1;
+                    self.timers.arm(t, when + period);
+                    self.wake(t, when);
+                }
+                (_, Kind::Periodic { period, deadline, .. }) => {
+                    // Released while the previous job still runs (or waits on a lock): it is late.
+                    tcb.stats.releases += 1;
+                    tcb.pending += 1;
+                    if tcb.job_active && !tcb.job_missed && when > tcb.release + deadline {
+                        tcb.job_missed = true;
+                        tcb.stats.misses += 1;
+                    }
+                    self.timers.arm(t, when + period);
+                }
+                (State::Blocked(Wait::Sleep), _) => self.wake(t, when),
+                _ => {}
+            }
+        }
+    }
+
+    /// The current periodic task finished its job. Returns `Done(release)` when a late release
+    /// is already pending (the next job starts now), else blocks until the next release.
+    pub fn complete_job(&mut self, now: u64) -> Result<Outcome, Error> {
+        let t = self.current;
+        let tcb = &mut self.tasks[usize::from(t)];
+        let Kind::Periodic { period, deadline, budget } = tcb.kind else {
+            return Err(Error::WrongKind);
+        };
+        self.account(now);
+        let tcb = &mut self.tasks[usize::from(t)];
+        if tcb.job_active {
+            let response = now.saturating_sub(tcb.release);
+            tcb.stats.completions += 1;
+            tcb.stats.worst_response = tcb.stats.worst_response.max(response);
+            if response > deadline && !tcb.job_missed {
+                tcb.stats.misses += 1;
+            }
+            if budget > 0 && tcb.job_cpu > budget {
+                tcb.stats.overruns += 1;
+            }
+        }
+        tcb.job_cpu = 0;
+        tcb.job_missed = false;
+        if tcb.pending > 0 {
+            tcb.pending -= 1;
+            tcb.release += period;
+            tcb.job_active = true;
+            let release = tcb.release;
+            let p = tcb.prio;
+            // To the back of its level: equal-priority tasks get their turn.
+            self.ready.remove(&mut self.links, p, t);
+            self.ready.push_back(&mut self.links, p, t);
+            return Ok(Outcome::Done(release));
+        }
+        tcb.job_active = false;
+        self.block(t, Wait::Period);
+        Ok(Outcome::Blocked)
+    }
+
+    /// The current task waits for events on its port; returns how many were pending.
+    pub fn wait_event(&mut self) -> Result<Outcome, Error> {
+        let t = self.current;
+        let tcb = &mut self.tasks[usize::from(t)];
+        if !matches!(tcb.kind, Kind::Event { .. }) {
+            return Err(Error::WrongKind);
+        }
+        if tcb.events > 0 {
+            let n = tcb.events;
+            tcb.events = 0;
+            return Ok(Outcome::Done(u64::from(n)));
+        }
+        self.block(t, Wait::Event);
+        Ok(Outcome::Blocked)
+    }
+
+    /// Posts `n` events to `port` (from an interrupt or a task). Events are counted, never lost.
+    pub fn post(&mut self, port: u16, n: u32) -> Result<(), Error> {
+        let t = *self.ports.get(usize::from(port)).ok_or(Error::NoSuchObject)?;
+        if t == NIL {
+            return Err(Error::NoSuchObject);
+        }
+        let tcb = &mut self.tasks[usize::from(t)];
+        tcb.events = tcb.events.saturating_add(n);
+        if tcb.state == State::Blocked(Wait::Event) {
+            let n = tcb.events;
+            tcb.events = 0;
+            self.wake(t, u64::from(n));
+        }
+        Ok(())
+    }
+
+    /// The current task sleeps until `until`.
+    pub fn sleep_until(&mut self, until: u64, now: u64) -> Outcome {
+        if until <= now {
+            return Outcome::Done(now);
+        }
+        let t = self.current;
+        if t == IDLE {
+            return Outcome::Done(now);
+        }
+        if matches!(self.tasks[usize::from(t)].kind, Kind::Periodic { .. }) {
+            // A periodic task's one timer is its release; it sleeps by spinning out its job instead.
+            return Outcome::Done(now);
+        }
+        self.timers.arm(t, until);
+        self.block(t, Wait::Sleep);
+        Outcome::Blocked
+    }
+
+    // ---- mutexes with priority inheritance ----
+
+    pub fn mutex_create(&mut self) -> Result<u16, Error> {
+        let i = self.mutexes.iter().position(|m| !m.in_use).ok_or(Error::NoFreeObject)?;
+        self.mutexes[i] = Mutex { in_use: true, ..Default::default() };
+        Ok(i as u16)
+    }
+
+    fn mutex(&self, m: u16) -> Result<&Mutex, Error> {
+        self.mutexes.get(usize::from(m)).filter(|x| x.in_use).ok_or(Error::NoSuchObject)
+    }
+
+    pub fn mutex_owner(&self, m: u16) -> Option<TaskId> {
+        self.mutex(m).ok().and_then(|x| x.owner)
+    }
+
+    /// Changes `t`'s effective priority, moving it in whatever list orders by priority.
+    fn set_prio(&mut self, t: TaskId, p: u8) {
+        let old = self.tasks[usize::from(t)].prio;
+        if old == p {
+            return;
+        }
+        match self.tasks[usize::from(t)].state {
+            State::Ready => {
+                self.ready.remove(&mut self.links, old, t);
+                self.tasks[usize::from(t)].prio = p;
+                if t == self.current {
+                    self.ready.push_front(&mut self.links, p, t);
+                } else {
+                    self.ready.push_back(&mut self.links, p, t);
+                }
+            }
+            State::Blocked(Wait::Mutex(m)) => {
+                self.tasks[usize::from(t)].prio = p;
+                let mut w = core::mem::take(&mut self.mutexes[usize::from(m)].waiters);
+                w.remove(t);
+                let _ = w.insert(t, &self.tasks); // was in it, so there is room
+                self.mutexes[usize::from(m)].waiters = w;
+            }
+            State::Blocked(Wait::Sem(s)) => {
+                self.tasks[usize::from(t)].prio = p;
+                let mut w = core::mem::take(&mut self.sems[usize::from(s)].waiters);
+                w.remove(t);
+                let _ = w.insert(t, &self.tasks);
+                self.sems[usize::from(s)].waiters = w;
+            }
+            _ => self.tasks[usize::from(t)].prio = p,
+        }
+    }
+
+    /// Effective priority `t` should have now: its base, raised by the waiters of what it holds.
+    fn inherited_prio(&self, t: TaskId) -> u8 {
+        let tcb = &self.tasks[usize::from(t)];
+        tcb.held
+            .iter()
+            .filter_map(|&m| self.mutexes[usize::from(m)].waiters.highest_prio(&self.tasks))
+            .fold(tcb.base_prio, u8::max)
+    }
+
+    pub fn mutex_lock(&mut self, m: u16) -> Result<Outcome, Error> {
+        let t = self.current;
+        if t == IDLE {
+            return Err(Error::WrongKind); // the idle context never blocks nor holds locks
+        }
+        let owner = self.mutex(m)?.owner;
+        match owner {
+            None => {
+                self.tasks[usize::from(t)].held.push(m).map_err(|_| Error::TooManyHeld)?;
+                self.mutexes[usize::from(m)].owner = Some(t);
+                Ok(Outcome::Done(0))
+            }
+            Some(o) if o == t => Err(Error::AlreadyOwner),
+            Some(_) => {
+                let mut w = core::mem::take(&mut self.mutexes[usize::from(m)].waiters);
+                let r = w.insert(t, &self.tasks);
+                self.mutexes[usize::from(m)].waiters = w;
+                r?;
+                self.block(t, Wait::Mutex(m));
+                // Priority inheritance along the chain of owners.
+                let p = self.tasks[usize::from(t)].prio;
+                let mut m = m;
+                for _ in 0..MAX_TASKS {
+                    let Some(o) = self.mutexes[usize::from(m)].owner else { break };
+                    if self.tasks[usize::from(o)].prio >= p {
+                        break;
+                    }
+                    self.set_prio(o, p);
+                    match self.tasks[usize::from(o)].state {
+                        State::Blocked(Wait::Mutex(next)) => m = next,
+                        _ => break,
+                    }
+                }
+                Ok(Outcome::Blocked)
+            }
+        }
+    }
+
+    /// Releases `m`; the highest waiter (if any) becomes its owner and is woken.
+    pub fn mutex_unlock(&mut self, m: u16) -> Result<Outcome, Error> {
+        let t = self.current;
+        if self.mutex(m)?.owner != Some(t) {
+            return Err(Error::NotOwner);
+        }
+        let held = &mut self.tasks[usize::from(t)].held;
+        if let Some(i) = held.iter().position(|&x| x == m) {
+            held.remove(i);
+        }
+        let next = self.mutexes[usize::from(m)].waiters.pop();
+        self.mutexes[usize::from(m)].owner = next;
+        if let Some(w) = next {
+            // The waiter could not have held more than MAX_HELD - 1 (it was refused otherwise).
+            let _ = self.tasks[usize::from(w)].held.push(m);
+            self.wake(w, 0);
+            let p = self.inherited_prio(w);
+            self.set_prio(w, p);
+        }
+        let p = self.inherited_prio(t);
+        self.set_prio(t, p);
+        Ok(Outcome::Done(0))
+    }
+
+    // ---- counting semaphores ----
+
+    pub fn sem_create(&mut self, initial: u32, max: u32) -> Result<u16, Error> {
+        if max == 0 || initial > max {
+            return Err(Error::BadParameters);
+        }
+        let i = self.sems.iter().position(|s| !s.in_use).ok_or(Error::NoFreeObject)?;
+        self.sems[i] = Sem { in_use: true, count: initial, max, waiters: WaitQueue::new() };
+        Ok(i as u16)
+    }
+
+    pub fn sem_count(&self, s: u16) -> Option<u32> {
+        self.sems.get(usize::from(s)).filter(|x| x.in_use).map(|x| x.count)
+    }
+
+    pub fn sem_wait(&mut self, s: u16) -> Result<Outcome, Error> {
+        let t = self.current;
+        if t == IDLE {
+            return Err(Error::WrongKind);
+        }
+        let sem = self.sems.get_mut(usize::from(s)).filter(|x| x.in_use).ok_or(Error::NoSuchObject)?;
+        if sem.count > 0 {
+            sem.count -= 1;
+            return Ok(Outcome::Done(0));
+        }
+        let mut w = core::mem::take(&mut sem.waiters);
+        let r = w.insert(t, &self.tasks);
+        self.sems[usize::from(s)].waiters = w;
+        r?;
+        self.block(t, Wait::Sem(s));
+        Ok(Outcome::Blocked)
+    }
+
+    /// Non-blocking wait: `Done(1)` if a unit was taken, `Done(0)` if none was available.
+    pub fn sem_try_wait(&mut self, s: u16) -> Result<Outcome, Error> {
+        let sem = self.sems.get_mut(usize::from(s)).filter(|x| x.in_use).ok_or(Error::NoSuchObject)?;
+        if sem.count > 0 {
+            sem.count -= 1;
+            Ok(Outcome::Done(1))
+        } else {
+            Ok(Outcome::Done(0))
+        }
+    }
+
+    /// Callable from interrupt context.
+    pub fn sem_post(&mut self, s: u16) -> Result<(), Error> {
+        let sem = self.sems.get_mut(usize::from(s)).filter(|x| x.in_use).ok_or(Error::NoSuchObject)?;
+        if let Some(w) = sem.waiters.pop() {
+            self.wake(w, 0);
+            return Ok(());
+        }
+        if sem.count >= sem.max {
+            return Err(Error::SemOverflow);
+        }
+        sem.count += 1;
+        Ok(())
+    }
+
+    // ---- selection ----
+
+    fn account(&mut self, now: u64) {
+        let ran = now.saturating_sub(self.last_switch);
+        let tcb = &mut self.tasks[usize::from(self.current)];
+        tcb.stats.cpu_time += ran;
+        tcb.job_cpu += ran;
+        self.last_switch = now;
+    }
+
+    /// Picks the task to run: the first of the highest non-empty ready level. O(1).
+    #[inline]
+    pub fn schedule(&mut self, now: u64) -> TaskId {
+        let next = self.ready.first().unwrap_or(IDLE);
+        if next != self.current {
+            self.account(now);
+            self.current = next;
+            self.switches += 1;
+            self.tasks[usize::from(next)].stats.switches_in += 1;
+        }
+        next
+    }
+
+    /// Highest ready priority (for tests and the idle decision).
+    pub fn highest_ready(&self) -> u8 {
+        self.ready.highest_level().unwrap_or(0)
+    }
+
+    /// Number of priority levels.
+    pub const LEVELS: usize = LEVELS;
+}
+
+#[cfg(test)]
+mod tests;
