@@ -8,7 +8,6 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(target_os = "none")]
 extern crate alloc;
 
 pub mod arch;
@@ -17,6 +16,7 @@ pub mod cmdline;
 #[cfg(all(feature = "ktest", target_os = "none"))]
 pub mod ktest;
 pub mod mm;
+pub mod phase;
 pub mod rt;
 pub mod telemetry;
 

@@ -112,6 +112,20 @@ impl<'w, W: Write> Record<'w, W> {
         self.list(key, vs, false)
     }
 
+    /// An array of signed integers.
+    pub fn i64s(&mut self, key: &str, vs: &[i64]) -> &mut Self {
+        self.key(key);
+        self.put("[");
+        for (i, v) in vs.iter().enumerate() {
+            if i > 0 {
+                self.put(",");
+            }
+            self.put_fmt(format_args!("{v}"));
+        }
+        self.put("]");
+        self
+    }
+
     /// An array of addresses as `"0x…"` strings.
     pub fn hex_list(&mut self, key: &str, vs: &[u64]) -> &mut Self {
         self.list(key, vs, true)

@@ -18,6 +18,7 @@ pub const REG_VERSION: u32 = 0x30;
 pub const REG_TPR: u32 = 0x80;
 pub const REG_EOI: u32 = 0xb0;
 pub const REG_SVR: u32 = 0xf0;
+pub const REG_IRR: u32 = 0x200;
 pub const REG_ESR: u32 = 0x280;
 pub const REG_ICR_LOW: u32 = 0x300;
 pub const REG_ICR_HIGH: u32 = 0x310;

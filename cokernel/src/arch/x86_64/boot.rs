@@ -160,6 +160,10 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     if let Some(what) = cmdline::get(line, keys::INJECT) {
         inject(what);
     }
+    if cmdline::flag(line, keys::EXIT_AFTER_BOOT) {
+        fatal::exit(debug_exit::SUCCESS);
+    }
+    super::rt::init();
     #[cfg(feature = "ktest")]
     {
         context::set(Context::Test);
@@ -168,9 +172,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
         fatal::exit(if ok { debug_exit::SUCCESS } else { debug_exit::FAILURE });
     }
     #[allow(unreachable_code)]
-    if cmdline::flag(line, keys::EXIT_AFTER_BOOT) {
-        fatal::exit(debug_exit::SUCCESS);
-    }
+    crate::rt::tasks::start(line, boot.vga_text);
     context::set(Context::Idle);
     loop {
         super::idle_once();

@@ -1,12 +1,15 @@
 //! Where the co-kernel's words go: human log lines (COM1 until Linux owns it, and COM2) and
 //! telemetry records (COM2).
 //!
-//! Each UART has a lock so records and lines are never interleaved. The fatal paths use
-//! [`Sink::force`], which breaks the lock: when the CPU is stopping, a half-written line from the
-//! interrupted context is better than a deadlock and silence.
+//! Each UART has a lock so records and lines are never interleaved. Writers keep interrupts on
+//! (a slow UART must never delay a real-time interrupt), so a writer can be preempted while it
+//! holds the lock; anyone who then finds the lock taken drops its line and counts it in
+//! [`DROPPED`] instead of spinning on a lock its own CPU holds. After boot, the telemetry task is
+//! the one regular writer. The fatal paths use [`Sink::force`], which breaks the lock: when the CPU
+//! is stopping, a half-written line from the interrupted context is better than silence.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::Mutex;
 
@@ -32,10 +35,19 @@ impl Sink {
         f(&mut self.0.lock())
     }
 
-    pub fn with<R>(&self, f: impl FnOnce(&mut Uart) -> R) -> R {
-        x86_64::instructions::interrupts::without_interrupts(|| f(&mut self.0.lock()))
+    /// Runs `f` with the UART unless another context holds it (then the output is dropped).
+    pub fn with(&self, f: impl FnOnce(&mut Uart)) {
+        match self.0.try_lock() {
+            Some(mut u) => f(&mut u),
+            None => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
+
+/// Lines and records dropped because the UART was busy.
+pub static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 pub static CONSOLE: Sink = Sink::new(CONSOLE_PORT);
 pub static TELEMETRY: Sink = Sink::new(TELEMETRY_PORT);

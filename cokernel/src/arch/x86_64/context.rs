@@ -23,6 +23,10 @@ pub fn set(c: Context) {
     CURRENT.store(c as u8, Ordering::Relaxed);
 }
 
+/// The running context: a real-time task's name once tasks run, else the co-kernel phase.
 pub fn current() -> &'static str {
+    if let Some(name) = super::rt::current_name().filter(|n| *n != "idle") {
+        return name;
+    }
     NAMES.get(usize::from(CURRENT.load(Ordering::Relaxed))).copied().unwrap_or("unknown")
 }

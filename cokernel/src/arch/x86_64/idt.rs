@@ -55,6 +55,8 @@ pub mod vectors {
     pub const TIMER: u8 = 0xf0;
     /// Wakes a parked or idle CPU (no handler work).
     pub const WAKEUP: u8 = 0xf1;
+    /// Kernel calls from real-time tasks (`int 0xf2`).
+    pub const KCALL: u8 = 0xf2;
     /// LAPIC error interrupt.
     pub const APIC_ERROR: u8 = 0xfe;
     /// LAPIC spurious-interrupt vector (must end in 0xf on old xAPICs).
@@ -157,21 +159,23 @@ pub fn count(v: u8) -> u64 {
     PER_VECTOR[usize::from(v)].load(Ordering::Relaxed)
 }
 
-/// Called by every stub with the frame it built.
+/// Called by every stub with the frame it built; returns the frame to resume (a different one
+/// when the scheduler switches tasks).
 #[unsafe(no_mangle)]
-extern "C" fn hauki_trap(frame: &mut TrapFrame) {
+extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
     let v = frame.vector as usize;
     PER_VECTOR[v].fetch_add(1, Ordering::Relaxed);
     if v < 32 {
         exceptions::handle(frame);
-        return;
+        return frame;
     }
     let vector = v as u8;
     match vector {
         vectors::SPURIOUS | 0x27 | 0x2f => {
             SPURIOUS.fetch_add(1, Ordering::Relaxed);
-            return; // no EOI for spurious interrupts
+            return frame; // no EOI for spurious interrupts
         }
+        vectors::KCALL => return super::rt::kcall(frame),
         _ => {}
     }
     let h = HANDLERS[v].load(Ordering::Acquire);
@@ -179,8 +183,10 @@ extern "C" fn hauki_trap(frame: &mut TrapFrame) {
         // SAFETY: only `register` stores here, and it stores a `Handler`.
         let h: Handler = unsafe { core::mem::transmute::<usize, Handler>(h) };
         h(frame);
-    } else if UNEXPECTED.fetch_add(1, Ordering::Relaxed) < 8 {
-        log::warn!("unexpected interrupt on vector {v:#x}; acknowledged and ignored");
+    } else {
+        // Counted and reported by telemetry; never printed from here (the console may be busy).
+        UNEXPECTED.fetch_add(1, Ordering::Relaxed);
     }
     apic::eoi();
+    super::rt::switch_point(frame)
 }

@@ -14,6 +14,7 @@ pub mod idt;
 pub mod ioapic;
 pub mod mm;
 pub mod pic;
+pub mod rt;
 pub mod serial;
 pub mod smp;
 pub mod timer;

@@ -53,19 +53,7 @@ pub fn lapic_hz() -> u64 {
 /// Calibrates the LAPIC timer against the TSC and selects the timer hardware.
 pub fn init(tsc_deadline: bool, force_lapic: bool) -> Kind {
     apic::write(apic::REG_TIMER_DIVIDE, 0b1011); // divide by 1
-    apic::write(apic::REG_LVT_TIMER, apic::LVT_MASKED | u32::from(vectors::TIMER));
-    apic::write(apic::REG_TIMER_INITIAL, u32::MAX);
-    let t0 = rdtsc();
-    let window = tsc::ns_to_ticks(100_000);
-    while rdtsc() - t0 < window {
-        core::hint::spin_loop();
-    }
-    let counted = u32::MAX - apic::read(apic::REG_TIMER_CURRENT);
-    let t1 = rdtsc();
-    apic::write(apic::REG_TIMER_INITIAL, 0);
-    let hz = u128::from(counted) * u128::from(tsc::hz()) / u128::from((t1 - t0).max(1));
-    LAPIC_HZ.store(hz as u64, Ordering::Relaxed);
-
+    LAPIC_HZ.store(calibrate(), Ordering::Relaxed);
     idt::register(vectors::TIMER, on_interrupt);
     if tsc_deadline && !force_lapic {
         apic::write(apic::REG_LVT_TIMER, LVT_TSC_DEADLINE | u32::from(vectors::TIMER));
@@ -76,6 +64,35 @@ pub fn init(tsc_deadline: bool, force_lapic: bool) -> Kind {
         KIND.store(2, Ordering::Relaxed);
         Kind::LapicOneshot
     }
+}
+
+/// Measures the LAPIC timer's input frequency against the TSC: arm a one-shot count and wait
+/// (interrupts off) for the timer vector to become pending in the IRR. Polling the IRR rather
+/// than reading the current-count register keeps QEMU's `-icount` mode usable with x2APIC (QEMU
+/// cannot read its virtual clock from an MSR access under icount).
+fn calibrate() -> u64 {
+    const COUNT: u32 = 100_000;
+    let irr = apic::REG_IRR + 0x10 * (u32::from(vectors::TIMER) / 32);
+    let bit = 1u32 << (vectors::TIMER % 32);
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        apic::write(apic::REG_LVT_TIMER, u32::from(vectors::TIMER)); // one-shot, unmasked
+        let t0 = rdtsc();
+        apic::write(apic::REG_TIMER_INITIAL, COUNT);
+        let limit = tsc::ns_to_ticks(100_000_000);
+        let mut t1 = t0;
+        while apic::read(irr) & bit == 0 {
+            t1 = rdtsc();
+            if t1 - t0 > limit {
+                break; // no timer interrupt in 100 ms: report what was measured
+            }
+            core::hint::spin_loop();
+        }
+        let t1 = rdtsc().min(t1.max(rdtsc()));
+        apic::write(apic::REG_LVT_TIMER, apic::LVT_MASKED | u32::from(vectors::TIMER));
+        // The pending interrupt is delivered once interrupts are enabled; with no deadline armed
+        // the handler ignores it.
+        (u128::from(COUNT) * u128::from(tsc::hz()) / u128::from((t1 - t0).max(1))) as u64
+    })
 }
 
 /// Sets the function run on expiry.

@@ -2,7 +2,8 @@
  * The 256 IDT stubs and the common trap path. Audited by hand: every stub is 16 bytes apart;
  * vectors without a hardware error code push a zero so the frame is uniform (see TrapFrame).
  * The CPU aligns RSP to 16 before pushing its frame; 7 + 15 pushes keep that alignment for the
- * call into Rust.
+ * call into Rust. hauki_trap returns the frame to resume: a context switch is just a different
+ * stack pointer before the pops (every context is saved in this same frame layout).
  *
  * Also here: the probes used by in-kernel tests to check that a page is really unmapped, read-only
  * or non-executable (a fault at a probe instruction resumes at the probe's fixup).
@@ -44,6 +45,7 @@ hauki_trap_common:
     cld
     movq %rsp, %rdi
     call hauki_trap
+    movq %rax, %rsp                 /* the frame to resume: this one, or another task's */
     popq %r15
     popq %r14
     popq %r13

@@ -11,6 +11,9 @@
 //!   (priority inheritance, transitive through chains of owners);
 //! - the idle task (id 0, priority 0) is always Ready, so selection never fails.
 
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
 use super::prio::{LEVELS, Links, NIL, ReadyLists, TaskId};
 use super::timerq::TimerQueue;
 
@@ -154,7 +157,9 @@ struct Sem {
     waiters: WaitQueue,
 }
 
+/// Why a scheduler operation was refused. Wire value: the discriminant (see [`Error::from_code`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Error {
     NoFreeTask,
     NoFreeObject,
@@ -170,6 +175,28 @@ pub enum Error {
     SemOverflow,
 }
 
+impl Error {
+    const ALL: [Error; 12] = [
+        Error::NoFreeTask,
+        Error::NoFreeObject,
+        Error::BadPriority,
+        Error::BadParameters,
+        Error::PortInUse,
+        Error::NoSuchObject,
+        Error::NotOwner,
+        Error::AlreadyOwner,
+        Error::TooManyWaiters,
+        Error::TooManyHeld,
+        Error::WrongKind,
+        Error::SemOverflow,
+    ];
+
+    /// The error a kernel call's return code names (unknown codes read as `NoSuchObject`).
+    pub fn from_code(code: u8) -> Error {
+        Self::ALL.iter().copied().find(|e| *e as u8 == code).unwrap_or(Error::NoSuchObject)
+    }
+}
+
 /// What a task asked for through a kernel call; the result says whether it continues or waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -179,13 +206,15 @@ pub enum Outcome {
     Blocked,
 }
 
+/// The tables live on the heap (built in place there), so creating a scheduler needs little
+/// stack and the co-kernel image stays small.
 pub struct Scheduler {
-    pub tasks: [Tcb; MAX_TASKS],
-    links: [Links; MAX_TASKS],
-    ready: ReadyLists,
-    timers: TimerQueue<MAX_TASKS>,
-    mutexes: [Mutex; MAX_MUTEXES],
-    sems: [Sem; MAX_SEMS],
+    pub tasks: Box<[Tcb]>,
+    links: Box<[Links]>,
+    ready: Box<ReadyLists>,
+    timers: Box<TimerQueue<MAX_TASKS>>,
+    mutexes: Box<[Mutex]>,
+    sems: Box<[Sem]>,
     ports: [TaskId; MAX_PORTS],
     current: TaskId,
     last_switch: u64,
@@ -206,12 +235,12 @@ impl Scheduler {
     /// A scheduler whose only task is the idle task (the caller's context), running.
     pub fn new(now: u64) -> Self {
         let mut s = Scheduler {
-            tasks: [Tcb::FREE; MAX_TASKS],
-            links: [Links::UNLINKED; MAX_TASKS],
-            ready: ReadyLists::new(),
-            timers: TimerQueue::new(),
-            mutexes: core::array::from_fn(|_| Mutex::default()),
-            sems: core::array::from_fn(|_| Sem::default()),
+            tasks: (0..MAX_TASKS).map(|_| Tcb::FREE).collect::<Vec<_>>().into_boxed_slice(),
+            links: alloc::vec![Links::UNLINKED; MAX_TASKS].into_boxed_slice(),
+            ready: Box::new(ReadyLists::new()),
+            timers: Box::new(TimerQueue::new()),
+            mutexes: (0..MAX_MUTEXES).map(|_| Mutex::default()).collect::<Vec<_>>().into_boxed_slice(),
+            sems: (0..MAX_SEMS).map(|_| Sem::default()).collect::<Vec<_>>().into_boxed_slice(),
             ports: [NIL; MAX_PORTS],
             current: IDLE,
             last_switch: now,
@@ -636,3 +665,16 @@ impl Scheduler {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod error_code_tests {
+    use super::Error;
+
+    #[test]
+    fn every_error_round_trips_through_its_code() {
+        for e in Error::ALL {
+            assert_eq!(Error::from_code(e as u8), e);
+        }
+        assert_eq!(Error::ALL.len(), Error::SemOverflow as usize + 1);
+    }
+}

@@ -1,0 +1,206 @@
+//! The real-time core on x86_64: where the scheduler lives, how tasks start, how a trap becomes a
+//! context switch, and the kernel-call gate (`int 0xf2`).
+//!
+//! Every context (idle and each task) is saved as a [`TrapFrame`] on its own stack. A trap saves
+//! the interrupted context's frame pointer in its TCB, lets the scheduler decide, and returns the
+//! frame pointer of the task to resume; `trap.S` loads it into RSP and returns from the trap. The
+//! scheduler is touched only here, with interrupts off, on the one real-time CPU.
+
+use alloc::boxed::Box;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::cpu::rdtsc;
+use super::idt::TrapFrame;
+use super::{gdt, mm, timer};
+use crate::rt::sched::{Error, Outcome, Scheduler, Spec};
+use crate::rt::prio::TaskId;
+
+/// Kernel-call numbers (RAX at `int 0xf2`; arguments in RDI, RSI).
+pub mod call {
+    pub const WAIT_PERIOD: u64 = 0;
+    pub const WAIT_EVENT: u64 = 1;
+    pub const MUTEX_LOCK: u64 = 2;
+    pub const MUTEX_UNLOCK: u64 = 3;
+    pub const SEM_WAIT: u64 = 4;
+    pub const SEM_POST: u64 = 5;
+    pub const SLEEP_UNTIL: u64 = 6;
+    pub const POST: u64 = 7;
+    pub const SEM_TRY_WAIT: u64 = 8;
+}
+
+/// A failed call returns this bit set with the error number below it.
+pub const ERROR_BIT: u64 = 1 << 63;
+
+struct Cell(UnsafeCell<Option<&'static mut Scheduler>>);
+// SAFETY: accessed only through `with`, with interrupts off on the real-time CPU.
+unsafe impl Sync for Cell {}
+
+static SCHED: Cell = Cell(UnsafeCell::new(None));
+static RUNNING: AtomicBool = AtomicBool::new(false);
+/// The deadline the one-shot timer is armed for (u64::MAX: disarmed).
+static ARMED: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Runs `f` on the scheduler with interrupts off.
+pub fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        // SAFETY: interrupts are off and only this CPU runs real-time code, so this is the only
+        // reference for the duration of `f`.
+        let s = unsafe { (*SCHED.0.get()).as_deref_mut() }.expect("real-time core not started");
+        f(s)
+    })
+}
+
+/// Whether the scheduler runs (tasks may exist).
+pub fn running() -> bool {
+    RUNNING.load(Ordering::Acquire)
+}
+
+/// Creates the scheduler; the caller's context becomes the idle task.
+pub fn init() {
+    let s = Box::leak(Box::new(Scheduler::new(rdtsc())));
+    // SAFETY: before RUNNING is set nothing else reads SCHED; interrupts are off around the store.
+    x86_64::instructions::interrupts::without_interrupts(|| unsafe { *SCHED.0.get() = Some(s) });
+    timer::set_callback(on_timer);
+    RUNNING.store(true, Ordering::Release);
+}
+
+/// Name of the running task, for exception reports (no lock: fault context).
+pub fn current_name() -> Option<&'static str> {
+    if !running() {
+        return None;
+    }
+    // SAFETY: read-only peek from fault context with interrupts off; a torn read of a name
+    // reference cannot happen (aligned word-sized fields).
+    let s = unsafe { (*SCHED.0.get()).as_deref() }?;
+    Some(s.task(s.current()).name)
+}
+
+/// Task entry: `entry(arg)` never returns.
+pub type Entry = fn(usize) -> !;
+
+extern "C" fn task_start(entry: usize, arg: usize) -> ! {
+    // SAFETY: `spawn` stores a valid `Entry` in RDI of the initial frame.
+    let f: Entry = unsafe { core::mem::transmute::<usize, Entry>(entry) };
+    f(arg)
+}
+
+/// Creates a task running `entry(arg)` on a new stack (behind a guard page).
+pub fn spawn(spec: Spec, entry: Entry, arg: usize) -> Result<TaskId, Error> {
+    let top = mm::alloc_stack();
+    // Initial frame: as if the task had been interrupted at `task_start` with a fresh stack
+    // (RSP ≡ 8 mod 16 at entry, a zero return address ending the frame-pointer chain).
+    let ret_slot = top - 8;
+    let frame = (ret_slot - core::mem::size_of::<TrapFrame>() as u64) & !0xf;
+    let f = TrapFrame {
+        rip: task_start as *const () as u64,
+        cs: u64::from(gdt::KERNEL_CS),
+        rflags: 0x202,
+        rsp: ret_slot,
+        ss: u64::from(gdt::KERNEL_DS),
+        rdi: entry as *const () as u64,
+        rsi: arg as u64,
+        ..TrapFrame::default()
+    };
+    // SAFETY: both addresses lie in the stack just mapped for this task, which nothing else uses.
+    unsafe {
+        (ret_slot as *mut u64).write(0);
+        (frame as *mut TrapFrame).write(f);
+    }
+    let t = with(|s| s.spawn(spec, frame))?;
+    with(|s| rearm(s));
+    Ok(t)
+}
+
+fn on_timer(now: u64) {
+    ARMED.store(u64::MAX, Ordering::Relaxed);
+    if running() {
+        // SAFETY: timer interrupt context: interrupts are off.
+        let s = unsafe { (*SCHED.0.get()).as_deref_mut() };
+        if let Some(s) = s {
+            s.expire(now);
+        }
+    }
+}
+
+/// Programs the one-shot timer for the earliest armed task timer, if it changed.
+fn rearm(s: &Scheduler) {
+    match s.next_expiry() {
+        Some(when) if when != ARMED.load(Ordering::Relaxed) => {
+            ARMED.store(when, Ordering::Relaxed);
+            timer::arm_at(when);
+        }
+        None if ARMED.load(Ordering::Relaxed) != u64::MAX => {
+            ARMED.store(u64::MAX, Ordering::Relaxed);
+            timer::cancel();
+        }
+        _ => {}
+    }
+}
+
+/// The end of every interrupt: save the interrupted context, pick the next, resume it.
+pub fn switch_point(frame: &mut TrapFrame) -> *mut TrapFrame {
+    if !running() {
+        return frame;
+    }
+    // SAFETY: trap context: interrupts are off.
+    let s = unsafe { (*SCHED.0.get()).as_deref_mut() }.expect("running implies a scheduler");
+    resume(s, frame)
+}
+
+fn resume(s: &mut Scheduler, frame: &mut TrapFrame) -> *mut TrapFrame {
+    let cur = s.current();
+    s.task_mut(cur).frame = frame as *mut TrapFrame as u64;
+    let next = s.schedule(rdtsc());
+    rearm(s);
+    let t = s.task_mut(next);
+    let f = t.frame as *mut TrapFrame;
+    if let Some(v) = t.wake_value.take() {
+        // SAFETY: `f` is the saved frame of a task blocked in a kernel call; RAX is its result.
+        unsafe { (*f).rax = v };
+    }
+    f
+}
+
+fn encode(r: Result<Outcome, Error>) -> Option<u64> {
+    match r {
+        Ok(Outcome::Done(v)) => Some(v),
+        Ok(Outcome::Blocked) => None,
+        Err(e) => Some(ERROR_BIT | e as u64),
+    }
+}
+
+/// `int 0xf2` from a task.
+pub fn kcall(frame: &mut TrapFrame) -> *mut TrapFrame {
+    if !running() {
+        frame.rax = ERROR_BIT | Error::WrongKind as u64;
+        return frame;
+    }
+    // SAFETY: trap context: interrupts are off.
+    let s = unsafe { (*SCHED.0.get()).as_deref_mut() }.expect("running implies a scheduler");
+    let now = rdtsc();
+    let (a, b) = (frame.rdi, frame.rsi);
+    let r = match frame.rax {
+        call::WAIT_PERIOD => s.complete_job(now),
+        call::WAIT_EVENT => s.wait_event(),
+        call::MUTEX_LOCK => s.mutex_lock(a as u16),
+        call::MUTEX_UNLOCK => s.mutex_unlock(a as u16),
+        call::SEM_WAIT => s.sem_wait(a as u16),
+        call::SEM_TRY_WAIT => s.sem_try_wait(a as u16),
+        call::SEM_POST => s.sem_post(a as u16).map(|_| Outcome::Done(0)),
+        call::SLEEP_UNTIL => Ok(s.sleep_until(a, now)),
+        call::POST => s.post(a as u16, b as u32).map(|_| Outcome::Done(0)),
+        _ => Err(Error::NoSuchObject),
+    };
+    if let Some(v) = encode(r) {
+        frame.rax = v;
+    }
+    resume(s, frame)
+}
+
+/// Posts events to a port from interrupt context (a device handler registered with `idt`).
+pub fn post_from_irq(port: u16, n: u32) -> Result<(), Error> {
+    // SAFETY: interrupt context: interrupts are off; the switch happens at the trap's end.
+    let s = unsafe { (*SCHED.0.get()).as_deref_mut() }.ok_or(Error::NoSuchObject)?;
+    s.post(port, n)
+}

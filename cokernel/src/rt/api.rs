@@ -1,0 +1,311 @@
+//! The task API: what real-time code calls. Declaring a periodic task takes a few lines:
+//!
+//! ```ignore
+//! Periodic::new("pid").priority(200).period_us(1000).spawn(|_| loop {
+//!     let release = rt::api::wait_next_period();
+//!     // … one control step …
+//! })?;
+//! ```
+//!
+//! Blocking calls go through `int 0xf2` into the scheduler; `post_from_irq` is for interrupt
+//! handlers. Times are nanoseconds at this interface, TSC ticks inside.
+
+use core::cell::UnsafeCell;
+use core::marker::PhantomData;
+
+use crate::arch::rt::{self as glue, ERROR_BIT, Entry, call};
+use crate::arch::{cpu, tsc};
+use crate::rt::prio::TaskId;
+use crate::rt::sched::{Error, Kind, Spec};
+
+fn kcall(nr: u64, a: u64, b: u64) -> Result<u64, Error> {
+    let r: u64;
+    // SAFETY: `int 0xf2` enters the kernel-call gate, which saves and restores every register but
+    // RAX (the result) and returns with the same flags and stack.
+    unsafe { core::arch::asm!("int 0xf2", inlateout("rax") nr => r, in("rdi") a, in("rsi") b) };
+    if r & ERROR_BIT != 0 { Err(Error::from_code(r as u8)) } else { Ok(r) }
+}
+
+/// TSC now.
+pub fn now_tsc() -> u64 {
+    cpu::rdtsc()
+}
+
+/// Nanoseconds between two TSC readings.
+pub fn ns_between(from: u64, to: u64) -> u64 {
+    tsc::ticks_to_ns(to.saturating_sub(from))
+}
+
+/// Ends the current job of a periodic task; returns the release time (TSC) of the next job once
+/// it starts. The difference between that and the time the task runs is its release latency.
+pub fn wait_next_period() -> u64 {
+    kcall(call::WAIT_PERIOD, 0, 0).expect("wait_next_period outside a periodic task")
+}
+
+/// Waits for events on the task's port; returns how many arrived.
+pub fn wait_event() -> u32 {
+    kcall(call::WAIT_EVENT, 0, 0).expect("wait_event outside an event task") as u32
+}
+
+/// Posts `n` events to `port` from a task.
+pub fn post(port: u16, n: u32) -> Result<(), Error> {
+    kcall(call::POST, u64::from(port), u64::from(n)).map(|_| ())
+}
+
+/// Posts `n` events to `port` from an interrupt handler.
+pub fn post_from_irq(port: u16, n: u32) -> Result<(), Error> {
+    glue::post_from_irq(port, n)
+}
+
+/// Sleeps for `ns` (event-driven tasks; periodic tasks are paced by their period).
+pub fn sleep_ns(ns: u64) {
+    let _ = kcall(call::SLEEP_UNTIL, now_tsc() + tsc::ns_to_ticks(ns), 0);
+}
+
+/// Busy work for `ns`, for demos and tests.
+pub fn spin_ns(ns: u64) {
+    let end = now_tsc() + tsc::ns_to_ticks(ns);
+    while now_tsc() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// Declares a periodic task.
+#[derive(Clone, Copy, Debug)]
+pub struct Periodic {
+    name: &'static str,
+    prio: u8,
+    period_ns: u64,
+    phase_ns: u64,
+    deadline_ns: Option<u64>,
+    budget_ns: u64,
+}
+
+impl Periodic {
+    pub const fn new(name: &'static str) -> Self {
+        Periodic { name, prio: 100, period_ns: 1_000_000, phase_ns: 0, deadline_ns: None, budget_ns: 0 }
+    }
+    /// 1 (least urgent) ..= 255 (most urgent); 0 is the idle level.
+    pub const fn priority(mut self, p: u8) -> Self {
+        self.prio = p;
+        self
+    }
+    pub const fn period_ns(mut self, ns: u64) -> Self {
+        self.period_ns = ns;
+        self
+    }
+    pub const fn period_us(self, us: u64) -> Self {
+        self.period_ns(us * 1000)
+    }
+    /// Offset of the first release from now.
+    pub const fn phase_ns(mut self, ns: u64) -> Self {
+        self.phase_ns = ns;
+        self
+    }
+    /// Relative deadline (default: the period).
+    pub const fn deadline_ns(mut self, ns: u64) -> Self {
+        self.deadline_ns = Some(ns);
+        self
+    }
+    /// CPU time one job may use before it counts as an overrun (0: no budget).
+    pub const fn budget_ns(mut self, ns: u64) -> Self {
+        self.budget_ns = ns;
+        self
+    }
+
+    pub fn spawn(self, entry: Entry) -> Result<TaskId, Error> {
+        self.spawn_with(entry, 0)
+    }
+
+    pub fn spawn_with(self, entry: Entry, arg: usize) -> Result<TaskId, Error> {
+        let period = tsc::ns_to_ticks(self.period_ns);
+        let spec = Spec {
+            name: self.name,
+            prio: self.prio,
+            kind: Kind::Periodic {
+                period,
+                deadline: tsc::ns_to_ticks(self.deadline_ns.unwrap_or(self.period_ns)),
+                budget: tsc::ns_to_ticks(self.budget_ns),
+            },
+            first_release: now_tsc() + tsc::ns_to_ticks(self.phase_ns),
+        };
+        glue::spawn(spec, entry, arg)
+    }
+}
+
+/// Declares an event-driven task bound to a port.
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    name: &'static str,
+    prio: u8,
+    port: u16,
+}
+
+impl Event {
+    pub const fn new(name: &'static str, port: u16) -> Self {
+        Event { name, prio: 100, port }
+    }
+    pub const fn priority(mut self, p: u8) -> Self {
+        self.prio = p;
+        self
+    }
+    pub fn spawn(self, entry: Entry) -> Result<TaskId, Error> {
+        self.spawn_with(entry, 0)
+    }
+    pub fn spawn_with(self, entry: Entry, arg: usize) -> Result<TaskId, Error> {
+        let spec = Spec { name: self.name, prio: self.prio, kind: Kind::Event { port: self.port }, first_release: 0 };
+        glue::spawn(spec, entry, arg)
+    }
+}
+
+/// A mutex with priority inheritance. Holders are never preempted by tasks of lower priority
+/// than the highest waiter.
+pub struct Mutex<T> {
+    id: u16,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: access to `value` is serialised by the kernel mutex.
+unsafe impl<T: Send> Sync for Mutex<T> {}
+
+impl<T> Mutex<T> {
+    pub fn new(value: T) -> Result<Self, Error> {
+        Ok(Mutex { id: glue::with(|s| s.mutex_create())?, value: UnsafeCell::new(value) })
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        kcall(call::MUTEX_LOCK, u64::from(self.id), 0).expect("mutex lock");
+        MutexGuard { m: self, _not_send: PhantomData }
+    }
+
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+}
+
+pub struct MutexGuard<'a, T> {
+    m: &'a Mutex<T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T> core::ops::Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard exists only while this task owns the kernel mutex.
+        unsafe { &*self.m.value.get() }
+    }
+}
+
+impl<T> core::ops::DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`.
+        unsafe { &mut *self.m.value.get() }
+    }
+}
+
+impl<T> Drop for MutexGuard<'_, T> {
+    fn drop(&mut self) {
+        kcall(call::MUTEX_UNLOCK, u64::from(self.m.id), 0).expect("mutex unlock");
+    }
+}
+
+/// A counting semaphore.
+#[derive(Clone, Copy, Debug)]
+pub struct Semaphore(u16);
+
+impl Semaphore {
+    pub fn new(initial: u32, max: u32) -> Result<Self, Error> {
+        glue::with(|s| s.sem_create(initial, max)).map(Semaphore)
+    }
+    pub fn wait(&self) {
+        kcall(call::SEM_WAIT, u64::from(self.0), 0).expect("semaphore wait");
+    }
+    pub fn try_wait(&self) -> bool {
+        kcall(call::SEM_TRY_WAIT, u64::from(self.0), 0).expect("semaphore try_wait") == 1
+    }
+    pub fn post(&self) -> Result<(), Error> {
+        kcall(call::SEM_POST, u64::from(self.0), 0).map(|_| ())
+    }
+    pub fn count(&self) -> u32 {
+        glue::with(|s| s.sem_count(self.0)).unwrap_or(0)
+    }
+}
+
+/// A fixed-capacity message queue (heapless ring) with blocking send and receive.
+pub struct Queue<T, const N: usize> {
+    buf: spin::Mutex<heapless::Deque<T, N>>,
+    items: Semaphore,
+    slots: Semaphore,
+}
+
+impl<T, const N: usize> Queue<T, N> {
+    pub fn new() -> Result<Self, Error> {
+        Ok(Queue {
+            buf: spin::Mutex::new(heapless::Deque::new()),
+            items: Semaphore::new(0, N as u32)?,
+            slots: Semaphore::new(N as u32, N as u32)?,
+        })
+    }
+
+    fn locked<R>(&self, f: impl FnOnce(&mut heapless::Deque<T, N>) -> R) -> R {
+        // Interrupts off: the holder cannot be preempted, so the spin never waits on this CPU.
+        x86_64::instructions::interrupts::without_interrupts(|| f(&mut self.buf.lock()))
+    }
+
+    /// Sends, waiting while the queue is full.
+    pub fn send(&self, v: T) {
+        self.slots.wait();
+        let r = self.locked(|q| q.push_back(v));
+        debug_assert!(r.is_ok(), "a slot was reserved");
+        let _ = self.items.post();
+    }
+
+    /// Sends if there is room; gives the value back otherwise.
+    pub fn try_send(&self, v: T) -> Result<(), T> {
+        if !self.slots.try_wait() {
+            return Err(v);
+        }
+        let r = self.locked(|q| q.push_back(v));
+        let _ = self.items.post();
+        r
+    }
+
+    /// Receives, waiting while the queue is empty.
+    pub fn recv(&self) -> T {
+        self.items.wait();
+        let v = self.locked(|q| q.pop_front()).expect("an item was counted");
+        let _ = self.slots.post();
+        v
+    }
+
+    pub fn try_recv(&self) -> Option<T> {
+        if !self.items.try_wait() {
+            return None;
+        }
+        let v = self.locked(|q| q.pop_front());
+        let _ = self.slots.post();
+        v
+    }
+}
+
+/// State shared between tasks (and interrupt handlers) on the real-time CPU: every access runs
+/// with interrupts off, so it is atomic with respect to every other real-time context. Keep the
+/// closures short: they delay interrupts.
+pub struct Shared<T>(UnsafeCell<T>);
+
+// SAFETY: all access goes through `with`, which runs with interrupts off on the one real-time CPU.
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    pub const fn new(v: T) -> Self {
+        Shared(UnsafeCell::new(v))
+    }
+
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            // SAFETY: interrupts are off on the only CPU that runs real-time code: no other
+            // context can hold a reference now.
+            f(unsafe { &mut *self.0.get() })
+        })
+    }
+}

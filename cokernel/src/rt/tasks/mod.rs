@@ -1,0 +1,50 @@
+//! The tasks the co-kernel starts by itself: the latency tool and the telemetry reporter, and the
+//! demo workload that looks like a controller (a 1 kHz PID loop on a simulated motor, the phase
+//! engine, and a group of equal-period workers staggered by golden-ratio offsets).
+//!
+//! Priorities: latency 250 (highest), control 200, phase 150, workers 100–103, display 2,
+//! telemetry 1. Command-line knobs are in docs/cmdline.md.
+
+pub mod control;
+pub mod display;
+pub mod latency;
+pub mod phase;
+pub mod telemetry;
+
+use crate::arch::fatal::fatal;
+use crate::cmdline;
+use crate::rt::sched::Error;
+
+pub const PRIO_LATENCY: u8 = 250;
+pub const PRIO_CONTROL: u8 = 200;
+pub const PRIO_PHASE: u8 = 150;
+pub const PRIO_WORKERS: u8 = 100;
+pub const PRIO_DISPLAY: u8 = 2;
+pub const PRIO_TELEMETRY: u8 = 1;
+
+fn ns_option(line: &str, key: &str, default_ns: u64, unit_ns: u64) -> u64 {
+    cmdline::get(line, key).and_then(|v| v.parse::<u64>().ok()).filter(|&v| v > 0).map_or(default_ns, |v| v * unit_ns)
+}
+
+/// Starts the built-in tasks as the command line asks.
+pub fn start(line: &str, vga: bool) {
+    let r = start_inner(line, vga);
+    if let Err(e) = r {
+        fatal("task-start-failed", format_args!("starting the built-in real-time tasks failed: {e:?}"));
+    }
+}
+
+fn start_inner(line: &str, vga: bool) -> Result<(), Error> {
+    let latency_period = ns_option(line, "hauki.latency_period_us", 100_000, 1000);
+    let report_period = ns_option(line, "hauki.report_ms", 1_000_000_000, 1_000_000);
+    latency::start(latency_period)?;
+    if !cmdline::get(line, "hauki.demo").is_some_and(|v| v == "0" || v == "off") {
+        control::start()?;
+        phase::start(cmdline::get(line, "hauki.stagger") != Some("off"))?;
+        if vga {
+            display::start()?;
+        }
+    }
+    let exit_after = cmdline::get(line, "hauki.exit_after_reports").and_then(|v| v.parse().ok());
+    telemetry::start(report_period, exit_after)
+}

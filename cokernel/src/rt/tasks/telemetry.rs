@@ -1,0 +1,129 @@
+//! The telemetry reporter: the one regular writer of COM2 once tasks run. Once per reporting
+//! period it emits a `latency` record (and resets the window), a `task` record per task, a
+//! `control` record and a `phase` record. Lowest real-time priority: a slow UART never delays
+//! real-time work (it writes with interrupts on).
+
+use crate::arch::console;
+use crate::arch::rt as glue;
+use crate::rt::api::{Periodic, Shared};
+use crate::rt::control::to_milli;
+use crate::rt::hist::{self, LatencyStats};
+use crate::rt::prio::TaskId;
+use crate::rt::sched::{Error, Kind, TaskStats};
+use hauki_abi::debug_exit;
+
+static EXIT_AFTER: Shared<Option<u64>> = Shared::new(None);
+static PERIOD: Shared<u64> = Shared::new(0);
+
+pub fn start(period_ns: u64, exit_after: Option<u64>) -> Result<(), Error> {
+    EXIT_AFTER.with(|e| *e = exit_after);
+    PERIOD.with(|p| *p = period_ns);
+    Periodic::new("telemetry").priority(super::PRIO_TELEMETRY).period_ns(period_ns).phase_ns(period_ns).spawn(run).map(|_| ())
+}
+
+const MAX_REPORTED: usize = 32;
+
+fn ticks_ns(t: u64) -> u64 {
+    crate::arch::tsc::ticks_to_ns(t)
+}
+
+fn run(_: usize) -> ! {
+    let mut reports = 0u64;
+    let mut last_misses = 0u64;
+    loop {
+        crate::rt::api::wait_next_period();
+        reports += 1;
+        let window = super::latency::STATS.with(|s| {
+            let w = *s;
+            s.reset();
+            w
+        });
+        let lat_task = super::latency::task();
+        let tasks: heapless::Vec<(TaskId, &'static str, u8, Kind, TaskStats), MAX_REPORTED> = glue::with(|s| {
+            s.task_ids().filter(|&t| t != 0).take(MAX_REPORTED).map(|t| {
+                let k = s.task(t);
+                (t, k.name, k.base_prio, k.kind, k.stats)
+            }).collect()
+        });
+        let misses_total = lat_task.and_then(|lt| tasks.iter().find(|x| x.0 == lt)).map_or(0, |x| x.4.misses);
+        let misses = misses_total - last_misses;
+        last_misses = misses_total;
+        super::latency::TOTAL.with(|t| t.misses = misses_total);
+        emit_latency(&window, misses, misses_total);
+        for (_, name, prio, kind, st) in &tasks {
+            console::record("task", |r| {
+                r.str("task", name)
+                    .u64("prio", u64::from(*prio))
+                    .str("kind", match kind {
+                        Kind::Periodic { .. } => "periodic",
+                        Kind::Event { .. } => "event",
+                        Kind::Idle => "idle",
+                    })
+                    .u64("period_ns", match kind {
+                        Kind::Periodic { period, .. } => ticks_ns(*period),
+                        _ => 0,
+                    })
+                    .u64("releases", st.releases)
+                    .u64("completions", st.completions)
+                    .u64("misses", st.misses)
+                    .u64("overruns", st.overruns)
+                    .u64("worst_response_ns", ticks_ns(st.worst_response))
+                    .u64("cpu_ns", ticks_ns(st.cpu_time));
+            });
+        }
+        let c = super::control::STATE.with(|s| *s);
+        if c.steps > 0 {
+            console::record("control", |r| {
+                r.str("task", "control")
+                    .u64("steps", c.steps)
+                    .i64("setpoint_milli", to_milli(c.setpoint))
+                    .i64("position_milli", to_milli(c.position))
+                    .i64("velocity_milli", to_milli(c.velocity))
+                    .i64("output_milli", to_milli(c.output))
+                    .i64("error_milli", to_milli(c.setpoint - c.position));
+            });
+        }
+        let p = super::phase::STATE.with(|s| *s);
+        if p.steps > 0 {
+            let workers = super::phase::WORKER_IDS.with(|w| *w);
+            let mut worst = [0u64; super::phase::WORKERS];
+            let mut phases = [0u64; super::phase::WORKERS];
+            for (i, w) in workers.iter().enumerate() {
+                if let Some((t, ph)) = w {
+                    phases[i] = *ph;
+                    worst[i] = tasks.iter().find(|x| x.0 == *t).map_or(0, |x| ticks_ns(x.4.worst_response));
+                }
+            }
+            let staggered = super::phase::STAGGERED.with(|s| *s);
+            console::record("phase", |r| {
+                r.str("task", "phase")
+                    .u64("steps", p.steps)
+                    .u64s("nco_millihz", &super::phase::NCO_MILLIHZ)
+                    .hex_list("nco_phase", &p.phases.map(u64::from))
+                    .i64s("nco_sine_q30", &p.sines.map(i64::from))
+                    .str("stagger", if staggered { "golden" } else { "off" })
+                    .u64s("worker_phase_ns", &phases)
+                    .u64s("worker_worst_response_ns", &worst);
+            });
+        }
+        if EXIT_AFTER.with(|e| *e).is_some_and(|n| reports >= n) {
+            crate::arch::fatal::exit(debug_exit::SUCCESS);
+        }
+    }
+}
+
+fn emit_latency(w: &LatencyStats, misses: u64, misses_total: u64) {
+    let period = super::latency::period_ns();
+    console::record("latency", |r| {
+        r.str("task", "latency")
+            .u64("period_ns", period)
+            .u64("samples", w.samples)
+            .u64("min_ns", if w.samples > 0 { w.min_ns } else { 0 })
+            .u64("avg_ns", w.avg_ns())
+            .u64("max_ns", w.max_ns)
+            .u64("misses", misses)
+            .u64("misses_total", misses_total)
+            .u64("hist_bucket0_ns", hist::BUCKET0_NS)
+            .u64s("hist", &w.hist.map(u64::from));
+    });
+}
