@@ -57,6 +57,11 @@ pub fn post_from_irq(port: u16, n: u32) -> Result<(), Error> {
     glue::post_from_irq(port, n)
 }
 
+/// Passes through the scheduler: anything more urgent that became ready runs first.
+pub fn yield_now() {
+    let _ = kcall(call::YIELD, 0, 0);
+}
+
 /// Sleeps for `ns` (event-driven tasks; periodic tasks are paced by their period).
 pub fn sleep_ns(ns: u64) {
     let _ = kcall(call::SLEEP_UNTIL, now_tsc() + tsc::ns_to_ticks(ns), 0);

@@ -27,6 +27,8 @@ pub mod call {
     pub const SLEEP_UNTIL: u64 = 6;
     pub const POST: u64 = 7;
     pub const SEM_TRY_WAIT: u64 = 8;
+    /// No operation: just pass through the scheduler (lets the idle context hand over at once).
+    pub const YIELD: u64 = 9;
 }
 
 /// A failed call returns this bit set with the error number below it.
@@ -190,6 +192,7 @@ pub fn kcall(frame: &mut TrapFrame) -> *mut TrapFrame {
         call::SEM_POST => s.sem_post(a as u16).map(|_| Outcome::Done(0)),
         call::SLEEP_UNTIL => Ok(s.sleep_until(a, now)),
         call::POST => s.post(a as u16, b as u32).map(|_| Outcome::Done(0)),
+        call::YIELD => Ok(Outcome::Done(0)),
         _ => Err(Error::NoSuchObject),
     };
     if let Some(v) = encode(r) {

@@ -78,8 +78,10 @@ pub struct Tcb {
     pub job_active: bool,
     job_missed: bool,
     pub job_cpu: u64,
-    /// Releases that arrived while a job was still running (each becomes a job, late).
+    /// Releases that arrived while the task was not waiting for one (each becomes a job, late).
     pub pending: u32,
+    /// Release time of the oldest pending release.
+    pending_release: u64,
     /// Events posted to the task's port and not yet taken.
     pub events: u32,
     held: heapless::Vec<u16, MAX_HELD>,
@@ -101,6 +103,7 @@ impl Tcb {
         job_missed: false,
         job_cpu: 0,
         pending: 0,
+        pending_release: 0,
         events: 0,
         held: heapless::Vec::new(),
         wake_value: None,
@@ -277,7 +280,8 @@ impl Scheduler {
         self.timers.peek().map(|(w, _)| w)
     }
 
-    /// Creates a task. Periodic tasks wait for `first_release`; event tasks for their port.
+    /// Creates a task, ready to run its set-up code; it then calls `complete_job` (periodic: its
+    /// first job is released at `first_release`) or `wait_event` (event tasks).
     pub fn spawn(&mut self, spec: Spec, frame: u64) -> Result<TaskId, Error> {
         if spec.prio == 0 {
             return Err(Error::BadPriority); // level 0 is the idle level
@@ -302,16 +306,11 @@ impl Scheduler {
         tcb.kind = spec.kind;
         tcb.frame = frame;
         match spec.kind {
-            Kind::Periodic { .. } => {
-                tcb.state = State::Blocked(Wait::Period);
-                self.timers.arm(t, spec.first_release);
-            }
-            Kind::Event { port } => {
-                tcb.state = State::Blocked(Wait::Event);
-                self.ports[usize::from(port)] = t;
-            }
+            Kind::Periodic { .. } => self.timers.arm(t, spec.first_release),
+            Kind::Event { port } => self.ports[usize::from(port)] = t,
             Kind::Idle => unreachable!(),
         }
+        self.make_ready(t);
         Ok(t)
     }
 
@@ -348,8 +347,12 @@ impl Scheduler {
                     self.wake(t, when);
                 }
                 (_, Kind::Periodic { period, deadline, .. }) => {
-                    // Released while the previous job still runs (or waits on a lock): it is late.
+                    // Released while the previous job still runs (or waits on a lock), or before
+                    // the task first waited: the job is queued, and starts late.
                     tcb.stats.releases += 1;
+                    if tcb.pending == 0 {
+                        tcb.pending_release = when;
+                    }
                     tcb.pending += 1;
                     if tcb.job_active && !tcb.job_missed && when > tcb.release + deadline {
                         tcb.job_missed = true;
@@ -388,7 +391,8 @@ impl Scheduler {
         tcb.job_missed = false;
         if tcb.pending > 0 {
             tcb.pending -= 1;
-            tcb.release += period;
+            tcb.release = tcb.pending_release;
+            tcb.pending_release += period;
             tcb.job_active = true;
             let release = tcb.release;
             let p = tcb.prio;

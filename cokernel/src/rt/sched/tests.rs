@@ -1,6 +1,17 @@
 use super::*;
 use proptest::prelude::*;
 
+/// Spawns and runs the task's set-up up to its first wait, as the real task code does.
+fn spawn_waiting(s: &mut Scheduler, spec: Spec) -> TaskId {
+    let t = s.spawn(spec, 0).unwrap();
+    let wait = match spec.kind {
+        Kind::Periodic { .. } => Wait::Period,
+        _ => Wait::Event,
+    };
+    s.block(t, wait);
+    t
+}
+
 fn periodic(name: &'static str, prio: u8, period: u64, first: u64) -> Spec {
     Spec { name, prio, kind: Kind::Periodic { period, deadline: period, budget: 0 }, first_release: first }
 }
@@ -13,7 +24,7 @@ fn event(name: &'static str, prio: u8, port: u16) -> Spec {
 fn idle_runs_when_nothing_else_is_ready() {
     let mut s = Scheduler::new(0);
     assert_eq!(s.schedule(0), IDLE);
-    let t = s.spawn(periodic("a", 10, 100, 50), 0).unwrap();
+    let t = spawn_waiting(&mut s, periodic("a", 10, 100, 50));
     assert_eq!(s.next_expiry(), Some(50));
     s.expire(49);
     assert_eq!(s.schedule(49), IDLE);
@@ -29,10 +40,10 @@ fn idle_runs_when_nothing_else_is_ready() {
 #[test]
 fn highest_priority_first_fifo_among_equals() {
     let mut s = Scheduler::new(0);
-    let lo = s.spawn(periodic("lo", 5, 100, 0), 0).unwrap();
-    let hi = s.spawn(periodic("hi", 9, 100, 0), 0).unwrap();
-    let eq1 = s.spawn(periodic("eq1", 7, 100, 0), 0).unwrap();
-    let eq2 = s.spawn(periodic("eq2", 7, 100, 0), 0).unwrap();
+    let lo = spawn_waiting(&mut s, periodic("lo", 5, 100, 0));
+    let hi = spawn_waiting(&mut s, periodic("hi", 9, 100, 0));
+    let eq1 = spawn_waiting(&mut s, periodic("eq1", 7, 100, 0));
+    let eq2 = spawn_waiting(&mut s, periodic("eq2", 7, 100, 0));
     s.expire(0);
     let mut order = Vec::new();
     for now in 1..=4 {
@@ -47,8 +58,8 @@ fn highest_priority_first_fifo_among_equals() {
 #[test]
 fn release_preempts_a_lower_priority_task() {
     let mut s = Scheduler::new(0);
-    let lo = s.spawn(periodic("lo", 5, 1000, 0), 0).unwrap();
-    let hi = s.spawn(periodic("hi", 9, 1000, 100), 0).unwrap();
+    let lo = spawn_waiting(&mut s, periodic("lo", 5, 1000, 0));
+    let hi = spawn_waiting(&mut s, periodic("hi", 9, 1000, 100));
     s.expire(0);
     assert_eq!(s.schedule(0), lo);
     s.expire(100);
@@ -62,7 +73,7 @@ fn release_preempts_a_lower_priority_task() {
 #[test]
 fn late_release_counts_a_miss_and_queues_the_job() {
     let mut s = Scheduler::new(0);
-    let t = s.spawn(periodic("t", 5, 100, 0), 0).unwrap();
+    let t = spawn_waiting(&mut s, periodic("t", 5, 100, 0));
     s.expire(0);
     s.schedule(0);
     s.expire(100); // next release while job 0 still runs
@@ -83,9 +94,10 @@ fn late_release_counts_a_miss_and_queues_the_job() {
 #[test]
 fn budget_overrun_is_counted() {
     let mut s = Scheduler::new(0);
-    let t = s
-        .spawn(Spec { name: "b", prio: 5, kind: Kind::Periodic { period: 100, deadline: 100, budget: 10 }, first_release: 0 }, 0)
-        .unwrap();
+    let t = spawn_waiting(
+        &mut s,
+        Spec { name: "b", prio: 5, kind: Kind::Periodic { period: 100, deadline: 100, budget: 10 }, first_release: 0 },
+    );
     s.expire(0);
     s.schedule(0);
     s.complete_job(5).unwrap();
@@ -100,7 +112,7 @@ fn budget_overrun_is_counted() {
 #[test]
 fn events_are_counted_not_lost() {
     let mut s = Scheduler::new(0);
-    let t = s.spawn(event("e", 8, 3), 0).unwrap();
+    let t = spawn_waiting(&mut s, event("e", 8, 3));
     assert_eq!(s.schedule(0), IDLE);
     s.post(3, 1).unwrap();
     assert_eq!(s.schedule(1), t);
@@ -120,9 +132,9 @@ fn events_are_counted_not_lost() {
 fn priority_inheritance_prevents_inversion() {
     let mut s = Scheduler::new(0);
     let m = s.mutex_create().unwrap();
-    let l = s.spawn(event("L", 2, 0), 0).unwrap();
-    let mid = s.spawn(event("M", 5, 1), 0).unwrap();
-    let h = s.spawn(event("H", 9, 2), 0).unwrap();
+    let l = spawn_waiting(&mut s, event("L", 2, 0));
+    let mid = spawn_waiting(&mut s, event("M", 5, 1));
+    let h = spawn_waiting(&mut s, event("H", 9, 2));
     s.post(0, 1).unwrap();
     assert_eq!(s.schedule(0), l);
     assert_eq!(s.mutex_lock(m).unwrap(), Outcome::Done(0));
@@ -145,9 +157,9 @@ fn priority_inheritance_prevents_inversion() {
 fn inheritance_is_transitive() {
     let mut s = Scheduler::new(0);
     let (m1, m2) = (s.mutex_create().unwrap(), s.mutex_create().unwrap());
-    let a = s.spawn(event("A", 1, 0), 0).unwrap();
-    let b = s.spawn(event("B", 3, 1), 0).unwrap();
-    let c = s.spawn(event("C", 7, 2), 0).unwrap();
+    let a = spawn_waiting(&mut s, event("A", 1, 0));
+    let b = spawn_waiting(&mut s, event("B", 3, 1));
+    let c = spawn_waiting(&mut s, event("C", 7, 2));
     s.post(0, 1).unwrap();
     s.schedule(0);
     s.mutex_lock(m1).unwrap(); // A holds m1
@@ -174,7 +186,7 @@ fn inheritance_is_transitive() {
 fn mutex_errors() {
     let mut s = Scheduler::new(0);
     let m = s.mutex_create().unwrap();
-    let _t = s.spawn(event("t", 4, 0), 0).unwrap();
+    let _t = spawn_waiting(&mut s, event("t", 4, 0));
     s.post(0, 1).unwrap();
     s.schedule(0);
     assert_eq!(s.mutex_unlock(m), Err(Error::NotOwner));
@@ -187,8 +199,8 @@ fn mutex_errors() {
 fn semaphore_wakes_highest_waiter_first() {
     let mut s = Scheduler::new(0);
     let sem = s.sem_create(0, 4).unwrap();
-    let lo = s.spawn(event("lo", 2, 0), 0).unwrap();
-    let hi = s.spawn(event("hi", 6, 1), 0).unwrap();
+    let lo = spawn_waiting(&mut s, event("lo", 2, 0));
+    let hi = spawn_waiting(&mut s, event("hi", 6, 1));
     s.post(0, 1).unwrap();
     assert_eq!(s.schedule(0), lo);
     assert_eq!(s.sem_wait(sem).unwrap(), Outcome::Blocked);
@@ -213,7 +225,7 @@ fn spawn_refuses_bad_specs() {
     assert_eq!(s.spawn(periodic("z", 3, 0, 0), 0), Err(Error::BadParameters));
     assert_eq!(s.spawn(event("big", 3, MAX_PORTS as u16), 0), Err(Error::BadParameters));
     for i in 1..MAX_TASKS {
-        s.spawn(periodic("x", 3, 100 + i as u64, 0), 0).unwrap();
+        spawn_waiting(&mut s, periodic("x", 3, 100 + i as u64, 0));
     }
     assert_eq!(s.spawn(periodic("full", 3, 100, 0), 0), Err(Error::NoFreeTask));
 }
@@ -252,7 +264,7 @@ proptest! {
         s.mutex_create().unwrap();
         s.mutex_create().unwrap();
         for (i, &p) in periods.iter().enumerate() {
-            s.spawn(periodic("p", prios[i], p, 0), 0).unwrap();
+            spawn_waiting(&mut s, periodic("p", prios[i], p, 0));
         }
         for port in 0..4u16 {
             s.spawn(event("e", prios[usize::from(port)], port), 0).unwrap();
@@ -276,4 +288,23 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_new_task_runs_its_set_up_first_and_keeps_early_releases_and_events() {
+    let mut s = Scheduler::new(0);
+    let p = s.spawn(periodic("p", 5, 100, 0), 0).unwrap();
+    let e = s.spawn(event("e", 4, 0), 0).unwrap();
+    assert_eq!(s.schedule(0), p, "new tasks are ready to run their set-up");
+    s.post(0, 2).unwrap(); // before the event task waits: counted
+    s.expire(0); // the first release arrives before the periodic task waits: queued
+    assert_eq!(s.complete_job(5).unwrap(), Outcome::Done(0), "first wait returns the queued release");
+    assert_eq!(s.complete_job(6).unwrap(), Outcome::Blocked);
+    assert_eq!(s.schedule(6), e);
+    assert_eq!(s.wait_event().unwrap(), Outcome::Done(2));
+    assert_eq!(s.wait_event().unwrap(), Outcome::Blocked);
+    assert_eq!(s.schedule(7), IDLE);
+    s.expire(100);
+    assert_eq!(s.schedule(100), p);
+    assert_eq!(s.task(p).stats.misses, 0);
 }

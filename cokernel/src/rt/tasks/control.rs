@@ -39,7 +39,7 @@ fn run(_: usize) -> ! {
     let mut step: u64 = 0;
     loop {
         api::wait_next_period();
-        let setpoint = if (step / HALF_CYCLE) % 2 == 0 { SETPOINT } else { -SETPOINT };
+        let setpoint = if (step / HALF_CYCLE).is_multiple_of(2) { SETPOINT } else { -SETPOINT };
         let u = pid.step(setpoint, plant.position(), dt);
         plant.step(u, dt);
         step += 1;
