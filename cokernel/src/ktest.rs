@@ -305,15 +305,7 @@ use crate::arch::rt as glue;
 
 /// Lets tasks run (the test runner is the idle context) until `done` or `timeout_ms` of TSC time.
 fn run_until(timeout_ms: u64, done: impl Fn() -> bool) -> bool {
-    let end = cpu::rdtsc() + tsc::ns_to_ticks(timeout_ms * 1_000_000);
-    while cpu::rdtsc() < end {
-        if done() {
-            return true;
-        }
-        api::yield_now();
-        arch::idle_once();
-    }
-    done()
+    api::idle_until(timeout_ms * 1_000_000, done)
 }
 
 static LOG: Shared<heapless::Vec<u8, 32>> = Shared::new(heapless::Vec::new());

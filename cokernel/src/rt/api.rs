@@ -62,6 +62,20 @@ pub fn yield_now() {
     let _ = kcall(call::YIELD, 0, 0);
 }
 
+/// For the idle context (boot code, in-kernel tests and benchmarks): let tasks run until `done`
+/// or `timeout_ns` has passed. Returns whether `done` held.
+pub fn idle_until(timeout_ns: u64, done: impl Fn() -> bool) -> bool {
+    let end = now_tsc() + tsc::ns_to_ticks(timeout_ns);
+    while now_tsc() < end {
+        if done() {
+            return true;
+        }
+        yield_now();
+        crate::arch::idle_once();
+    }
+    done()
+}
+
 /// Sleeps for `ns` (event-driven tasks; periodic tasks are paced by their period).
 pub fn sleep_ns(ns: u64) {
     let _ = kcall(call::SLEEP_UNTIL, now_tsc() + tsc::ns_to_ticks(ns), 0);

@@ -4,6 +4,8 @@
 
 #[cfg(target_os = "none")]
 pub mod api;
+#[cfg(target_os = "none")]
+pub mod bench;
 pub mod prio;
 pub mod sched;
 #[cfg(target_os = "none")]

@@ -172,6 +172,10 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
         fatal::exit(if ok { debug_exit::SUCCESS } else { debug_exit::FAILURE });
     }
     #[allow(unreachable_code)]
+    if cmdline::flag(line, "hauki.bench") {
+        context::set(Context::Test);
+        crate::rt::bench::run();
+    }
     crate::rt::tasks::start(line, boot.vga_text);
     context::set(Context::Idle);
     loop {

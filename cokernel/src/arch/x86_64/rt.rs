@@ -147,13 +147,13 @@ pub fn switch_point(frame: &mut TrapFrame) -> *mut TrapFrame {
     }
     // SAFETY: trap context: interrupts are off.
     let s = unsafe { (*SCHED.0.get()).as_deref_mut() }.expect("running implies a scheduler");
-    resume(s, frame)
+    resume(s, frame, rdtsc())
 }
 
-fn resume(s: &mut Scheduler, frame: &mut TrapFrame) -> *mut TrapFrame {
+fn resume(s: &mut Scheduler, frame: &mut TrapFrame, now: u64) -> *mut TrapFrame {
     let cur = s.current();
     s.task_mut(cur).frame = frame as *mut TrapFrame as u64;
-    let next = s.schedule(rdtsc());
+    let next = s.schedule(now);
     rearm(s);
     let t = s.task_mut(next);
     let f = t.frame as *mut TrapFrame;
@@ -198,7 +198,7 @@ pub fn kcall(frame: &mut TrapFrame) -> *mut TrapFrame {
     if let Some(v) = encode(r) {
         frame.rax = v;
     }
-    resume(s, frame)
+    resume(s, frame, now)
 }
 
 /// Posts events to a port from interrupt context (a device handler registered with `idt`).

@@ -1,0 +1,156 @@
+//! In-kernel benchmarks (`hauki.bench=1`), run by `cargo xtask bench` under `-icount shift=0`,
+//! where 1 ns of virtual time is one instruction, so every figure is a deterministic path length.
+//! Each result is a `bench` record; the run ends through `isa-debug-exit`.
+//!
+//! - `kcall`: a kernel call that switches nothing (int 0xf2 to iretq).
+//! - `context_switch`: two tasks ping-pong through semaphores; per switch, including the kernel
+//!   call that causes it.
+//! - `sched_cycle/N`: one release-run-complete cycle of the scheduler core (expire, select,
+//!   complete, select) with N periodic tasks in the system.
+//! - `latency/N`: the latency task's release latency with N tasks in the system.
+
+use crate::arch::{console, cpu, fatal, tsc};
+use crate::rt::api::{self, Event, Periodic};
+use crate::rt::sched::{Kind, Scheduler, Spec};
+use crate::rt::tasks::latency;
+use hauki_abi::debug_exit;
+
+fn emit(name: &str, n: u64, per_op_ticks_x1000: u64, note: &str) {
+    let ns = tsc::ticks_to_ns(per_op_ticks_x1000) / 1000;
+    let frac = tsc::ticks_to_ns(per_op_ticks_x1000) % 1000;
+    console::record("bench", |r| {
+        r.str("name", name).u64("iterations", n).u64("ns", ns).u64("ns_milli", frac).str("note", note);
+    });
+}
+
+pub fn run() -> ! {
+    let k = kcall();
+    context_switch(k);
+    for n in [1usize, 16, 64, 256] {
+        sched_cycle(n);
+    }
+    latency_with_tasks();
+    fatal::exit(debug_exit::SUCCESS)
+}
+
+fn kcall() -> u64 {
+    const N: u64 = 2000;
+    let t0 = cpu::rdtsc();
+    for _ in 0..N {
+        api::yield_now();
+    }
+    let t1 = cpu::rdtsc();
+    let per = (t1 - t0) * 1000 / N;
+    emit("kcall", N, per, "int 0xf2 round trip that switches nothing");
+    per
+}
+
+static PING_RESULT: crate::rt::api::Shared<Option<u64>> = crate::rt::api::Shared::new(None);
+const PINGS: u64 = 2000;
+const PONG_PORT: u16 = 201;
+
+/// Each post wakes `pong` (more urgent), which runs and waits again: two switches per round,
+/// one kernel call each.
+fn ping(_: usize) -> ! {
+    loop {
+        api::wait_event();
+        let t0 = cpu::rdtsc();
+        for _ in 0..PINGS {
+            let _ = api::post(PONG_PORT, 1);
+        }
+        let t1 = cpu::rdtsc();
+        PING_RESULT.with(|r| *r = Some(t1 - t0));
+    }
+}
+
+fn pong(_: usize) -> ! {
+    loop {
+        api::wait_event();
+    }
+}
+
+fn context_switch(kcall_x1000: u64) {
+    Event::new("ping", 200).priority(60).spawn(ping).expect("ping");
+    Event::new("pong", PONG_PORT).priority(61).spawn(pong).expect("pong");
+    api::yield_now(); // both run their set-up and wait
+    let _ = api::post(200, 1);
+    api::idle_until(1_000_000_000, || PING_RESULT.with(|r| r.is_some()));
+    let total = PING_RESULT.with(|r| r.unwrap_or(0));
+    let per_switch = total * 1000 / (2 * PINGS);
+    emit("context_switch", 2 * PINGS, per_switch, "per task switch, including the kernel call that causes it");
+    emit(
+        "context_switch_only",
+        2 * PINGS,
+        per_switch.saturating_sub(kcall_x1000),
+        "per task switch, minus a kernel call that switches nothing",
+    );
+}
+
+fn sched_cycle(n: usize) {
+    const CYCLES: u64 = 2000;
+    let period = 1_000_000u64;
+    let mut s = Scheduler::new(0);
+    // n periodic tasks; the measured one has the shortest phase so it is always the one released.
+    for i in 0..n {
+        let spec = Spec {
+            name: "bench",
+            prio: 1 + (i % 200) as u8,
+            kind: Kind::Periodic { period, deadline: period, budget: 0 },
+            first_release: if i == 0 { 0 } else { 4 * CYCLES * period + i as u64 },
+        };
+        s.spawn(spec, 0).expect("spawn");
+    }
+    // Every task runs its set-up and waits for its first release.
+    for _ in 0..n {
+        s.schedule(0);
+        let _ = s.complete_job(0);
+    }
+    let mut now = 0u64;
+    let mut total = 0u64;
+    for _ in 0..CYCLES {
+        let t0 = cpu::rdtsc();
+        s.expire(now);
+        let t = s.schedule(now);
+        let _ = s.complete_job(now + 1);
+        let back = s.schedule(now + 1);
+        let t1 = cpu::rdtsc();
+        core::hint::black_box((t, back));
+        total += t1 - t0;
+        now += period;
+    }
+    let mut name: heapless::String<32> = heapless::String::new();
+    let _ = core::fmt::write(&mut name, format_args!("sched_cycle/{n}"));
+    emit(&name, CYCLES, total * 1000 / CYCLES, "expire + select + complete + select, scheduler core only");
+}
+
+fn dummy(_: usize) -> ! {
+    loop {
+        api::wait_next_period();
+    }
+}
+
+fn latency_with_tasks() {
+    latency::start(100_000).expect("latency task");
+    let mut spawned = 1usize; // the latency task itself
+    for n in [1usize, 16, 64, 256] {
+        while spawned < n {
+            Periodic::new("dummy").priority(10).period_ns(10_000_000_000).phase_ns(10_000_000_000 + spawned as u64).spawn(dummy).expect("dummy");
+            spawned += 1;
+        }
+        api::idle_until(20_000_000, || false); // let set-up finish
+        latency::STATS.with(|s| s.reset());
+        api::idle_until(200_000_000, || false);
+        let w = latency::STATS.with(|s| *s);
+        let mut name: heapless::String<32> = heapless::String::new();
+        let _ = core::fmt::write(&mut name, format_args!("latency/{n}"));
+        console::record("bench", |r| {
+            r.str("name", &name)
+                .u64("tasks", n as u64)
+                .u64("samples", w.samples)
+                .u64("min_ns", w.min_ns)
+                .u64("avg_ns", w.avg_ns())
+                .u64("max_ns", w.max_ns)
+                .str("note", "timer interrupt to task: release latency of the 10 kHz latency task");
+        });
+    }
+}
