@@ -126,7 +126,7 @@ fn on_timer(now: u64) {
 }
 
 /// Programs the one-shot timer for the earliest armed task timer, if it changed.
-fn rearm(s: &Scheduler) {
+fn rearm(s: &mut Scheduler) {
     match s.next_expiry() {
         Some(when) if when != ARMED.load(Ordering::Relaxed) => {
             ARMED.store(when, Ordering::Relaxed);

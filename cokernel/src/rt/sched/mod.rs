@@ -276,7 +276,7 @@ impl Scheduler {
 
     /// The earliest armed timer: when the one-shot timer must fire next.
     #[inline]
-    pub fn next_expiry(&self) -> Option<u64> {
+    pub fn next_expiry(&mut self) -> Option<u64> {
         self.timers.peek().map(|(w, _)| w)
     }
 
@@ -306,6 +306,9 @@ impl Scheduler {
         tcb.kind = spec.kind;
         tcb.frame = frame;
         match spec.kind {
+            // The first release may be any distance away: the one-shot heap holds it. From then on
+            // each re-arm is `release + period`, which always goes to the tail of the period's
+            // calendar (O(1)); see timerq.
             Kind::Periodic { .. } => self.timers.arm(t, spec.first_release),
             Kind::Event { port } => self.ports[usize::from(port)] = t,
             Kind::Idle => unreachable!(),
@@ -343,7 +346,7 @@ impl Scheduler {
                     tcb.job_missed = false;
                     tcb.job_cpu = 0;
                     tcb.stats.releases += 1;
-                    self.timers.arm(t, when + period);
+                    self.timers.arm_periodic(t, when + period, period);
                     self.wake(t, when);
                 }
                 (_, Kind::Periodic { period, deadline, .. }) => {
@@ -358,7 +361,7 @@ impl Scheduler {
                         tcb.job_missed = true;
                         tcb.stats.misses += 1;
                     }
-                    self.timers.arm(t, when + period);
+                    self.timers.arm_periodic(t, when + period, period);
                 }
                 (State::Blocked(Wait::Sleep), _) => self.wake(t, when),
                 _ => {}
