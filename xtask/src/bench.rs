@@ -50,7 +50,7 @@ pub struct BenchCtx<'a> {
     /// The workspace.
     pub ws: &'a Workspace,
     /// Host tools.
-    #[allow(dead_code)] // for the latency benches to come (QEMU version, OVMF).
+    #[allow(dead_code)] // QEMU version and OVMF, for benches that need them.
     pub tools: &'a Tools,
     /// The release co-kernel.
     pub elf: PathBuf,
@@ -76,7 +76,152 @@ pub const BENCHES: &[Bench] = &[
         name: "boot-time",
         run: boot_time,
     },
+    Bench {
+        name: "rt-core",
+        run: rt_core,
+    },
+    Bench {
+        name: "rt-latency",
+        run: rt_latency,
+    },
+    Bench {
+        name: "rt-stagger",
+        run: rt_stagger,
+    },
 ];
+
+/// Worst release latency target (virtual time).
+const LATENCY_TARGET_NS: u64 = 10_000;
+/// Context switch target (instructions; = ns under icount shift=0).
+const SWITCH_TARGET: u64 = 500;
+
+/// Boots the co-kernel under `-icount shift=0,sleep=off` (`-cpu max`) with `append`, waits for it
+/// to exit with success, returns the telemetry.
+fn run_icount(c: &BenchCtx, name: &str, append: &str) -> Result<Records, String> {
+    let dir = c.dir.join(name);
+    let (c1, c2) = Qemu::paths(&dir);
+    let cfg = {
+        let mut cfg = QemuConfig::test(
+            Boot::Kernel { elf: c.elf.clone(), cmdline: kernel_cmdline(append) },
+            "max",
+            &c1,
+            &c2,
+        );
+        cfg.icount = true;
+        cfg
+    };
+    let mut q = Qemu::spawn(&dir, &cfg, hard_timeout())?;
+    let exit = q.wait_exit(hard_timeout());
+    let recs = Records::parse(&q.read(Com::Com2));
+    match exit {
+        Ok(Some(STATUS_SUCCESS)) => Ok(recs),
+        Ok(s) => {
+            q.print_logs(30);
+            Err(format!("{name}: expected exit status {STATUS_SUCCESS}, got {}", explain_status(s)))
+        }
+        Err(e) => {
+            q.print_logs(30);
+            Err(format!("{name}: {e}"))
+        }
+    }
+}
+
+fn metric(name: &str, value: u64, unit: &'static str, target_max: Option<u64>, note: &str) -> Metric {
+    Metric { name: name.into(), value, unit, target_max, runs: vec![], note: note.into() }
+}
+
+/// The in-kernel benchmarks (`hauki.bench=1`): kernel call, context switch, scheduler cost and
+/// release latency with 1, 16, 64 and 256 tasks.
+fn rt_core(c: &BenchCtx) -> Result<Vec<Metric>, String> {
+    let recs = run_icount(c, "rt-core", "hauki.bench=1")?;
+    let mut out = Vec::new();
+    for r in recs.events("bench") {
+        let name = r["name"].as_str().unwrap_or("?");
+        let note = r["note"].as_str().unwrap_or("");
+        if let Some(ns) = r["ns"].as_u64() {
+            let target = (name == "context_switch").then_some(SWITCH_TARGET);
+            out.push(metric(&format!("rt.{name}"), ns, "instr", target, note));
+        } else if let Some(max) = r["max_ns"].as_u64() {
+            let note = format!(
+                "{note}; min {} avg {} over {} samples",
+                r["min_ns"].as_u64().unwrap_or(0),
+                r["avg_ns"].as_u64().unwrap_or(0),
+                r["samples"].as_u64().unwrap_or(0)
+            );
+            out.push(metric(&format!("rt.{name}.max"), max, "ns", Some(LATENCY_TARGET_NS), &note));
+        }
+    }
+    if out.is_empty() {
+        return Err("no bench records on COM2".into());
+    }
+    Ok(out)
+}
+
+/// Latency records over `reports` reporting periods: (min, avg, max, samples, misses).
+fn latency_summary(recs: &Records) -> Result<(u64, u64, u64, u64, u64), String> {
+    let lat: Vec<&Value> = recs.events("latency").collect();
+    if lat.is_empty() {
+        return Err("no latency records".into());
+    }
+    let g = |r: &Value, k: &str| r[k].as_u64().unwrap_or(0);
+    let samples: u64 = lat.iter().map(|r| g(r, "samples")).sum();
+    let min = lat.iter().filter(|r| g(r, "samples") > 0).map(|r| g(r, "min_ns")).min().unwrap_or(0);
+    let max = lat.iter().map(|r| g(r, "max_ns")).max().unwrap_or(0);
+    let avg = lat.iter().map(|r| g(r, "avg_ns") * g(r, "samples")).sum::<u64>() / samples.max(1);
+    let misses = lat.iter().map(|r| g(r, "misses")).sum();
+    Ok((min, avg, max, samples, misses))
+}
+
+/// The 10 kHz latency task, alone and under the demo workload, for 5 reporting periods (5 s of
+/// virtual time) each.
+fn rt_latency(c: &BenchCtx) -> Result<Vec<Metric>, String> {
+    let mut out = Vec::new();
+    for (name, append) in [
+        ("alone", "hauki.exit_after_reports=5 hauki.demo=0"),
+        ("demo", "hauki.exit_after_reports=5"),
+    ] {
+        let recs = run_icount(c, &format!("rt-latency-{name}"), append)?;
+        let (min, avg, max, samples, misses) = latency_summary(&recs)?;
+        out.push(metric(
+            &format!("rt.latency.{name}.max"),
+            max,
+            "ns",
+            Some(LATENCY_TARGET_NS),
+            &format!("10 kHz task, min {min} avg {avg} over {samples} samples (virtual ns = instructions)"),
+        ));
+        out.push(metric(&format!("rt.latency.{name}.misses"), misses, "jobs", Some(0), "deadline misses"));
+    }
+    Ok(out)
+}
+
+/// Four equal-period workers (1 ms, 20 us of work each): worst response of any of them with
+/// golden-ratio phase offsets against all released at once.
+fn rt_stagger(c: &BenchCtx) -> Result<Vec<Metric>, String> {
+    let mut out = Vec::new();
+    for (name, append) in [
+        ("naive", "hauki.exit_after_reports=3 hauki.stagger=off"),
+        ("golden", "hauki.exit_after_reports=3"),
+    ] {
+        let recs = run_icount(c, &format!("rt-stagger-{name}"), append)?;
+        let last = recs.events("phase").last().ok_or("no phase records")?;
+        let worst: Vec<u64> = last["worker_worst_response_ns"]
+            .as_array()
+            .ok_or("phase record without worker_worst_response_ns")?
+            .iter()
+            .filter_map(Value::as_u64)
+            .collect();
+        let max = worst.iter().copied().max().unwrap_or(0);
+        out.push(Metric {
+            name: format!("rt.stagger.{name}.worst_response"),
+            value: max,
+            unit: "ns",
+            target_max: None,
+            runs: worst,
+            note: "worst response of 4 equal-period workers (each: 20 us of work per 1 ms)".into(),
+        });
+    }
+    Ok(out)
+}
 
 /// Loaded image target: 256 KiB.
 const IMAGE_TARGET: u64 = 256 * 1024;
@@ -100,11 +245,19 @@ fn image_size(c: &BenchCtx) -> Result<Vec<Metric>, String> {
         },
         Metric {
             name: "image.loaded_bytes".into(),
-            value: elf::loaded_size(&phdrs),
+            value: elf::image_size(&phdrs),
             unit: "bytes",
             target_max: Some(IMAGE_TARGET),
             runs: vec![],
-            note: "sum of PT_LOAD p_memsz".into(),
+            note: "the image the loader copies: sum of PT_LOAD p_filesz (no debug info)".into(),
+        },
+        Metric {
+            name: "image.memory_bytes".into(),
+            value: elf::loaded_size(&phdrs),
+            unit: "bytes",
+            target_max: None,
+            runs: vec![],
+            note: "memory it occupies once loaded: sum of p_memsz (adds .bss with the 64 KiB boot stack)".into(),
         },
     ])
 }
@@ -167,7 +320,7 @@ fn boot_time(c: &BenchCtx) -> Result<Vec<Metric>, String> {
 /// Format the table.
 pub fn table(metrics: &[Metric]) -> String {
     let mut s = format!(
-        "{:<22} {:>14} {:<6} {:>12} {:<6} {}\n",
+        "{:<34} {:>10} {:<6} {:>12} {:<6} {}\n",
         "metric", "value", "unit", "target", "ok", "runs / note"
     );
     for m in metrics {
@@ -183,7 +336,7 @@ pub fn table(metrics: &[Metric]) -> String {
             format!("{:?} ", m.runs)
         };
         s.push_str(&format!(
-            "{:<22} {:>14} {:<6} {:>12} {:<6} {runs}{}\n",
+            "{:<34} {:>10} {:<6} {:>12} {:<6} {runs}{}\n",
             m.name, m.value, m.unit, target, ok, m.note
         ));
     }

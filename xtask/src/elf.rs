@@ -62,7 +62,13 @@ pub fn program_headers(b: &[u8]) -> Result<Vec<Phdr>, String> {
         .collect()
 }
 
-/// Sum of `p_memsz` over `PT_LOAD` segments: the memory the image occupies once loaded.
+/// Bytes the loader copies from the file: the sum of PT_LOAD `p_filesz` (the image proper).
+pub fn image_size(phdrs: &[Phdr]) -> u64 {
+    phdrs.iter().filter(|p| p.p_type == PT_LOAD).map(|p| p.filesz).sum()
+}
+
+/// Memory the loaded image occupies: the sum of PT_LOAD `p_memsz` (image plus .bss, boot stack
+/// included).
 pub fn loaded_size(phdrs: &[Phdr]) -> u64 {
     phdrs
         .iter()
@@ -105,6 +111,8 @@ mod tests {
         assert_eq!(ph[2].filesz, 0x2345 / 2);
         assert_eq!(ph[1].flags, 5);
         assert_eq!(loaded_size(&ph), 0x1000 + 0x2345);
+        assert_eq!(image_size(&ph), ph.iter().filter(|p| p.p_type == PT_LOAD).map(|p| p.filesz).sum::<u64>());
+        assert!(image_size(&ph) < loaded_size(&ph));
     }
 
     #[test]

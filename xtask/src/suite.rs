@@ -154,26 +154,29 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
     }
 
     // b. In-kernel KTAP tests.
-    let ktest_runs: Vec<(&str, &str, u32)> = vec![
-        ("ktest-xapic", "qemu64", 1),
-        ("ktest-x2apic", "max", 1),
-        ("ktest-smp2", "max", 2),
+    // (name, cpu, smp, icount): the icount run makes every timing check deterministic.
+    let ktest_runs: Vec<(&str, &str, u32, bool)> = vec![
+        ("ktest-xapic", "qemu64", 1, false),
+        ("ktest-x2apic", "max", 1, false),
+        ("ktest-smp2", "max", 2, false),
+        ("ktest-icount", "max", 1, true),
     ];
     let ktest_runs: Vec<_> = ktest_runs
         .into_iter()
-        .filter(|(n, _, _)| selected(filters, n))
+        .filter(|(n, _, _, _)| selected(filters, n))
         .collect();
     if !ktest_runs.is_empty() {
         match build::build_kernel(ws, &["ktest"], KTEST_ELF) {
             Err(e) => sum.record("ktest (build)", Status::Fail(e), None),
             Ok(elf) => {
-                for (name, cpu, smp) in ktest_runs {
-                    if name == "ktest-x2apic" && !tools.has_tcg_x2apic() {
+                for (name, cpu, smp, icount) in ktest_runs {
+                    if cpu == "max" && !tools.has_tcg_x2apic() {
                         sum.record(name, Status::Skip(x2apic_skip_reason(tools)), None);
                         continue;
                     }
-                    println!("==> {name}: KTAP under -cpu {cpu} -smp {smp}");
-                    ktest_run(&ctx, &mut sum, name, &elf, cpu, smp);
+                    let how = if icount { " -icount shift=0" } else { "" };
+                    println!("==> {name}: KTAP under -cpu {cpu} -smp {smp}{how}");
+                    ktest_run(&ctx, &mut sum, name, &elf, cpu, smp, icount);
                 }
             }
         }
@@ -217,7 +220,7 @@ fn x2apic_skip_reason(tools: &Tools) -> String {
 
 /// One KTAP run: every result becomes its own summary entry; problems with the run itself (plan, exit
 /// status, timeout) add a failing `<name>` entry.
-fn ktest_run(ctx: &Ctx, sum: &mut Summary, name: &str, elf: &Path, cpu: &str, smp: u32) {
+fn ktest_run(ctx: &Ctx, sum: &mut Summary, name: &str, elf: &Path, cpu: &str, smp: u32, icount: bool) {
     let dir = ctx.dir(name);
     let (c1, c2) = Qemu::paths(&dir);
     let boot = Boot::Kernel {
@@ -226,6 +229,7 @@ fn ktest_run(ctx: &Ctx, sum: &mut Summary, name: &str, elf: &Path, cpu: &str, sm
     };
     let mut cfg = QemuConfig::test(boot, cpu, &c1, &c2);
     cfg.smp = smp;
+    cfg.icount = icount;
     let start = Instant::now();
     let mut q = match Qemu::spawn(&dir, &cfg, hard_timeout()) {
         Ok(q) => q,
@@ -331,6 +335,18 @@ const SYSTEM_TESTS: &[SysTest] = &[
         run: low_memory,
     },
     SysTest {
+        name: "rt-latency-x2apic",
+        run: rt_latency_x2apic,
+    },
+    SysTest {
+        name: "rt-latency-xapic",
+        run: rt_latency_xapic,
+    },
+    SysTest {
+        name: "rt-tcg-runs",
+        run: rt_tcg_runs,
+    },
+    SysTest {
         name: "pvh-pit-calibration",
         run: pvh_pit,
     },
@@ -343,6 +359,8 @@ struct PvhCase<'a> {
     smp: u32,
     /// Guest RAM; `None` keeps the harness default.
     mem_mib: Option<u32>,
+    /// Deterministic virtual time (`-icount shift=0,sleep=off`).
+    icount: bool,
     machine: &'a str,
     append: &'a str,
     want_status: i32,
@@ -361,6 +379,7 @@ fn run_pvh(ctx: &Ctx, elf: &Path, c: &PvhCase) -> Status {
     if let Some(m) = c.mem_mib {
         cfg.mem_mib = m;
     }
+    cfg.icount = c.icount;
     cfg.machine = c.machine.into();
     let mut q = match Qemu::spawn(&dir, &cfg, hard_timeout()) {
         Ok(q) => q,
@@ -431,6 +450,7 @@ fn pvh_xapic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
             cpu: "qemu64",
             smp: 1,
             mem_mib: None,
+            icount: false,
             machine: "q35",
             append: &append,
             want_status: STATUS_SUCCESS,
@@ -453,6 +473,7 @@ fn pvh_x2apic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
             cpu: "max",
             smp: 1,
             mem_mib: None,
+            icount: false,
             machine: "q35",
             append: &append,
             want_status: STATUS_SUCCESS,
@@ -485,6 +506,7 @@ fn pvh_smp2(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
             cpu: "max",
             smp: 2,
             mem_mib: None,
+            icount: false,
             machine: "q35",
             append: &append,
             want_status: STATUS_SUCCESS,
@@ -598,6 +620,7 @@ fn fault(
             cpu: "qemu64",
             smp: 1,
             mem_mib: None,
+            icount: false,
             machine: "q35",
             append: &append,
             want_status: STATUS_FAILURE,
@@ -666,6 +689,7 @@ fn fatal(
             cpu,
             smp: 1,
             mem_mib: None,
+            icount: false,
             machine,
             append: &append,
             want_status: STATUS_FAILURE,
@@ -702,9 +726,114 @@ fn low_memory(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
             cpu: "qemu64",
             smp: 1,
             mem_mib: Some(6),
+            icount: false,
             machine: "q35",
             append: &append,
             want_status: STATUS_FAILURE,
+            verify: &verify,
+        },
+    )
+}
+
+/// The co-kernel alone with its built-in tasks, for 3 reporting periods under deterministic
+/// virtual time: latency records with samples and zero deadline misses, every task without a
+/// miss, the control loop tracking its setpoint, the phase engine reporting.
+fn rt_checks(r: &Records, want_demo: bool) -> Result<(), String> {
+    let lat: Vec<&serde_json::Value> = r.events("latency").collect();
+    if lat.len() < 3 {
+        return Err(format!("want 3 latency records, got {}", lat.len()));
+    }
+    for (i, l) in lat.iter().enumerate() {
+        check(
+            l,
+            &[
+                Expect::Eq("task", json!("latency")),
+                Expect::Positive("samples"),
+                Expect::Eq("misses", json!(0)),
+                Expect::Positive("max_ns"),
+            ],
+        )
+        .map_err(|e| format!("latency record {}: {e}", i + 1))?;
+        let hist: u64 = l["hist"].as_array().map_or(0, |h| h.iter().filter_map(|x| x.as_u64()).sum());
+        if Some(hist) != l["samples"].as_u64() {
+            return Err(format!("latency record {}: histogram holds {hist} samples, record says {}", i + 1, l["samples"]));
+        }
+    }
+    let tasks: Vec<&serde_json::Value> = r.events("task").collect();
+    if tasks.is_empty() {
+        return Err("no task records".into());
+    }
+    if let Some(t) = tasks.iter().find(|t| t["misses"].as_u64() != Some(0)) {
+        return Err(format!("task {} missed deadlines: {t}", t["task"]));
+    }
+    if want_demo {
+        let c = r.events("control").last().ok_or("no control record")?;
+        let (sp, pos) = (c["setpoint_milli"].as_i64().unwrap_or(0), c["position_milli"].as_i64().unwrap_or(0));
+        let steps = c["steps"].as_u64().unwrap_or(0);
+        // One second after a setpoint change (the setpoint flips every 2000 steps) the loop has settled.
+        if steps % 2000 == 1000 && (sp - pos).abs() > sp.abs() / 5 {
+            return Err(format!("control loop off its setpoint one second after a change: {c}"));
+        }
+        if r.events("phase").next().is_none() {
+            return Err("no phase record".into());
+        }
+    }
+    Ok(())
+}
+
+fn rt_latency(ctx: &Ctx, elf: &Path, name: &str, cpu: &str, append: &str, demo: bool) -> Status {
+    let verify = |r: &Records| rt_checks(r, demo);
+    run_pvh(
+        ctx,
+        elf,
+        &PvhCase {
+            name,
+            cpu,
+            smp: 1,
+            mem_mib: None,
+            icount: true,
+            machine: "q35",
+            append,
+            want_status: STATUS_SUCCESS,
+            verify: &verify,
+        },
+    )
+}
+
+fn rt_latency_x2apic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    if !ctx.tools.has_tcg_x2apic() {
+        return Status::Skip(x2apic_skip_reason(ctx.tools));
+    }
+    rt_latency(ctx, elf, "rt-latency-x2apic", "max", "hauki.exit_after_reports=3", true)
+}
+
+fn rt_latency_xapic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    rt_latency(ctx, elf, "rt-latency-xapic", "qemu64", "hauki.exit_after_reports=3 hauki.demo=0", false)
+}
+
+/// Under plain TCG (no icount) time is the host's and emulation is not real time, so misses are
+/// not judged here; the tasks must run and report.
+fn rt_tcg_runs(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    let verify = |r: &Records| {
+        let lat: Vec<&serde_json::Value> = r.events("latency").collect();
+        if lat.len() < 2 || lat.iter().any(|l| l["samples"].as_u64().unwrap_or(0) == 0) {
+            return Err(format!("want 2 latency records with samples, got {}", lat.len()));
+        }
+        r.events("control").next().ok_or("no control record")?;
+        Ok(())
+    };
+    run_pvh(
+        ctx,
+        elf,
+        &PvhCase {
+            name: "rt-tcg-runs",
+            cpu: "qemu64",
+            smp: 1,
+            mem_mib: None,
+            icount: false,
+            machine: "q35",
+            append: "hauki.exit_after_reports=2",
+            want_status: STATUS_SUCCESS,
             verify: &verify,
         },
     )
@@ -733,6 +862,7 @@ fn pvh_pit(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
             cpu: "qemu64",
             smp: 1,
             mem_mib: None,
+            icount: false,
             machine: "q35,hpet=off",
             append: &append,
             want_status: STATUS_SUCCESS,

@@ -98,11 +98,18 @@ pub struct Periodic {
     phase_ns: u64,
     deadline_ns: Option<u64>,
     budget_ns: u64,
+    epoch_tsc: Option<u64>,
 }
 
 impl Periodic {
     pub const fn new(name: &'static str) -> Self {
-        Periodic { name, prio: 100, period_ns: 1_000_000, phase_ns: 0, deadline_ns: None, budget_ns: 0 }
+        Periodic { name, prio: 100, period_ns: 1_000_000, phase_ns: 0, deadline_ns: None, budget_ns: 0, epoch_tsc: None }
+    }
+    /// Count the phase from this TSC value instead of from the moment of `spawn`: tasks that
+    /// share an epoch are released in a fixed relation to each other.
+    pub const fn epoch_tsc(mut self, tsc: u64) -> Self {
+        self.epoch_tsc = Some(tsc);
+        self
     }
     /// 1 (least urgent) ..= 255 (most urgent); 0 is the idle level.
     pub const fn priority(mut self, p: u8) -> Self {
@@ -116,7 +123,7 @@ impl Periodic {
     pub const fn period_us(self, us: u64) -> Self {
         self.period_ns(us * 1000)
     }
-    /// Offset of the first release from now.
+    /// Offset of the first release from now (or from the epoch, see [`Periodic::epoch_tsc`]).
     pub const fn phase_ns(mut self, ns: u64) -> Self {
         self.phase_ns = ns;
         self
@@ -146,7 +153,7 @@ impl Periodic {
                 deadline: tsc::ns_to_ticks(self.deadline_ns.unwrap_or(self.period_ns)),
                 budget: tsc::ns_to_ticks(self.budget_ns),
             },
-            first_release: now_tsc() + tsc::ns_to_ticks(self.phase_ns),
+            first_release: self.epoch_tsc.unwrap_or_else(now_tsc) + tsc::ns_to_ticks(self.phase_ns),
         };
         glue::spawn(spec, entry, arg)
     }

@@ -222,6 +222,8 @@ pub struct Scheduler {
     current: TaskId,
     last_switch: u64,
     pub switches: u64,
+    /// Live tasks in creation order (tasks never exit), so walking them costs what exists.
+    live: heapless::Vec<TaskId, MAX_TASKS>,
 }
 
 /// Parameters of a new task.
@@ -248,7 +250,9 @@ impl Scheduler {
             current: IDLE,
             last_switch: now,
             switches: 0,
+            live: heapless::Vec::new(),
         };
+        let _ = s.live.push(IDLE);
         let idle = &mut s.tasks[usize::from(IDLE)];
         idle.name = "idle";
         idle.state = State::Ready;
@@ -269,9 +273,19 @@ impl Scheduler {
         &mut self.tasks[usize::from(t)]
     }
 
-    /// Live tasks, idle included.
+    /// Live tasks in creation order, idle first.
     pub fn task_ids(&self) -> impl Iterator<Item = TaskId> + '_ {
-        (0..MAX_TASKS as TaskId).filter(|&t| self.tasks[usize::from(t)].state != State::Free)
+        self.live.iter().copied()
+    }
+
+    /// Number of live tasks, idle included.
+    pub fn task_count(&self) -> usize {
+        self.live.len()
+    }
+
+    /// The `i`-th live task in creation order.
+    pub fn nth_task(&self, i: usize) -> Option<TaskId> {
+        self.live.get(i).copied()
     }
 
     /// The earliest armed timer: when the one-shot timer must fire next.
@@ -313,6 +327,7 @@ impl Scheduler {
             Kind::Event { port } => self.ports[usize::from(port)] = t,
             Kind::Idle => unreachable!(),
         }
+        let _ = self.live.push(t); // cannot fail: at most MAX_TASKS slots exist
         self.make_ready(t);
         Ok(t)
     }

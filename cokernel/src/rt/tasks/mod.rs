@@ -37,7 +37,6 @@ pub fn start(line: &str, vga: bool) {
 fn start_inner(line: &str, vga: bool) -> Result<(), Error> {
     let latency_period = ns_option(line, "hauki.latency_period_us", 100_000, 1000);
     let report_period = ns_option(line, "hauki.report_ms", 1_000_000_000, 1_000_000);
-    latency::start(latency_period)?;
     if !cmdline::get(line, "hauki.demo").is_some_and(|v| v == "0" || v == "off") {
         control::start()?;
         phase::start(cmdline::get(line, "hauki.stagger") != Some("off"))?;
@@ -46,5 +45,8 @@ fn start_inner(line: &str, vga: bool) -> Result<(), Error> {
         }
     }
     let exit_after = cmdline::get(line, "hauki.exit_after_reports").and_then(|v| v.parse().ok());
-    telemetry::start(report_period, exit_after)
+    telemetry::start(report_period, exit_after)?;
+    // Last: creating a task maps its stack with interrupts off (a few microseconds), so the
+    // latency tool starts once the others exist and measures the running system.
+    latency::start(latency_period)
 }

@@ -31,11 +31,14 @@ pub fn start(stagger: bool) -> Result<(), Error> {
     STAGGERED.with(|s| *s = stagger);
     Periodic::new("phase").priority(super::PRIO_PHASE).period_ns(PERIOD_NS).spawn(run)?;
     const NAMES: [&str; WORKERS] = ["worker0", "worker1", "worker2", "worker3"];
+    // One epoch for the group, far enough ahead for all of them to be set up.
+    let epoch = api::now_tsc() + crate::arch::tsc::ns_to_ticks(WORKER_PERIOD_NS);
     for (k, name) in NAMES.iter().enumerate() {
         let phase = if stagger { weyl::offset(k as u64, WORKER_PERIOD_NS) } else { 0 };
         let t = Periodic::new(name)
             .priority(super::PRIO_WORKERS + k as u8)
             .period_ns(WORKER_PERIOD_NS)
+            .epoch_tsc(epoch)
             .phase_ns(phase)
             .spawn(worker)?;
         WORKER_IDS.with(|w| w[k] = Some((t, phase)));

@@ -39,12 +39,19 @@ fn run(_: usize) -> ! {
             w
         });
         let lat_task = super::latency::task();
-        let tasks: heapless::Vec<(TaskId, &'static str, u8, Kind, TaskStats), MAX_REPORTED> = glue::with(|s| {
-            s.task_ids().filter(|&t| t != 0).take(MAX_REPORTED).map(|t| {
-                let k = s.task(t);
-                (t, k.name, k.base_prio, k.kind, k.stats)
-            }).collect()
-        });
+        // One short critical section per task: interrupts stay off for a copy, not a scan.
+        let mut tasks: heapless::Vec<(TaskId, &'static str, u8, Kind, TaskStats), MAX_REPORTED> = heapless::Vec::new();
+        for i in 1..=MAX_REPORTED {
+            let Some(entry) = glue::with(|s| {
+                s.nth_task(i).map(|t| {
+                    let k = s.task(t);
+                    (t, k.name, k.base_prio, k.kind, k.stats)
+                })
+            }) else {
+                break;
+            };
+            let _ = tasks.push(entry);
+        }
         let misses_total = lat_task.and_then(|lt| tasks.iter().find(|x| x.0 == lt)).map_or(0, |x| x.4.misses);
         let misses = misses_total - last_misses;
         last_misses = misses_total;
