@@ -57,6 +57,18 @@ fn run(_: usize) -> ! {
         last_misses = misses_total;
         super::latency::TOTAL.with(|t| t.misses = misses_total);
         emit_latency(&window, misses, misses_total);
+        console::line(
+            format_args!(
+                "latency {} samples: min {} avg {} max {} ns, {} deadline misses ({} since boot)",
+                window.samples,
+                window.min_ns,
+                window.avg_ns(),
+                window.max_ns,
+                misses,
+                misses_total
+            ),
+            false,
+        );
         for (_, name, prio, kind, st) in &tasks {
             console::record("task", |r| {
                 r.str("task", name)
