@@ -13,6 +13,7 @@ extern crate alloc;
 pub mod arch;
 pub mod bootinfo;
 pub mod cmdline;
+pub mod guest;
 #[cfg(all(feature = "ktest", target_os = "none"))]
 pub mod ktest;
 pub mod mm;

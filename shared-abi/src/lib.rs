@@ -3,7 +3,7 @@
 //!
 //! Everything here is plain data: fixed-width integers, no `bool`, `usize` or Rust enums on any wire. A
 //! number once given a meaning is never reused for another (retired numbers stay reserved).
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 /// QEMU's `isa-debug-exit` device: the co-kernel ends a test run by writing a code to this port.
@@ -59,6 +59,312 @@ pub mod cmdline {
     pub const INJECT: &str = "hauki.inject";
 }
 
+/// The soft-cli contract between the co-kernel and the Linux guest (version 1).
+///
+/// The co-kernel fills one [`guest::Handoff`] page before it enters Linux and passes its physical
+/// address in `boot_params.hdr.hardware_subarch_data`, with `hardware_subarch` =
+/// [`guest::SUBARCH_HAUKI`]. Linux's interrupt flag is the `mask` byte of its CPU's
+/// [`guest::Vcpu`]; events the co-kernel logs for Linux are bits of `pending`.
+///
+/// This module is the one source of truth: the C header `linux-patch/hauki_abi.h` is generated
+/// from [`guest::LAYOUT`] by `cargo xtask abi`, and `cargo xtask test` fails when the committed
+/// header differs. Field offsets are asserted here (below) and again in C (`_Static_assert`).
+pub mod guest {
+    use core::mem::{align_of, offset_of, size_of};
+
+    /// `"HAUKIABI"` little-endian.
+    pub const MAGIC: u64 = u64::from_le_bytes(*b"HAUKIABI");
+    /// Incompatible layout or semantics change: both sides refuse a different major.
+    pub const VERSION_MAJOR: u16 = 1;
+    /// Compatible additions (new fields in reserved space, new calls).
+    pub const VERSION_MINOR: u16 = 0;
+    /// `boot_params.hdr.hardware_subarch` for a Linux started by Hauki (upstream uses 0..=4).
+    pub const SUBARCH_HAUKI: u32 = 5;
+    /// The co-kernel's PML4 slots (Linux's guard hole): copied into every Linux page table.
+    pub const FIRST_PGD_SLOT: u32 = 256;
+    pub const PGD_SLOTS: usize = 16;
+    /// Most vCPUs the handoff describes.
+    pub const MAX_VCPUS: u32 = 64;
+
+    /// Vectors the co-kernel keeps for itself (Linux must not allocate them).
+    pub const VECTOR_UPCALL: u8 = 0xf3;
+    pub const VECTOR_LINUX_TIMER: u8 = 0xed;
+    pub const VECTOR_COKERNEL_TIMER: u8 = 0xf0;
+    pub const VECTOR_COKERNEL_WAKEUP: u8 = 0xf1;
+    pub const VECTOR_COKERNEL_KCALL: u8 = 0xf2;
+
+    /// `Handoff::features` bits.
+    pub const FEATURE_X2APIC: u64 = 1 << 0;
+    pub const FEATURE_TSC_DEADLINE: u64 = 1 << 1;
+    pub const FEATURE_INVARIANT_TSC: u64 = 1 << 2;
+
+    /// Calls from Linux into the co-kernel (`Handoff::call_gate`, RDI = number). Numbers are never
+    /// reused once retired.
+    pub mod call {
+        /// RSI = physical address of a `struct desc_ptr` (Linux's IDT): Linux's gates go live.
+        pub const LOAD_IDT: u32 = 1;
+        /// RSI = TSC deadline for Linux's clock-event device (u64::MAX cancels).
+        pub const SET_TIMER: u32 = 2;
+        /// RSI = GSI: mask / unmask / end-of-interrupt of a device line owned by the co-kernel.
+        pub const IRQ_MASK: u32 = 3;
+        pub const IRQ_UNMASK: u32 = 4;
+        pub const IRQ_EOI: u32 = 5;
+        /// Deliver pending events now (the virtual flag was just turned on).
+        pub const REPLAY: u32 = 6;
+        /// Linux powers off or reboots: RSI = 0 power off, 1 reboot.
+        pub const SHUTDOWN: u32 = 7;
+        /// Linux's vCPU block moved (per-CPU areas): RSI = new physical address.
+        pub const REGISTER_VCPU: u32 = 8;
+    }
+
+    /// The handoff page (one per boot). All fields little-endian, fixed width.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Handoff {
+        /* 0x00 */ pub magic: u64,
+        /* 0x08 */ pub version_major: u16,
+        /* 0x0a */ pub version_minor: u16,
+        /* 0x0c */ pub size: u32,
+        /* 0x10 */ pub vcpu_size: u32,
+        /* 0x14 */ pub nr_vcpus: u32,
+        /* 0x18 */ pub features: u64,
+        /* 0x20 */ pub tsc_khz: u64,
+        /* 0x28 */ pub vcpu_phys: u64,
+        /* 0x30 */ pub call_gate: u64,
+        /* 0x38 */ pub cokernel_phys_start: u64,
+        /* 0x40 */ pub cokernel_phys_end: u64,
+        /* 0x48 */ pub upcall_vector: u8,
+        /* 0x49 */ pub linux_timer_vector: u8,
+        /* 0x4a */ pub reserved_vectors: [u8; 6],
+        /* 0x50 */ pub pgd: [u64; PGD_SLOTS],
+        /* 0xd0 */ pub reserved: [u64; 6],
+    }
+
+    /// One virtual CPU of Linux: its soft interrupt flag, the events logged for it, its IDT.
+    #[repr(C, align(64))]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Vcpu {
+        /* 0x00 */ pub mask: u8,
+        /* 0x01 */ pub pending_any: u8,
+        /* 0x02 */ pub pad0: [u8; 6],
+        /* 0x08 */ pub pending: [u64; 4],
+        /* 0x28 */ pub idt_base: u64,
+        /* 0x30 */ pub idt_limit: u16,
+        /* 0x32 */ pub pad1: [u8; 6],
+        /* 0x38 */ pub timer_deadline: u64,
+        /* 0x40 */ pub forwarded: u64,
+        /* 0x48 */ pub replayed: u64,
+        /* 0x50 */ pub upcalls: u64,
+        /* 0x58 */ pub hard_cli_max_tsc: u64,
+        /* 0x60 */ pub reserved: [u64; 4],
+    }
+
+    const _: () = {
+        assert!(size_of::<Handoff>() == 0x100);
+        assert!(align_of::<Handoff>() == 8);
+        assert!(offset_of!(Handoff, version_major) == 0x08);
+        assert!(offset_of!(Handoff, size) == 0x0c);
+        assert!(offset_of!(Handoff, features) == 0x18);
+        assert!(offset_of!(Handoff, vcpu_phys) == 0x28);
+        assert!(offset_of!(Handoff, call_gate) == 0x30);
+        assert!(offset_of!(Handoff, upcall_vector) == 0x48);
+        assert!(offset_of!(Handoff, pgd) == 0x50);
+        assert!(offset_of!(Handoff, reserved) == 0xd0);
+        assert!(size_of::<Vcpu>() == 0x80);
+        assert!(align_of::<Vcpu>() == 64);
+        assert!(offset_of!(Vcpu, pending) == 0x08);
+        assert!(offset_of!(Vcpu, idt_base) == 0x28);
+        assert!(offset_of!(Vcpu, idt_limit) == 0x30);
+        assert!(offset_of!(Vcpu, timer_deadline) == 0x38);
+        assert!(offset_of!(Vcpu, forwarded) == 0x40);
+        assert!(offset_of!(Vcpu, reserved) == 0x60);
+    };
+
+    /// Why a handoff was refused.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum AbiError {
+        BadMagic(u64),
+        MajorMismatch { found: u16, expected: u16 },
+        TooSmall { size: u32, expected: u32 },
+        VcpuSize { found: u32, expected: u32 },
+        TooManyVcpus(u32),
+    }
+
+    impl core::fmt::Display for AbiError {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match *self {
+                AbiError::BadMagic(m) => write!(f, "handoff magic is {m:#018x}, not \"HAUKIABI\" ({MAGIC:#018x})"),
+                AbiError::MajorMismatch { found, expected } => write!(
+                    f,
+                    "ABI major version {found} is not the {expected} this side speaks; build the co-kernel and the Linux patch series from the same tree"
+                ),
+                AbiError::TooSmall { size, expected } => write!(f, "handoff is {size} bytes, the ABI needs at least {expected}"),
+                AbiError::VcpuSize { found, expected } => write!(f, "vCPU block is {found} bytes, the ABI says {expected}"),
+                AbiError::TooManyVcpus(n) => write!(f, "{n} vCPUs, at most {MAX_VCPUS}"),
+            }
+        }
+    }
+
+    impl Handoff {
+        /// A handoff of this ABI version with everything else zero.
+        pub const fn new() -> Handoff {
+            Handoff {
+                magic: MAGIC,
+                version_major: VERSION_MAJOR,
+                version_minor: VERSION_MINOR,
+                size: size_of::<Handoff>() as u32,
+                vcpu_size: size_of::<Vcpu>() as u32,
+                nr_vcpus: 0,
+                features: 0,
+                tsc_khz: 0,
+                vcpu_phys: 0,
+                call_gate: 0,
+                cokernel_phys_start: 0,
+                cokernel_phys_end: 0,
+                upcall_vector: VECTOR_UPCALL,
+                linux_timer_vector: VECTOR_LINUX_TIMER,
+                reserved_vectors: [VECTOR_COKERNEL_TIMER, VECTOR_COKERNEL_WAKEUP, VECTOR_COKERNEL_KCALL, 0, 0, 0],
+                pgd: [0; PGD_SLOTS],
+                reserved: [0; 6],
+            }
+        }
+
+        /// What the receiving side checks before it trusts anything else in the page.
+        pub fn check(&self) -> Result<(), AbiError> {
+            if self.magic != MAGIC {
+                return Err(AbiError::BadMagic(self.magic));
+            }
+            if self.version_major != VERSION_MAJOR {
+                return Err(AbiError::MajorMismatch { found: self.version_major, expected: VERSION_MAJOR });
+            }
+            if (self.size as usize) < size_of::<Handoff>() {
+                return Err(AbiError::TooSmall { size: self.size, expected: size_of::<Handoff>() as u32 });
+            }
+            if self.vcpu_size as usize != size_of::<Vcpu>() {
+                return Err(AbiError::VcpuSize { found: self.vcpu_size, expected: size_of::<Vcpu>() as u32 });
+            }
+            if self.nr_vcpus > MAX_VCPUS {
+                return Err(AbiError::TooManyVcpus(self.nr_vcpus));
+            }
+            Ok(())
+        }
+    }
+
+    impl Default for Handoff {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// A C type for the header generator.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum CType {
+        U8,
+        U16,
+        U32,
+        U64,
+    }
+
+    /// One field: name, element type, array length (1 = scalar), offset.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Field {
+        pub name: &'static str,
+        pub ty: CType,
+        pub len: usize,
+        pub offset: usize,
+    }
+
+    /// One struct: C name, size, alignment, fields in order.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Struct {
+        pub c_name: &'static str,
+        pub size: usize,
+        pub align: usize,
+        pub fields: &'static [Field],
+    }
+
+    macro_rules! f {
+        ($s:ty, $name:ident, $ty:ident, $len:expr) => {
+            Field { name: stringify!($name), ty: CType::$ty, len: $len, offset: offset_of!($s, $name) }
+        };
+    }
+
+    /// The layouts the C header is generated from (checked against the Rust types in tests).
+    pub const LAYOUT: &[Struct] = &[
+        Struct {
+            c_name: "hauki_handoff",
+            size: size_of::<Handoff>(),
+            align: align_of::<Handoff>(),
+            fields: &[
+                f!(Handoff, magic, U64, 1),
+                f!(Handoff, version_major, U16, 1),
+                f!(Handoff, version_minor, U16, 1),
+                f!(Handoff, size, U32, 1),
+                f!(Handoff, vcpu_size, U32, 1),
+                f!(Handoff, nr_vcpus, U32, 1),
+                f!(Handoff, features, U64, 1),
+                f!(Handoff, tsc_khz, U64, 1),
+                f!(Handoff, vcpu_phys, U64, 1),
+                f!(Handoff, call_gate, U64, 1),
+                f!(Handoff, cokernel_phys_start, U64, 1),
+                f!(Handoff, cokernel_phys_end, U64, 1),
+                f!(Handoff, upcall_vector, U8, 1),
+                f!(Handoff, linux_timer_vector, U8, 1),
+                f!(Handoff, reserved_vectors, U8, 6),
+                f!(Handoff, pgd, U64, PGD_SLOTS),
+                f!(Handoff, reserved, U64, 6),
+            ],
+        },
+        Struct {
+            c_name: "hauki_vcpu",
+            size: size_of::<Vcpu>(),
+            align: align_of::<Vcpu>(),
+            fields: &[
+                f!(Vcpu, mask, U8, 1),
+                f!(Vcpu, pending_any, U8, 1),
+                f!(Vcpu, pad0, U8, 6),
+                f!(Vcpu, pending, U64, 4),
+                f!(Vcpu, idt_base, U64, 1),
+                f!(Vcpu, idt_limit, U16, 1),
+                f!(Vcpu, pad1, U8, 6),
+                f!(Vcpu, timer_deadline, U64, 1),
+                f!(Vcpu, forwarded, U64, 1),
+                f!(Vcpu, replayed, U64, 1),
+                f!(Vcpu, upcalls, U64, 1),
+                f!(Vcpu, hard_cli_max_tsc, U64, 1),
+                f!(Vcpu, reserved, U64, 4),
+            ],
+        },
+    ];
+
+    /// Constants exported to C as `#define HAUKI_<NAME> <value>`.
+    pub const CONSTANTS: &[(&str, u64)] = &[
+        ("ABI_MAGIC", MAGIC),
+        ("ABI_VERSION_MAJOR", VERSION_MAJOR as u64),
+        ("ABI_VERSION_MINOR", VERSION_MINOR as u64),
+        ("SUBARCH", SUBARCH_HAUKI as u64),
+        ("FIRST_PGD_SLOT", FIRST_PGD_SLOT as u64),
+        ("PGD_SLOTS", PGD_SLOTS as u64),
+        ("MAX_VCPUS", MAX_VCPUS as u64),
+        ("VECTOR_UPCALL", VECTOR_UPCALL as u64),
+        ("VECTOR_LINUX_TIMER", VECTOR_LINUX_TIMER as u64),
+        ("VECTOR_COKERNEL_TIMER", VECTOR_COKERNEL_TIMER as u64),
+        ("VECTOR_COKERNEL_WAKEUP", VECTOR_COKERNEL_WAKEUP as u64),
+        ("VECTOR_COKERNEL_KCALL", VECTOR_COKERNEL_KCALL as u64),
+        ("FEATURE_X2APIC", FEATURE_X2APIC),
+        ("FEATURE_TSC_DEADLINE", FEATURE_TSC_DEADLINE),
+        ("FEATURE_INVARIANT_TSC", FEATURE_INVARIANT_TSC),
+        ("CALL_LOAD_IDT", call::LOAD_IDT as u64),
+        ("CALL_SET_TIMER", call::SET_TIMER as u64),
+        ("CALL_IRQ_MASK", call::IRQ_MASK as u64),
+        ("CALL_IRQ_UNMASK", call::IRQ_UNMASK as u64),
+        ("CALL_IRQ_EOI", call::IRQ_EOI as u64),
+        ("CALL_REPLAY", call::REPLAY as u64),
+        ("CALL_SHUTDOWN", call::SHUTDOWN as u64),
+        ("CALL_REGISTER_VCPU", call::REGISTER_VCPU as u64),
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +376,51 @@ mod tests {
         assert_eq!(debug_exit::qemu_status(debug_exit::FAILURE), 35);
         assert!(debug_exit::QEMU_DEVICE.contains("iobase=0xf4"));
         assert_eq!(debug_exit::PORT, 0xf4);
+    }
+
+    #[test]
+    fn layout_table_covers_every_byte_of_each_struct() {
+        for st in guest::LAYOUT {
+            let mut at = 0;
+            for f in st.fields {
+                assert_eq!(f.offset, at, "{}.{} is not where the previous field ends", st.c_name, f.name);
+                let el = match f.ty {
+                    guest::CType::U8 => 1,
+                    guest::CType::U16 => 2,
+                    guest::CType::U32 => 4,
+                    guest::CType::U64 => 8,
+                };
+                at += el * f.len;
+            }
+            assert_eq!(at, st.size, "{} fields do not add up to its size", st.c_name);
+        }
+    }
+
+    #[test]
+    fn handoff_check_refuses_each_kind_of_mismatch() {
+        use guest::*;
+        let good = Handoff::new();
+        assert_eq!(good.check(), Ok(()));
+        let mut h = good;
+        h.magic = 0;
+        assert!(matches!(h.check(), Err(AbiError::BadMagic(0))));
+        let mut h = good;
+        h.version_major = 2;
+        assert_eq!(h.check(), Err(AbiError::MajorMismatch { found: 2, expected: 1 }));
+        let mut h = good;
+        h.version_minor = 9; // compatible
+        assert_eq!(h.check(), Ok(()));
+        let mut h = good;
+        h.size = 16;
+        assert!(matches!(h.check(), Err(AbiError::TooSmall { .. })));
+        let mut h = good;
+        h.vcpu_size = 64;
+        assert!(matches!(h.check(), Err(AbiError::VcpuSize { .. })));
+        let mut h = good;
+        h.nr_vcpus = 65;
+        assert!(matches!(h.check(), Err(AbiError::TooManyVcpus(65))));
+        let msg = format!("{}", AbiError::MajorMismatch { found: 2, expected: 1 });
+        assert!(msg.contains("major version 2"));
     }
 
     #[test]

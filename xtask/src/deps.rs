@@ -210,6 +210,22 @@ fn missing() -> Vec<Missing> {
         "OVMF_CODE/OVMF_VARS (UEFI firmware)",
         "ovmf",
     );
+    // The Linux guest: its source, a static busybox, and the kernel's build tools.
+    need(
+        Path::new("/usr/src/linux-source-6.12.tar.xz").exists(),
+        "/usr/src/linux-source-6.12.tar.xz (Linux 6.12 source)",
+        "linux-source-6.12",
+    );
+    need(Path::new("/bin/busybox").exists(), "/bin/busybox (static)", "busybox-static");
+    for (prog, package) in [("flex", "flex"), ("bison", "bison"), ("bc", "bc"), ("make", "make"), ("gcc", "gcc")] {
+        need(find_program(prog).is_some(), prog, package);
+    }
+    need(
+        Path::new("/usr/include/libelf.h").exists() || Path::new("/usr/include/gelf.h").exists(),
+        "libelf headers (objtool)",
+        "libelf-dev",
+    );
+    need(Path::new("/usr/include/openssl/ssl.h").exists(), "OpenSSL headers (kernel build)", "libssl-dev");
     m
 }
 
@@ -264,6 +280,14 @@ const APT_PACKAGES: &[&str] = &[
     "mtools",
     "ovmf",
     "busybox-static",
+    "linux-source-6.12",
+    "flex",
+    "bison",
+    "bc",
+    "make",
+    "gcc",
+    "libelf-dev",
+    "libssl-dev",
 ];
 
 /// The shell commands that install everything (for printing when not root).
@@ -316,7 +340,7 @@ fn install_debian(debian12: bool) -> Result<(), String> {
     } else {
         apt(&["install", "-y", "qemu-system-x86"])?;
     }
-    println!("==> installing GRUB, xorriso, mtools, OVMF, busybox-static");
+    println!("==> installing GRUB, xorriso, mtools, OVMF, busybox-static, the Linux 6.12 source and its build tools");
     let mut args = vec!["install", "-y", "--no-install-recommends"];
     args.extend_from_slice(APT_PACKAGES);
     apt(&args)

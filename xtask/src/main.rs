@@ -4,12 +4,15 @@
 //! parsing, QEMU command assembly, KTAP and telemetry parsing, ELF program headers) are unit-tested with
 //! `cargo test -p xtask`.
 
+mod abi;
 mod args;
 mod bench;
 mod build;
+mod console;
 mod deps;
 mod elf;
 mod ktap;
+mod linux;
 mod qemu;
 mod suite;
 mod telemetry;
@@ -48,6 +51,18 @@ const COMMANDS: &[Command] = &[
         run: cmd_build,
     },
     Command {
+        name: "abi",
+        summary: "Regenerate linux-patch/hauki_abi.h and its patch from shared-abi (commit the result).",
+        usage: "cargo xtask abi",
+        run: cmd_abi,
+    },
+    Command {
+        name: "linux",
+        summary: "Build the Linux guest: the patched 6.12 vmlinux (cached outside the repo) and the busybox initramfs.",
+        usage: "cargo xtask linux",
+        run: cmd_linux,
+    },
+    Command {
         name: "run",
         summary: "Build, then boot under QEMU with the console (COM1) on this terminal and telemetry (COM2) in a file.",
         usage: args::RUN_USAGE,
@@ -72,6 +87,21 @@ const COMMANDS: &[Command] = &[
         run: cmd_ci,
     },
 ];
+
+fn cmd_abi(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
+    args::no_args("abi", args)?;
+    abi::write(ws)?;
+    println!("==> wrote {} and {}", abi::HEADER, abi::PATCH);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_linux(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
+    args::no_args("linux", args)?;
+    deps::ensure()?;
+    let (vmlinux, initramfs) = linux::build_all(ws)?;
+    println!("==> {}\n==> {}", ws.rel(&vmlinux), ws.rel(&initramfs));
+    Ok(ExitCode::SUCCESS)
+}
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();

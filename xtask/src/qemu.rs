@@ -28,6 +28,15 @@ pub enum Boot {
         /// The whole co-kernel command line.
         cmdline: String,
     },
+    /// Linux alone, no co-kernel: `-kernel vmlinux -initrd INITRD -append CMDLINE` (Linux's PVH entry).
+    Linux {
+        /// The (patched) vmlinux.
+        vmlinux: PathBuf,
+        /// The initramfs.
+        initrd: PathBuf,
+        /// Linux's command line.
+        cmdline: String,
+    },
     /// `-cdrom ISO` through SeaBIOS, or through OVMF when `uefi` is set.
     Cdrom {
         /// The ISO.
@@ -123,6 +132,10 @@ impl QemuConfig {
         match &self.boot {
             Boot::Kernel { elf, cmdline } => {
                 push(&["-kernel", &elf.display().to_string(), "-append", cmdline]);
+            }
+            Boot::Linux { vmlinux, initrd, cmdline } => {
+                push(&["-kernel", &vmlinux.display().to_string(), "-initrd", &initrd.display().to_string()]);
+                push(&["-append", cmdline]);
             }
             Boot::Cdrom { iso, uefi } => {
                 if let Some((code, vars)) = uefi {

@@ -153,6 +153,16 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
         sum.record(name, status, Some(t.elapsed()));
     }
 
+    // The C header of the ABI must be what shared-abi generates (one source of truth).
+    if selected(filters, "abi-header") {
+        println!("==> abi-header: {} and its patch match shared-abi", crate::abi::HEADER);
+        let status = match crate::abi::check(ws) {
+            Ok(()) => Status::Pass,
+            Err(e) => Status::Fail(e),
+        };
+        sum.record("abi-header", status, None);
+    }
+
     // b. In-kernel KTAP tests.
     // (name, cpu, smp, icount): the icount run makes every timing check deterministic.
     let ktest_runs: Vec<(&str, &str, u32, bool)> = vec![
@@ -345,6 +355,10 @@ const SYSTEM_TESTS: &[SysTest] = &[
     SysTest {
         name: "rt-tcg-runs",
         run: rt_tcg_runs,
+    },
+    SysTest {
+        name: "linux-bare-boot",
+        run: linux_bare_boot,
     },
     SysTest {
         name: "pvh-pit-calibration",
@@ -837,6 +851,69 @@ fn rt_tcg_runs(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
             verify: &verify,
         },
     )
+}
+
+/// The patched kernel still boots without the co-kernel: build it (cached), boot it with the
+/// initramfs, drive the shell over COM1, power off.
+fn linux_bare_boot(ctx: &Ctx, _elf: &Path, _iso: &Path) -> Status {
+    let ws = crate::util::Workspace::locate();
+    let (vmlinux, initrd) = match crate::linux::build_all(&ws) {
+        Ok(x) => x,
+        Err(e) => return Status::Fail(format!("the Linux guest does not build: {e}")),
+    };
+    let dir = ctx.dir("linux-bare-boot");
+    let (c1, c2) = Qemu::paths(&dir);
+    let boot = Boot::Linux { vmlinux, initrd, cmdline: "console=ttyS0 panic=-1".into() };
+    let mut cfg = QemuConfig::test(boot, "max", &c1, &c2);
+    cfg.extra = vec!["-nic".into(), "user,model=virtio-net-pci".into()];
+    let mut con = match crate::console::ShellConsole::spawn(&dir, &cfg) {
+        Ok(c) => c,
+        Err(e) => return Status::Fail(e),
+    };
+    let bound = hard_timeout();
+    let mut steps = || -> Result<(), String> {
+        con.expect("is up; type 'poweroff' to end.", bound)?;
+        con.expect("# ", bound)?;
+        let (release, _) = con.run("uname -r", bound)?;
+        if !release.trim().ends_with("-hauki") {
+            return Err(format!("uname -r says {:?}, want a release ending in -hauki", release.trim()));
+        }
+        let (mounts, _) = con.run("cat /proc/mounts", bound)?;
+        for fs in ["proc", "sysfs", "devtmpfs"] {
+            if !mounts.contains(fs) {
+                return Err(format!("{fs} is not mounted: {mounts}"));
+            }
+        }
+        let (_, st) = con.run("ls /nonexistent", bound)?;
+        if st == 0 {
+            return Err("a failing command reported success".into());
+        }
+        let (math, _) = con.run("echo $((6*7))", bound)?;
+        if math.trim() != "42" {
+            return Err(format!("shell arithmetic gave {math:?}"));
+        }
+        let (cfg_line, _) = con.run("grep -c HAUKI_GUEST=y /proc/config.gz 2>/dev/null || dmesg | grep -c 'Linux version'", bound)?;
+        if cfg_line.trim().is_empty() {
+            return Err("no kernel log".into());
+        }
+        con.send("poweroff")?;
+        match con.wait_exit(bound)? {
+            Some(0) => Ok(()),
+            other => Err(format!("QEMU exit status {other:?} after poweroff, want 0")),
+        }
+    };
+    match steps() {
+        Ok(()) => Status::Pass,
+        Err(e) => {
+            let text = con.text();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            println!("    console ({}), last lines:", con.log_path().display());
+            for l in tail.iter().rev() {
+                println!("      {l}");
+            }
+            Status::Fail(e)
+        }
+    }
 }
 
 /// No HPET: the TSC must be calibrated against the PIT, and come out plausible.

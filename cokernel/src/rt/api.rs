@@ -22,7 +22,15 @@ fn kcall(nr: u64, a: u64, b: u64) -> Result<u64, Error> {
     let r: u64;
     // SAFETY: `int 0xf2` enters the kernel-call gate, which saves and restores every register but
     // RAX (the result) and returns with the same flags and stack.
-    unsafe { core::arch::asm!("int 0xf2", inlateout("rax") nr => r, in("rdi") a, in("rsi") b) };
+    unsafe {
+        core::arch::asm!(
+            "int {vector}",
+            vector = const hauki_abi::guest::VECTOR_COKERNEL_KCALL,
+            inlateout("rax") nr => r,
+            in("rdi") a,
+            in("rsi") b,
+        )
+    };
     if r & ERROR_BIT != 0 { Err(Error::from_code(r as u8)) } else { Ok(r) }
 }
 

@@ -51,12 +51,13 @@ const _: () = assert!(core::mem::size_of::<TrapFrame>() == 22 * 8);
 pub mod vectors {
     /// Legacy PIC, remapped here and masked; 0x27 and 0x2f can still arrive as spurious.
     pub const PIC_BASE: u8 = 0x20;
+    use hauki_abi::guest;
     /// The co-kernel's one-shot timer.
-    pub const TIMER: u8 = 0xf0;
+    pub const TIMER: u8 = guest::VECTOR_COKERNEL_TIMER;
     /// Wakes a parked or idle CPU (no handler work).
-    pub const WAKEUP: u8 = 0xf1;
+    pub const WAKEUP: u8 = guest::VECTOR_COKERNEL_WAKEUP;
     /// Kernel calls from real-time tasks (`int 0xf2`).
-    pub const KCALL: u8 = 0xf2;
+    pub const KCALL: u8 = guest::VECTOR_COKERNEL_KCALL;
     /// LAPIC error interrupt.
     pub const APIC_ERROR: u8 = 0xfe;
     /// LAPIC spurious-interrupt vector (must end in 0xf on old xAPICs).

@@ -110,7 +110,7 @@ pub fn spawn(spec: Spec, entry: Entry, arg: usize) -> Result<TaskId, Error> {
         (frame as *mut TrapFrame).write(f);
     }
     let t = with(|s| s.spawn(spec, frame))?;
-    with(|s| rearm(s));
+    with(rearm);
     Ok(t)
 }
 

@@ -1,0 +1,15 @@
+//! The Linux guest: the patched Linux 6.12 that runs as the co-kernel's idle task.
+//!
+//! This module holds the pure, host-testable logic of the guest. Today that is the loader:
+//! [`elf`] validates and loads an uncompressed x86_64 `vmlinux`, [`bootparams`] builds Linux's
+//! "zero page" (`struct boot_params`) and its e820 map from the co-kernel's memory map, and
+//! [`modules`] finds Linux, its initramfs and its command line among the boot modules. Later
+//! issues add the soft interrupt flag (soft-cli), the virtual timer and the virtual irqchip.
+//!
+//! Invariant shared by every submodule: all input (ELF images, boot modules, cpio archives) is
+//! untrusted; parsers never panic, never index out of bounds and never overflow, and report
+//! malformed input as a typed error. There is no `unsafe` here.
+
+pub mod bootparams;
+pub mod elf;
+pub mod modules;

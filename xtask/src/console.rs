@@ -1,0 +1,140 @@
+//! Driving a shell on QEMU's COM1 the way a person would: QEMU's first serial port on its
+//! stdin/stdout (pipes), commands typed, output read until a marker the shell itself computes
+//! (so the echo of the typed command never matches). Every wait has a hard bound; that is a safety
+//! net against a hung guest, not a performance check.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::qemu::QemuConfig;
+use crate::util::strip_ansi;
+
+pub struct ShellConsole {
+    child: Child,
+    stdin: ChildStdin,
+    out: Arc<Mutex<Vec<u8>>>,
+    cursor: usize,
+    log: PathBuf,
+    marker: u32,
+}
+
+impl ShellConsole {
+    /// Starts QEMU with COM1 on pipes (`cfg.com1` is replaced by `stdio`). Output goes to
+    /// `dir/console.log` as well.
+    pub fn spawn(dir: &Path, cfg: &QemuConfig) -> Result<ShellConsole, String> {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut cfg = cfg.clone();
+        cfg.com1 = "stdio".into();
+        cfg.monitor_none = true;
+        std::fs::write(dir.join("cmdline.txt"), cfg.display_line() + "\n").map_err(|e| e.to_string())?;
+        let log = dir.join("console.log");
+        let mut child = cfg
+            .command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+        let stdin = child.stdin.take().ok_or("no stdin pipe")?;
+        let out = Arc::new(Mutex::new(Vec::new()));
+        for pipe in [child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>)]
+            .into_iter()
+            .flatten()
+        {
+            let out = Arc::clone(&out);
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut pipe = pipe;
+                let mut buf = [0u8; 4096];
+                let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&log).ok();
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Some(f) = file.as_mut() {
+                        let _ = f.write_all(&buf[..n]);
+                    }
+                    if let Ok(mut o) = out.lock() {
+                        o.extend_from_slice(&buf[..n]);
+                    }
+                }
+            });
+        }
+        Ok(ShellConsole { child, stdin, out, cursor: 0, log, marker: 0 })
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Everything received so far (ANSI sequences and `\r` removed).
+    pub fn text(&self) -> String {
+        let o = self.out.lock().map(|o| o.clone()).unwrap_or_default();
+        strip_ansi(&String::from_utf8_lossy(&o)).replace('\r', "")
+    }
+
+    /// Waits until `needle` appears after the cursor; returns the text before it and moves the
+    /// cursor past it.
+    pub fn expect(&mut self, needle: &str, bound: Duration) -> Result<String, String> {
+        let start = Instant::now();
+        loop {
+            let raw = self.out.lock().map(|o| o.clone()).unwrap_or_default();
+            let text = String::from_utf8_lossy(&raw[self.cursor.min(raw.len())..]).into_owned();
+            if let Some(i) = text.find(needle) {
+                self.cursor += text[..i + needle.len()].len();
+                return Ok(strip_ansi(&text[..i]).replace('\r', ""));
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Err(format!("QEMU exited ({st}) before {needle:?} appeared"));
+            }
+            if start.elapsed() > bound {
+                return Err(format!("{needle:?} did not appear within {} s", bound.as_secs()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Types `line` and Enter.
+    pub fn send(&mut self, line: &str) -> Result<(), String> {
+        self.stdin.write_all(line.as_bytes()).and_then(|_| self.stdin.write_all(b"\n")).and_then(|_| self.stdin.flush()).map_err(|e| format!("cannot type into the console: {e}"))
+    }
+
+    /// Runs a shell command and returns its output and exit status.
+    pub fn run(&mut self, cmd: &str, bound: Duration) -> Result<(String, i32), String> {
+        self.marker += 1;
+        let n = self.marker;
+        // The shell prints `@@<n+1>@@ <status>`; the echoed command line shows `$((n+1))` instead.
+        self.send(&format!("{cmd}; echo @@$(({n}+1))@@ $?"))?;
+        let out = self.expect(&format!("@@{}@@ ", n + 1), bound)?;
+        let status_line = self.expect("\n", bound)?;
+        let status = status_line.trim().parse::<i32>().map_err(|_| format!("no exit status after {cmd:?}"))?;
+        // Drop the echoed command (first line).
+        let body = out.split_once('\n').map_or("", |x| x.1).to_string();
+        Ok((body, status))
+    }
+
+    /// Waits for QEMU to exit; its status.
+    pub fn wait_exit(&mut self, bound: Duration) -> Result<Option<i32>, String> {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().map_err(|e| e.to_string())? {
+                return Ok(st.code());
+            }
+            if start.elapsed() > bound {
+                return Err(format!("QEMU still running after {} s", bound.as_secs()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ShellConsole {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
