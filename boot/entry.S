@@ -214,6 +214,13 @@ boot_stack32:
     .skip 1024
 boot_stack32_top:
 
+/* The boot tables' physical address, for handing the machine to Linux (arch/x86_64/linux.rs). */
+    .section .rodata.boot_tables, "a"
+    .balign 8
+    .global hauki_boot_pml4_phys
+hauki_boot_pml4_phys:
+    .quad boot_pml4
+
 /* ---------------------------------------------------------------- 64-bit, linked high */
 
     .section .text.entry64, "ax"

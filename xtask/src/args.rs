@@ -4,7 +4,13 @@ use std::path::PathBuf;
 
 /// Usage text of `cargo xtask run`.
 pub const RUN_USAGE: &str = "cargo xtask run [FLAGS]
-  --no-linux          boot the co-kernel alone (today the only choice: the Linux guest is not built yet)
+  --no-linux          boot the co-kernel alone (no Linux module)
+  --handover          let the co-kernel load Linux and hand it the whole machine (the real-time
+                      side stops: a test of the loader until the soft-cli patches run Linux beside it)
+  --linux PATH        your own (patched) vmlinux instead of the one built from linux-patch/
+  --initramfs PATH    your own initramfs instead of target/hauki/initramfs.cpio.gz
+  --append ARGS       extra Linux command line (after `console=ttyS0 panic=-1`)
+  --cokernel-append ARGS  extra co-kernel command line (docs/cmdline.md)
   --accel tcg|kvm     accelerator (default tcg; kvm implies -cpu host unless --cpu)
   --icount            deterministic time: -icount shift=0,sleep=off (tcg only)
   --smp N             CPUs (default 1)
@@ -14,7 +20,6 @@ pub const RUN_USAGE: &str = "cargo xtask run [FLAGS]
   --qemu-arg ARG      extra QEMU argument, appended verbatim (repeatable)
   --iso               boot target/hauki/hauki.iso (GRUB, Multiboot2) instead of -kernel (PVH)
   --uefi              with --iso: boot through OVMF (UEFI) instead of SeaBIOS
-  --append ARGS       extra co-kernel command line (with -kernel only; --iso uses boot/grub.cfg)
   --vga               show the QEMU display (default: -display none)";
 
 /// The accelerator QEMU uses.
@@ -59,8 +64,16 @@ pub struct RunOpts {
     pub iso: bool,
     /// `--uefi`.
     pub uefi: bool,
-    /// `--append`.
+    /// `--append`: extra Linux command line.
     pub append: Option<String>,
+    /// `--cokernel-append`: extra co-kernel command line.
+    pub cokernel_append: Option<String>,
+    /// `--handover`.
+    pub handover: bool,
+    /// `--linux`.
+    pub linux: Option<PathBuf>,
+    /// `--initramfs`.
+    pub initramfs: Option<PathBuf>,
     /// `--vga`.
     pub vga: bool,
 }
@@ -79,6 +92,10 @@ impl Default for RunOpts {
             iso: false,
             uefi: false,
             append: None,
+            cokernel_append: None,
+            handover: false,
+            linux: None,
+            initramfs: None,
             vga: false,
         }
     }
@@ -121,6 +138,10 @@ impl RunOpts {
                 "--telemetry" => o.telemetry = Some(PathBuf::from(value(flag)?)),
                 "--qemu-arg" => o.qemu_args.push(value(flag)?),
                 "--append" => o.append = Some(value(flag)?),
+                "--cokernel-append" => o.cokernel_append = Some(value(flag)?),
+                "--handover" => o.handover = true,
+                "--linux" => o.linux = Some(PathBuf::from(value(flag)?)),
+                "--initramfs" => o.initramfs = Some(PathBuf::from(value(flag)?)),
                 other => {
                     return Err(format!(
                         "unknown flag `{other}` for `run`; see `cargo xtask help run`"
@@ -130,7 +151,7 @@ impl RunOpts {
             if inline.is_some()
                 && matches!(
                     flag,
-                    "--no-linux" | "--icount" | "--iso" | "--uefi" | "--vga"
+                    "--no-linux" | "--icount" | "--iso" | "--uefi" | "--vga" | "--handover"
                 )
             {
                 return Err(format!("`{flag}` takes no value"));
@@ -142,8 +163,11 @@ impl RunOpts {
         if o.uefi && !o.iso {
             return Err("--uefi boots the ISO through OVMF; add --iso".into());
         }
-        if o.iso && o.append.is_some() {
-            return Err("--append works with -kernel boot only; with --iso the command line comes from boot/grub.cfg".into());
+        if o.iso && (o.append.is_some() || o.cokernel_append.is_some() || o.handover) {
+            return Err("--append, --cokernel-append and --handover work with -kernel boot only; with --iso the command lines come from boot/grub.cfg".into());
+        }
+        if o.no_linux && (o.handover || o.linux.is_some() || o.initramfs.is_some() || o.append.is_some()) {
+            return Err("--no-linux boots no Linux: drop --handover, --linux, --initramfs and --append".into());
         }
         Ok(o)
     }

@@ -336,6 +336,23 @@ fn add_tree(c: &mut Cpio, root: &Path, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+pub const BUNDLE: &str = "linux.bundle";
+/// Linux's command line when nothing else is asked for.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1";
+
+/// One module for QEMU's PVH path (which passes a single `-initrd` module): an uncompressed newc
+/// archive holding `vmlinux`, `initramfs.cpio.gz` and `cmdline`, read by the co-kernel's loader.
+pub fn build_bundle(ws: &Workspace, vmlinux: &Path, initramfs: &Path, cmdline: &str, out_name: &str) -> Result<PathBuf, String> {
+    let mut c = Cpio::new();
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    c.file("vmlinux", 0o644, &read(vmlinux)?);
+    c.file("initramfs.cpio.gz", 0o644, &read(initramfs)?);
+    c.file("cmdline", 0o644, cmdline.as_bytes());
+    let out = ws.hauki_dir().join(out_name);
+    std::fs::write(&out, c.finish()).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out)
+}
+
 /// Both Linux artifacts.
 pub fn build_all(ws: &Workspace) -> Result<(PathBuf, PathBuf), String> {
     Ok((build_kernel(ws)?, build_initramfs(ws)?))

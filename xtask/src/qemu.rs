@@ -223,12 +223,30 @@ pub fn run_interactive(
     o: &RunOpts,
     out: &Artifacts,
 ) -> Result<ExitCode, String> {
-    if !o.no_linux {
-        println!(
-            "note: the Linux guest is not built yet, so the co-kernel boots alone (pass --no-linux to silence this)"
-        );
-    }
     let hauki = ws.hauki_dir();
+    let bundle = if o.no_linux || o.iso {
+        None
+    } else {
+        let vmlinux = match &o.linux {
+            Some(p) => p.clone(),
+            None => crate::linux::build_kernel(ws)?,
+        };
+        let initramfs = match &o.initramfs {
+            Some(p) => p.clone(),
+            None => crate::linux::build_initramfs(ws)?,
+        };
+        let cmdline = match &o.append {
+            Some(a) => format!("{} {a}", crate::linux::DEFAULT_CMDLINE),
+            None => crate::linux::DEFAULT_CMDLINE.to_string(),
+        };
+        if !o.handover {
+            println!(
+                "note: the co-kernel loads and checks Linux but does not start it beside the real-time tasks yet \
+                 (that needs the soft-cli patches); --handover gives Linux the whole machine"
+            );
+        }
+        Some(crate::linux::build_bundle(ws, &vmlinux, &initramfs, &cmdline, crate::linux::BUNDLE)?)
+    };
     let telemetry = match &o.telemetry {
         Some(p) if p.is_absolute() => p.clone(),
         Some(p) => std::env::current_dir()
@@ -251,9 +269,13 @@ pub fn run_interactive(
             uefi,
         }
     } else {
+        let mut extra = o.cokernel_append.clone().unwrap_or_default();
+        if o.handover {
+            extra.push_str(" hauki.linux=handover");
+        }
         Boot::Kernel {
             elf: out.elf.clone(),
-            cmdline: kernel_cmdline(o.append.as_deref().unwrap_or("")),
+            cmdline: kernel_cmdline(&extra),
         }
     };
     let cfg = QemuConfig {
@@ -268,7 +290,11 @@ pub fn run_interactive(
         com2: format!("file:{}", telemetry.display()),
         display: o.vga,
         monitor_none: false,
-        extra: o.qemu_args.clone(),
+        extra: bundle
+            .iter()
+            .flat_map(|b| ["-initrd".to_string(), b.display().to_string()])
+            .chain(o.qemu_args.iter().cloned())
+            .collect(),
     };
     println!("==> booting: {}", cfg.display_line());
     println!(

@@ -132,7 +132,7 @@ pub fn strip_ansi(s: &str) -> String {
             } else {
                 chars.next();
             }
-        } else if !c.is_control() || c == '\t' {
+        } else if !c.is_control() || c == '\t' || c == '\n' {
             out.push(c);
         }
     }
@@ -162,6 +162,7 @@ mod tests {
         );
         assert_eq!(strip_ansi("plain {\"a\":1}"), "plain {\"a\":1}");
         assert_eq!(strip_ansi("a\x07b\x1b7c"), "abc");
+        assert_eq!(strip_ansi("line 1\r\nline 2"), "line 1\nline 2");
     }
 
     #[test]

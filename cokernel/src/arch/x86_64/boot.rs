@@ -12,7 +12,7 @@ use hauki_abi::debug_exit;
 use super::context::{self, Context};
 use super::cpu::{self, rdtsc};
 use super::fatal::fatal;
-use super::{acpi, apic, console, exceptions, fatal, gdt, idt, ioapic, mm, pic, smp, timer, tsc, vga};
+use super::{acpi, apic, console, exceptions, fatal, gdt, idt, ioapic, linux, mm, pic, smp, timer, tsc, vga};
 use crate::bootinfo::{self, BootInfo, Firmware, Protocol};
 use crate::cmdline;
 use crate::mm::frame::FrameAllocator;
@@ -75,7 +75,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     );
 
     let cpu = cpu::detect();
-    let mm_stats = init_memory(&boot);
+    let (mm_stats, linux_plan, withheld) = init_memory(&boot);
     // IST stacks exist only now; until here #DF/NMI/#MC used the current stack.
     gdt::set_ist(gdt::IST_DOUBLE_FAULT, mm::alloc_stack());
     gdt::set_ist(gdt::IST_NMI, mm::alloc_stack());
@@ -163,6 +163,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     if cmdline::flag(line, keys::EXIT_AFTER_BOOT) {
         fatal::exit(debug_exit::SUCCESS);
     }
+    start_linux(&boot, &report.cpu, linux_plan, &withheld);
     super::rt::init();
     #[cfg(feature = "ktest")]
     {
@@ -200,20 +201,29 @@ fn parse_boot_info(protocol: u32, magic: u32, info: u64) -> BootInfo {
     }
 }
 
-fn init_memory(boot: &BootInfo) -> mm::Stats {
+/// The co-kernel's own memory when Linux shares the machine (`hauki.pool_mib`, default 64 MiB):
+/// heap, page tables, task stacks and the pages handed to Linux all come from it; Linux gets the
+/// rest of RAM.
+const DEFAULT_POOL_MIB: u64 = 64;
+
+fn init_memory(boot: &BootInfo) -> (mm::Stats, Option<Result<linux::Plan, linux::PlanError>>, heapless::Vec<core::ops::Range<u64>, 8>) {
     let image = mm::image_phys();
     if let Err(e) = boot.memory.check_kernel(image.clone()) {
         fatal("memory-map-overlaps-kernel", format_args!("{e}"));
     }
+    let plan = linux::plan(boot, image.clone()).transpose();
     let mut reserved: heapless::Vec<core::ops::Range<u64>, 16> = heapless::Vec::new();
-    let _ = reserved.push(image);
+    let _ = reserved.push(image.clone());
     for r in &boot.info_ranges {
         let _ = reserved.push(r.clone());
     }
     for m in &boot.modules {
         let _ = reserved.push(m.start..m.end);
     }
-    let frames = match FrameAllocator::new(&boot.memory, 0x10_0000, &reserved) {
+    if let Some(Ok(p)) = &plan {
+        let _ = reserved.push(p.load_range());
+    }
+    let mut frames = match FrameAllocator::new(&boot.memory, 0x10_0000, &reserved) {
         Ok(f) => f,
         Err(MemMapError::NoUsableAboveOneMiB) => fatal(
             "no-usable-memory",
@@ -224,6 +234,31 @@ fn init_memory(boot: &BootInfo) -> mm::Stats {
         ),
         Err(e) => fatal("bad-memory-map", format_args!("{e}")),
     };
+    let mut withheld: heapless::Vec<core::ops::Range<u64>, 8> = heapless::Vec::new();
+    let _ = withheld.push(image);
+    for r in &boot.info_ranges {
+        let _ = withheld.push(r.clone());
+    }
+    // With Linux to run, the co-kernel keeps a pool and leaves the rest of RAM to Linux.
+    if let Some(Ok(_)) = &plan {
+        let line = boot.cmdline.as_str();
+        let mib = cmdline::get(line, "hauki.pool_mib").and_then(|v| v.parse::<u64>().ok()).unwrap_or(DEFAULT_POOL_MIB);
+        let bytes = mib << 20;
+        let Some(start) = frames.alloc_contiguous(bytes / crate::mm::frame::FRAME_SIZE, 2 << 20) else {
+            fatal(
+                "not-enough-memory",
+                format_args!("no {mib} MiB of contiguous RAM for the co-kernel's pool beside Linux; give the machine more memory or lower hauki.pool_mib"),
+            );
+        };
+        let mut pool_map = crate::mm::memmap::MemoryMap::new();
+        let _ = pool_map.add(start, bytes, crate::mm::memmap::RegionKind::Usable);
+        pool_map.normalize();
+        frames = match FrameAllocator::new(&pool_map, 0x10_0000, &[]) {
+            Ok(f) => f,
+            Err(e) => fatal("bad-memory-map", format_args!("{e}")),
+        };
+        let _ = withheld.push(start..start + bytes);
+    }
     // The heap, the page tables and the stacks must fit, with room left for real-time work.
     let need = mm::HEAP_SIZE + MIN_FREE_AFTER_HEAP;
     let have = frames.free_frames() * crate::mm::frame::FRAME_SIZE;
@@ -238,10 +273,82 @@ fn init_memory(boot: &BootInfo) -> mm::Stats {
             ),
         );
     }
-    match mm::init(&boot.memory, frames) {
+    let stats = match mm::init(&boot.memory, frames) {
         Ok(s) => s,
         Err(e) => fatal("memory-setup-failed", format_args!("building the page tables failed: {e}")),
+    };
+    (stats, plan, withheld)
+}
+
+/// Loads the planned Linux (or reports why not) and, with `hauki.linux=handover`, gives it the
+/// machine.
+fn start_linux(boot: &BootInfo, cpu: &cpu::Features, plan: Option<Result<linux::Plan, linux::PlanError>>, withheld: &[core::ops::Range<u64>]) {
+    let line = boot.cmdline.as_str();
+    let plan = match plan {
+        None => {
+            console::record("linux", |r| {
+                r.str("state", "absent").str("message", "no boot module: the co-kernel runs its real-time tasks alone");
+            });
+            return;
+        }
+        Some(Err(e)) => {
+            refuse(e.reason(), format_args!("{e}"));
+            return;
+        }
+        Some(Ok(p)) => p,
+    };
+    if let Err(e) = linux::load(&plan) {
+        refuse("load-failed", format_args!("{e}"));
+        return;
     }
+    let mut features = 0;
+    if cpu.x2apic {
+        features |= hauki_abi::guest::FEATURE_X2APIC;
+    }
+    if cpu.tsc_deadline {
+        features |= hauki_abi::guest::FEATURE_TSC_DEADLINE;
+    }
+    if cpu.invariant_tsc {
+        features |= hauki_abi::guest::FEATURE_INVARIANT_TSC;
+    }
+    let prep = match linux::prepare(&plan, boot, withheld, features) {
+        Ok(p) => p,
+        Err(e) => {
+            refuse("prepare-failed", format_args!("{e}"));
+            return;
+        }
+    };
+    let handover = cmdline::get(line, "hauki.linux") == Some("handover");
+    console::record("linux", |r| {
+        r.str("state", if handover { "handover" } else { "loaded" })
+            .hex("entry", plan.vmlinux.entry_phys)
+            .hex("load_start", plan.vmlinux.phys_start)
+            .hex("load_end", plan.vmlinux.phys_end)
+            .u64("initrd_bytes", plan.initrd.as_ref().map_or(0, |r| r.end - r.start))
+            .str("cmdline", &plan.cmdline)
+            .u64("e820_entries", prep.e820_entries as u64)
+            .hex("boot_params", prep.boot_params)
+            .hex("handoff", prep.handoff);
+    });
+    if handover {
+        log::info!("handing the machine to Linux at {:#x} (hauki.linux=handover): the real-time side stops here", plan.vmlinux.entry_phys);
+        console::release_console();
+        linux::handover(plan.vmlinux.entry_phys, prep.boot_params);
+    }
+    log::info!(
+        "Linux loaded and checked ({:#x}..{:#x}); running it beside the real-time tasks needs the soft-cli patches, \
+         so it is not started (hauki.linux=handover gives it the whole machine instead)",
+        plan.vmlinux.phys_start,
+        plan.vmlinux.phys_end
+    );
+}
+
+/// A refused Linux: say what was wrong; the real-time side carries on.
+fn refuse(reason: &str, message: core::fmt::Arguments<'_>) {
+    console::record("linux", |r| {
+        r.str("state", "refused").str("reason", reason).fmt("message", message);
+    });
+    log::warn!("Linux not started: {message}");
 }
 
 fn emit_boot_record(b: &BootReport) {

@@ -12,6 +12,7 @@ pub mod fatal;
 pub mod gdt;
 pub mod idt;
 pub mod ioapic;
+pub mod linux;
 pub mod mm;
 pub mod pic;
 pub mod rt;

@@ -1,0 +1,252 @@
+//! Loading Linux from the boot modules: find the kernel, its initramfs and command line (one
+//! bundle module, or separate modules), validate the `vmlinux` (ELF structure, segment bounds, a
+//! load range inside usable RAM that touches neither the co-kernel nor a boot module), copy it into
+//! place, and build `boot_params` (e820 with the co-kernel's memory withheld, command line,
+//! initramfs, RSDP, and the ABI handoff page through `hardware_subarch_data`).
+//!
+//! Everything in the modules is input from outside: any refusal comes back as a [`PlanError`]
+//! with a message, and the co-kernel keeps running its real-time tasks.
+//!
+//! Starting Linux *beside* the real-time tasks needs the soft-cli patches of the series; until
+//! then `hauki.linux=handover` hands the whole machine to Linux (the real-time side stops), which
+//! tests this loader end to end.
+
+use core::fmt;
+use core::ops::Range;
+
+use hauki_abi::guest::{self as abi, Handoff};
+
+use super::{mm, tsc};
+use crate::bootinfo::BootInfo;
+use crate::guest::bootparams::{self, BOOT_PARAMS_SIZE, COMMAND_LINE_SIZE, E820_MAX, LinuxBoot};
+use crate::guest::elf::{self, ElfError, Vmlinux};
+use crate::guest::modules::{self, ModuleError};
+use crate::mm::memmap::MemMapError;
+
+/// What was found and checked before memory is set up.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Physical bytes of the vmlinux image (inside a module).
+    pub image: Range<u64>,
+    pub vmlinux: Vmlinux,
+    /// Physical range of the initramfs (inside a module).
+    pub initrd: Option<Range<u64>>,
+    pub cmdline: heapless::String<{ COMMAND_LINE_SIZE as usize }>,
+}
+
+impl Plan {
+    /// Where the kernel will be copied.
+    pub fn load_range(&self) -> Range<u64> {
+        self.vmlinux.phys_start..self.vmlinux.phys_end
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum PlanError {
+    Modules(ModuleError),
+    NoLinux,
+    Elf(ElfError),
+    NotInRam(MemMapError),
+    OverlapsCokernel { linux: Range<u64>, cokernel: Range<u64> },
+    OverlapsModule { linux: Range<u64>, module: Range<u64> },
+    CmdlineTooLong(usize),
+    CmdlineNotText,
+}
+
+impl PlanError {
+    /// Stable key for telemetry.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PlanError::Modules(_) => "bad-modules",
+            PlanError::NoLinux => "no-linux-module",
+            PlanError::Elf(_) => "bad-vmlinux",
+            PlanError::NotInRam(_) => "vmlinux-not-in-ram",
+            PlanError::OverlapsCokernel { .. } => "vmlinux-overlaps-cokernel",
+            PlanError::OverlapsModule { .. } => "vmlinux-overlaps-module",
+            PlanError::CmdlineTooLong(_) | PlanError::CmdlineNotText => "bad-cmdline",
+        }
+    }
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::Modules(e) => write!(f, "the boot modules cannot be used: {e}"),
+            PlanError::NoLinux => write!(f, "the boot modules hold no Linux kernel (vmlinux)"),
+            PlanError::Elf(e) => write!(f, "the Linux module is not a usable x86_64 vmlinux: {e}"),
+            PlanError::NotInRam(e) => write!(f, "Linux cannot be loaded where it is linked: {e}"),
+            PlanError::OverlapsCokernel { linux, cokernel } => write!(
+                f,
+                "Linux loads at {:#x}..{:#x}, over the co-kernel at {:#x}..{:#x}",
+                linux.start, linux.end, cokernel.start, cokernel.end
+            ),
+            PlanError::OverlapsModule { linux, module } => write!(
+                f,
+                "Linux loads at {:#x}..{:#x}, over a boot module at {:#x}..{:#x}; the boot loader must place modules elsewhere",
+                linux.start, linux.end, module.start, module.end
+            ),
+            PlanError::CmdlineTooLong(n) => write!(f, "the Linux command line is {n} bytes; at most {} fit", COMMAND_LINE_SIZE - 1),
+            PlanError::CmdlineNotText => write!(f, "the Linux command-line module is not UTF-8 text"),
+        }
+    }
+}
+
+/// Bytes of physical memory `r` (below 4 GiB before `mm::init`, in the direct map after).
+///
+/// # Safety
+/// `r` must be memory nobody writes while the slice lives (a boot module).
+unsafe fn phys_bytes<'a>(r: &Range<u64>) -> Option<&'a [u8]> {
+    let len = r.end.checked_sub(r.start)?;
+    let virt = mm::phys_to_virt_checked(r.start, len)?;
+    // SAFETY: the range is mapped (checked above) and, per the contract, not written meanwhile.
+    Some(unsafe { core::slice::from_raw_parts(virt as *const u8, len as usize) })
+}
+
+fn sub_range(outer: &Range<u64>, base: &[u8], inner: &[u8]) -> Range<u64> {
+    let off = inner.as_ptr() as u64 - base.as_ptr() as u64;
+    outer.start + off..outer.start + off + inner.len() as u64
+}
+
+fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// Finds and validates Linux among the boot modules. `Ok(None)`: no module at all.
+pub fn plan(boot: &BootInfo, cokernel: Range<u64>) -> Result<Option<Plan>, PlanError> {
+    if boot.modules.is_empty() {
+        return Ok(None);
+    }
+    let mut spans: heapless::Vec<(Range<u64>, &[u8]), 8> = heapless::Vec::new();
+    for m in &boot.modules {
+        let r = m.start..m.end;
+        // SAFETY: boot modules are reserved from the frame allocator and written by nobody.
+        let bytes = unsafe { phys_bytes(&r) }.ok_or(PlanError::NoLinux)?;
+        let _ = spans.push((r, bytes));
+    }
+    let (image, initrd, cmdline_text): (Range<u64>, Option<Range<u64>>, Option<&str>) =
+        if spans.len() == 1 && spans[0].1.starts_with(b"07070") {
+            let (r, bytes) = (&spans[0].0, spans[0].1);
+            let b = modules::select_bundle(bytes).map_err(PlanError::Modules)?;
+            (sub_range(r, bytes, b.linux), b.initramfs.map(|i| sub_range(r, bytes, i)), b.cmdline)
+        } else {
+            let list: heapless::Vec<(&str, &[u8]), 8> =
+                boot.modules.iter().zip(spans.iter()).map(|(m, s)| (m.cmdline.as_str(), s.1)).collect();
+            let sel = modules::select(&list).map_err(PlanError::Modules)?;
+            let linux = sel.linux.ok_or(PlanError::NoLinux)?;
+            let cmd = match sel.cmdline {
+                Some(i) => Some(core::str::from_utf8(spans[i].1).map_err(|_| PlanError::CmdlineNotText)?.trim_end_matches(['\0', '\n', ' '])),
+                None => None,
+            };
+            (spans[linux].0.clone(), sel.initramfs.map(|i| spans[i].0.clone()), cmd)
+        };
+    // SAFETY: as above; `image` lies inside a module.
+    let bytes = unsafe { phys_bytes(&image) }.ok_or(PlanError::NoLinux)?;
+    let vmlinux = elf::parse(bytes).map_err(PlanError::Elf)?;
+    let load = vmlinux.phys_start..vmlinux.phys_end;
+    boot.memory.check_kernel(load.clone()).map_err(PlanError::NotInRam)?;
+    if overlaps(&load, &cokernel) {
+        return Err(PlanError::OverlapsCokernel { linux: load, cokernel });
+    }
+    for (r, _) in &spans {
+        if overlaps(&load, r) {
+            return Err(PlanError::OverlapsModule { linux: load, module: r.clone() });
+        }
+    }
+    let mut cmdline = heapless::String::new();
+    let text = cmdline_text.unwrap_or("console=ttyS0");
+    cmdline.push_str(text).map_err(|_| PlanError::CmdlineTooLong(text.len()))?;
+    Ok(Some(Plan { image, vmlinux, initrd, cmdline }))
+}
+
+/// Copies the kernel into place (after `mm::init`: the direct map covers both sides).
+pub fn load(plan: &Plan) -> Result<(), &'static str> {
+    // SAFETY: the module is untouched and mapped in the direct map.
+    let bytes = unsafe { phys_bytes(&plan.image) }.ok_or("the Linux module is not mapped")?;
+    let mut write = |paddr: u64, data: &[u8]| -> Result<(), &'static str> {
+        let virt = mm::phys_to_virt_checked(paddr, data.len() as u64).ok_or("load address not mapped")?;
+        // SAFETY: the load range is reserved for Linux (no co-kernel allocation) and mapped.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), virt as *mut u8, data.len()) };
+        Ok(())
+    };
+    let mut zero = |paddr: u64, len: u64| -> Result<(), &'static str> {
+        let virt = mm::phys_to_virt_checked(paddr, len).ok_or("load address not mapped")?;
+        // SAFETY: as above.
+        unsafe { core::ptr::write_bytes(virt as *mut u8, 0, len as usize) };
+        Ok(())
+    };
+    elf::load(bytes, &plan.vmlinux, &mut write, &mut zero).map_err(|_| "copying the kernel segments failed")
+}
+
+/// The pages handed to Linux, all from the co-kernel's pool.
+pub struct Prepared {
+    pub boot_params: u64,
+    pub handoff: u64,
+    pub e820_entries: usize,
+}
+
+/// Builds the handoff page, the command line and `boot_params`; `withhold` is the co-kernel's own
+/// memory (image, pool, boot information), reported to Linux as reserved.
+pub fn prepare(plan: &Plan, boot: &BootInfo, withhold: &[Range<u64>], features: u64) -> Result<Prepared, &'static str> {
+    let bp = mm::alloc_frame().ok_or("no frame for boot_params")?;
+    let cmd = mm::alloc_frame().ok_or("no frame for the command line")?;
+    let ho = mm::alloc_frame().ok_or("no frame for the handoff page")?;
+    let page = |p: u64| mm::phys_to_virt(p) as *mut u8;
+    // SAFETY: three fresh frames from the co-kernel's pool, mapped in the direct map.
+    unsafe {
+        core::ptr::write_bytes(page(cmd), 0, 4096);
+        core::ptr::copy_nonoverlapping(plan.cmdline.as_ptr(), page(cmd), plan.cmdline.len());
+        let mut h = Handoff::new();
+        h.tsc_khz = tsc::hz() / 1000;
+        h.features = features;
+        h.cokernel_phys_start = withhold.iter().map(|r| r.start).min().unwrap_or(0);
+        h.cokernel_phys_end = withhold.iter().map(|r| r.end).max().unwrap_or(0);
+        h.check().map_err(|_| "the handoff page fails its own check")?;
+        core::ptr::write_bytes(page(ho), 0, 4096);
+        (page(ho) as *mut Handoff).write(h);
+    }
+    let mut e820: heapless::Vec<bootparams::E820Entry, E820_MAX> = heapless::Vec::new();
+    bootparams::e820_from(&boot.memory, withhold, &mut e820).map_err(|_| "the e820 map does not fit boot_params")?;
+    let lb = LinuxBoot {
+        cmdline_phys: cmd,
+        cmdline_len: plan.cmdline.len() as u32,
+        initrd: plan.initrd.as_ref().map(|r| (r.start, r.end - r.start)),
+        rsdp: boot.rsdp,
+        hardware_subarch: abi::SUBARCH_HAUKI,
+        subarch_data: ho,
+        e820: &e820,
+    };
+    // SAFETY: a fresh 4 KiB frame, exclusively ours.
+    let out = unsafe { &mut *(page(bp) as *mut [u8; BOOT_PARAMS_SIZE]) };
+    bootparams::build(out, &lb).map_err(|_| "boot_params could not be built")?;
+    Ok(Prepared { boot_params: bp, handoff: ho, e820_entries: e820.len() })
+}
+
+unsafe extern "C" {
+    /// Physical address of the boot page tables (identity + alias of the low 4 GiB), entry.S.
+    static hauki_boot_pml4_phys: u64;
+}
+
+/// Gives the whole machine to Linux: interrupts off, the co-kernel's timer stopped, the boot page
+/// tables (which identity-map the low 4 GiB, as Linux's 64-bit entry expects) loaded, and a jump
+/// to `startup_64` with RSI = `boot_params`. The real-time side ends here.
+pub fn handover(entry: u64, boot_params: u64) -> ! {
+    x86_64::instructions::interrupts::disable();
+    super::timer::cancel();
+    super::apic::write(super::apic::REG_LVT_TIMER, super::apic::LVT_MASKED);
+    // SAFETY: reading a linker-initialised constant.
+    let cr3 = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(hauki_boot_pml4_phys)) };
+    // SAFETY: the boot tables still map this code (at its high alias) and the stack; Linux's entry
+    // and boot_params are identity-mapped by them; CS/DS are 0x10/0x18 as the 64-bit boot protocol
+    // requires. Nothing of the co-kernel runs after the jump.
+    unsafe {
+        core::arch::asm!(
+            "mov cr3, {cr3}",
+            "xor ebp, ebp",
+            "jmp {entry}",
+            cr3 = in(reg) cr3,
+            entry = in(reg) entry,
+            in("rsi") boot_params,
+            options(noreturn)
+        )
+    }
+}
