@@ -49,6 +49,9 @@ const TESTS: &[Test] = &[
     ("rt_priority_inheritance_bounds_inversion", rt_priority_inheritance),
     ("rt_deadline_misses_and_overruns_are_detected", rt_deadline_miss),
     ("rt_queue_passes_messages_in_order_with_blocking", rt_queue),
+    ("guest_exception_is_forwarded_with_the_exact_frame", guest_exception_forwarded),
+    ("guest_interrupt_is_forwarded_when_the_guest_runs", guest_irq_forwarded),
+    ("guest_interrupt_during_a_task_is_replayed_on_resume", guest_irq_replayed),
     ("phase_transform_is_constant_time_dudect", dudect_constant_time),
     ("phase_dudect_detects_the_branchy_control", dudect_detects_branchy),
 ];
@@ -532,5 +535,182 @@ fn dudect_detects_branchy() -> TestResult {
     arch::console::console_write(format_args!("# dudect branchy control: |t| = {:.2} over {n} runs\n", t.abs()));
     let constant = dudect::TTest::t_is_constant_time(t);
     ensure!(!constant, "the test could not tell a data-dependent loop apart (|t| = {:.2})", t.abs());
+    Ok(())
+}
+
+// ---- the one IDT: forwarding to a guest (a synthetic one, standing in for Linux) ----
+
+use crate::arch::guest;
+
+core::arch::global_asm!(
+    r#"
+    .section .text.ktest_guest, "ax"
+    .global ktest_guest_ud_handler
+    .global ktest_guest_irq_handler
+    .global ktest_guest_ud
+    .global ktest_guest_ud_insn
+/* The guest's #UD gate: record the frame as a guest handler sees it, skip the ud2, return. */
+ktest_guest_ud_handler:
+    movq %rsp, ktest_seen_rsp(%rip)
+    movq %r12, ktest_seen_r12(%rip)
+    pushq %rax
+    movq 8(%rsp), %rax
+    movq %rax, ktest_seen_rip(%rip)
+    movq 32(%rsp), %rax
+    movq %rax, ktest_seen_frame_rsp(%rip)
+    addq $2, 8(%rsp)
+    incq ktest_ud_count(%rip)
+    popq %rax
+    iretq
+/* The guest's gate for a device vector: count, record the stack, return. */
+ktest_guest_irq_handler:
+    movq %rsp, ktest_irq_rsp(%rip)
+    incq ktest_irq_count(%rip)
+    iretq
+/* Guest code that faults with known registers: returns RSP at the ud2. */
+ktest_guest_ud:
+    pushq %r12
+    movq $0x5eed5eed, %r12
+    movq %rsp, %rax
+ktest_guest_ud_insn:
+    ud2
+    popq %r12
+    ret
+
+    .section .data.ktest_guest, "aw"
+    .balign 8
+    .global ktest_seen_rsp
+    .global ktest_seen_r12
+    .global ktest_seen_rip
+    .global ktest_seen_frame_rsp
+    .global ktest_ud_count
+    .global ktest_irq_count
+    .global ktest_irq_rsp
+ktest_seen_rsp: .quad 0
+ktest_seen_r12: .quad 0
+ktest_seen_rip: .quad 0
+ktest_seen_frame_rsp: .quad 0
+ktest_ud_count: .quad 0
+ktest_irq_count: .quad 0
+ktest_irq_rsp: .quad 0
+    .section .text
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    fn ktest_guest_ud_handler();
+    fn ktest_guest_irq_handler();
+    fn ktest_guest_ud() -> u64;
+    static ktest_guest_ud_insn: u8;
+    static ktest_seen_rsp: u64;
+    static ktest_seen_r12: u64;
+    static ktest_seen_rip: u64;
+    static ktest_seen_frame_rsp: u64;
+    static ktest_ud_count: u64;
+    static ktest_irq_count: u64;
+}
+
+/// Reads a record the guest handlers write.
+macro_rules! rec {
+    ($sym:ident) => {
+        // SAFETY: a plain, aligned u64 in this image that the guest handlers write; read volatile.
+        unsafe { core::ptr::addr_of!($sym).read_volatile() }
+    };
+}
+
+fn irq_count() -> u64 {
+    rec!(ktest_irq_count)
+}
+
+const GUEST_IRQ: u8 = 0x40;
+const GUEST_IRQ_2: u8 = 0x41;
+
+#[repr(C, align(16))]
+struct GuestIdt([u64; 512]);
+static mut GUEST_IDT: GuestIdt = GuestIdt([0; 512]);
+
+fn guest_gate(v: u8, target: u64) {
+    let lo = (target & 0xffff) | (u64::from(crate::arch::gdt::KERNEL_CS) << 16) | (0x8e << 40) | ((target >> 16) & 0xffff) << 48;
+    let hi = target >> 32;
+    let idt = &raw mut GUEST_IDT;
+    // SAFETY: the test's own table, written before it is registered.
+    unsafe {
+        (*idt).0[usize::from(v) * 2] = lo;
+        (*idt).0[usize::from(v) * 2 + 1] = hi;
+    }
+}
+
+fn guest_on() {
+    guest_gate(6, ktest_guest_ud_handler as *const () as u64);
+    guest_gate(GUEST_IRQ, ktest_guest_irq_handler as *const () as u64);
+    guest_gate(GUEST_IRQ_2, ktest_guest_irq_handler as *const () as u64);
+    guest::set_idt((&raw const GUEST_IDT) as u64, 256 * 16 - 1);
+    guest::set_active(true);
+}
+
+fn guest_off() {
+    guest::set_active(false);
+}
+
+fn guest_exception_forwarded() -> TestResult {
+    guest_on();
+    let before = rec!(ktest_ud_count);
+    // SAFETY: guest code: its ud2 goes to the guest's #UD gate, which skips it and returns.
+    let rsp_at_fault = unsafe { ktest_guest_ud() };
+    guest_off();
+    let (count, seen_rsp, r12, rip, frame_rsp) =
+        (rec!(ktest_ud_count), rec!(ktest_seen_rsp), rec!(ktest_seen_r12), rec!(ktest_seen_rip), rec!(ktest_seen_frame_rsp));
+    let insn = core::ptr::addr_of!(ktest_guest_ud_insn) as u64;
+    ensure!(count == before + 1, "the guest's #UD handler ran {} times", count - before);
+    ensure!(rip == insn, "guest saw RIP {rip:#x}, the ud2 is at {insn:#x}");
+    ensure!(frame_rsp == rsp_at_fault, "guest saw the interrupted RSP {frame_rsp:#x}, it was {rsp_at_fault:#x}");
+    ensure!(seen_rsp == (rsp_at_fault & !0xf) - 40, "the guest's handler did not start at the exact hardware frame (RSP {seen_rsp:#x})");
+    ensure!(r12 == 0x5eed_5eed, "a register changed on the way: r12 = {r12:#x}");
+    Ok(())
+}
+
+fn guest_irq_forwarded() -> TestResult {
+    guest_on();
+    let count = irq_count;
+    let before = count();
+    let fwd = guest::FORWARDED.load(Ordering::Relaxed);
+    apic::send_ipi(apic::id(), u32::from(GUEST_IRQ));
+    let ok = run_until(50, || count() > before);
+    guest_off();
+    ensure!(ok, "the guest's gate for vector {GUEST_IRQ:#x} never ran");
+    ensure!(guest::FORWARDED.load(Ordering::Relaxed) > fwd, "not counted as forwarded");
+    Ok(())
+}
+
+static REPLAY_SEEN_DURING_TASK: Shared<Option<(u64, u64)>> = Shared::new(None);
+
+fn replay_task(_: usize) -> ! {
+    loop {
+        api::wait_event();
+        let count = irq_count;
+        let before = count();
+        apic::send_ipi(apic::id(), u32::from(GUEST_IRQ_2));
+        api::spin_ns(200_000); // the interrupt arrives while this task runs: logged, not delivered
+        REPLAY_SEEN_DURING_TASK.with(|s| *s = Some((before, count())));
+    }
+}
+
+fn guest_irq_replayed() -> TestResult {
+    Event::new("replay", 40).priority(90).spawn(replay_task).map_err(|e| alloc::format!("{e:?}"))?;
+    api::yield_now();
+    guest_on();
+    let count = irq_count;
+    let (logged, replayed) = (guest::LOGGED.load(Ordering::Relaxed), guest::REPLAYED.load(Ordering::Relaxed));
+    api::post(40, 1).map_err(|e| alloc::format!("{e:?}"))?;
+    let done = run_until(100, || REPLAY_SEEN_DURING_TASK.with(|s| s.is_some()));
+    let after_resume = count();
+    guest_off();
+    ensure!(done, "the task did not run");
+    let (before, during) = REPLAY_SEEN_DURING_TASK.with(|s| s.unwrap_or((0, 0)));
+    ensure!(during == before, "the guest's handler ran while a real-time task had the CPU");
+    ensure!(guest::LOGGED.load(Ordering::Relaxed) > logged, "the event was not logged");
+    ensure!(after_resume == before + 1, "the logged event was delivered {} times after the guest resumed", after_resume - before);
+    ensure!(guest::REPLAYED.load(Ordering::Relaxed) > replayed, "not counted as replayed");
     Ok(())
 }

@@ -167,6 +167,10 @@ extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
     let v = frame.vector as usize;
     PER_VECTOR[v].fetch_add(1, Ordering::Relaxed);
     if v < 32 {
+        if super::guest::in_guest_context() && super::guest::forward(v as u8) {
+            super::guest::FORWARDED.fetch_add(1, Ordering::Relaxed);
+            return frame; // the guest's fault: its own handler runs, on its own terms
+        }
         exceptions::handle(frame);
         return frame;
     }
@@ -184,6 +188,12 @@ extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
         // SAFETY: only `register` stores here, and it stores a `Handler`.
         let h: Handler = unsafe { core::mem::transmute::<usize, Handler>(h) };
         h(frame);
+    } else if super::guest::active() && !super::guest::is_cokernel_vector(vector) {
+        apic::eoi();
+        if super::guest::on_guest_interrupt(frame, vector) {
+            return frame; // delivered to the guest at the trap's exit
+        }
+        return super::rt::switch_point(frame);
     } else {
         // Counted and reported by telemetry; never printed from here (the console may be busy).
         UNEXPECTED.fetch_add(1, Ordering::Relaxed);

@@ -10,6 +10,7 @@ pub mod cpu;
 pub mod exceptions;
 pub mod fatal;
 pub mod gdt;
+pub mod guest;
 pub mod idt;
 pub mod ioapic;
 pub mod linux;

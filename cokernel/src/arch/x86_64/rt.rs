@@ -64,6 +64,7 @@ pub fn init() {
     // SAFETY: before RUNNING is set nothing else reads SCHED; interrupts are off around the store.
     x86_64::instructions::interrupts::without_interrupts(|| unsafe { *SCHED.0.get() = Some(s) });
     timer::set_callback(on_timer);
+    super::idt::register(super::idt::vectors::WAKEUP, super::guest::on_wakeup);
     RUNNING.store(true, Ordering::Release);
 }
 
@@ -161,7 +162,20 @@ fn resume(s: &mut Scheduler, frame: &mut TrapFrame, now: u64) -> *mut TrapFrame 
         // SAFETY: `f` is the saved frame of a task blocked in a kernel call; RAX is its result.
         unsafe { (*f).rax = v };
     }
+    if next == crate::rt::sched::IDLE {
+        // SAFETY: the idle context's saved frame, written by the trap that interrupted it.
+        super::guest::replay_on_resume(unsafe { &*f });
+    }
     f
+}
+
+/// Whether the idle context (the guest, once Linux runs) is the one running (no lock: trap context).
+pub fn current_is_idle() -> bool {
+    if !running() {
+        return true;
+    }
+    // SAFETY: read-only peek with interrupts off on the real-time CPU.
+    unsafe { (*SCHED.0.get()).as_deref() }.is_none_or(|s| s.current() == crate::rt::sched::IDLE)
 }
 
 fn encode(r: Result<Outcome, Error>) -> Option<u64> {

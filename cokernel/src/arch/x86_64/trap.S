@@ -61,8 +61,30 @@ hauki_trap_common:
     popq %rcx
     popq %rbx
     popq %rax
+    /* Forward to the guest (Linux)? Then the guest's gate target runs with RSP at the exact
+       hardware frame (error code kept for vectors that have one), every register as at the
+       event, as if the guest's own gate had been taken. No register is free here, so the
+       decision and the target live in memory (one real-time CPU; interrupts are off). */
+    cmpq $0, hauki_forward_pending(%rip)
+    jne 1f
     addq $16, %rsp
     iretq
+1:  movq $0, hauki_forward_pending(%rip)
+    addq hauki_forward_skip(%rip), %rsp
+    jmp *hauki_forward_target(%rip)
+
+    .section .data.forward, "aw"
+    .balign 8
+    .global hauki_forward_pending
+    .global hauki_forward_skip
+    .global hauki_forward_target
+hauki_forward_pending:
+    .quad 0
+hauki_forward_skip:
+    .quad 16
+hauki_forward_target:
+    .quad 0
+    .section .text.trap, "ax"
 
 /* u64 hauki_probe_read(addr): 0 if the byte at addr reads, else vector + 1. */
     .global hauki_probe_read

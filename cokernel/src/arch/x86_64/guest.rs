@@ -1,0 +1,155 @@
+//! One IDT for two kernels (contract C1, C4, C5): the guest (Linux) registers its gate table; for
+//! vectors it owns, the co-kernel forwards the event to the guest's gate target with the exact
+//! hardware frame, on the stack the event was taken on, with every register as at the event —
+//! when the guest is the interrupted context. When a real-time task was running instead, the
+//! event is logged as pending and replayed the moment the guest is resumed (one per resume; a
+//! self-IPI brings the next at once, so nothing waits for a later tick).
+//!
+//! Interrupts are acknowledged (EOI) by the co-kernel when they arrive; the guest's own EOI is
+//! to be a no-op (the Linux patch routes `apic_eoi` here).
+//!
+//! The forwarding itself is the tail of `trap.S`: it restores every register, drops the stub's
+//! vector (and the fake error code on vectors without one) and jumps to the target stored here.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::idt::{TrapFrame, vectors};
+
+unsafe extern "C" {
+    static mut hauki_forward_pending: u64;
+    static mut hauki_forward_skip: u64;
+    static mut hauki_forward_target: u64;
+}
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static IDT_BASE: AtomicU64 = AtomicU64::new(0);
+static IDT_LIMIT: AtomicU64 = AtomicU64::new(0);
+static PENDING: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+/// Events delivered at once (the guest was running, its interrupts enabled).
+pub static FORWARDED: AtomicU64 = AtomicU64::new(0);
+/// Events logged while a real-time task ran, delivered when the guest resumed.
+pub static REPLAYED: AtomicU64 = AtomicU64::new(0);
+/// Events logged for later.
+pub static LOGGED: AtomicU64 = AtomicU64::new(0);
+/// Events for a vector the guest has no gate for (dropped, counted).
+pub static NO_GATE: AtomicU64 = AtomicU64::new(0);
+
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// The guest's IDT (what it would have loaded with `lidt`).
+pub fn set_idt(base: u64, limit: u16) {
+    IDT_BASE.store(base, Ordering::Release);
+    IDT_LIMIT.store(u64::from(limit), Ordering::Release);
+}
+
+/// The idle context now runs the guest (true) or the co-kernel's own idle loop (false).
+pub fn set_active(on: bool) {
+    ACTIVE.store(on, Ordering::Release);
+}
+
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::Acquire)
+}
+
+/// Whether the interrupted context is the guest: guest mode on, and the idle context running.
+pub fn in_guest_context() -> bool {
+    active() && super::rt::current_is_idle()
+}
+
+/// Vectors the co-kernel keeps (never forwarded, never logged).
+pub fn is_cokernel_vector(v: u8) -> bool {
+    matches!(v, vectors::TIMER | vectors::WAKEUP | vectors::KCALL | vectors::APIC_ERROR | vectors::SPURIOUS)
+}
+
+fn has_error_code(v: u8) -> bool {
+    matches!(v, 8 | 10..=14 | 17 | 21 | 29 | 30)
+}
+
+/// The guest's gate target for `v`, if it registered a present gate.
+pub fn gate_target(v: u8) -> Option<u64> {
+    let base = IDT_BASE.load(Ordering::Acquire);
+    let limit = IDT_LIMIT.load(Ordering::Acquire);
+    let off = u64::from(v) * 16;
+    if base == 0 || off + 15 > limit {
+        return None;
+    }
+    let g = (base + off) as *const u32;
+    // SAFETY: the guest registered this table; it is mapped in the current address space (the
+    // guest's own, or the co-kernel's for tests) and the entry lies within its limit.
+    let (w0, w1, w2) = unsafe { (g.read_volatile(), g.add(1).read_volatile(), g.add(2).read_volatile()) };
+    let present = w1 & (1 << 15) != 0;
+    if !present {
+        return None;
+    }
+    Some(u64::from(w0 & 0xffff) | (u64::from(w1 & 0xffff_0000)) | (u64::from(w2) << 32))
+}
+
+/// Arranges for the trap exit to jump to the guest's gate for `v`. False if it has none.
+pub fn forward(v: u8) -> bool {
+    let Some(target) = gate_target(v) else {
+        NO_GATE.fetch_add(1, Ordering::Relaxed);
+        return false;
+    };
+    // SAFETY: trap context, interrupts off, one real-time CPU: nothing else reads or writes the
+    // forwarding slots until this trap returns through them.
+    unsafe {
+        core::ptr::addr_of_mut!(hauki_forward_target).write_volatile(target);
+        core::ptr::addr_of_mut!(hauki_forward_skip).write_volatile(if has_error_code(v) { 8 } else { 16 });
+        core::ptr::addr_of_mut!(hauki_forward_pending).write_volatile(1);
+    }
+    true
+}
+
+/// Logs `v` for the guest.
+pub fn log_pending(v: u8) {
+    PENDING[usize::from(v / 64)].fetch_or(1 << (v % 64), Ordering::Relaxed);
+    LOGGED.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn pending_any() -> bool {
+    PENDING.iter().any(|w| w.load(Ordering::Relaxed) != 0)
+}
+
+/// Removes and returns the highest pending vector (the APIC's priority order).
+fn take_highest() -> Option<u8> {
+    for (i, w) in PENDING.iter().enumerate().rev() {
+        let bits = w.load(Ordering::Relaxed);
+        if bits != 0 {
+            let b = 63 - bits.leading_zeros();
+            w.fetch_and(!(1 << b), Ordering::Relaxed);
+            return Some((i * 64) as u8 + b as u8);
+        }
+    }
+    None
+}
+
+/// An interrupt for the guest: deliver it now if the guest is the interrupted context with
+/// interrupts enabled, else log it. The co-kernel has already acknowledged it.
+pub fn on_guest_interrupt(frame: &TrapFrame, v: u8) -> bool {
+    if in_guest_context() && frame.rflags & RFLAGS_IF != 0 && forward(v) {
+        FORWARDED.fetch_add(1, Ordering::Relaxed);
+        return true;
+    }
+    log_pending(v);
+    false
+}
+
+/// At the end of a trap that resumes the guest: replay one pending event if its interrupts are
+/// enabled; if more remain, a self-IPI brings the next trap right after the guest's handler.
+pub fn replay_on_resume(resumed: &TrapFrame) {
+    if !active() || resumed.rflags & RFLAGS_IF == 0 || !pending_any() {
+        return;
+    }
+    while let Some(v) = take_highest() {
+        if forward(v) {
+            REPLAYED.fetch_add(1, Ordering::Relaxed);
+            break;
+        }
+    }
+    if pending_any() {
+        super::apic::send_ipi(super::apic::id(), u32::from(vectors::WAKEUP));
+    }
+}
+
+/// The WAKEUP vector: nothing to do but pass through the switch point (which replays).
+pub fn on_wakeup(_frame: &mut TrapFrame) {}
