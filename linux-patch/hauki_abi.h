@@ -8,31 +8,33 @@
 #ifndef _ASM_X86_HAUKI_ABI_H
 #define _ASM_X86_HAUKI_ABI_H
 
-#include <linux/types.h>
-
 #define HAUKI_ABI_MAGIC                  0x494241494b554148ULL
-#define HAUKI_ABI_VERSION_MAJOR          0x1ULL
-#define HAUKI_ABI_VERSION_MINOR          0x0ULL
-#define HAUKI_SUBARCH                    0x5ULL
-#define HAUKI_FIRST_PGD_SLOT             0x100ULL
-#define HAUKI_PGD_SLOTS                  0x10ULL
-#define HAUKI_MAX_VCPUS                  0x40ULL
-#define HAUKI_VECTOR_UPCALL              0xf3ULL
-#define HAUKI_VECTOR_LINUX_TIMER         0xedULL
-#define HAUKI_VECTOR_COKERNEL_TIMER      0xf0ULL
-#define HAUKI_VECTOR_COKERNEL_WAKEUP     0xf1ULL
-#define HAUKI_VECTOR_COKERNEL_KCALL      0xf2ULL
-#define HAUKI_FEATURE_X2APIC             0x1ULL
-#define HAUKI_FEATURE_TSC_DEADLINE       0x2ULL
-#define HAUKI_FEATURE_INVARIANT_TSC      0x4ULL
-#define HAUKI_CALL_LOAD_IDT              0x1ULL
-#define HAUKI_CALL_SET_TIMER             0x2ULL
-#define HAUKI_CALL_IRQ_MASK              0x3ULL
-#define HAUKI_CALL_IRQ_UNMASK            0x4ULL
-#define HAUKI_CALL_IRQ_EOI               0x5ULL
-#define HAUKI_CALL_REPLAY                0x6ULL
-#define HAUKI_CALL_SHUTDOWN              0x7ULL
-#define HAUKI_CALL_REGISTER_VCPU         0x8ULL
+#define HAUKI_ABI_VERSION_MAJOR          0x1
+#define HAUKI_ABI_VERSION_MINOR          0x0
+#define HAUKI_SUBARCH                    0x5
+#define HAUKI_FIRST_PGD_SLOT             0x100
+#define HAUKI_PGD_SLOTS                  0x10
+#define HAUKI_MAX_VCPUS                  0x40
+#define HAUKI_VECTOR_UPCALL              0xf3
+#define HAUKI_VECTOR_LINUX_TIMER         0xed
+#define HAUKI_VECTOR_COKERNEL_TIMER      0xf0
+#define HAUKI_VECTOR_COKERNEL_WAKEUP     0xf1
+#define HAUKI_VECTOR_COKERNEL_KCALL      0xf2
+#define HAUKI_FEATURE_X2APIC             0x1
+#define HAUKI_FEATURE_TSC_DEADLINE       0x2
+#define HAUKI_FEATURE_INVARIANT_TSC      0x4
+#define HAUKI_CALL_LOAD_IDT              0x1
+#define HAUKI_CALL_SET_TIMER             0x2
+#define HAUKI_CALL_IRQ_MASK              0x3
+#define HAUKI_CALL_IRQ_UNMASK            0x4
+#define HAUKI_CALL_IRQ_EOI               0x5
+#define HAUKI_CALL_REPLAY                0x6
+#define HAUKI_CALL_SHUTDOWN              0x7
+#define HAUKI_CALL_REGISTER_VCPU         0x8
+
+#ifndef __ASSEMBLY__
+
+#include <linux/types.h>
 
 struct hauki_handoff {
 	__u64 magic;                     /* 0x00 */
@@ -101,5 +103,7 @@ _Static_assert(__builtin_offsetof(struct hauki_vcpu, replayed) == 0x48, "hauki_v
 _Static_assert(__builtin_offsetof(struct hauki_vcpu, upcalls) == 0x50, "hauki_vcpu.upcalls");
 _Static_assert(__builtin_offsetof(struct hauki_vcpu, hard_cli_max_tsc) == 0x58, "hauki_vcpu.hard_cli_max_tsc");
 _Static_assert(__builtin_offsetof(struct hauki_vcpu, reserved) == 0x60, "hauki_vcpu.reserved");
+
+#endif /* !__ASSEMBLY__ */
 
 #endif /* _ASM_X86_HAUKI_ABI_H */

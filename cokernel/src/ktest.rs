@@ -139,7 +139,7 @@ fn boot_stack_guard() -> TestResult {
 }
 
 fn ist_stack_guards() -> TestResult {
-    for slot in 0..3u64 {
+    for slot in 0..4u64 {
         let base = mm::STACKS_BASE + slot * mm::STACK_STRIDE;
         ensure!(exceptions::probe_read(base) == Err(14), "guard of stack slot {slot} is readable");
         ensure!(exceptions::probe_write(base + 4096) .is_ok(), "stack slot {slot} bottom not writable");

@@ -274,6 +274,20 @@ impl Cpio {
         self.entry(name, S_IFCHR | mode, (major, minor), &[]);
     }
 
+    /// Adds a `.pad` file sized so that the data of the next entry, named `next_name`, starts at a
+    /// multiple of `align` in the archive.
+    pub fn align_next_data(&mut self, next_name: &str, align: usize) {
+        let header = |name_len: usize| (110 + name_len + 1).div_ceil(4) * 4;
+        let after_pad_header = self.buf.len() + header(".pad".len());
+        let next_header = header(next_name.len());
+        let mut pad = 0;
+        while (after_pad_header + pad + next_header) % align != 0 {
+            pad += 4;
+        }
+        let zeros = vec![0u8; pad];
+        self.file(".pad", 0o644, &zeros);
+    }
+
     pub fn finish(mut self) -> Vec<u8> {
         self.entry("TRAILER!!!", 0, (0, 0), &[]);
         self.buf
@@ -346,6 +360,9 @@ pub fn build_bundle(ws: &Workspace, vmlinux: &Path, initramfs: &Path, cmdline: &
     let mut c = Cpio::new();
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     c.file("vmlinux", 0o644, &read(vmlinux)?);
+    // Linux frees its initramfs page by page once unpacked: start it on a page boundary (the
+    // module itself is page-aligned) by padding with a file the loader ignores.
+    c.align_next_data("initramfs.cpio.gz", 4096);
     c.file("initramfs.cpio.gz", 0o644, &read(initramfs)?);
     c.file("cmdline", 0o644, cmdline.as_bytes());
     let out = ws.hauki_dir().join(out_name);
@@ -373,6 +390,17 @@ mod tests {
         assert!(missing_options(frag, "CONFIG_A=y\nCONFIG_C=\"x\"\n").is_empty());
         assert!(missing_options(frag, "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x\"\n").is_empty());
         assert_eq!(missing_options(frag, "CONFIG_B=y\nCONFIG_C=\"y\"\n"), vec!["CONFIG_A=y", "# CONFIG_B is not set", "CONFIG_C=\"x\""]);
+    }
+
+    #[test]
+    fn next_data_can_be_page_aligned() {
+        let mut c = Cpio::new();
+        c.file("vmlinux", 0o644, &[1u8; 12345]);
+        c.align_next_data("initramfs.cpio.gz", 4096);
+        c.file("initramfs.cpio.gz", 0o644, b"\x1f\x8bDATA");
+        let a = c.finish();
+        let at = a.windows(6).position(|w| w == b"\x1f\x8bDATA"[..6].as_ref()).unwrap();
+        assert_eq!(at % 4096, 0);
     }
 
     #[test]

@@ -369,6 +369,10 @@ const SYSTEM_TESTS: &[SysTest] = &[
         run: linux_loader_refuses_bad_image,
     },
     SysTest {
+        name: "linux-guest-beside-rt",
+        run: linux_guest_beside_rt,
+    },
+    SysTest {
         name: "pvh-pit-calibration",
         run: pvh_pit,
     },
@@ -957,6 +961,62 @@ fn linux_loader_handover(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
         Ok(())
     });
     match r {
+        Ok(()) => Status::Pass,
+        Err(e) => report_console_failure(&con, e),
+    }
+}
+
+/// Linux as the co-kernel's idle task: one IDT (Linux's exceptions and interrupts forwarded), the
+/// co-kernel's page-table slots shared, the real-time tasks running throughout. The shell must
+/// work, and latency records must keep coming while Linux runs (their misses are reported, not
+/// judged: Linux still disables interrupts in hardware until the soft-cli patches land).
+fn linux_guest_beside_rt(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    let ws = crate::util::Workspace::locate();
+    let bundle = match crate::linux::build_all(&ws).and_then(|(v, i)| {
+        crate::linux::build_bundle(&ws, &v, &i, crate::linux::DEFAULT_CMDLINE, crate::linux::BUNDLE)
+    }) {
+        Ok(b) => b,
+        Err(e) => return Status::Fail(format!("the Linux guest does not build: {e}")),
+    };
+    let dir = ctx.dir("linux-guest-beside-rt");
+    let (c1, c2) = Qemu::paths(&dir);
+    let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline("hauki.linux=guest hauki.report_ms=500") };
+    let mut cfg = QemuConfig::test(boot, "max", &c1, &c2);
+    cfg.extra = vec!["-initrd".into(), bundle.display().to_string()];
+    let mut con = match crate::console::ShellConsole::spawn(&dir, &cfg) {
+        Ok(c) => c,
+        Err(e) => return Status::Fail(e),
+    };
+    let bound = hard_timeout();
+    let mut steps = || -> Result<(), String> {
+        con.expect("is up; type 'poweroff' to end.", bound)?;
+        con.expect("# ", bound)?;
+        let before = Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default()).events("latency").count();
+        let (release, _) = con.run("uname -r", bound)?;
+        if !release.trim().ends_with("-hauki") {
+            return Err(format!("uname -r says {:?}", release.trim()));
+        }
+        let (out, _) = con.run("i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo done $i", bound)?;
+        if !out.contains("done 20000") {
+            return Err(format!("a shell loop did not finish: {out:?}"));
+        }
+        let recs = Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default());
+        expect_record(&recs, "linux", &[Expect::Eq("state", json!("guest"))])?;
+        let lat: Vec<&serde_json::Value> = recs.events("latency").collect();
+        if lat.len() <= before || lat[before..].iter().all(|l| l["samples"].as_u64().unwrap_or(0) == 0) {
+            return Err(format!("no latency samples while Linux ran its shell ({} records before, {} after)", before, lat.len()));
+        }
+        let samples: u64 = lat[before..].iter().filter_map(|l| l["samples"].as_u64()).sum();
+        let misses: u64 = lat[before..].iter().filter_map(|l| l["misses"].as_u64()).sum();
+        let max = lat[before..].iter().filter_map(|l| l["max_ns"].as_u64()).max().unwrap_or(0);
+        println!("    while Linux ran the shell: {samples} latency samples, max {max} ns, {misses} misses (hard-cli stage)");
+        con.send("poweroff")?;
+        match con.wait_exit(bound)? {
+            Some(0) => Ok(()),
+            other => Err(format!("QEMU exit status {other:?} after poweroff, want 0")),
+        }
+    };
+    match steps() {
         Ok(()) => Status::Pass,
         Err(e) => report_console_failure(&con, e),
     }

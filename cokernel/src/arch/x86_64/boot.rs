@@ -79,6 +79,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     // IST stacks exist only now; until here #DF/NMI/#MC used the current stack.
     gdt::set_ist(gdt::IST_DOUBLE_FAULT, mm::alloc_stack());
     gdt::set_ist(gdt::IST_NMI, mm::alloc_stack());
+    gdt::set_ist(gdt::IST_DEBUG, mm::alloc_stack());
     gdt::set_ist(gdt::IST_MACHINE_CHECK, mm::alloc_stack());
     idt::enable_ist();
 
@@ -163,7 +164,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     if cmdline::flag(line, keys::EXIT_AFTER_BOOT) {
         fatal::exit(debug_exit::SUCCESS);
     }
-    start_linux(&boot, &report.cpu, linux_plan, &withheld);
+    let guest = start_linux(&boot, &report.cpu, linux_plan, &withheld);
     super::rt::init();
     #[cfg(feature = "ktest")]
     {
@@ -177,7 +178,12 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
         context::set(Context::Test);
         crate::rt::bench::run();
     }
-    crate::rt::tasks::start(line, boot.vga_text);
+    crate::rt::tasks::start(line, boot.vga_text && guest.is_none());
+    if let Some((entry, boot_params)) = guest {
+        console::release_console();
+        context::set(Context::Idle);
+        linux::enter_guest(entry, boot_params);
+    }
     context::set(Context::Idle);
     loop {
         super::idle_once();
@@ -282,24 +288,46 @@ fn init_memory(boot: &BootInfo) -> (mm::Stats, Option<Result<linux::Plan, linux:
 
 /// Loads the planned Linux (or reports why not) and, with `hauki.linux=handover`, gives it the
 /// machine.
-fn start_linux(boot: &BootInfo, cpu: &cpu::Features, plan: Option<Result<linux::Plan, linux::PlanError>>, withheld: &[core::ops::Range<u64>]) {
+/// What to do with a loaded Linux (`hauki.linux=`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LinuxMode {
+    /// Load and check it only.
+    Load,
+    /// Run it as the idle task beside the real-time tasks.
+    Guest,
+    /// Give it the whole machine.
+    Handover,
+}
+
+/// Returns the entry and boot_params of a Linux to run as the guest, if asked for.
+fn start_linux(boot: &BootInfo, cpu: &cpu::Features, plan: Option<Result<linux::Plan, linux::PlanError>>, withheld: &[core::ops::Range<u64>]) -> Option<(u64, u64)> {
     let line = boot.cmdline.as_str();
     let plan = match plan {
         None => {
             console::record("linux", |r| {
                 r.str("state", "absent").str("message", "no boot module: the co-kernel runs its real-time tasks alone");
             });
-            return;
+            return None;
         }
         Some(Err(e)) => {
             refuse(e.reason(), format_args!("{e}"));
-            return;
+            return None;
         }
         Some(Ok(p)) => p,
     };
+    let mode = match cmdline::get(line, "hauki.linux") {
+        Some("handover") => LinuxMode::Handover,
+        Some("guest") => LinuxMode::Guest,
+        _ => LinuxMode::Load,
+    };
+    let mut plan = plan;
+    if mode == LinuxMode::Guest {
+        // The co-kernel owns the LAPIC timer: Linux takes its ticks from the HPET or PIT.
+        let _ = plan.cmdline.push_str(" noapictimer");
+    }
     if let Err(e) = linux::load(&plan) {
         refuse("load-failed", format_args!("{e}"));
-        return;
+        return None;
     }
     let mut features = 0;
     if cpu.x2apic {
@@ -315,12 +343,16 @@ fn start_linux(boot: &BootInfo, cpu: &cpu::Features, plan: Option<Result<linux::
         Ok(p) => p,
         Err(e) => {
             refuse("prepare-failed", format_args!("{e}"));
-            return;
+            return None;
         }
     };
-    let handover = cmdline::get(line, "hauki.linux") == Some("handover");
+    let handover = mode == LinuxMode::Handover;
     console::record("linux", |r| {
-        r.str("state", if handover { "handover" } else { "loaded" })
+        r.str("state", match mode {
+            LinuxMode::Handover => "handover",
+            LinuxMode::Guest => "guest",
+            LinuxMode::Load => "loaded",
+        })
             .hex("entry", plan.vmlinux.entry_phys)
             .hex("load_start", plan.vmlinux.phys_start)
             .hex("load_end", plan.vmlinux.phys_end)
@@ -335,12 +367,17 @@ fn start_linux(boot: &BootInfo, cpu: &cpu::Features, plan: Option<Result<linux::
         console::release_console();
         linux::handover(plan.vmlinux.entry_phys, prep.boot_params);
     }
+    if mode == LinuxMode::Guest {
+        log::info!("starting Linux as the idle task at {:#x}; COM1 is Linux's console from here", plan.vmlinux.entry_phys);
+        return Some((plan.vmlinux.entry_phys, prep.boot_params));
+    }
     log::info!(
         "Linux loaded and checked ({:#x}..{:#x}); running it beside the real-time tasks needs the soft-cli patches, \
          so it is not started (hauki.linux=handover gives it the whole machine instead)",
         plan.vmlinux.phys_start,
         plan.vmlinux.phys_end
     );
+    None
 }
 
 /// A refused Linux: say what was wrong; the real-time side carries on.

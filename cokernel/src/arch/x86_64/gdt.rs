@@ -4,8 +4,10 @@
 //! user DS 0x2b, user CS 0x33, TSS at entry 8): once Linux runs beside us, gates of the one IDT
 //! name a code selector that is valid in either kernel's GDT.
 //!
-//! IST slots: 1 = #DF, 2 = NMI, 3 = #MC. They are filled once the stacks (with guard pages) exist;
-//! until then those vectors use the current stack.
+//! IST slots follow Linux's layout (1 = #DF, 2 = NMI, 3 = #DB, 4 = #MC), so the one IDT's gates
+//! name the right stack whichever TSS is loaded, the co-kernel's or, once Linux runs, Linux's.
+//! They are filled once the stacks (with guard pages) exist; until then those vectors use the
+//! current stack.
 
 use core::cell::UnsafeCell;
 
@@ -21,7 +23,8 @@ pub const TSS_SEL: u16 = 8 * 8;
 
 pub const IST_DOUBLE_FAULT: u8 = 1;
 pub const IST_NMI: u8 = 2;
-pub const IST_MACHINE_CHECK: u8 = 3;
+pub const IST_DEBUG: u8 = 3;
+pub const IST_MACHINE_CHECK: u8 = 4;
 
 /// Boot-time-initialized, then read by the CPU; mutated only before `lgdt`/`ltr` or for IST slots.
 struct CpuTables {

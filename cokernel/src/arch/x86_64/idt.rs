@@ -120,6 +120,9 @@ pub fn init() {
     for (v, g) in gates.iter_mut().enumerate() {
         *g = Gate::interrupt(stub(v), 0);
     }
+    // As in Linux: user code may raise #BP (int3) and #OF (into).
+    gates[3].attributes = 0xee;
+    gates[4].attributes = 0xee;
     let ptr = x86_64::structures::DescriptorTablePointer {
         limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16,
         base: x86_64::VirtAddr::new(IDT.0.get() as u64),
@@ -135,6 +138,7 @@ pub fn enable_ist() {
     let gates = unsafe { &mut *IDT.0.get() };
     gates[8].ist = gdt::IST_DOUBLE_FAULT;
     gates[2].ist = gdt::IST_NMI;
+    gates[1].ist = gdt::IST_DEBUG;
     gates[18].ist = gdt::IST_MACHINE_CHECK;
 }
 
@@ -167,7 +171,11 @@ extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
     let v = frame.vector as usize;
     PER_VECTOR[v].fetch_add(1, Ordering::Relaxed);
     if v < 32 {
-        if super::guest::in_guest_context() && super::guest::forward(v as u8) {
+        let in_cokernel_code = {
+            let l = super::mm::image_layout();
+            (l.text.0..l.text.1).contains(&frame.rip)
+        };
+        if !in_cokernel_code && super::guest::in_guest_context() && super::guest::forward(v as u8) {
             super::guest::FORWARDED.fetch_add(1, Ordering::Relaxed);
             return frame; // the guest's fault: its own handler runs, on its own terms
         }

@@ -200,6 +200,9 @@ pub fn prepare(plan: &Plan, boot: &BootInfo, withhold: &[Range<u64>], features: 
         h.features = features;
         h.cokernel_phys_start = withhold.iter().map(|r| r.start).min().unwrap_or(0);
         h.cokernel_phys_end = withhold.iter().map(|r| r.end).max().unwrap_or(0);
+        h.pgd = mm::share_top_level();
+        h.call_gate = hauki_linux_call as *const () as u64;
+        h.nr_vcpus = 1;
         h.check().map_err(|_| "the handoff page fails its own check")?;
         core::ptr::write_bytes(page(ho), 0, 4096);
         (page(ho) as *mut Handoff).write(h);
@@ -224,6 +227,64 @@ pub fn prepare(plan: &Plan, boot: &BootInfo, withhold: &[Range<u64>], features: 
 unsafe extern "C" {
     /// Physical address of the boot page tables (identity + alias of the low 4 GiB), entry.S.
     static hauki_boot_pml4_phys: u64;
+}
+
+/// Calls from Linux (through the handoff's `call_gate`), on Linux's stack, in Linux's context.
+/// Only `RDI` = call number and `RSI` = argument are read; nothing of Linux's state is touched.
+extern "C" fn hauki_linux_call(nr: u64, arg: u64) -> u64 {
+    match nr {
+        n if n == u64::from(abi::call::LOAD_IDT) => {
+            // `struct desc_ptr { u16 size; u64 address; } __packed` in Linux's address space,
+            // which is the current one.
+            let p = arg as *const u8;
+            // SAFETY: Linux passes a pointer to its descriptor, mapped in its (current) tables.
+            let (limit, base) = unsafe {
+                (core::ptr::read_unaligned(p as *const u16), core::ptr::read_unaligned(p.add(2) as *const u64))
+            };
+            super::guest::set_idt(base, limit);
+            LINUX_IDT_LOADS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            0
+        }
+        _ => u64::MAX,
+    }
+}
+
+/// How often Linux handed over an IDT.
+pub static LINUX_IDT_LOADS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Runs Linux as the idle task: the idle context (this one) enters Linux's 64-bit entry with
+/// interrupts off and a top-level table that identity-maps the low 4 GiB (the boot protocol) and
+/// holds the co-kernel's shared slots; real-time tasks keep preempting it from here on.
+pub fn enter_guest(entry: u64, boot_params: u64) -> ! {
+    x86_64::instructions::interrupts::disable();
+    // SAFETY: reading a linker-initialised constant.
+    let boot = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(hauki_boot_pml4_phys)) };
+    let pml4 = mm::alloc_frame().expect("a frame for Linux's entry page table");
+    let slots = mm::share_top_level();
+    let t = mm::phys_to_virt(pml4) as *mut u64;
+    // SAFETY: a fresh frame; the boot PML4 is reachable through the direct map (low memory).
+    unsafe {
+        core::ptr::write_bytes(t as *mut u8, 0, 4096);
+        *t = *(mm::phys_to_virt(boot) as *const u64); // slot 0: identity 0..4 GiB (boot tables)
+        for (i, e) in slots.iter().enumerate() {
+            *t.add(256 + i) = *e;
+        }
+    }
+    super::guest::set_active(true);
+    // SAFETY: the new table maps this code and stack (shared slots) and Linux's entry and
+    // boot_params (identity); CS/DS are 0x10/0x18; interrupts are off as the protocol requires.
+    // From here on this context is Linux.
+    unsafe {
+        core::arch::asm!(
+            "mov cr3, {cr3}",
+            "xor ebp, ebp",
+            "jmp {entry}",
+            cr3 = in(reg) pml4,
+            entry = in(reg) entry,
+            in("rsi") boot_params,
+            options(noreturn)
+        )
+    }
 }
 
 /// Gives the whole machine to Linux: interrupts off, the co-kernel's timer stopped, the boot page

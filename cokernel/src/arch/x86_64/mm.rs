@@ -297,6 +297,34 @@ pub fn translate(virt: u64) -> Option<(u64, F)> {
     with_space(|s| s.mapper.translate(virt))
 }
 
+/// Gives each of the co-kernel's 16 top-level slots (PML4 256..271) a page-directory-pointer
+/// table, so that a guest copying these 16 entries once sees every later co-kernel mapping too.
+/// Returns the 16 entries.
+pub fn share_top_level() -> [u64; 16] {
+    with_space(|s| {
+        let pml4 = s.mapper.pml4_phys();
+        let table = s.mapper.mem().table_ptr(pml4);
+        let mut out = [0u64; 16];
+        for (i, slot) in (256..272).enumerate() {
+            // SAFETY: the live PML4, reached through the direct map; interrupts are off (with_space).
+            let e = unsafe { &mut (&mut *table)[slot] };
+            if e.is_unused() {
+                let f = s.frames.alloc().expect("a frame for a shared page-table level");
+                // SAFETY: a fresh frame, cleared before it becomes a table.
+                unsafe { core::ptr::write_bytes(phys_to_virt(f) as *mut u8, 0, FRAME_SIZE as usize) };
+                e.set_addr(PhysAddr::new(f), F::PRESENT | F::WRITABLE);
+            }
+            out[i] = e.flags().bits() | e.addr().as_u64();
+        }
+        out
+    })
+}
+
+/// The current PML4's physical address.
+pub fn root() -> u64 {
+    with_space(|s| s.mapper.pml4_phys())
+}
+
 /// Allocates one physical frame (tests; later the loader).
 pub fn alloc_frame() -> Option<u64> {
     with_space(|s| s.frames.alloc())

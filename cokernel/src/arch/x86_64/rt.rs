@@ -152,6 +152,15 @@ pub fn switch_point(frame: &mut TrapFrame) -> *mut TrapFrame {
 }
 
 fn resume(s: &mut Scheduler, frame: &mut TrapFrame, now: u64) -> *mut TrapFrame {
+    if super::guest::active() {
+        // The guest shares the LAPIC and may have masked the timer while our deadline was armed:
+        // a deadline that has passed without an interrupt is handled now and the timer re-armed.
+        let armed = ARMED.load(Ordering::Relaxed);
+        if armed != u64::MAX && armed <= now {
+            ARMED.store(u64::MAX, Ordering::Relaxed);
+            s.expire(now);
+        }
+    }
     let cur = s.current();
     s.task_mut(cur).frame = frame as *mut TrapFrame as u64;
     let next = s.schedule(now);

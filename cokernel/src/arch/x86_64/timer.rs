@@ -121,6 +121,11 @@ fn program(deadline: u64, now: u64) {
         // SAFETY: the LVT is in TSC-deadline mode; a past deadline fires at once.
         Kind::TscDeadline => unsafe { Msr::new(IA32_TSC_DEADLINE).write(deadline.max(1)) },
         Kind::LapicOneshot => {
+            if super::guest::active() {
+                // Linux shares the LAPIC and may have rewritten the timer's LVT or divider.
+                apic::write(apic::REG_TIMER_DIVIDE, 0b1011);
+                apic::write(apic::REG_LVT_TIMER, u32::from(vectors::TIMER));
+            }
             let delta = deadline.saturating_sub(now);
             let hz = u128::from(tsc::hz().max(1));
             let count = (u128::from(delta) * u128::from(lapic_hz())).div_ceil(hz);
