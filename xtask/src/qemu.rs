@@ -241,8 +241,8 @@ pub fn run_interactive(
         };
         if !o.handover {
             println!(
-                "note: the co-kernel loads and checks Linux but does not start it beside the real-time tasks yet \
-                 (that needs the soft-cli patches); --handover gives Linux the whole machine"
+                "note: Linux runs as the co-kernel's idle task; until the soft-cli patches land it still \
+                 disables interrupts in hardware, so real-time latency is bounded by Linux's own irq-off sections"
             );
         }
         Some(crate::linux::build_bundle(ws, &vmlinux, &initramfs, &cmdline, crate::linux::BUNDLE)?)
@@ -272,6 +272,8 @@ pub fn run_interactive(
         let mut extra = o.cokernel_append.clone().unwrap_or_default();
         if o.handover {
             extra.push_str(" hauki.linux=handover");
+        } else if !o.no_linux {
+            extra.push_str(" hauki.linux=guest");
         }
         Boot::Kernel {
             elf: out.elf.clone(),
