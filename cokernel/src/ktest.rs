@@ -544,7 +544,7 @@ use crate::arch::guest;
 
 core::arch::global_asm!(
     r#"
-    .section .text.ktest_guest, "ax"
+    .section .guest_test, "ax"
     .global ktest_guest_ud_handler
     .global ktest_guest_irq_handler
     .global ktest_guest_ud

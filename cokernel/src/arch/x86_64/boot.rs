@@ -339,7 +339,7 @@ fn start_linux(boot: &BootInfo, cpu: &cpu::Features, plan: Option<Result<linux::
     if cpu.invariant_tsc {
         features |= hauki_abi::guest::FEATURE_INVARIANT_TSC;
     }
-    let prep = match linux::prepare(&plan, boot, withheld, features) {
+    let prep = match linux::prepare(&plan, boot, withheld, features, mode == LinuxMode::Guest) {
         Ok(p) => p,
         Err(e) => {
             refuse("prepare-failed", format_args!("{e}"));

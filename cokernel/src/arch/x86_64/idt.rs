@@ -171,11 +171,7 @@ extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
     let v = frame.vector as usize;
     PER_VECTOR[v].fetch_add(1, Ordering::Relaxed);
     if v < 32 {
-        let in_cokernel_code = {
-            let l = super::mm::image_layout();
-            (l.text.0..l.text.1).contains(&frame.rip)
-        };
-        if !in_cokernel_code && super::guest::in_guest_context() && super::guest::forward(v as u8) {
+        if !super::mm::is_cokernel_code(frame.rip) && super::guest::in_guest_context() && super::guest::forward(v as u8) {
             super::guest::FORWARDED.fetch_add(1, Ordering::Relaxed);
             return frame; // the guest's fault: its own handler runs, on its own terms
         }

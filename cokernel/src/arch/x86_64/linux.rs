@@ -186,7 +186,9 @@ pub struct Prepared {
 
 /// Builds the handoff page, the command line and `boot_params`; `withhold` is the co-kernel's own
 /// memory (image, pool, boot information), reported to Linux as reserved.
-pub fn prepare(plan: &Plan, boot: &BootInfo, withhold: &[Range<u64>], features: u64) -> Result<Prepared, &'static str> {
+/// `guest`: Linux will run as the idle task (it gets `hardware_subarch` = HAUKI); otherwise it
+/// is handed the whole machine and must boot as on a plain PC.
+pub fn prepare(plan: &Plan, boot: &BootInfo, withhold: &[Range<u64>], features: u64, guest: bool) -> Result<Prepared, &'static str> {
     let bp = mm::alloc_frame().ok_or("no frame for boot_params")?;
     let cmd = mm::alloc_frame().ok_or("no frame for the command line")?;
     let ho = mm::alloc_frame().ok_or("no frame for the handoff page")?;
@@ -214,7 +216,7 @@ pub fn prepare(plan: &Plan, boot: &BootInfo, withhold: &[Range<u64>], features: 
         cmdline_len: plan.cmdline.len() as u32,
         initrd: plan.initrd.as_ref().map(|r| (r.start, r.end - r.start)),
         rsdp: boot.rsdp,
-        hardware_subarch: abi::SUBARCH_HAUKI,
+        hardware_subarch: if guest { abi::SUBARCH_HAUKI } else { bootparams::X86_SUBARCH_PC },
         subarch_data: ho,
         e820: &e820,
     };

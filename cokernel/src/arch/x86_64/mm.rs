@@ -48,6 +48,8 @@ unsafe extern "C" {
     static __boot_stack_guard: u8;
     static __boot_stack_bottom: u8;
     static __boot_stack_top: u8;
+    static __guest_test_start: u8;
+    static __guest_test_end: u8;
 }
 
 macro_rules! sym {
@@ -74,6 +76,12 @@ pub fn image_layout() -> ImageLayout {
         boot_stack_guard: sym!(__boot_stack_guard),
         boot_stack: (sym!(__boot_stack_bottom), sym!(__boot_stack_top)),
     }
+}
+
+/// Whether `rip` is co-kernel code (the in-kernel tests' synthetic guest excluded).
+pub fn is_cokernel_code(rip: u64) -> bool {
+    let l = image_layout();
+    (l.text.0..l.text.1).contains(&rip) && !(sym!(__guest_test_start)..sym!(__guest_test_end)).contains(&rip)
 }
 
 /// Physical bytes the image occupies (boot trampoline included).
