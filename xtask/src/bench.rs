@@ -399,36 +399,6 @@ pub fn run_all(ws: &Workspace, tools: &Tools) -> Result<ExitCode, String> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(name: &str, value: u64, target: Option<u64>) -> Metric {
-        Metric {
-            name: name.into(),
-            value,
-            unit: "ns",
-            target_max: target,
-            runs: vec![value, value],
-            note: "n".into(),
-        }
-    }
-
-    #[test]
-    fn targets_and_table() {
-        assert!(m("a", 5, Some(5)).met());
-        assert!(!m("a", 6, Some(5)).met());
-        assert!(m("a", 6, None).met());
-        let t = table(&[
-            m("boot.boot_ns", 4_000_000, Some(5_000_000)),
-            m("x", 9, Some(1)),
-        ]);
-        assert!(t.contains("boot.boot_ns") && t.contains("<= 5000000") && t.contains("yes"));
-        assert!(t.contains("NO"));
-        assert_eq!(m("a", 1, None).to_json()["met"], true);
-    }
-}
-
 /// Linux as the idle task, under icount: time to the shell prompt (wall and virtual), and the
 /// latency task's worst case while Linux boots and while it idles at the prompt.
 fn linux_guest(c: &BenchCtx) -> Result<Vec<Metric>, String> {
@@ -490,4 +460,34 @@ fn linux_guest(c: &BenchCtx) -> Result<Vec<Metric>, String> {
             &format!("latency task while Linux idles at its prompt ({} misses over {} reports)", misses(idle), idle.len()),
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(name: &str, value: u64, target: Option<u64>) -> Metric {
+        Metric {
+            name: name.into(),
+            value,
+            unit: "ns",
+            target_max: target,
+            runs: vec![value, value],
+            note: "n".into(),
+        }
+    }
+
+    #[test]
+    fn targets_and_table() {
+        assert!(m("a", 5, Some(5)).met());
+        assert!(!m("a", 6, Some(5)).met());
+        assert!(m("a", 6, None).met());
+        let t = table(&[
+            m("boot.boot_ns", 4_000_000, Some(5_000_000)),
+            m("x", 9, Some(1)),
+        ]);
+        assert!(t.contains("boot.boot_ns") && t.contains("<= 5000000") && t.contains("yes"));
+        assert!(t.contains("NO"));
+        assert_eq!(m("a", 1, None).to_json()["met"], true);
+    }
 }

@@ -281,7 +281,7 @@ impl Cpio {
         let after_pad_header = self.buf.len() + header(".pad".len());
         let next_header = header(next_name.len());
         let mut pad = 0;
-        while (after_pad_header + pad + next_header) % align != 0 {
+        while !(after_pad_header + pad + next_header).is_multiple_of(align) {
             pad += 4;
         }
         let zeros = vec![0u8; pad];
