@@ -86,6 +86,14 @@ pub fn build_iso(ws: &Workspace, elf: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(&grub_dir).map_err(|e| io("create", &grub_dir, e))?;
     let staged_elf = stage.join("boot").join(KERNEL_ELF);
     std::fs::copy(elf, &staged_elf).map_err(|e| io("copy to", &staged_elf, e))?;
+    // Linux and its initramfs as modules (boot/grub.cfg names them).
+    let (vmlinux, initramfs) = crate::linux::build_all(ws)?;
+    for (src, name) in [(&vmlinux, crate::linux::VMLINUX), (&initramfs, crate::linux::INITRAMFS)] {
+        let dst = stage.join("boot").join(name);
+        std::fs::copy(src, &dst).map_err(|e| io("copy to", &dst, e))?;
+    }
+    let cmdline = stage.join("boot").join("cmdline");
+    std::fs::write(&cmdline, crate::linux::DEFAULT_CMDLINE).map_err(|e| io("write", &cmdline, e))?;
     let cfg_src = ws.root.join("boot").join("grub.cfg");
     let cfg_dst = grub_dir.join("grub.cfg");
     if cfg_src.is_file() {

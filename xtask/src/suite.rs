@@ -573,20 +573,22 @@ fn run_iso(ctx: &Ctx, name: &str, iso: &Path, uefi: bool, expects: &[Expect]) ->
         Ok(q) => q,
         Err(e) => return Status::Fail(e),
     };
-    let got = q.wait_for_line(
-        Com::Com2,
-        |l| is_event(l, hauki_abi::telemetry::EVENT_BOOT),
-        hard_timeout(),
-    );
+    // The ISO's first entry starts Linux as the idle task from its GRUB modules: wait for the
+    // co-kernel's boot and linux records, then for Linux's userspace banner on COM1.
+    let got = q
+        .wait_for_line(Com::Com2, |l| is_event(l, "linux"), hard_timeout())
+        .map_err(|e| format!("no linux record: {e}"))
+        .and_then(|_| {
+            q.wait_for_line(Com::Com1, |l| l.contains("is up; type 'poweroff' to end."), hard_timeout())
+                .map_err(|e| format!("Linux did not reach its shell: {e}"))
+        });
     q.kill();
-    let result = match got {
-        Err(e) => Err(format!("no boot record: {e}")),
-        Ok(_) => {
-            let recs = Records::parse(&q.read(Com::Com2));
-            recs.check_well_formed()
-                .and_then(|()| expect_record(&recs, "boot", expects))
-        }
-    };
+    let result = got.and_then(|_| {
+        let recs = Records::parse(&q.read(Com::Com2));
+        recs.check_well_formed()
+            .and_then(|()| expect_record(&recs, "boot", expects))
+            .and_then(|()| expect_record(&recs, "linux", &[Expect::Eq("state", json!("guest"))]))
+    });
     match result {
         Ok(()) => Status::Pass,
         Err(e) => {

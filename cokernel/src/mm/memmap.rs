@@ -201,6 +201,29 @@ impl MemoryMap {
             .map(move |r| r.start.max(floor)..r.end)
     }
 
+    /// The lowest `align`-aligned range of `size` bytes of usable RAM at or above `floor` that
+    /// touches none of `avoid` (a place to move a boot module out of the way). `align` must be a
+    /// power of two.
+    pub fn find_free(&self, size: u64, align: u64, floor: u64, avoid: &[Range<u64>]) -> Option<Range<u64>> {
+        if size == 0 || !align.is_power_of_two() {
+            return None;
+        }
+        for r in self.usable_above(floor) {
+            let mut start = r.start.checked_add(align - 1)? & !(align - 1);
+            'candidate: while start.checked_add(size)? <= r.end {
+                let cand = start..start + size;
+                for a in avoid {
+                    if a.start < cand.end && cand.start < a.end {
+                        start = a.end.checked_add(align - 1)? & !(align - 1);
+                        continue 'candidate;
+                    }
+                }
+                return Some(cand);
+            }
+        }
+        None
+    }
+
     /// Check that `kernel` lies wholly inside usable RAM. The check runs on a normalized copy, so
     /// it is correct whether or not `self` is normalized. An empty range passes.
     pub fn check_kernel(&self, kernel: Range<u64>) -> Result<(), MemMapError> {
@@ -283,6 +306,25 @@ fn sweep(input: &[Region], mut emit: impl FnMut(Region)) {
     }
     if let Some(p) = pending {
         emit(p);
+    }
+}
+
+#[cfg(test)]
+mod find_free_tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_lowest_aligned_gap_clear_of_everything() {
+        let mut m = MemoryMap::new();
+        m.add(0, 0x9f000, RegionKind::Usable).unwrap();
+        m.add(0x10_0000, 0x3ff0_0000, RegionKind::Usable).unwrap();
+        m.normalize();
+        let avoid = [0x10_0000..0x40_0000, 0x100_0000..0x200_0000, 0x41_0000..0x180_0000];
+        let r = m.find_free(0x80_0000, 0x20_0000, 0x10_0000, &avoid).unwrap();
+        assert_eq!(r, 0x200_0000..0x280_0000);
+        assert!(avoid.iter().all(|a| a.end <= r.start || r.end <= a.start));
+        assert_eq!(m.find_free(0x4000_0000, 0x1000, 0, &[]), None, "bigger than any region");
+        assert_eq!(m.find_free(0x1000, 3, 0, &[]), None, "alignment must be a power of two");
     }
 }
 

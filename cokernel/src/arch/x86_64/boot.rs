@@ -228,7 +228,9 @@ fn init_memory(boot: &BootInfo) -> (mm::Stats, Option<Result<linux::Plan, linux:
         let _ = reserved.push(m.start..m.end);
     }
     if let Some(Ok(p)) = &plan {
-        let _ = reserved.push(p.load_range());
+        for r in p.reserved() {
+            let _ = reserved.push(r);
+        }
     }
     let mut frames = match FrameAllocator::new(&boot.memory, 0x10_0000, &reserved) {
         Ok(f) => f,
@@ -326,7 +328,7 @@ fn start_linux(boot: &BootInfo, cpu: &cpu::Features, plan: Option<Result<linux::
         // The co-kernel owns the LAPIC timer: Linux takes its ticks from the HPET or PIT.
         let _ = plan.cmdline.push_str(" noapictimer");
     }
-    if let Err(e) = linux::load(&plan) {
+    if let Err(e) = linux::relocate(&plan).and_then(|()| linux::load(&plan)) {
         refuse("load-failed", format_args!("{e}"));
         return None;
     }
@@ -360,6 +362,7 @@ fn start_linux(boot: &BootInfo, cpu: &cpu::Features, plan: Option<Result<linux::
             .u64("initrd_bytes", plan.initrd.as_ref().map_or(0, |r| r.end - r.start))
             .str("cmdline", &plan.cmdline)
             .u64("e820_entries", prep.e820_entries as u64)
+            .u64("modules_moved", plan.moves.len() as u64)
             .hex("boot_params", prep.boot_params)
             .hex("handoff", prep.handoff);
     });

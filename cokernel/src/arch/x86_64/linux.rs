@@ -32,12 +32,25 @@ pub struct Plan {
     /// Physical range of the initramfs (inside a module).
     pub initrd: Option<Range<u64>>,
     pub cmdline: heapless::String<{ COMMAND_LINE_SIZE as usize }>,
+    /// Modules in the way of the kernel's load range, to move first: (from, to). `image` and
+    /// `initrd` above already name the destinations.
+    pub moves: heapless::Vec<(Range<u64>, u64), 2>,
 }
 
 impl Plan {
     /// Where the kernel will be copied.
     pub fn load_range(&self) -> Range<u64> {
         self.vmlinux.phys_start..self.vmlinux.phys_end
+    }
+
+    /// Memory the co-kernel must not hand out before Linux is loaded.
+    pub fn reserved(&self) -> heapless::Vec<Range<u64>, 3> {
+        let mut v = heapless::Vec::new();
+        let _ = v.push(self.load_range());
+        for (from, to) in &self.moves {
+            let _ = v.push(*to..*to + (from.end - from.start));
+        }
+        v
     }
 }
 
@@ -48,7 +61,7 @@ pub enum PlanError {
     Elf(ElfError),
     NotInRam(MemMapError),
     OverlapsCokernel { linux: Range<u64>, cokernel: Range<u64> },
-    OverlapsModule { linux: Range<u64>, module: Range<u64> },
+    NoRoomToMove { size: u64 },
     CmdlineTooLong(usize),
     CmdlineNotText,
 }
@@ -62,7 +75,7 @@ impl PlanError {
             PlanError::Elf(_) => "bad-vmlinux",
             PlanError::NotInRam(_) => "vmlinux-not-in-ram",
             PlanError::OverlapsCokernel { .. } => "vmlinux-overlaps-cokernel",
-            PlanError::OverlapsModule { .. } => "vmlinux-overlaps-module",
+            PlanError::NoRoomToMove { .. } => "no-room-to-move-module",
             PlanError::CmdlineTooLong(_) | PlanError::CmdlineNotText => "bad-cmdline",
         }
     }
@@ -80,10 +93,9 @@ impl fmt::Display for PlanError {
                 "Linux loads at {:#x}..{:#x}, over the co-kernel at {:#x}..{:#x}",
                 linux.start, linux.end, cokernel.start, cokernel.end
             ),
-            PlanError::OverlapsModule { linux, module } => write!(
+            PlanError::NoRoomToMove { size } => write!(
                 f,
-                "Linux loads at {:#x}..{:#x}, over a boot module at {:#x}..{:#x}; the boot loader must place modules elsewhere",
-                linux.start, linux.end, module.start, module.end
+                "a boot module of {size} bytes lies where Linux must load, and no free RAM can take it"
             ),
             PlanError::CmdlineTooLong(n) => write!(f, "the Linux command line is {n} bytes; at most {} fit", COMMAND_LINE_SIZE - 1),
             PlanError::CmdlineNotText => write!(f, "the Linux command-line module is not UTF-8 text"),
@@ -147,15 +159,50 @@ pub fn plan(boot: &BootInfo, cokernel: Range<u64>) -> Result<Option<Plan>, PlanE
     if overlaps(&load, &cokernel) {
         return Err(PlanError::OverlapsCokernel { linux: load, cokernel });
     }
-    for (r, _) in &spans {
-        if overlaps(&load, r) {
-            return Err(PlanError::OverlapsModule { linux: load, module: r.clone() });
-        }
-    }
     let mut cmdline = heapless::String::new();
     let text = cmdline_text.unwrap_or("console=ttyS0");
     cmdline.push_str(text).map_err(|_| PlanError::CmdlineTooLong(text.len()))?;
-    Ok(Some(Plan { image, vmlinux, initrd, cmdline }))
+    // GRUB puts modules right after the co-kernel, often where Linux must load (16 MiB up): such a
+    // module (the kernel image or the initramfs) is moved to free RAM before Linux is loaded.
+    let mut avoid: heapless::Vec<Range<u64>, 16> = heapless::Vec::new();
+    let _ = avoid.push(cokernel.clone());
+    let _ = avoid.push(load.clone());
+    for (r, _) in &spans {
+        let _ = avoid.push(r.clone());
+    }
+    for r in &boot.info_ranges {
+        let _ = avoid.push(r.clone());
+    }
+    let mut moves: heapless::Vec<(Range<u64>, u64), 2> = heapless::Vec::new();
+    let mut relocate = |r: &Range<u64>, avoid: &mut heapless::Vec<Range<u64>, 16>| -> Result<Range<u64>, PlanError> {
+        if !overlaps(&load, r) {
+            return Ok(r.clone());
+        }
+        let size = r.end - r.start;
+        let to = boot.memory.find_free(size, 4096, 0x10_0000, avoid).ok_or(PlanError::NoRoomToMove { size })?;
+        let _ = avoid.push(to.clone());
+        let _ = moves.push((r.clone(), to.start));
+        Ok(to)
+    };
+    let image = relocate(&image, &mut avoid)?;
+    let initrd = match initrd {
+        Some(r) => Some(relocate(&r, &mut avoid)?),
+        None => None,
+    };
+    Ok(Some(Plan { image, vmlinux, initrd, cmdline, moves }))
+}
+
+/// Moves the modules that lie in Linux's way (after `mm::init`: the direct map covers both sides;
+/// the destinations were reserved and touch no module).
+pub fn relocate(plan: &Plan) -> Result<(), &'static str> {
+    for (from, to) in &plan.moves {
+        let len = from.end - from.start;
+        let src = mm::phys_to_virt_checked(from.start, len).ok_or("a module to move is not mapped")?;
+        let dst = mm::phys_to_virt_checked(*to, len).ok_or("a module's new place is not mapped")?;
+        // SAFETY: both ranges are mapped RAM, disjoint (chosen so), and used by nobody else.
+        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, len as usize) };
+    }
+    Ok(())
 }
 
 /// Copies the kernel into place (after `mm::init`: the direct map covers both sides).
