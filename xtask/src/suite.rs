@@ -931,25 +931,29 @@ fn linux_bare_boot(ctx: &Ctx, _elf: &Path, _iso: &Path) -> Status {
     }
 }
 
+/// Boots the co-kernel with the Linux bundle as its boot module and `cokernel_args`, COM1 on a
+/// shell console; returns the console and the telemetry file.
+fn boot_cokernel_with_linux(ctx: &Ctx, elf: &Path, name: &str, cokernel_args: &str) -> Result<(crate::console::ShellConsole, PathBuf), Status> {
+    let ws = crate::util::Workspace::locate();
+    let bundle = crate::linux::build_all(&ws)
+        .and_then(|(v, i)| crate::linux::build_bundle(&ws, &v, &i, crate::linux::DEFAULT_CMDLINE, crate::linux::BUNDLE))
+        .map_err(|e| Status::Fail(format!("the Linux guest does not build: {e}")))?;
+    let dir = ctx.dir(name);
+    let (c1, c2) = Qemu::paths(&dir);
+    let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline(cokernel_args) };
+    let mut cfg = QemuConfig::test(boot, "max", &c1, &c2);
+    cfg.extra = vec!["-initrd".into(), bundle.display().to_string()];
+    let con = crate::console::ShellConsole::spawn(&dir, &cfg).map_err(Status::Fail)?;
+    Ok((con, c2))
+}
+
 /// The co-kernel's loader end to end: it takes the bundle (vmlinux, initramfs, command line) as
 /// its boot module, validates and loads the kernel, builds boot_params and the handoff page, and
 /// (hauki.linux=handover) gives Linux the machine; the shell must work.
 fn linux_loader_handover(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
-    let ws = crate::util::Workspace::locate();
-    let bundle = match crate::linux::build_all(&ws).and_then(|(v, i)| {
-        crate::linux::build_bundle(&ws, &v, &i, crate::linux::DEFAULT_CMDLINE, crate::linux::BUNDLE)
-    }) {
-        Ok(b) => b,
-        Err(e) => return Status::Fail(format!("the Linux guest does not build: {e}")),
-    };
-    let dir = ctx.dir("linux-loader-handover");
-    let (c1, c2) = Qemu::paths(&dir);
-    let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline("hauki.linux=handover") };
-    let mut cfg = QemuConfig::test(boot, "max", &c1, &c2);
-    cfg.extra = vec!["-initrd".into(), bundle.display().to_string()];
-    let mut con = match crate::console::ShellConsole::spawn(&dir, &cfg) {
-        Ok(c) => c,
-        Err(e) => return Status::Fail(e),
+    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-loader-handover", "hauki.linux=handover") {
+        Ok(x) => x,
+        Err(s) => return s,
     };
     let r = drive_linux_shell(&mut con).and_then(|()| {
         let recs = Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default());
@@ -973,21 +977,9 @@ fn linux_loader_handover(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
 /// work, and latency records must keep coming while Linux runs (their misses are reported, not
 /// judged: Linux still disables interrupts in hardware until the soft-cli patches land).
 fn linux_guest_beside_rt(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
-    let ws = crate::util::Workspace::locate();
-    let bundle = match crate::linux::build_all(&ws).and_then(|(v, i)| {
-        crate::linux::build_bundle(&ws, &v, &i, crate::linux::DEFAULT_CMDLINE, crate::linux::BUNDLE)
-    }) {
-        Ok(b) => b,
-        Err(e) => return Status::Fail(format!("the Linux guest does not build: {e}")),
-    };
-    let dir = ctx.dir("linux-guest-beside-rt");
-    let (c1, c2) = Qemu::paths(&dir);
-    let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline("hauki.linux=guest hauki.report_ms=500") };
-    let mut cfg = QemuConfig::test(boot, "max", &c1, &c2);
-    cfg.extra = vec!["-initrd".into(), bundle.display().to_string()];
-    let mut con = match crate::console::ShellConsole::spawn(&dir, &cfg) {
-        Ok(c) => c,
-        Err(e) => return Status::Fail(e),
+    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-guest-beside-rt", "hauki.linux=guest hauki.report_ms=500") {
+        Ok(x) => x,
+        Err(s) => return s,
     };
     let bound = hard_timeout();
     let mut steps = || -> Result<(), String> {
