@@ -77,7 +77,7 @@ pub mod guest {
     /// Incompatible layout or semantics change: both sides refuse a different major.
     pub const VERSION_MAJOR: u16 = 1;
     /// Compatible additions (new fields in reserved space, new calls).
-    pub const VERSION_MINOR: u16 = 0;
+    pub const VERSION_MINOR: u16 = 1;
     /// `boot_params.hdr.hardware_subarch` for a Linux started by Hauki (upstream uses 0..=4).
     pub const SUBARCH_HAUKI: u32 = 5;
     /// The co-kernel's PML4 slots (Linux's guard hole): copied into every Linux page table.
@@ -97,6 +97,10 @@ pub mod guest {
     pub const FEATURE_X2APIC: u64 = 1 << 0;
     pub const FEATURE_TSC_DEADLINE: u64 = 1 << 1;
     pub const FEATURE_INVARIANT_TSC: u64 = 1 << 2;
+
+    /// `Vcpu::mask` values: Linux's virtual interrupt flag.
+    pub const MASK_ENABLED: u8 = 0;
+    pub const MASK_DISABLED: u8 = 1;
 
     /// Calls from Linux into the co-kernel (`Handoff::call_gate`, RDI = number). Numbers are never
     /// reused once retired.
@@ -137,7 +141,9 @@ pub mod guest {
         /* 0x49 */ pub linux_timer_vector: u8,
         /* 0x4a */ pub reserved_vectors: [u8; 6],
         /* 0x50 */ pub pgd: [u64; PGD_SLOTS],
-        /* 0xd0 */ pub reserved: [u64; 6],
+        /// Virtual address (in the co-kernel's shared range) of the vCPU blocks (minor 1).
+        /* 0xd0 */ pub vcpu_virt: u64,
+        /* 0xd8 */ pub reserved: [u64; 5],
     }
 
     /// One virtual CPU of Linux: its soft interrupt flag, the events logged for it, its IDT.
@@ -169,7 +175,8 @@ pub mod guest {
         assert!(offset_of!(Handoff, call_gate) == 0x30);
         assert!(offset_of!(Handoff, upcall_vector) == 0x48);
         assert!(offset_of!(Handoff, pgd) == 0x50);
-        assert!(offset_of!(Handoff, reserved) == 0xd0);
+        assert!(offset_of!(Handoff, vcpu_virt) == 0xd0);
+        assert!(offset_of!(Handoff, reserved) == 0xd8);
         assert!(size_of::<Vcpu>() == 0x80);
         assert!(align_of::<Vcpu>() == 64);
         assert!(offset_of!(Vcpu, pending) == 0x08);
@@ -225,7 +232,8 @@ pub mod guest {
                 linux_timer_vector: VECTOR_LINUX_TIMER,
                 reserved_vectors: [VECTOR_COKERNEL_TIMER, VECTOR_COKERNEL_WAKEUP, VECTOR_COKERNEL_KCALL, 0, 0, 0],
                 pgd: [0; PGD_SLOTS],
-                reserved: [0; 6],
+                vcpu_virt: 0,
+                reserved: [0; 5],
             }
         }
 
@@ -312,7 +320,8 @@ pub mod guest {
                 f!(Handoff, linux_timer_vector, U8, 1),
                 f!(Handoff, reserved_vectors, U8, 6),
                 f!(Handoff, pgd, U64, PGD_SLOTS),
-                f!(Handoff, reserved, U64, 6),
+                f!(Handoff, vcpu_virt, U64, 1),
+                f!(Handoff, reserved, U64, 5),
             ],
         },
         Struct {
@@ -351,6 +360,8 @@ pub mod guest {
         ("VECTOR_COKERNEL_TIMER", VECTOR_COKERNEL_TIMER as u64),
         ("VECTOR_COKERNEL_WAKEUP", VECTOR_COKERNEL_WAKEUP as u64),
         ("VECTOR_COKERNEL_KCALL", VECTOR_COKERNEL_KCALL as u64),
+        ("VCPU_MASK", offset_of!(Vcpu, mask) as u64),
+        ("VCPU_PENDING_ANY", offset_of!(Vcpu, pending_any) as u64),
         ("FEATURE_X2APIC", FEATURE_X2APIC),
         ("FEATURE_TSC_DEADLINE", FEATURE_TSC_DEADLINE),
         ("FEATURE_INVARIANT_TSC", FEATURE_INVARIANT_TSC),

@@ -11,9 +11,99 @@
 //! The forwarding itself is the tail of `trap.S`: it restores every register, drops the stub's
 //! vector (and the fake error code on vectors without one) and jumps to the target stored here.
 
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use hauki_abi::guest::{MASK_DISABLED, MASK_ENABLED, Vcpu};
+
 use super::idt::{TrapFrame, vectors};
+
+/// Linux's vCPU block: its soft interrupt flag and the pending summary. Linux writes `mask`
+/// (through its pv irq ops) from its own context; the co-kernel reads and writes it only with
+/// interrupts off. Shared memory: treated as Linux's allegation (only the mask byte's zero/non-zero
+/// value is used).
+pub struct VcpuCell(UnsafeCell<Vcpu>);
+// SAFETY: accesses are single bytes, volatile, on the one CPU Linux and the co-kernel share.
+unsafe impl Sync for VcpuCell {}
+
+pub static VCPU: VcpuCell = VcpuCell(UnsafeCell::new(Vcpu {
+    mask: MASK_DISABLED,
+    pending_any: 0,
+    pad0: [0; 6],
+    pending: [0; 4],
+    idt_base: 0,
+    idt_limit: 0,
+    pad1: [0; 6],
+    timer_deadline: u64::MAX,
+    forwarded: 0,
+    replayed: 0,
+    upcalls: 0,
+    hard_cli_max_tsc: 0,
+    reserved: [0; 4],
+}));
+
+impl VcpuCell {
+    pub fn addr(&self) -> u64 {
+        self.0.get() as u64
+    }
+    fn mask_ptr(&self) -> *mut u8 {
+        // SAFETY: a field of the static.
+        unsafe { core::ptr::addr_of_mut!((*self.0.get()).mask) }
+    }
+    fn pending_ptr(&self) -> *mut u8 {
+        // SAFETY: a field of the static.
+        unsafe { core::ptr::addr_of_mut!((*self.0.get()).pending_any) }
+    }
+    /// Linux's virtual flag is on.
+    pub fn enabled(&self) -> bool {
+        // SAFETY: a byte of the static, read volatile (Linux writes it).
+        unsafe { self.mask_ptr().read_volatile() == MASK_ENABLED }
+    }
+    pub fn set_enabled(&self, on: bool) {
+        // SAFETY: as above.
+        unsafe { self.mask_ptr().write_volatile(if on { MASK_ENABLED } else { MASK_DISABLED }) }
+    }
+    fn set_pending_any(&self, any: bool) {
+        // SAFETY: as above.
+        unsafe { self.pending_ptr().write_volatile(u8::from(any)) }
+    }
+}
+
+/// Linux registered its vCPU block: decide by its soft flag from now on.
+static SOFT: AtomicBool = AtomicBool::new(false);
+
+/// Linux's soft interrupt flag is live (it registered its vCPU block).
+pub fn set_soft(on: bool) {
+    SOFT.store(on, Ordering::Release);
+}
+
+pub fn soft() -> bool {
+    SOFT.load(Ordering::Acquire)
+}
+
+/// Whether an event may be delivered to the guest interrupted in `frame` now: user code always;
+/// kernel code when its (virtual, or before soft-cli the hardware) interrupt flag is on.
+fn deliverable(frame: &TrapFrame) -> bool {
+    if frame.cs & 3 == 3 {
+        return true;
+    }
+    if soft() { VCPU.enabled() } else { frame.rflags & RFLAGS_IF != 0 }
+}
+
+/// Before a forwarded event enters Linux: its handler runs with the flag off (as a hardware gate
+/// would leave it), and the frame's IF tells what the interrupted code had, virtually.
+fn enter_guest_handler(frame: &mut TrapFrame) {
+    if soft() {
+        if frame.cs & 3 == 0 {
+            if VCPU.enabled() {
+                frame.rflags |= RFLAGS_IF;
+            } else {
+                frame.rflags &= !RFLAGS_IF;
+            }
+        }
+        VCPU.set_enabled(false);
+    }
+}
 
 unsafe extern "C" {
     static mut hauki_forward_pending: u64;
@@ -58,7 +148,10 @@ pub fn in_guest_context() -> bool {
 
 /// Vectors the co-kernel keeps (never forwarded, never logged).
 pub fn is_cokernel_vector(v: u8) -> bool {
-    matches!(v, vectors::TIMER | vectors::WAKEUP | vectors::KCALL | vectors::APIC_ERROR | vectors::SPURIOUS)
+    matches!(
+        v,
+        vectors::TIMER | vectors::WAKEUP | vectors::KCALL | vectors::UPCALL | vectors::APIC_ERROR | vectors::SPURIOUS
+    )
 }
 
 fn has_error_code(v: u8) -> bool {
@@ -104,6 +197,16 @@ pub fn forward(v: u8) -> bool {
 pub fn log_pending(v: u8) {
     PENDING[usize::from(v / 64)].fetch_or(1 << (v % 64), Ordering::Relaxed);
     LOGGED.fetch_add(1, Ordering::Relaxed);
+    VCPU.set_pending_any(true);
+}
+
+/// An exception in the guest: forward it to the guest's gate (with the virtual IF in the frame).
+pub fn forward_exception(frame: &mut TrapFrame, v: u8) -> bool {
+    if gate_target(v).is_none() {
+        return false;
+    }
+    enter_guest_handler(frame);
+    forward(v)
 }
 
 pub fn pending_any() -> bool {
@@ -117,6 +220,7 @@ fn take_highest() -> Option<u8> {
         if bits != 0 {
             let b = 63 - bits.leading_zeros();
             w.fetch_and(!(1 << b), Ordering::Relaxed);
+            VCPU.set_pending_any(pending_any());
             return Some((i * 64) as u8 + b as u8);
         }
     }
@@ -125,10 +229,13 @@ fn take_highest() -> Option<u8> {
 
 /// An interrupt for the guest: deliver it now if the guest is the interrupted context with
 /// interrupts enabled, else log it. The co-kernel has already acknowledged it.
-pub fn on_guest_interrupt(frame: &TrapFrame, v: u8) -> bool {
-    if in_guest_context() && frame.rflags & RFLAGS_IF != 0 && forward(v) {
-        FORWARDED.fetch_add(1, Ordering::Relaxed);
-        return true;
+pub fn on_guest_interrupt(frame: &mut TrapFrame, v: u8) -> bool {
+    if in_guest_context() && deliverable(frame) && gate_target(v).is_some() {
+        enter_guest_handler(frame);
+        if forward(v) {
+            FORWARDED.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
     }
     log_pending(v);
     false
@@ -136,15 +243,18 @@ pub fn on_guest_interrupt(frame: &TrapFrame, v: u8) -> bool {
 
 /// At the end of a trap that resumes the guest: replay one pending event if its interrupts are
 /// enabled; if more remain, a self-IPI brings the next trap right after the guest's handler.
-pub fn replay_on_resume(resumed: &TrapFrame) {
-    if !active() || resumed.rflags & RFLAGS_IF == 0 || !pending_any() {
+pub fn replay_on_resume(resumed: &mut TrapFrame) {
+    if !active() || !deliverable(resumed) || !pending_any() {
         return;
     }
     while let Some(v) = take_highest() {
-        if forward(v) {
+        if gate_target(v).is_some() {
+            enter_guest_handler(resumed);
+            forward(v);
             REPLAYED.fetch_add(1, Ordering::Relaxed);
             break;
         }
+        NO_GATE.fetch_add(1, Ordering::Relaxed);
     }
     if pending_any() {
         super::apic::send_ipi(super::apic::id(), u32::from(vectors::WAKEUP));
@@ -153,3 +263,6 @@ pub fn replay_on_resume(resumed: &TrapFrame) {
 
 /// The WAKEUP vector: nothing to do but pass through the switch point (which replays).
 pub fn on_wakeup(_frame: &mut TrapFrame) {}
+
+/// Linux turned its flag on with events logged (`int HAUKI_VECTOR_UPCALL`).
+pub static UPCALLS: AtomicU64 = AtomicU64::new(0);

@@ -58,6 +58,8 @@ pub mod vectors {
     pub const WAKEUP: u8 = guest::VECTOR_COKERNEL_WAKEUP;
     /// Kernel calls from real-time tasks (`int 0xf2`).
     pub const KCALL: u8 = guest::VECTOR_COKERNEL_KCALL;
+    /// Linux turned its soft interrupt flag on with events logged (`int 0xf3`).
+    pub const UPCALL: u8 = guest::VECTOR_UPCALL;
     /// LAPIC error interrupt.
     pub const APIC_ERROR: u8 = 0xfe;
     /// LAPIC spurious-interrupt vector (must end in 0xf on old xAPICs).
@@ -171,7 +173,10 @@ extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
     let v = frame.vector as usize;
     PER_VECTOR[v].fetch_add(1, Ordering::Relaxed);
     if v < 32 {
-        if !super::mm::is_cokernel_code(frame.rip) && super::guest::in_guest_context() && super::guest::forward(v as u8) {
+        if !super::mm::is_cokernel_code(frame.rip)
+            && super::guest::in_guest_context()
+            && super::guest::forward_exception(frame, v as u8)
+        {
             super::guest::FORWARDED.fetch_add(1, Ordering::Relaxed);
             return frame; // the guest's fault: its own handler runs, on its own terms
         }
@@ -185,6 +190,11 @@ extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
             return frame; // no EOI for spurious interrupts
         }
         vectors::KCALL => return super::rt::kcall(frame),
+        vectors::UPCALL => {
+            // A software interrupt: nothing to acknowledge; the switch point replays.
+            super::guest::UPCALLS.fetch_add(1, Ordering::Relaxed);
+            return super::rt::switch_point(frame);
+        }
         _ => {}
     }
     let h = HANDLERS[v].load(Ordering::Acquire);

@@ -252,6 +252,8 @@ pub fn prepare(plan: &Plan, boot: &BootInfo, withhold: &[Range<u64>], features: 
         h.pgd = mm::share_top_level();
         h.call_gate = hauki_linux_call as *const () as u64;
         h.nr_vcpus = 1;
+        h.vcpu_virt = super::guest::VCPU.addr();
+        h.vcpu_phys = h.vcpu_virt - mm::KERNEL_VIRT_BASE;
         h.check().map_err(|_| "the handoff page fails its own check")?;
         core::ptr::write_bytes(page(ho), 0, 4096);
         (page(ho) as *mut Handoff).write(h);
@@ -292,6 +294,11 @@ extern "C" fn hauki_linux_call(nr: u64, arg: u64) -> u64 {
             };
             super::guest::set_idt(base, limit);
             LINUX_IDT_LOADS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            0
+        }
+        // Linux's soft interrupt flag goes live; it must be the block this handoff gave.
+        n if n == u64::from(abi::call::REGISTER_VCPU) && arg == super::guest::VCPU.addr() => {
+            super::guest::set_soft(true);
             0
         }
         _ => u64::MAX,

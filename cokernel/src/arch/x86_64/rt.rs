@@ -173,7 +173,7 @@ fn resume(s: &mut Scheduler, frame: &mut TrapFrame, now: u64) -> *mut TrapFrame 
     }
     if next == crate::rt::sched::IDLE {
         // SAFETY: the idle context's saved frame, written by the trap that interrupted it.
-        super::guest::replay_on_resume(unsafe { &*f });
+        super::guest::replay_on_resume(unsafe { &mut *f });
     }
     f
 }
