@@ -18,6 +18,7 @@ pub const REG_VERSION: u32 = 0x30;
 pub const REG_TPR: u32 = 0x80;
 pub const REG_EOI: u32 = 0xb0;
 pub const REG_SVR: u32 = 0xf0;
+pub const REG_ISR: u32 = 0x100;
 pub const REG_IRR: u32 = 0x200;
 pub const REG_ESR: u32 = 0x280;
 pub const REG_ICR_LOW: u32 = 0x300;
@@ -130,6 +131,12 @@ pub fn id() -> u32 {
         MODE_XAPIC => read(REG_ID) >> 24,
         _ => u32::from(super::cpu::detect_initial_apic_id()),
     }
+}
+
+/// Whether vector `v` is in service (its ISR bit is set): a hardware interrupt being handled,
+/// as opposed to a software `int` on the same vector.
+pub fn in_service(v: u8) -> bool {
+    read(REG_ISR + 0x10 * (u32::from(v) / 32)) & (1 << (v % 32)) != 0
 }
 
 #[inline]

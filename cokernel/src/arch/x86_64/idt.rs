@@ -191,7 +191,11 @@ extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
         }
         vectors::KCALL => return super::rt::kcall(frame),
         vectors::UPCALL => {
-            // A software interrupt: nothing to acknowledge; the switch point replays.
+            // `int` from Linux (nothing to acknowledge) or Linux's self-IPI on its way to user
+            // mode (in service: acknowledge). Then the switch point replays.
+            if apic::in_service(vectors::UPCALL) {
+                apic::eoi();
+            }
             super::guest::UPCALLS.fetch_add(1, Ordering::Relaxed);
             return super::rt::switch_point(frame);
         }
