@@ -450,7 +450,7 @@ fn linux_guest(c: &BenchCtx) -> Result<Vec<Metric>, String> {
             worst(during_boot),
             "ns",
             None,
-            &format!("latency task while Linux boots ({} misses); hard-cli stage: bounded by Linux's irq-off sections", misses(during_boot)),
+            &format!("latency task while Linux boots ({} misses); the worst case is Linux's early boot, entered with the hardware flag off", misses(during_boot)),
         ),
         metric(
             "linux.rt_latency_idle.max",
