@@ -378,6 +378,17 @@ const SYSTEM_TESTS: &[SysTest] = &[
     },
 ];
 
+/// Pass, or fail with the run's logs printed.
+fn outcome(q: &Qemu, r: Result<(), String>) -> Status {
+    match r {
+        Ok(()) => Status::Pass,
+        Err(e) => {
+            q.print_logs(TAIL);
+            Status::Fail(e)
+        }
+    }
+}
+
 /// A PVH (`-kernel`) boot that must end by itself with `want_status`, then `verify` the telemetry.
 struct PvhCase<'a> {
     name: &'a str,
@@ -430,12 +441,7 @@ fn run_pvh(ctx: &Ctx, elf: &Path, c: &PvhCase) -> Status {
             explain_status(s)
         )),
     }
-    if problems.is_empty() {
-        Status::Pass
-    } else {
-        q.print_logs(TAIL);
-        Status::Fail(problems.join("; "))
-    }
+    outcome(&q, if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) })
 }
 
 /// Check the first record of `event` with `expects`.
@@ -589,13 +595,7 @@ fn run_iso(ctx: &Ctx, name: &str, iso: &Path, uefi: bool, expects: &[Expect]) ->
             .and_then(|()| expect_record(&recs, "boot", expects))
             .and_then(|()| expect_record(&recs, "linux", &[Expect::Eq("state", json!("guest"))]))
     });
-    match result {
-        Ok(()) => Status::Pass,
-        Err(e) => {
-            q.print_logs(TAIL);
-            Status::Fail(e)
-        }
-    }
+    outcome(&q, result)
 }
 
 fn iso_bios(ctx: &Ctx, _elf: &Path, iso: &Path) -> Status {
@@ -1060,13 +1060,7 @@ fn linux_loader_refuses_bad_image(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status 
         Ok(s) => Err(format!("expected exit status {STATUS_SUCCESS}, got {}", explain_status(s))),
         Err(e) => Err(e.to_string()),
     });
-    match r {
-        Ok(()) => Status::Pass,
-        Err(e) => {
-            q.print_logs(TAIL);
-            Status::Fail(e)
-        }
-    }
+    outcome(&q, r)
 }
 
 /// No HPET: the TSC must be calibrated against the PIT, and come out plausible.
