@@ -328,14 +328,25 @@ pub fn enter_guest(entry: u64, boot_params: u64) -> ! {
     }
     super::guest::set_active(true);
     // SAFETY: the new table maps this code and stack (shared slots) and Linux's entry and
-    // boot_params (identity); CS/DS are 0x10/0x18; interrupts are off as the protocol requires.
-    // From here on this context is Linux.
+    // boot_params (identity); interrupts are off as the protocol requires. From here on this
+    // context is Linux.
+    unsafe { jump_to_linux(pml4, entry, boot_params) }
+}
+
+/// Loads `cr3` and enters Linux's 64-bit entry with RSI = `boot_params` (CS/DS are 0x10/0x18,
+/// as the 64-bit boot protocol requires). Never returns.
+///
+/// # Safety
+/// `cr3` must map the running code and stack and identity-map Linux's entry and `boot_params`;
+/// interrupts must be off; nothing of the calling context may be needed afterwards.
+unsafe fn jump_to_linux(cr3: u64, entry: u64, boot_params: u64) -> ! {
+    // SAFETY: per this function's contract.
     unsafe {
         core::arch::asm!(
             "mov cr3, {cr3}",
             "xor ebp, ebp",
             "jmp {entry}",
-            cr3 = in(reg) pml4,
+            cr3 = in(reg) cr3,
             entry = in(reg) entry,
             in("rsi") boot_params,
             options(noreturn)
@@ -352,18 +363,8 @@ pub fn handover(entry: u64, boot_params: u64) -> ! {
     super::apic::write(super::apic::REG_LVT_TIMER, super::apic::LVT_MASKED);
     // SAFETY: reading a linker-initialised constant.
     let cr3 = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(hauki_boot_pml4_phys)) };
-    // SAFETY: the boot tables still map this code (at its high alias) and the stack; Linux's entry
-    // and boot_params are identity-mapped by them; CS/DS are 0x10/0x18 as the 64-bit boot protocol
-    // requires. Nothing of the co-kernel runs after the jump.
-    unsafe {
-        core::arch::asm!(
-            "mov cr3, {cr3}",
-            "xor ebp, ebp",
-            "jmp {entry}",
-            cr3 = in(reg) cr3,
-            entry = in(reg) entry,
-            in("rsi") boot_params,
-            options(noreturn)
-        )
-    }
+    // SAFETY: the boot tables still map this code (at its high alias) and the stack, and
+    // identity-map Linux's entry and boot_params; interrupts are off. Nothing of the co-kernel runs
+    // after the jump.
+    unsafe { jump_to_linux(cr3, entry, boot_params) }
 }

@@ -79,15 +79,10 @@ fn calibrate() -> u64 {
         let t0 = rdtsc();
         apic::write(apic::REG_TIMER_INITIAL, COUNT);
         let limit = tsc::ns_to_ticks(100_000_000);
-        let mut t1 = t0;
-        while apic::read(irr) & bit == 0 {
-            t1 = rdtsc();
-            if t1 - t0 > limit {
-                break; // no timer interrupt in 100 ms: report what was measured
-            }
-            core::hint::spin_loop();
+        while apic::read(irr) & bit == 0 && rdtsc() - t0 <= limit {
+            core::hint::spin_loop(); // (no interrupt in 100 ms: report what was measured)
         }
-        let t1 = rdtsc().min(t1.max(rdtsc()));
+        let t1 = rdtsc();
         apic::write(apic::REG_LVT_TIMER, apic::LVT_MASKED | u32::from(vectors::TIMER));
         // The pending interrupt is delivered once interrupts are enabled; with no deadline armed
         // the handler ignores it.
