@@ -52,6 +52,8 @@ const TESTS: &[Test] = &[
     ("guest_exception_is_forwarded_with_the_exact_frame", guest_exception_forwarded),
     ("guest_interrupt_is_forwarded_when_the_guest_runs", guest_irq_forwarded),
     ("guest_interrupt_during_a_task_is_replayed_on_resume", guest_irq_replayed),
+    ("guest_timer_event_comes_at_the_deadline_and_cancels", guest_timer_event),
+    ("guest_lines_program_the_ioapic_level_masked_until_eoi", guest_lines_program_ioapic),
     ("phase_transform_is_constant_time_dudect", dudect_constant_time),
     ("phase_dudect_detects_the_branchy_control", dudect_detects_branchy),
 ];
@@ -705,5 +707,67 @@ fn guest_irq_replayed() -> TestResult {
     ensure!(guest::LOGGED.load(Ordering::Relaxed) > logged, "the event was not logged");
     ensure!(after_resume == before + 1, "the logged event was delivered {} times after the guest resumed", after_resume - before);
     ensure!(guest::REPLAYED.load(Ordering::Relaxed) > replayed, "not counted as replayed");
+    Ok(())
+}
+
+/// Linux's clock event (`SET_TIMER`): raised once at or after the deadline on the Linux timer
+/// vector, forwarded to the guest's gate; a cancelled deadline raises nothing.
+fn guest_timer_event() -> TestResult {
+    use hauki_abi::guest::VECTOR_LINUX_TIMER;
+    guest_gate(VECTOR_LINUX_TIMER, ktest_guest_irq_handler as *const () as u64);
+    guest_on();
+    let count = irq_count;
+    let events = glue::LINUX_TIMER_EVENTS.load(Ordering::Relaxed);
+    let before = count();
+    let deadline = cpu::rdtsc() + tsc::ns_to_ticks(1_000_000);
+    glue::set_linux_timer(deadline);
+    let fired = run_until(50, || count() > before);
+    let seen_at = cpu::rdtsc();
+    let once = run_until(3, || count() > before + 1);
+    // Cancelled: nothing comes.
+    let before2 = count();
+    glue::set_linux_timer(cpu::rdtsc() + tsc::ns_to_ticks(1_000_000));
+    glue::set_linux_timer(u64::MAX);
+    let spurious = run_until(5, || count() > before2);
+    guest_off();
+    ensure!(fired, "the guest's timer gate never ran");
+    ensure!(seen_at >= deadline, "the timer event came before its deadline");
+    ensure!(!once, "one deadline raised more than one event");
+    ensure!(glue::LINUX_TIMER_EVENTS.load(Ordering::Relaxed) == events + 1, "not counted once");
+    ensure!(!spurious, "a cancelled deadline still raised an event");
+    Ok(())
+}
+
+/// The pv irqchip on the real IO-APIC: a line Linux unmasks is programmed with its vector,
+/// trigger and polarity; a level line is masked from its arrival until Linux's EOI; refused lines
+/// are refused. Every line is masked again at the end.
+fn guest_lines_program_ioapic() -> TestResult {
+    use crate::arch::irqchip;
+    use crate::guest::lines::Lines;
+    let rte = |gsi: u32| ioapic::for_gsi(gsi).map(|(io, pin)| io.redirection(pin));
+    const MASKED: u64 = 1 << 16;
+    const LEVEL: u64 = 1 << 15;
+    // COM1's line, edge.
+    ensure!(irqchip::call(Lines::unmask, 4) == 0, "unmask 4 refused");
+    let e = rte(4).ok_or("no IO-APIC pin for GSI 4")?;
+    ensure!(e & 0xff == 0x34 && e & (MASKED | LEVEL) == 0, "IRQ 4's entry is {e:#x}");
+    irqchip::on_arrival(0x34);
+    ensure!(rte(4).unwrap_or(0) & MASKED == 0, "an edge line was masked on arrival");
+    // The firmware's level line (ACPI's SCI, IRQ 9, on QEMU).
+    ensure!(irqchip::call(Lines::unmask, 9) == 0, "unmask 9 refused");
+    let l = rte(9).ok_or("no IO-APIC pin for GSI 9")?;
+    ensure!(l & 0xff == 0x39 && l & LEVEL != 0 && l & MASKED == 0, "IRQ 9's entry is {l:#x} (want level, unmasked)");
+    irqchip::on_arrival(0x39);
+    ensure!(rte(9).unwrap_or(0) & MASKED != 0, "a level line stayed unmasked after its arrival");
+    irqchip::call(Lines::unmask, 9);
+    ensure!(rte(9).unwrap_or(0) & MASKED != 0, "a level line in service was unmasked before its EOI");
+    irqchip::call(Lines::eoi, 9);
+    ensure!(rte(9).unwrap_or(0) & MASKED == 0, "Linux's EOI did not unmask the level line");
+    ensure!(irqchip::call(Lines::unmask, 3) == u64::MAX, "the telemetry UART's line was given away");
+    ensure!(irqchip::call(Lines::unmask, 2) == u64::MAX, "IRQ 2 (its input carries IRQ 0) was given away");
+    ensure!(irqchip::call(Lines::unmask, 16) == u64::MAX, "a non-ISA line was accepted");
+    irqchip::call(Lines::mask, 4);
+    irqchip::call(Lines::mask, 9);
+    ensure!(rte(4).unwrap_or(0) & MASKED != 0 && rte(9).unwrap_or(0) & MASKED != 0, "mask left a line open");
     Ok(())
 }

@@ -77,7 +77,7 @@ pub mod guest {
     /// Incompatible layout or semantics change: both sides refuse a different major.
     pub const VERSION_MAJOR: u16 = 1;
     /// Compatible additions (new fields in reserved space, new calls).
-    pub const VERSION_MINOR: u16 = 1;
+    pub const VERSION_MINOR: u16 = 2;
     /// `boot_params.hdr.hardware_subarch` for a Linux started by Hauki (upstream uses 0..=4).
     pub const SUBARCH_HAUKI: u32 = 5;
     /// The co-kernel's PML4 slots (Linux's guard hole): copied into every Linux page table.
@@ -92,6 +92,14 @@ pub mod guest {
     pub const VECTOR_COKERNEL_TIMER: u8 = 0xf0;
     pub const VECTOR_COKERNEL_WAKEUP: u8 = 0xf1;
     pub const VECTOR_COKERNEL_KCALL: u8 = 0xf2;
+    /// Linux's device line `n` (ISA IRQ 0..15, minor 2) arrives on vector `ISA_VECTOR_BASE + n`:
+    /// Linux's own `ISA_IRQ_VECTOR(n)`, so its legacy vector table needs no change.
+    pub const ISA_VECTOR_BASE: u8 = 0x30;
+    /// Lines the pv irqchip routes (ISA IRQ 0..15).
+    pub const ISA_LINES: u32 = 16;
+    /// The co-kernel's telemetry UART (COM2: `serial::TELEMETRY_PORT`, 8 ports) and its line are
+    /// not Linux's: Linux claims neither.
+    pub const TELEMETRY_IRQ: u32 = 3;
 
     /// `Handoff::features` bits.
     pub const FEATURE_X2APIC: u64 = 1 << 0;
@@ -107,9 +115,15 @@ pub mod guest {
     pub mod call {
         /// RSI = physical address of a `struct desc_ptr` (Linux's IDT): Linux's gates go live.
         pub const LOAD_IDT: u32 = 1;
-        /// RSI = TSC deadline for Linux's clock-event device (u64::MAX cancels).
+        /// RSI = absolute TSC deadline for Linux's clock-event device (u64::MAX cancels; minor 2).
+        /// The co-kernel raises [`super::VECTOR_LINUX_TIMER`] once, at or after the deadline,
+        /// when Linux's virtual flag allows (logged and replayed otherwise). Returns 0.
         pub const SET_TIMER: u32 = 2;
-        /// RSI = GSI: mask / unmask / end-of-interrupt of a device line owned by the co-kernel.
+        /// RSI = ISA IRQ 0..15 (minor 2): mask / unmask / end-of-interrupt of one of Linux's device
+        /// lines. The co-kernel owns the IO-APIC: it applies the firmware's source overrides,
+        /// delivers line `n` on `ISA_VECTOR_BASE + n`, and keeps a level-triggered line masked from
+        /// its arrival until Linux's IRQ_EOI. Returns 0, or u64::MAX for a line it does not give
+        /// Linux (no IO-APIC pin, or the co-kernel's own).
         pub const IRQ_MASK: u32 = 3;
         pub const IRQ_UNMASK: u32 = 4;
         pub const IRQ_EOI: u32 = 5;
@@ -360,6 +374,10 @@ pub mod guest {
         ("VECTOR_COKERNEL_TIMER", VECTOR_COKERNEL_TIMER as u64),
         ("VECTOR_COKERNEL_WAKEUP", VECTOR_COKERNEL_WAKEUP as u64),
         ("VECTOR_COKERNEL_KCALL", VECTOR_COKERNEL_KCALL as u64),
+        ("ISA_VECTOR_BASE", ISA_VECTOR_BASE as u64),
+        ("ISA_LINES", ISA_LINES as u64),
+        ("TELEMETRY_PORT", super::serial::TELEMETRY_PORT as u64),
+        ("TELEMETRY_IRQ", TELEMETRY_IRQ as u64),
         ("VCPU_MASK", offset_of!(Vcpu, mask) as u64),
         ("VCPU_PENDING_ANY", offset_of!(Vcpu, pending_any) as u64),
         ("FEATURE_X2APIC", FEATURE_X2APIC),

@@ -108,13 +108,12 @@ impl ShellConsole {
         self.marker += 1;
         let n = self.marker;
         // The shell prints `@@<n+1>@@ <status>`; the echoed command line shows `$((n+1))` instead.
-        self.send(&format!("{cmd}; echo @@$(({n}+1))@@ $?"))?;
+        let line = format!("{cmd}; echo @@$(({n}+1))@@ $?");
+        self.send(&line)?;
         let out = self.expect(&format!("@@{}@@ ", n + 1), bound)?;
         let status_line = self.expect("\n", bound)?;
         let status = status_line.trim().parse::<i32>().map_err(|_| format!("no exit status after {cmd:?}"))?;
-        // Drop the echoed command (first line).
-        let body = out.split_once('\n').map_or("", |x| x.1).to_string();
-        Ok((body, status))
+        Ok((strip_echo(&out, &line).to_string(), status))
     }
 
     /// Waits for QEMU to exit; its status.
@@ -132,9 +131,50 @@ impl ShellConsole {
     }
 }
 
+/// What follows the shell's echo of `sent` in `out`. The echo may be wrapped at the terminal width
+/// (line breaks inserted anywhere), so it is matched character by character ignoring CR/LF; if it
+/// does not match, the first line is taken as the echo.
+fn strip_echo<'a>(out: &'a str, sent: &str) -> &'a str {
+    // The echo follows the prompt; its first few characters are never wrapped.
+    let head: String = sent.chars().take(8).collect();
+    let Some(start) = out.find(&head) else {
+        return out.split_once('\n').map_or("", |x| x.1);
+    };
+    let mut want = sent.chars().peekable();
+    for (i, c) in out[start..].char_indices() {
+        let i = start + i;
+        if want.peek().is_none() {
+            let rest = &out[i..];
+            return rest.split_once('\n').map_or("", |x| x.1);
+        }
+        if c == '\r' || c == '\n' {
+            continue;
+        }
+        if want.next() != Some(c) {
+            break;
+        }
+    }
+    out.split_once('\n').map_or("", |x| x.1)
+}
+
 impl Drop for ShellConsole {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod echo_tests {
+    use super::strip_echo;
+
+    #[test]
+    fn wrapped_echo_is_removed() {
+        let sent = "cat /sys/x; echo @@$((3+1))@@ $?";
+        assert_eq!(strip_echo("cat /sys/x; echo @@\r\n$((3+1))@@ $?\r\nhauki\r\n", sent), "hauki\r\n");
+        assert_eq!(strip_echo("hauki:/# \x1b[6ncat /sys/x; echo @@\r\r\n$((3+1))@@ $?\r\nhauki\r\n", sent), "hauki\r\n");
+        assert_eq!(strip_echo("cat /sys/x; echo @@$((3+1))@@ $?\r\nA\nB\n", sent), "A\nB\n");
+        // Not the echo we sent: the first line is dropped.
+        assert_eq!(strip_echo("garbled\nbody\n", sent), "body\n");
     }
 }

@@ -241,8 +241,8 @@ pub fn run_interactive(
         };
         if !o.handover {
             println!(
-                "note: Linux runs as the co-kernel's idle task; until the soft-cli patches land it still \
-                 disables interrupts in hardware, so real-time latency is bounded by Linux's own irq-off sections"
+                "note: Linux runs as the co-kernel's idle task (its interrupt flag is virtual); the real-time \
+                 tasks report on COM2. Under plain TCG latency is emulator-bound: use --icount for faithful figures"
             );
         }
         Some(crate::linux::build_bundle(ws, &vmlinux, &initramfs, &cmdline, crate::linux::BUNDLE)?)

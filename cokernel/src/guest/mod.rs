@@ -12,4 +12,5 @@
 
 pub mod bootparams;
 pub mod elf;
+pub mod lines;
 pub mod modules;

@@ -121,6 +121,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
             Err(e) => log::warn!("IO-APIC {} at {:#x}: {e}; left alone", io.id, io.phys),
         }
     }
+    super::irqchip::init(&platform.overrides);
     let (tsc_hz, tsc_source) = tsc::calibrate(cpu.tsc_hz_stated, platform.hpet_phys);
     let force_lapic = cmdline::get(line, "hauki.timer") == Some("lapic");
     let timer = timer::init(cpu.tsc_deadline, force_lapic);
@@ -323,11 +324,6 @@ fn start_linux(boot: &BootInfo, cpu: &cpu::Features, plan: Option<Result<linux::
         Some("guest") => LinuxMode::Guest,
         _ => LinuxMode::Load,
     };
-    let mut plan = plan;
-    if mode == LinuxMode::Guest {
-        // The co-kernel owns the LAPIC timer: Linux takes its ticks from the HPET or PIT.
-        let _ = plan.cmdline.push_str(" noapictimer");
-    }
     if let Err(e) = linux::relocate(&plan).and_then(|()| linux::load(&plan)) {
         refuse("load-failed", format_args!("{e}"));
         return None;

@@ -63,6 +63,11 @@ impl VcpuCell {
         // SAFETY: as above.
         unsafe { self.mask_ptr().write_volatile(if on { MASK_ENABLED } else { MASK_DISABLED }) }
     }
+    /// Linux's clock-event deadline, for Linux to read (`timer_deadline`).
+    pub fn set_timer_deadline(&self, deadline: u64) {
+        // SAFETY: a field of the static, written volatile (Linux may read it).
+        unsafe { core::ptr::addr_of_mut!((*self.0.get()).timer_deadline).write_volatile(deadline) }
+    }
     fn set_pending_any(&self, any: bool) {
         // SAFETY: as above.
         unsafe { self.pending_ptr().write_volatile(u8::from(any)) }

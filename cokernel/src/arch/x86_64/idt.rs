@@ -207,6 +207,7 @@ extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
         let h: Handler = unsafe { core::mem::transmute::<usize, Handler>(h) };
         h(frame);
     } else if super::guest::active() && !super::guest::is_cokernel_vector(vector) {
+        super::irqchip::on_arrival(vector); // a level line is masked until Linux's EOI
         apic::eoi();
         if super::guest::on_guest_interrupt(frame, vector) {
             return frame; // delivered to the guest at the trap's exit

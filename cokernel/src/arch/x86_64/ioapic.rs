@@ -79,5 +79,11 @@ pub fn add(id: u8, phys: u64, gsi_base: u32) -> Result<IoApic, &'static str> {
 
 /// All IO-APICs found.
 pub fn all() -> heapless::Vec<IoApic, 8> {
-    IOAPICS.lock().clone()
+    // Interrupts off: trap handlers take this lock too (`for_gsi`).
+    x86_64::instructions::interrupts::without_interrupts(|| IOAPICS.lock().clone())
+}
+
+/// The IO-APIC and pin that take `gsi`.
+pub fn for_gsi(gsi: u32) -> Option<(IoApic, u32)> {
+    IOAPICS.lock().iter().find(|io| gsi >= io.gsi_base && gsi < io.gsi_base + io.pins).map(|io| (*io, gsi - io.gsi_base))
 }

@@ -20,6 +20,7 @@ use super::{mm, tsc};
 use crate::bootinfo::BootInfo;
 use crate::guest::bootparams::{self, BOOT_PARAMS_SIZE, COMMAND_LINE_SIZE, E820_MAX, LinuxBoot};
 use crate::guest::elf::{self, ElfError, Vmlinux};
+use crate::guest::lines::Lines;
 use crate::guest::modules::{self, ModuleError};
 use crate::mm::memmap::MemMapError;
 
@@ -301,6 +302,13 @@ extern "C" fn hauki_linux_call(nr: u64, arg: u64) -> u64 {
             super::guest::set_soft(true);
             0
         }
+        n if n == u64::from(abi::call::SET_TIMER) => {
+            super::rt::set_linux_timer(arg);
+            0
+        }
+        n if n == u64::from(abi::call::IRQ_MASK) => super::irqchip::call(Lines::mask, arg),
+        n if n == u64::from(abi::call::IRQ_UNMASK) => super::irqchip::call(Lines::unmask, arg),
+        n if n == u64::from(abi::call::IRQ_EOI) => super::irqchip::call(Lines::eoi, arg),
         _ => u64::MAX,
     }
 }

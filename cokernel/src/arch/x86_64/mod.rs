@@ -13,6 +13,7 @@ pub mod gdt;
 pub mod guest;
 pub mod idt;
 pub mod ioapic;
+pub mod irqchip;
 pub mod linux;
 pub mod mm;
 pub mod pic;

@@ -42,6 +42,39 @@ static SCHED: Cell = Cell(UnsafeCell::new(None));
 static RUNNING: AtomicBool = AtomicBool::new(false);
 /// The deadline the one-shot timer is armed for (u64::MAX: disarmed).
 static ARMED: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Linux's clock-event deadline (`SET_TIMER`; u64::MAX: none). The one-shot timer serves the
+/// earlier of it and the tasks' next expiry.
+static LINUX_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Linux timer events raised.
+pub static LINUX_TIMER_EVENTS: AtomicU64 = AtomicU64::new(0);
+/// Linux's `SET_TIMER` calls.
+pub static LINUX_TIMER_SETS: AtomicU64 = AtomicU64::new(0);
+
+/// Linux's `SET_TIMER` call (from Linux's context: interrupts go off here, contract I1).
+pub fn set_linux_timer(deadline: u64) {
+    LINUX_TIMER_SETS.fetch_add(1, Ordering::Relaxed);
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        LINUX_DEADLINE.store(deadline, Ordering::Relaxed);
+        super::guest::VCPU.set_timer_deadline(deadline);
+        if running() {
+            // SAFETY: interrupts are off on the real-time CPU.
+            if let Some(s) = unsafe { (*SCHED.0.get()).as_deref_mut() } {
+                rearm(s);
+            }
+        }
+    });
+}
+
+/// Linux's deadline has passed: its timer event is logged, and delivered when Linux resumes with
+/// its flag on (the switch point replays it).
+fn expire_linux(now: u64) {
+    if LINUX_DEADLINE.load(Ordering::Relaxed) <= now {
+        LINUX_DEADLINE.store(u64::MAX, Ordering::Relaxed);
+        super::guest::VCPU.set_timer_deadline(u64::MAX);
+        LINUX_TIMER_EVENTS.fetch_add(1, Ordering::Relaxed);
+        super::guest::log_pending(hauki_abi::guest::VECTOR_LINUX_TIMER);
+    }
+}
 
 /// Runs `f` on the scheduler with interrupts off.
 pub fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
@@ -117,6 +150,7 @@ pub fn spawn(spec: Spec, entry: Entry, arg: usize) -> Result<TaskId, Error> {
 
 fn on_timer(now: u64) {
     ARMED.store(u64::MAX, Ordering::Relaxed);
+    expire_linux(now);
     if running() {
         // SAFETY: timer interrupt context: interrupts are off.
         let s = unsafe { (*SCHED.0.get()).as_deref_mut() };
@@ -126,9 +160,14 @@ fn on_timer(now: u64) {
     }
 }
 
-/// Programs the one-shot timer for the earliest armed task timer, if it changed.
+/// Programs the one-shot timer for the earliest armed task timer or Linux's deadline, if it changed.
 fn rearm(s: &mut Scheduler) {
-    match s.next_expiry() {
+    let linux = LINUX_DEADLINE.load(Ordering::Relaxed);
+    let next = match s.next_expiry() {
+        Some(t) => Some(t.min(linux)),
+        None => (linux != u64::MAX).then_some(linux),
+    };
+    match next {
         Some(when) if when != ARMED.load(Ordering::Relaxed) => {
             ARMED.store(when, Ordering::Relaxed);
             timer::arm_at(when);
@@ -160,6 +199,7 @@ fn resume(s: &mut Scheduler, frame: &mut TrapFrame, now: u64) -> *mut TrapFrame 
             ARMED.store(u64::MAX, Ordering::Relaxed);
             s.expire(now);
         }
+        expire_linux(now);
     }
     let cur = s.current();
     s.task_mut(cur).frame = frame as *mut TrapFrame as u64;

@@ -125,6 +125,9 @@ fn run(_: usize) -> ! {
                     .u64s("worker_worst_response_ns", &worst);
             });
         }
+        if crate::arch::guest::active() {
+            emit_guest();
+        }
         if EXIT_AFTER.with(|e| *e).is_some_and(|n| reports >= n) {
             crate::arch::fatal::exit(debug_exit::SUCCESS);
         }
@@ -144,5 +147,29 @@ fn emit_latency(w: &LatencyStats, misses: u64, misses_total: u64) {
             .u64("misses_total", misses_total)
             .u64("hist_bucket0_ns", hist::BUCKET0_NS)
             .u64s("hist", &w.hist.map(u64::from));
+    });
+}
+
+/// What the co-kernel does for Linux: events forwarded at once, logged and replayed later, Linux's
+/// clock events, and its device lines.
+fn emit_guest() {
+    use crate::arch::{guest, irqchip, linux, rt};
+    use core::sync::atomic::Ordering::Relaxed;
+    let mut lines = [0u64; hauki_abi::guest::ISA_LINES as usize];
+    for (i, l) in lines.iter_mut().enumerate() {
+        *l = irqchip::count(i as u32);
+    }
+    console::record("guest", |r| {
+        r.bool("soft_irq", guest::soft())
+            .u64("idt_loads", linux::LINUX_IDT_LOADS.load(Relaxed))
+            .u64("forwarded", guest::FORWARDED.load(Relaxed))
+            .u64("logged", guest::LOGGED.load(Relaxed))
+            .u64("replayed", guest::REPLAYED.load(Relaxed))
+            .u64("upcalls", guest::UPCALLS.load(Relaxed))
+            .u64("no_gate", guest::NO_GATE.load(Relaxed))
+            .u64("timer_events", rt::LINUX_TIMER_EVENTS.load(Relaxed))
+            .u64("timer_sets", rt::LINUX_TIMER_SETS.load(Relaxed))
+            .u64s("line_irqs", &lines)
+            .u64("line_calls_refused", irqchip::REFUSED.load(Relaxed));
     });
 }

@@ -1,0 +1,66 @@
+//! The pv irqchip's hardware side: Linux's ISA lines on the IO-APIC (state in
+//! [`crate::guest::lines`]). Everything here runs with interrupts off: from a trap, or from
+//! Linux's calls, which turn them off first.
+
+use spin::Mutex;
+
+use super::{apic, ioapic};
+use crate::guest::lines::{Action, Lines, Refusal, SourceOverride, redirection_entry};
+
+static LINES: Mutex<Option<Lines>> = Mutex::new(None);
+
+/// Calls refused (a line Linux may not have), for telemetry.
+pub static REFUSED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The co-kernel's own lines: COM2's IRQ 3 (its telemetry UART).
+const RESERVED: u16 = 1 << hauki_abi::guest::TELEMETRY_IRQ;
+
+/// Takes the MADT's source overrides; every line stays masked until Linux asks for it.
+pub fn init(overrides: &[super::acpi::Override]) {
+    let mut v: heapless::Vec<SourceOverride, 16> = heapless::Vec::new();
+    for o in overrides {
+        let _ = v.push(SourceOverride { isa_irq: o.isa_irq, gsi: o.gsi, flags: o.flags });
+    }
+    *LINES.lock() = Some(Lines::new(&v, RESERVED));
+}
+
+fn apply(lines: &Lines, irq: u32, action: Action) {
+    let Action::Program { gsi, masked } = action else { return };
+    let Some(route) = lines.line(irq).and_then(|l| l.route) else { return };
+    let Some((io, pin)) = ioapic::for_gsi(gsi) else { return };
+    let entry = redirection_entry(route, Lines::vector(irq), apic::id() as u8, masked);
+    io.set_redirection(pin, entry);
+}
+
+/// Linux's call: `op` is one of mask/unmask/eoi. Returns 0, or u64::MAX when refused.
+pub fn call(op: fn(&mut Lines, u32) -> Result<Action, Refusal>, irq: u64) -> u64 {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut g = LINES.lock();
+        let Some(lines) = g.as_mut() else { return u64::MAX };
+        let irq = u32::try_from(irq).unwrap_or(u32::MAX);
+        match op(lines, irq) {
+            Ok(a) => {
+                apply(lines, irq, a);
+                0
+            }
+            Err(_) => {
+                REFUSED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                u64::MAX
+            }
+        }
+    })
+}
+
+/// An interrupt arrived (trap context, before the local APIC EOI): masks a level line's input.
+pub fn on_arrival(vector: u8) {
+    let mut g = LINES.lock();
+    let Some(lines) = g.as_mut() else { return };
+    if let Some(a) = lines.arrive(vector) {
+        apply(lines, u32::from(vector - hauki_abi::guest::ISA_VECTOR_BASE), a);
+    }
+}
+
+/// Interrupts received on ISA line `irq`.
+pub fn count(irq: u32) -> u64 {
+    LINES.lock().as_ref().and_then(|l| l.line(irq).map(|x| x.count)).unwrap_or(0)
+}
