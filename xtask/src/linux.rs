@@ -337,7 +337,7 @@ fn add_tree(c: &mut Cpio, root: &Path, dir: &Path) -> Result<(), String> {
         let rel = p.strip_prefix(root).map_err(|e| e.to_string())?.to_string_lossy().into_owned();
         let meta = std::fs::symlink_metadata(&p).map_err(|e| e.to_string())?;
         if meta.is_dir() {
-            if !matches!(rel.as_str(), "etc") {
+            if !matches!(rel.as_str(), "etc" | "bin") {
                 c.dir(&rel);
             }
             add_tree(c, root, &p)?;

@@ -374,6 +374,10 @@ const SYSTEM_TESTS: &[SysTest] = &[
         run: linux_guest_beside_rt,
     },
     SysTest {
+        name: "linux-stress-battery",
+        run: linux_stress_battery,
+    },
+    SysTest {
         name: "pvh-pit-calibration",
         run: pvh_pit,
     },
@@ -1028,6 +1032,100 @@ fn linux_guest_beside_rt(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
         Ok(()) => Status::Pass,
         Err(e) => report_console_failure(&con, e),
     }
+}
+
+/// Seconds of virtual time the battery runs in the system test (about 10 s of wall time each
+/// under icount); `cargo xtask bench` runs it longer.
+pub const STRESS_TEST_SECS: u64 = 4;
+/// The battery's worst release latency may be at most this many times the idle worst case.
+pub const STRESS_FACTOR: u64 = 5;
+
+/// What a stress run measured.
+pub struct StressRun {
+    pub idle_max_ns: u64,
+    pub stress_max_ns: u64,
+    pub stress_samples: u64,
+    pub misses: u64,
+    pub summary: String,
+    pub windows: Vec<crate::telemetry::Window>,
+}
+
+/// Boots Linux beside the tasks under icount, lets it idle for 2 s at the prompt, runs
+/// `hauki-stress SECS` and reads the latency records of both phases and the window table.
+fn stress_run(ctx: &Ctx, elf: &Path, name: &str, secs: u64) -> Result<StressRun, String> {
+    let (mut con, c2) = boot_cokernel_with_linux(ctx, elf, name, "hauki.linux=guest hauki.report_ms=500", true).map_err(|s| match s {
+        Status::Fail(e) => e,
+        _ => "the guest did not boot".to_string(),
+    })?;
+    let bound = hard_timeout();
+    let latency = |c2: &Path| -> Vec<serde_json::Value> {
+        Records::parse(&std::fs::read_to_string(c2).unwrap_or_default()).events("latency").cloned().collect()
+    };
+    let mut steps = || -> Result<StressRun, String> {
+        con.expect("is up; type 'poweroff' to end.", bound)?;
+        con.expect("# ", bound)?;
+        // Skip the report that may still cover Linux's boot; then idle.
+        let a = latency(&c2).len() + 1;
+        con.run("sleep 3", bound)?;
+        let b = latency(&c2).len();
+        let (out, status) = con.run(&format!("hauki-stress {secs}"), bound + Duration::from_secs(30 * secs))?;
+        let c = latency(&c2).len();
+        if status != 0 || !out.contains("hauki-stress:") {
+            return Err(format!("the stress battery failed (status {status}): {out}"));
+        }
+        let lat = latency(&c2);
+        let max = |r: &[serde_json::Value]| r.iter().filter_map(|l| l["max_ns"].as_u64()).max().unwrap_or(0);
+        let idle = lat.get(a..b).ok_or("no latency reports while Linux idled")?;
+        let stress = lat.get(b + 1..c).ok_or("no latency reports during the battery")?;
+        if idle.is_empty() || stress.is_empty() {
+            return Err(format!("too few latency reports: {} idle, {} under stress", idle.len(), stress.len()));
+        }
+        let recs = Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default());
+        let windows = crate::telemetry::windows(&recs);
+        con.send("poweroff")?;
+        let _ = con.wait_exit(bound);
+        Ok(StressRun {
+            idle_max_ns: max(idle),
+            stress_max_ns: max(stress),
+            stress_samples: stress.iter().filter_map(|l| l["samples"].as_u64()).sum(),
+            misses: lat.iter().filter_map(|l| l["misses"].as_u64()).sum(),
+            summary: out.lines().find(|l| l.starts_with("hauki-stress:")).unwrap_or("").trim().to_string(),
+            windows,
+        })
+    };
+    steps().map_err(|e| {
+        let _ = report_console_failure(&con, e.clone());
+        e
+    })
+}
+
+/// Nothing Linux does can make a real-time task late: under the stress battery (CPU hogs,
+/// fork/exec, find, /proc readers, pipes, console output, memory pressure) the latency task misses
+/// no deadline and its worst case stays within a small factor of the idle worst case. Prints the
+/// hardware-off window table, symbolized.
+fn linux_stress_battery(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    let r = match stress_run(ctx, elf, "linux-stress-battery", STRESS_TEST_SECS) {
+        Ok(r) => r,
+        Err(e) => return Status::Fail(e),
+    };
+    println!(
+        "    {}; latency max {} ns idle, {} ns under the battery ({} samples), {} misses",
+        r.summary, r.idle_max_ns, r.stress_max_ns, r.stress_samples, r.misses
+    );
+    let ws = crate::util::Workspace::locate();
+    for w in r.windows.iter().take(8) {
+        println!("      window {:>7} ns x{:<6} {}", w.max_ns, w.count, crate::telemetry::symbolize(&ws, w.site));
+    }
+    if r.misses != 0 {
+        return Status::Fail(format!("the latency task missed {} deadlines", r.misses));
+    }
+    if r.stress_max_ns > STRESS_FACTOR * r.idle_max_ns.max(1) {
+        return Status::Fail(format!(
+            "worst release latency under the battery {} ns is more than {STRESS_FACTOR}x the idle worst case {} ns",
+            r.stress_max_ns, r.idle_max_ns
+        ));
+    }
+    Status::Pass
 }
 
 /// Linux's clock events come from the co-kernel ("hauki" clock-event device, ticking: uptime

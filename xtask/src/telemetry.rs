@@ -185,3 +185,65 @@ mod tests {
         assert!(check(&json!({"boot_ns": -3}), &[Expect::Positive("boot_ns")]).is_err());
     }
 }
+
+/// One hardware-off window site from the `windows` record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Where the flag came back on (a kernel address), or 1 for Linux user mode.
+    pub site: u64,
+    pub max_ns: u64,
+    pub count: u64,
+}
+
+/// The last `windows` record's sites, worst first.
+pub fn windows(recs: &Records) -> Vec<Window> {
+    let Some(w) = recs.events("windows").last() else { return Vec::new() };
+    let sites = w["sites"].as_array().cloned().unwrap_or_default();
+    sites
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let site = u64::from_str_radix(s.as_str()?.trim_start_matches("0x"), 16).ok()?;
+            Some(Window { site, max_ns: w["max_ns"][i].as_u64()?, count: w["count"][i].as_u64()? })
+        })
+        .collect()
+}
+
+/// `function+0xoff (linux|co-kernel)` for a window site, from the symbol tables of
+/// `target/hauki/vmlinux` and `target/hauki/cokernel.elf` (binutils' `addr2line`).
+pub fn symbolize(ws: &crate::util::Workspace, site: u64) -> String {
+    if site == 1 {
+        return "Linux user mode (its exit window: cli to SYSRET/IRET)".to_string();
+    }
+    let (elf, who) = if site >= 0xffff_ffff_8000_0000 {
+        (ws.hauki_dir().join("vmlinux"), "linux")
+    } else {
+        (ws.hauki_dir().join("cokernel.elf"), "co-kernel")
+    };
+    let out = std::process::Command::new("addr2line")
+        .args(["-f", "-C", "-e"])
+        .arg(&elf)
+        .arg(format!("{site:#x}"))
+        .output();
+    let func = out
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .filter(|f| f != "??")
+        .unwrap_or_else(|| "?".to_string());
+    format!("{site:#x} {func} ({who})")
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn windows_record_is_read_worst_first() {
+        let r = Records::parse(
+            r#"{"event":"windows","sites":["0xffffffff81000010","0x0000000000000001"],"max_ns":[900,300],"count":[2,5],"dropped":0}"#,
+        );
+        let w = windows(&r);
+        assert_eq!(w, vec![Window { site: 0xffff_ffff_8100_0010, max_ns: 900, count: 2 }, Window { site: 1, max_ns: 300, count: 5 }]);
+    }
+}

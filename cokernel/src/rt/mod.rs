@@ -13,3 +13,4 @@ pub mod tasks;
 pub mod timerq;
 pub mod control;
 pub mod hist;
+pub mod windows;

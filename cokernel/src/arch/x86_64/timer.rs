@@ -38,6 +38,12 @@ pub static FIRED: AtomicU64 = AtomicU64::new(0);
 /// TSC when the last expiry was handled.
 pub static LAST_FIRE_TSC: AtomicU64 = AtomicU64::new(0);
 static CALLBACK: AtomicUsize = AtomicUsize::new(0);
+/// Arrivals later than this (TSC ticks) are attributed to the site they interrupted.
+static LATE_TICKS: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Arrivals later than this are attributed (virtual ns under icount).
+pub const LATE_NS: u64 = 150;
+/// Where late timer interrupts landed: the hardware-off windows that held them (`rt::windows`).
+pub static WINDOWS: spin::Mutex<crate::rt::windows::Windows> = spin::Mutex::new(crate::rt::windows::Windows::new());
 
 /// Called on expiry with the TSC at entry, interrupts off.
 pub type Callback = fn(now: u64);
@@ -54,6 +60,7 @@ pub fn lapic_hz() -> u64 {
 pub fn init(tsc_deadline: bool, force_lapic: bool) -> Kind {
     apic::write(apic::REG_TIMER_DIVIDE, 0b1011); // divide by 1
     LAPIC_HZ.store(calibrate(), Ordering::Relaxed);
+    LATE_TICKS.store(tsc::ns_to_ticks(LATE_NS), Ordering::Relaxed);
     idt::register(vectors::TIMER, on_interrupt);
     if tsc_deadline && !force_lapic {
         apic::write(apic::REG_LVT_TIMER, LVT_TSC_DEADLINE | u32::from(vectors::TIMER));
@@ -129,7 +136,7 @@ fn program(deadline: u64, now: u64) {
     }
 }
 
-fn on_interrupt(_frame: &mut TrapFrame) {
+fn on_interrupt(frame: &mut TrapFrame) {
     let now = rdtsc();
     let deadline = DEADLINE.load(Ordering::Relaxed);
     if deadline == u64::MAX {
@@ -139,6 +146,9 @@ fn on_interrupt(_frame: &mut TrapFrame) {
         program(deadline, now); // counter rounding or a clamped long deadline: wait for the rest
         return;
     }
+    if now - deadline > LATE_TICKS.load(Ordering::Relaxed) {
+        attribute(frame, now - deadline);
+    }
     DEADLINE.store(u64::MAX, Ordering::Relaxed);
     FIRED.fetch_add(1, Ordering::Relaxed);
     LAST_FIRE_TSC.store(now, Ordering::Relaxed);
@@ -147,5 +157,16 @@ fn on_interrupt(_frame: &mut TrapFrame) {
         // SAFETY: only `set_callback` stores here, and it stores a `Callback`.
         let cb: Callback = unsafe { core::mem::transmute::<usize, Callback>(cb) };
         cb(now);
+    }
+}
+
+/// A late arrival: the interrupted instruction is where the hardware flag came back on.
+#[cold]
+fn attribute(frame: &TrapFrame, late: u64) {
+    use crate::rt::windows::Site;
+    let site = if frame.cs & 3 == 3 { Site::User } else { Site::At(frame.rip) };
+    // Trap context, interrupts off: readers take the lock with interrupts off too.
+    if let Some(mut w) = WINDOWS.try_lock() {
+        w.record(site, late);
     }
 }

@@ -172,4 +172,31 @@ fn emit_guest() {
             .u64s("line_irqs", &lines)
             .u64("line_calls_refused", irqchip::REFUSED.load(Relaxed));
     });
+    emit_windows();
+}
+
+/// The hardware-off windows the timer found (worst first, since boot): `sites` are the kernel
+/// addresses (Linux's or the co-kernel's) where the flag came back on, or 0x1 (Linux user mode:
+/// its exit window).
+fn emit_windows() {
+    use crate::rt::windows::SITES;
+    // A copy with interrupts off (a few hundred bytes); sorted after they are back on.
+    let copy = x86_64::instructions::interrupts::without_interrupts(|| *crate::arch::timer::WINDOWS.lock());
+    let (w, dropped) = (copy.worst_first(), copy.dropped);
+    let mut sites = [0u64; SITES];
+    let mut max_ns = [0u64; SITES];
+    let mut count = [0u64; SITES];
+    for (i, e) in w.iter().enumerate() {
+        sites[i] = e.key;
+        max_ns[i] = ticks_ns(e.max);
+        count[i] = e.count;
+    }
+    let n = w.len();
+    console::record("windows", |r| {
+        r.u64("late_ns", crate::arch::timer::LATE_NS)
+            .hex_list("sites", &sites[..n])
+            .u64s("max_ns", &max_ns[..n])
+            .u64s("count", &count[..n])
+            .u64("dropped", dropped);
+    });
 }
