@@ -22,6 +22,7 @@
 #define HAUKI_VECTOR_COKERNEL_KCALL      0xf2
 #define HAUKI_ISA_VECTOR_BASE            0x30
 #define HAUKI_ISA_LINES                  0x10
+#define HAUKI_STATUS_TEXT                0xff0
 #define HAUKI_TELEMETRY_PORT             0x2f8
 #define HAUKI_TELEMETRY_IRQ              0x3
 #define HAUKI_VCPU_MASK                  0x0
@@ -36,6 +37,9 @@
 #define HAUKI_CALL_IRQ_EOI               0x5
 #define HAUKI_CALL_REPLAY                0x6
 #define HAUKI_CALL_SHUTDOWN              0x7
+#define HAUKI_SHUTDOWN_OFF               0x0
+#define HAUKI_SHUTDOWN_REBOOT            0x1
+#define HAUKI_SHUTDOWN_PANIC             0x2
 #define HAUKI_CALL_REGISTER_VCPU         0x8
 
 #ifndef __ASSEMBLY__
@@ -60,7 +64,8 @@ struct hauki_handoff {
 	__u8 reserved_vectors[6];        /* 0x4a */
 	__u64 pgd[16];                   /* 0x50 */
 	__u64 vcpu_virt;                 /* 0xd0 */
-	__u64 reserved[5];               /* 0xd8 */
+	__u64 status_virt;               /* 0xd8 */
+	__u64 reserved[4];               /* 0xe0 */
 } __attribute__((aligned(8)));
 _Static_assert(sizeof(struct hauki_handoff) == 0x100, "struct hauki_handoff size");
 _Static_assert(__builtin_offsetof(struct hauki_handoff, magic) == 0x0, "hauki_handoff.magic");
@@ -80,7 +85,20 @@ _Static_assert(__builtin_offsetof(struct hauki_handoff, linux_timer_vector) == 0
 _Static_assert(__builtin_offsetof(struct hauki_handoff, reserved_vectors) == 0x4a, "hauki_handoff.reserved_vectors");
 _Static_assert(__builtin_offsetof(struct hauki_handoff, pgd) == 0x50, "hauki_handoff.pgd");
 _Static_assert(__builtin_offsetof(struct hauki_handoff, vcpu_virt) == 0xd0, "hauki_handoff.vcpu_virt");
-_Static_assert(__builtin_offsetof(struct hauki_handoff, reserved) == 0xd8, "hauki_handoff.reserved");
+_Static_assert(__builtin_offsetof(struct hauki_handoff, status_virt) == 0xd8, "hauki_handoff.status_virt");
+_Static_assert(__builtin_offsetof(struct hauki_handoff, reserved) == 0xe0, "hauki_handoff.reserved");
+
+struct hauki_status {
+	__u64 seq;                       /* 0x00 */
+	__u32 len;                       /* 0x08 */
+	__u32 reserved;                  /* 0x0c */
+	__u8 text[4080];                 /* 0x10 */
+} __attribute__((aligned(4096)));
+_Static_assert(sizeof(struct hauki_status) == 0x1000, "struct hauki_status size");
+_Static_assert(__builtin_offsetof(struct hauki_status, seq) == 0x0, "hauki_status.seq");
+_Static_assert(__builtin_offsetof(struct hauki_status, len) == 0x8, "hauki_status.len");
+_Static_assert(__builtin_offsetof(struct hauki_status, reserved) == 0xc, "hauki_status.reserved");
+_Static_assert(__builtin_offsetof(struct hauki_status, text) == 0x10, "hauki_status.text");
 
 struct hauki_vcpu {
 	__u8 mask;                       /* 0x00 */

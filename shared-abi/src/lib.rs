@@ -129,8 +129,15 @@ pub mod guest {
         pub const IRQ_EOI: u32 = 5;
         /// Deliver pending events now (the virtual flag was just turned on).
         pub const REPLAY: u32 = 6;
-        /// Linux powers off or reboots: RSI = 0 power off, 1 reboot.
+        /// Linux stops (minor 2): RSI = one of the `SHUTDOWN_*` reasons. Never returns: the
+        /// co-kernel restarts Linux or halts it, as configured, while its tasks run on.
         pub const SHUTDOWN: u32 = 7;
+        /// Linux powered itself off.
+        pub const SHUTDOWN_OFF: u32 = 0;
+        /// Linux reboots (`reboot`, or `panic=-1` restarting).
+        pub const SHUTDOWN_REBOOT: u32 = 1;
+        /// Linux panicked.
+        pub const SHUTDOWN_PANIC: u32 = 2;
         /// Linux's vCPU block moved (per-CPU areas): RSI = new physical address.
         pub const REGISTER_VCPU: u32 = 8;
     }
@@ -157,7 +164,24 @@ pub mod guest {
         /* 0x50 */ pub pgd: [u64; PGD_SLOTS],
         /// Virtual address (in the co-kernel's shared range) of the vCPU blocks (minor 1).
         /* 0xd0 */ pub vcpu_virt: u64,
-        /* 0xd8 */ pub reserved: [u64; 5],
+        /// Virtual address (shared range) of the co-kernel's [`Status`] page (minor 2; 0: none).
+        /* 0xd8 */ pub status_virt: u64,
+        /* 0xe0 */ pub reserved: [u64; 4],
+    }
+
+    /// Bytes of text a [`Status`] page holds.
+    pub const STATUS_TEXT: usize = 4096 - 16;
+
+    /// The co-kernel's state as text for Linux to show (`/proc/hauki/status`), rewritten by the
+    /// co-kernel once per report period. A seqlock: `seq` is odd while the co-kernel writes;
+    /// a reader copies `len` bytes of `text` and retries if `seq` was odd or changed meanwhile.
+    #[repr(C, align(4096))]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Status {
+        /* 0x00 */ pub seq: u64,
+        /* 0x08 */ pub len: u32,
+        /* 0x0c */ pub reserved: u32,
+        /* 0x10 */ pub text: [u8; STATUS_TEXT],
     }
 
     /// One virtual CPU of Linux: its soft interrupt flag, the events logged for it, its IDT.
@@ -190,7 +214,10 @@ pub mod guest {
         assert!(offset_of!(Handoff, upcall_vector) == 0x48);
         assert!(offset_of!(Handoff, pgd) == 0x50);
         assert!(offset_of!(Handoff, vcpu_virt) == 0xd0);
-        assert!(offset_of!(Handoff, reserved) == 0xd8);
+        assert!(offset_of!(Handoff, status_virt) == 0xd8);
+        assert!(offset_of!(Handoff, reserved) == 0xe0);
+        assert!(size_of::<Status>() == 4096);
+        assert!(offset_of!(Status, text) == 0x10);
         assert!(size_of::<Vcpu>() == 0x80);
         assert!(align_of::<Vcpu>() == 64);
         assert!(offset_of!(Vcpu, pending) == 0x08);
@@ -247,7 +274,8 @@ pub mod guest {
                 reserved_vectors: [VECTOR_COKERNEL_TIMER, VECTOR_COKERNEL_WAKEUP, VECTOR_COKERNEL_KCALL, 0, 0, 0],
                 pgd: [0; PGD_SLOTS],
                 vcpu_virt: 0,
-                reserved: [0; 5],
+                status_virt: 0,
+                reserved: [0; 4],
             }
         }
 
@@ -335,7 +363,19 @@ pub mod guest {
                 f!(Handoff, reserved_vectors, U8, 6),
                 f!(Handoff, pgd, U64, PGD_SLOTS),
                 f!(Handoff, vcpu_virt, U64, 1),
-                f!(Handoff, reserved, U64, 5),
+                f!(Handoff, status_virt, U64, 1),
+                f!(Handoff, reserved, U64, 4),
+            ],
+        },
+        Struct {
+            c_name: "hauki_status",
+            size: size_of::<Status>(),
+            align: align_of::<Status>(),
+            fields: &[
+                f!(Status, seq, U64, 1),
+                f!(Status, len, U32, 1),
+                f!(Status, reserved, U32, 1),
+                f!(Status, text, U8, STATUS_TEXT),
             ],
         },
         Struct {
@@ -376,6 +416,7 @@ pub mod guest {
         ("VECTOR_COKERNEL_KCALL", VECTOR_COKERNEL_KCALL as u64),
         ("ISA_VECTOR_BASE", ISA_VECTOR_BASE as u64),
         ("ISA_LINES", ISA_LINES as u64),
+        ("STATUS_TEXT", STATUS_TEXT as u64),
         ("TELEMETRY_PORT", super::serial::TELEMETRY_PORT as u64),
         ("TELEMETRY_IRQ", TELEMETRY_IRQ as u64),
         ("VCPU_MASK", offset_of!(Vcpu, mask) as u64),
@@ -390,6 +431,9 @@ pub mod guest {
         ("CALL_IRQ_EOI", call::IRQ_EOI as u64),
         ("CALL_REPLAY", call::REPLAY as u64),
         ("CALL_SHUTDOWN", call::SHUTDOWN as u64),
+        ("SHUTDOWN_OFF", call::SHUTDOWN_OFF as u64),
+        ("SHUTDOWN_REBOOT", call::SHUTDOWN_REBOOT as u64),
+        ("SHUTDOWN_PANIC", call::SHUTDOWN_PANIC as u64),
         ("CALL_REGISTER_VCPU", call::REGISTER_VCPU as u64),
     ];
 }

@@ -92,7 +92,14 @@ pub const BENCHES: &[Bench] = &[
         name: "linux-guest",
         run: linux_guest,
     },
+    Bench {
+        name: "linux-stress",
+        run: linux_stress,
+    },
 ];
+
+/// Virtual seconds of the stress battery in the bench (about 10 s of wall time each).
+const STRESS_BENCH_SECS: u64 = 30;
 
 /// Worst release latency target (virtual time).
 const LATENCY_TARGET_NS: u64 = 10_000;
@@ -460,6 +467,34 @@ fn linux_guest(c: &BenchCtx) -> Result<Vec<Metric>, String> {
             &format!("latency task while Linux idles at its prompt ({} misses over {} reports)", misses(idle), idle.len()),
         ),
     ])
+}
+
+/// The latency task while Linux idles and while it runs the stress battery (CPU hogs, fork/exec,
+/// find, /proc readers, pipes, console output, memory pressure), and the worst hardware-off
+/// windows, under icount.
+fn linux_stress(c: &BenchCtx) -> Result<Vec<Metric>, String> {
+    let r = crate::suite::stress_run(&c.dir.join("linux-stress"), &c.elf, STRESS_BENCH_SECS)?;
+    let mut m = vec![
+        metric("linux.stress.rt_latency_idle.max", r.idle_max_ns, "ns", None, "latency task while Linux idles (same run)"),
+        metric(
+            "linux.stress.rt_latency.max",
+            r.stress_max_ns,
+            "ns",
+            Some(LATENCY_TARGET_NS),
+            &format!("latency task during {STRESS_BENCH_SECS} s of hauki-stress ({} samples, {} misses); {}", r.stress_samples, r.misses, r.summary),
+        ),
+        metric("linux.stress.misses", r.misses, "", Some(0), "deadline misses over the whole run"),
+    ];
+    for (i, w) in r.windows.iter().take(10).enumerate() {
+        m.push(metric(
+            &format!("linux.window.{i}"),
+            w.max_ns,
+            "ns",
+            None,
+            &format!("x{} {}", w.count, crate::telemetry::symbolize(c.ws, w.site)),
+        ));
+    }
+    Ok(m)
 }
 
 #[cfg(test)]

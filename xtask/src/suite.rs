@@ -378,6 +378,10 @@ const SYSTEM_TESTS: &[SysTest] = &[
         run: linux_stress_battery,
     },
     SysTest {
+        name: "linux-faults-are-linux-s",
+        run: linux_faults,
+    },
+    SysTest {
         name: "pvh-pit-calibration",
         run: pvh_pit,
     },
@@ -939,17 +943,22 @@ fn linux_bare_boot(ctx: &Ctx, _elf: &Path, _iso: &Path) -> Status {
 /// Boots the co-kernel with the Linux bundle as its boot module and `cokernel_args`, COM1 on a
 /// shell console; returns the console and the telemetry file.
 fn boot_cokernel_with_linux(ctx: &Ctx, elf: &Path, name: &str, cokernel_args: &str, icount: bool) -> Result<(crate::console::ShellConsole, PathBuf), Status> {
+    boot_with_linux_in(&ctx.dir(name), elf, cokernel_args, icount).map_err(Status::Fail)
+}
+
+/// Boots the co-kernel with the built Linux as its module, QEMU's files in `dir`.
+pub fn boot_with_linux_in(dir: &Path, elf: &Path, cokernel_args: &str, icount: bool) -> Result<(crate::console::ShellConsole, PathBuf), String> {
     let ws = crate::util::Workspace::locate();
     let bundle = crate::linux::build_all(&ws)
         .and_then(|(v, i)| crate::linux::build_bundle(&ws, &v, &i, crate::linux::DEFAULT_CMDLINE, crate::linux::BUNDLE))
-        .map_err(|e| Status::Fail(format!("the Linux guest does not build: {e}")))?;
-    let dir = ctx.dir(name);
+        .map_err(|e| format!("the Linux guest does not build: {e}"))?;
+    let dir = dir.to_path_buf();
     let (c1, c2) = Qemu::paths(&dir);
     let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline(cokernel_args) };
     let mut cfg = QemuConfig::test(boot, "max", &c1, &c2);
     cfg.extra = vec!["-initrd".into(), bundle.display().to_string()];
     cfg.icount = icount;
-    let con = crate::console::ShellConsole::spawn(&dir, &cfg).map_err(Status::Fail)?;
+    let con = crate::console::ShellConsole::spawn(&dir, &cfg)?;
     Ok((con, c2))
 }
 
@@ -1022,15 +1031,20 @@ fn linux_guest_beside_rt(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
         if misses != 0 {
             return Err(format!("the latency task missed {misses} deadlines while Linux booted and ran its shell"));
         }
-        con.send("poweroff")?;
-        match con.wait_exit(bound)? {
-            Some(0) => Ok(()),
-            other => Err(format!("QEMU exit status {other:?} after poweroff, want 0")),
-        }
+        poweroff(&mut con, bound)
     };
     match steps() {
         Ok(()) => Status::Pass,
         Err(e) => report_console_failure(&con, e),
+    }
+}
+
+/// `poweroff` on Linux's shell must end QEMU cleanly (status 0).
+fn poweroff(con: &mut ShellConsole, bound: Duration) -> Result<(), String> {
+    con.send("poweroff")?;
+    match con.wait_exit(bound)? {
+        Some(0) => Ok(()),
+        other => Err(format!("QEMU exit status {other:?} after poweroff, want 0")),
     }
 }
 
@@ -1052,11 +1066,8 @@ pub struct StressRun {
 
 /// Boots Linux beside the tasks under icount, lets it idle for 2 s at the prompt, runs
 /// `hauki-stress SECS` and reads the latency records of both phases and the window table.
-fn stress_run(ctx: &Ctx, elf: &Path, name: &str, secs: u64) -> Result<StressRun, String> {
-    let (mut con, c2) = boot_cokernel_with_linux(ctx, elf, name, "hauki.linux=guest hauki.report_ms=500", true).map_err(|s| match s {
-        Status::Fail(e) => e,
-        _ => "the guest did not boot".to_string(),
-    })?;
+pub fn stress_run(dir: &Path, elf: &Path, secs: u64) -> Result<StressRun, String> {
+    let (mut con, c2) = boot_with_linux_in(dir, elf, "hauki.linux=guest hauki.report_ms=500", true)?;
     let bound = hard_timeout();
     let latency = |c2: &Path| -> Vec<serde_json::Value> {
         Records::parse(&std::fs::read_to_string(c2).unwrap_or_default()).events("latency").cloned().collect()
@@ -1104,7 +1115,7 @@ fn stress_run(ctx: &Ctx, elf: &Path, name: &str, secs: u64) -> Result<StressRun,
 /// no deadline and its worst case stays within a small factor of the idle worst case. Prints the
 /// hardware-off window table, symbolized.
 fn linux_stress_battery(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
-    let r = match stress_run(ctx, elf, "linux-stress-battery", STRESS_TEST_SECS) {
+    let r = match stress_run(&ctx.dir("linux-stress-battery"), elf, STRESS_TEST_SECS) {
         Ok(r) => r,
         Err(e) => return Status::Fail(e),
     };
@@ -1128,9 +1139,76 @@ fn linux_stress_battery(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
     Status::Pass
 }
 
+/// Linux's faults are Linux's (icount): an oops kills only the process; a hard lock-up with
+/// Linux's flag off is caught by the co-kernel's watchdog and a panic is reported by Linux; both
+/// times the co-kernel reports on COM2 and restarts Linux, which comes back to a working shell,
+/// and the latency task misses no deadline throughout.
+fn linux_faults(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    let args = "hauki.linux=guest hauki.report_ms=250 hauki.linux_watchdog_ms=1000";
+    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-faults-are-linux-s", args, true) {
+        Ok(x) => x,
+        Err(s) => return s,
+    };
+    let bound = hard_timeout();
+    const UP: &str = "is up; type 'poweroff' to end.";
+    const CRASH: &str = "/sys/kernel/debug/provoke-crash/DIRECT";
+    let mut steps = || -> Result<(), String> {
+        con.expect(UP, bound)?;
+        con.expect("# ", bound)?;
+        // An oops in a process: Linux kills it and carries on (init starts a new shell).
+        con.send(&format!("echo EXCEPTION > {CRASH}"))?;
+        con.expect("Oops", bound)?;
+        con.expect("# ", bound)?;
+        let (out, _) = con.run("echo alive-after-oops", bound)?;
+        if !out.contains("alive-after-oops") {
+            return Err(format!("no shell after the oops: {out:?}"));
+        }
+        // A hard lock-up: Linux spins with its flag off; the co-kernel's watchdog takes over.
+        con.send(&format!("echo HARDLOCKUP > {CRASH}"))?;
+        con.expect(UP, bound)?;
+        con.expect("# ", bound)?;
+        let (out, _) = con.run("echo alive-after-lockup", bound)?;
+        if !out.contains("alive-after-lockup") {
+            return Err(format!("no shell after the restart: {out:?}"));
+        }
+        // A panic: Linux tells the co-kernel, which restarts it.
+        con.send(&format!("echo PANIC > {CRASH}"))?;
+        con.expect("Kernel panic", bound)?;
+        con.expect(UP, bound)?;
+        con.expect("# ", bound)?;
+        let (out, _) = con.run("echo alive-after-panic", bound)?;
+        if !out.contains("alive-after-panic") {
+            return Err(format!("no shell after the second restart: {out:?}"));
+        }
+        let recs = Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default());
+        let states: Vec<String> = recs.events("linux").filter_map(|r| r["state"].as_str().map(str::to_string)).collect();
+        let want = ["guest", "stuck", "panicked"];
+        let mut it = states.iter();
+        if !want.iter().all(|w| it.any(|s| s == w)) {
+            return Err(format!("the co-kernel's linux records say {states:?}, want {want:?} in order"));
+        }
+        let restarts = recs.events("guest").last().and_then(|g| g["restarts"].as_u64()).unwrap_or(0);
+        if restarts != 2 {
+            return Err(format!("{restarts} restarts counted, want 2"));
+        }
+        let misses: u64 = recs.events("latency").filter_map(|l| l["misses"].as_u64()).sum();
+        let max = recs.events("latency").filter_map(|l| l["max_ns"].as_u64()).max().unwrap_or(0);
+        println!("    oops, lock-up (watchdog) and panic survived; latency max {max} ns over the run, {misses} misses");
+        if misses != 0 {
+            return Err(format!("the latency task missed {misses} deadlines while Linux failed and restarted"));
+        }
+        poweroff(&mut con, bound)
+    };
+    match steps() {
+        Ok(()) => Status::Pass,
+        Err(e) => report_console_failure(&con, e),
+    }
+}
+
 /// Linux's clock events come from the co-kernel ("hauki" clock-event device, ticking: uptime
 /// advances across `sleep 1`), its console line is interrupt-driven through the co-kernel's
-/// irqchip (IRQ 4 on chip "hauki" with interrupts counted), and it left COM2 alone.
+/// irqchip (IRQ 4 on chip "hauki" with interrupts counted), it left COM2 alone, and
+/// `/proc/hauki/status` shows the co-kernel's tasks and latency.
 fn guest_devices_are_paravirtual(con: &mut ShellConsole, bound: Duration) -> Result<(), String> {
     let (dev, _) = con.run("cat /sys/devices/system/clockevents/clockevent0/current_device", bound)?;
     if dev.trim() != "hauki" {
@@ -1156,6 +1234,12 @@ fn guest_devices_are_paravirtual(con: &mut ShellConsole, bound: Duration) -> Res
     let loc = irqs.lines().find(|l| l.trim_start().starts_with("LOC:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
     if loc.unwrap_or(0) == 0 {
         return Err(format!("no local timer interrupts (LOC) in /proc/interrupts:\n{irqs}"));
+    }
+    let (status, _) = con.run("cat /proc/hauki/status", bound)?;
+    let latency_row = status.lines().find(|l| l.split_whitespace().next() == Some("latency"));
+    let samples = status.lines().find(|l| l.starts_with("latency: period")).is_some();
+    if !status.lines().any(|l| l.starts_with("Hauki co-kernel")) || latency_row.is_none() || !samples || !status.contains("events for linux: forwarded") {
+        return Err(format!("/proc/hauki/status does not show the co-kernel's tasks and latency:\n{status}"));
     }
     let (ports, _) = con.run("cat /proc/ioports", bound)?;
     if !ports.contains("02f8-02ff : hauki telemetry") {

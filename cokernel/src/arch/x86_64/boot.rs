@@ -338,13 +338,44 @@ fn start_linux(boot: &BootInfo, cpu: &cpu::Features, plan: Option<Result<linux::
     if cpu.invariant_tsc {
         features |= hauki_abi::guest::FEATURE_INVARIANT_TSC;
     }
-    let prep = match linux::prepare(&plan, boot, withheld, features, mode == LinuxMode::Guest) {
+    // As the guest, Linux can be restarted: the modules stay the co-kernel's (withheld from
+    // Linux) and Linux gets a copy of the initramfs in its own RAM at every start.
+    let guest = mode == LinuxMode::Guest;
+    let mut withhold: heapless::Vec<core::ops::Range<u64>, 12> = heapless::Vec::new();
+    for r in withheld.iter().cloned().chain(guest.then(|| page_out(&plan.image))).chain(plan.initrd.as_ref().filter(|_| guest).map(page_out)) {
+        let _ = withhold.push(r);
+    }
+    let initrd_at = if guest && plan.initrd.is_some() {
+        match linux::initrd_slot(&plan, boot, &withhold) {
+            Some(a) => Some(a),
+            None => {
+                refuse("no-room-for-initramfs", format_args!("no free RAM below 2 GiB above the kernel takes Linux's copy of the initramfs"));
+                return None;
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(dst) = initrd_at
+        && let Err(e) = linux::place_initrd(&plan, dst)
+    {
+        refuse("load-failed", format_args!("{e}"));
+        return None;
+    }
+    let prep = match linux::prepare(&plan, boot, &withhold, features, guest, initrd_at) {
         Ok(p) => p,
         Err(e) => {
             refuse("prepare-failed", format_args!("{e}"));
             return None;
         }
     };
+    if guest {
+        if let Err(e) = linux::keep(&plan, &prep, initrd_at) {
+            refuse("prepare-failed", format_args!("{e}"));
+            return None;
+        }
+        super::watchdog::init(line);
+    }
     let handover = mode == LinuxMode::Handover;
     console::record("linux", |r| {
         r.str("state", match mode {
@@ -378,6 +409,11 @@ fn start_linux(boot: &BootInfo, cpu: &cpu::Features, plan: Option<Result<linux::
         plan.vmlinux.phys_end
     );
     None
+}
+
+/// `r` widened to whole pages.
+fn page_out(r: &core::ops::Range<u64>) -> core::ops::Range<u64> {
+    (r.start & !0xfff)..((r.end + 0xfff) & !0xfff)
 }
 
 /// A refused Linux: say what was wrong; the real-time side carries on.

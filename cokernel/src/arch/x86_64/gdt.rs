@@ -67,6 +67,27 @@ pub fn init() {
     }
 }
 
+/// Loads the co-kernel's GDT and TSS again (after a guest that loaded its own died: its tables
+/// lie in memory about to be overwritten). Interrupts must be off.
+pub fn reload() {
+    // SAFETY: the tables were built by `init`; the TSS descriptor's busy bit (type 0xb) is cleared
+    // first, as `ltr` requires an available TSS; the selectors are those `init` loaded.
+    unsafe {
+        let gdt = &*TABLES.gdt.get();
+        let entries = gdt.entries().as_ptr() as *mut u64;
+        let tss = entries.add(usize::from(TSS_SEL) / 8);
+        tss.write_volatile(tss.read_volatile() & !(1 << 41));
+        gdt.load_unsafe();
+        let cs = SegmentSelector(KERNEL_CS);
+        let ds = SegmentSelector(KERNEL_DS);
+        CS::set_reg(cs);
+        SS::set_reg(ds);
+        DS::set_reg(ds);
+        ES::set_reg(ds);
+        load_tss(SegmentSelector(TSS_SEL));
+    }
+}
+
 /// Points IST slot `slot` (1-based) at `top`.
 pub fn set_ist(slot: u8, top: u64) {
     assert!((1..=7).contains(&slot));

@@ -198,8 +198,36 @@ pub fn forward(v: u8) -> bool {
     true
 }
 
+/// TSC when an event was logged with none pending before (0: nothing pending). Linux taking no
+/// event for a long time while one waits means it is stuck with its flag off.
+static PENDING_SINCE: AtomicU64 = AtomicU64::new(0);
+
+/// How long the oldest logged event has waited (TSC ticks), if one is pending.
+pub fn pending_for(now: u64) -> Option<u64> {
+    let since = PENDING_SINCE.load(Ordering::Relaxed);
+    (since != 0 && pending_any()).then(|| now.saturating_sub(since))
+}
+
+/// Forgets the guest: no IDT, no soft flag, nothing pending, its vCPU masked (a new Linux
+/// starts from scratch). Interrupts off.
+pub fn reset() {
+    set_active(false);
+    set_soft(false);
+    set_idt(0, 0);
+    for w in &PENDING {
+        w.store(0, Ordering::Relaxed);
+    }
+    PENDING_SINCE.store(0, Ordering::Relaxed);
+    VCPU.set_pending_any(false);
+    VCPU.set_enabled(false);
+    VCPU.set_timer_deadline(u64::MAX);
+}
+
 /// Logs `v` for the guest.
 pub fn log_pending(v: u8) {
+    if !pending_any() {
+        PENDING_SINCE.store(super::cpu::rdtsc(), Ordering::Relaxed);
+    }
     PENDING[usize::from(v / 64)].fetch_or(1 << (v % 64), Ordering::Relaxed);
     LOGGED.fetch_add(1, Ordering::Relaxed);
     VCPU.set_pending_any(true);
@@ -225,7 +253,10 @@ fn take_highest() -> Option<u8> {
         if bits != 0 {
             let b = 63 - bits.leading_zeros();
             w.fetch_and(!(1 << b), Ordering::Relaxed);
-            VCPU.set_pending_any(pending_any());
+            let more = pending_any();
+            VCPU.set_pending_any(more);
+            // Linux took an event: the next one waits from now.
+            PENDING_SINCE.store(if more { super::cpu::rdtsc() } else { 0 }, Ordering::Relaxed);
             return Some((i * 64) as u8 + b as u8);
         }
     }
@@ -271,3 +302,38 @@ pub fn on_wakeup(_frame: &mut TrapFrame) {}
 
 /// Linux turned its flag on with events logged (`int HAUKI_VECTOR_UPCALL`).
 pub static UPCALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The status page Linux shows as `/proc/hauki/status` (ABI `Status`, a seqlock).
+pub struct StatusPage(UnsafeCell<hauki_abi::guest::Status>);
+// SAFETY: written only by the telemetry task (one writer), read by Linux under the seqlock.
+unsafe impl Sync for StatusPage {}
+
+pub static STATUS: StatusPage = StatusPage(UnsafeCell::new(hauki_abi::guest::Status {
+    seq: 0,
+    len: 0,
+    reserved: 0,
+    text: [0; hauki_abi::guest::STATUS_TEXT],
+}));
+
+impl StatusPage {
+    pub fn addr(&self) -> u64 {
+        self.0.get() as u64
+    }
+
+    /// Replaces the text (one writer: the telemetry task).
+    pub fn publish(&self, text: &[u8]) {
+        let p = self.0.get();
+        let n = text.len().min(hauki_abi::guest::STATUS_TEXT);
+        // SAFETY: the single writer; Linux only reads, and retries while `seq` is odd or moved.
+        unsafe {
+            let seq = core::ptr::addr_of_mut!((*p).seq);
+            let s = seq.read_volatile();
+            seq.write_volatile(s | 1);
+            core::sync::atomic::fence(Ordering::Release);
+            core::ptr::copy_nonoverlapping(text.as_ptr(), core::ptr::addr_of_mut!((*p).text) as *mut u8, n);
+            core::ptr::addr_of_mut!((*p).len).write_volatile(n as u32);
+            core::sync::atomic::fence(Ordering::Release);
+            seq.write_volatile((s | 1) + 1);
+        }
+    }
+}

@@ -180,6 +180,12 @@ extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
             super::guest::FORWARDED.fetch_add(1, Ordering::Relaxed);
             return frame; // the guest's fault: its own handler runs, on its own terms
         }
+        if !super::mm::is_cokernel_code(frame.rip) && super::guest::in_guest_context() {
+            // Linux faulted with no handler of its own yet (early boot): Linux is dead, the
+            // co-kernel is not. The switch point takes the idle context over.
+            super::watchdog::linux_faulted(v as u8, frame.rip);
+            return super::rt::switch_point(frame);
+        }
         exceptions::handle(frame);
         return frame;
     }
@@ -207,7 +213,9 @@ extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
         let h: Handler = unsafe { core::mem::transmute::<usize, Handler>(h) };
         h(frame);
     } else if super::guest::active() && !super::guest::is_cokernel_vector(vector) {
-        super::irqchip::on_arrival(vector); // a level line is masked until Linux's EOI
+        if vector >> 4 == hauki_abi::guest::ISA_VECTOR_BASE >> 4 {
+            super::irqchip::on_arrival(vector); // a level line is masked until Linux's EOI
+        }
         apic::eoi();
         if super::guest::on_guest_interrupt(frame, vector) {
             return frame; // delivered to the guest at the trap's exit

@@ -64,3 +64,17 @@ pub fn on_arrival(vector: u8) {
 pub fn count(irq: u32) -> u64 {
     LINES.lock().as_ref().and_then(|l| l.line(irq).map(|x| x.count)).unwrap_or(0)
 }
+
+/// Every line masked and out of service (the guest that owned them is gone).
+pub fn reset() {
+    let mut g = LINES.lock();
+    let Some(lines) = g.as_mut() else { return };
+    for irq in 0..hauki_abi::guest::ISA_LINES {
+        if let Ok(a) = lines.mask(irq) {
+            apply(lines, irq, a);
+        }
+        if let Ok(a) = lines.eoi(irq) {
+            apply(lines, irq, a);
+        }
+    }
+}

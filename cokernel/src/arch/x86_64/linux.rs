@@ -12,6 +12,7 @@
 //! tests this loader end to end.
 
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::ops::Range;
 
 use hauki_abi::guest::{self as abi, Handoff};
@@ -21,6 +22,7 @@ use crate::bootinfo::BootInfo;
 use crate::guest::bootparams::{self, BOOT_PARAMS_SIZE, COMMAND_LINE_SIZE, E820_MAX, LinuxBoot};
 use crate::guest::elf::{self, ElfError, Vmlinux};
 use crate::guest::lines::Lines;
+use super::watchdog::Failure;
 use crate::guest::modules::{self, ModuleError};
 use crate::mm::memmap::MemMapError;
 
@@ -228,6 +230,7 @@ pub fn load(plan: &Plan) -> Result<(), &'static str> {
 /// The pages handed to Linux, all from the co-kernel's pool.
 pub struct Prepared {
     pub boot_params: u64,
+    pub cmdline: u64,
     pub handoff: u64,
     pub e820_entries: usize,
 }
@@ -236,7 +239,9 @@ pub struct Prepared {
 /// memory (image, pool, boot information), reported to Linux as reserved.
 /// `guest`: Linux will run as the idle task (it gets `hardware_subarch` = HAUKI); otherwise it
 /// is handed the whole machine and must boot as on a plain PC.
-pub fn prepare(plan: &Plan, boot: &BootInfo, withhold: &[Range<u64>], features: u64, guest: bool) -> Result<Prepared, &'static str> {
+/// `initrd_at`: where the initramfs is copied for Linux (guest mode: the module itself stays the
+/// co-kernel's, for restarts); `None` passes it in place.
+pub fn prepare(plan: &Plan, boot: &BootInfo, withhold: &[Range<u64>], features: u64, guest: bool, initrd_at: Option<u64>) -> Result<Prepared, &'static str> {
     let bp = mm::alloc_frame().ok_or("no frame for boot_params")?;
     let cmd = mm::alloc_frame().ok_or("no frame for the command line")?;
     let ho = mm::alloc_frame().ok_or("no frame for the handoff page")?;
@@ -255,6 +260,7 @@ pub fn prepare(plan: &Plan, boot: &BootInfo, withhold: &[Range<u64>], features: 
         h.nr_vcpus = 1;
         h.vcpu_virt = super::guest::VCPU.addr();
         h.vcpu_phys = h.vcpu_virt - mm::KERNEL_VIRT_BASE;
+        h.status_virt = super::guest::STATUS.addr();
         h.check().map_err(|_| "the handoff page fails its own check")?;
         core::ptr::write_bytes(page(ho), 0, 4096);
         (page(ho) as *mut Handoff).write(h);
@@ -264,7 +270,7 @@ pub fn prepare(plan: &Plan, boot: &BootInfo, withhold: &[Range<u64>], features: 
     let lb = LinuxBoot {
         cmdline_phys: cmd,
         cmdline_len: plan.cmdline.len() as u32,
-        initrd: plan.initrd.as_ref().map(|r| (r.start, r.end - r.start)),
+        initrd: plan.initrd.as_ref().map(|r| (initrd_at.unwrap_or(r.start), r.end - r.start)),
         rsdp: boot.rsdp,
         hardware_subarch: if guest { abi::SUBARCH_HAUKI } else { bootparams::X86_SUBARCH_PC },
         subarch_data: ho,
@@ -273,7 +279,7 @@ pub fn prepare(plan: &Plan, boot: &BootInfo, withhold: &[Range<u64>], features: 
     // SAFETY: a fresh 4 KiB frame, exclusively ours.
     let out = unsafe { &mut *(page(bp) as *mut [u8; BOOT_PARAMS_SIZE]) };
     bootparams::build(out, &lb).map_err(|_| "boot_params could not be built")?;
-    Ok(Prepared { boot_params: bp, handoff: ho, e820_entries: e820.len() })
+    Ok(Prepared { boot_params: bp, cmdline: cmd, handoff: ho, e820_entries: e820.len() })
 }
 
 unsafe extern "C" {
@@ -294,7 +300,10 @@ extern "C" fn hauki_linux_call(nr: u64, arg: u64) -> u64 {
                 (core::ptr::read_unaligned(p as *const u16), core::ptr::read_unaligned(p.add(2) as *const u64))
             };
             super::guest::set_idt(base, limit);
-            LINUX_IDT_LOADS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            if LINUX_IDT_LOADS.fetch_add(1, Ordering::Relaxed) == ENTRY_IDT_LOADS.load(Ordering::Relaxed) {
+                let t = super::cpu::rdtsc().saturating_sub(ENTERED_TSC.load(Ordering::Relaxed));
+                ENTRY_TO_IDT_TICKS.store(t, Ordering::Relaxed);
+            }
             0
         }
         // Linux's soft interrupt flag goes live; it must be the block this handoff gave.
@@ -309,9 +318,98 @@ extern "C" fn hauki_linux_call(nr: u64, arg: u64) -> u64 {
         n if n == u64::from(abi::call::IRQ_MASK) => super::irqchip::call(Lines::mask, arg),
         n if n == u64::from(abi::call::IRQ_UNMASK) => super::irqchip::call(Lines::unmask, arg),
         n if n == u64::from(abi::call::IRQ_EOI) => super::irqchip::call(Lines::eoi, arg),
+        // Linux stops: the switch point takes this context away (restart or halt); it never
+        // returns to Linux.
+        n if n == u64::from(abi::call::SHUTDOWN) => {
+            let why = match u32::try_from(arg) {
+                Ok(abi::call::SHUTDOWN_OFF) => Failure::PoweredOff,
+                Ok(abi::call::SHUTDOWN_REBOOT) => Failure::Reboot,
+                _ => Failure::Panic,
+            };
+            super::watchdog::linux_stopped(why);
+            loop {
+                x86_64::instructions::interrupts::enable_and_hlt();
+            }
+        }
         _ => u64::MAX,
     }
 }
+
+/// Where Linux's copy of the initramfs goes: the lowest free place above its kernel (2 MiB
+/// aligned, below 2 GiB as the boot protocol's `initrd_addr_max` allows) that touches neither the
+/// co-kernel's memory nor the modules it keeps.
+pub fn initrd_slot(plan: &Plan, boot: &BootInfo, avoid: &[Range<u64>]) -> Option<u64> {
+    let len = plan.initrd.as_ref().map(|r| r.end - r.start)?;
+    let mut all: heapless::Vec<Range<u64>, 16> = heapless::Vec::new();
+    for r in avoid {
+        all.push(r.clone()).ok()?;
+    }
+    all.push(plan.load_range()).ok()?;
+    let slot = boot.memory.find_free(len.max(1), 2 << 20, plan.load_range().end, &all)?;
+    (slot.end <= 0x8000_0000).then_some(slot.start)
+}
+
+/// Copies the initramfs from its module to `dst` (Linux's RAM).
+pub fn place_initrd(plan: &Plan, dst: u64) -> Result<(), &'static str> {
+    let Some(r) = plan.initrd.as_ref() else { return Ok(()) };
+    let len = r.end - r.start;
+    let src = mm::phys_to_virt_checked(r.start, len).ok_or("the initramfs module is not mapped")?;
+    let to = mm::phys_to_virt_checked(dst, len).ok_or("the initramfs destination is not mapped")?;
+    // SAFETY: the module is withheld from Linux and unchanged; the destination is Linux's RAM,
+    // unused while Linux is (re)loaded; the ranges are disjoint (chosen so).
+    unsafe { core::ptr::copy_nonoverlapping(src as *const u8, to as *mut u8, len as usize) };
+    Ok(())
+}
+
+/// What restarting Linux needs, kept from its first start: the plan (the modules stay withheld
+/// from Linux), the pages handed to it and pristine copies of them.
+struct Kept {
+    plan: Plan,
+    pages: [u64; 3],
+    pristine: [u64; 3],
+    initrd_at: Option<u64>,
+}
+
+static KEPT: spin::Mutex<Option<Kept>> = spin::Mutex::new(None);
+
+/// Keeps what a restart needs (after `prepare`, before Linux first runs).
+pub fn keep(plan: &Plan, prep: &Prepared, initrd_at: Option<u64>) -> Result<(), &'static str> {
+    let pages = [prep.boot_params, prep.cmdline, prep.handoff];
+    let mut pristine = [0u64; 3];
+    for (i, p) in pages.iter().enumerate() {
+        let f = mm::alloc_frame().ok_or("no frame to keep Linux's boot pages")?;
+        // SAFETY: both are 4 KiB frames of the co-kernel's pool, mapped in the direct map.
+        unsafe { core::ptr::copy_nonoverlapping(mm::phys_to_virt(*p) as *const u8, mm::phys_to_virt(f) as *mut u8, 4096) };
+        pristine[i] = f;
+    }
+    let k = Kept { plan: plan.clone(), pages, pristine, initrd_at };
+    x86_64::instructions::interrupts::without_interrupts(|| *KEPT.lock() = Some(k));
+    Ok(())
+}
+
+/// Loads Linux again from the kept modules; returns its entry and boot_params.
+pub fn reload() -> Result<(u64, u64), &'static str> {
+    let k = x86_64::instructions::interrupts::without_interrupts(|| {
+        KEPT.lock().as_ref().map(|k| (k.plan.clone(), k.pages, k.pristine, k.initrd_at))
+    });
+    let (plan, pages, pristine, initrd_at) = k.ok_or("Linux was never started as the guest")?;
+    load(&plan)?;
+    if let Some(dst) = initrd_at {
+        place_initrd(&plan, dst)?;
+    }
+    for (p, q) in pages.iter().zip(pristine) {
+        // SAFETY: pool frames, mapped; the originals are Linux's boot pages, unused while it is
+        // being reloaded.
+        unsafe { core::ptr::copy_nonoverlapping(mm::phys_to_virt(q) as *const u8, mm::phys_to_virt(*p) as *mut u8, 4096) };
+    }
+    Ok((plan.vmlinux.entry_phys, pages[0]))
+}
+
+/// TSC when Linux was last entered, and the IDT loads counted before that.
+static ENTERED_TSC: AtomicU64 = AtomicU64::new(0);
+static ENTRY_IDT_LOADS: AtomicU64 = AtomicU64::new(0);
+/// From the last entry into Linux to its first IDT handover (its early boot, interrupts off).
+pub static ENTRY_TO_IDT_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// How often Linux handed over an IDT.
 pub static LINUX_IDT_LOADS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -321,9 +419,19 @@ pub static LINUX_IDT_LOADS: core::sync::atomic::AtomicU64 = core::sync::atomic::
 /// holds the co-kernel's shared slots; real-time tasks keep preempting it from here on.
 pub fn enter_guest(entry: u64, boot_params: u64) -> ! {
     x86_64::instructions::interrupts::disable();
+    ENTRY_IDT_LOADS.store(LINUX_IDT_LOADS.load(Ordering::Relaxed), Ordering::Relaxed);
+    ENTERED_TSC.store(super::cpu::rdtsc(), Ordering::Relaxed);
     // SAFETY: reading a linker-initialised constant.
     let boot = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(hauki_boot_pml4_phys)) };
-    let pml4 = mm::alloc_frame().expect("a frame for Linux's entry page table");
+    static ENTRY_PML4: AtomicU64 = AtomicU64::new(0);
+    let pml4 = match ENTRY_PML4.load(Ordering::Relaxed) {
+        0 => {
+            let f = mm::alloc_frame().expect("a frame for Linux's entry page table");
+            ENTRY_PML4.store(f, Ordering::Relaxed);
+            f
+        }
+        f => f,
+    };
     let slots = mm::share_top_level();
     let t = mm::phys_to_virt(pml4) as *mut u64;
     // SAFETY: a fresh frame; the boot PML4 is reachable through the direct map (low memory).

@@ -91,6 +91,13 @@ pub fn image_phys() -> Range<u64> {
 
 /// Where physical memory is reachable: the boot alias until `init`, the direct map after.
 static PHYS_OFFSET: AtomicU64 = AtomicU64::new(KERNEL_VIRT_BASE);
+/// The co-kernel's own top-level page table (physical), once `init` built it.
+static KERNEL_PML4: AtomicU64 = AtomicU64::new(0);
+
+/// The co-kernel's own top-level page table (physical).
+pub fn kernel_pml4() -> u64 {
+    KERNEL_PML4.load(Ordering::Relaxed)
+}
 static STACK_SLOTS: AtomicU64 = AtomicU64::new(0);
 
 pub fn phys_to_virt(phys: u64) -> u64 {
@@ -193,6 +200,7 @@ pub fn init(map: &MemoryMap, mut frames: FrameAllocator) -> Result<Stats, MapErr
         Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4)), Cr3Flags::empty());
     }
     PHYS_OFFSET.store(PHYS_MAP_BASE, Ordering::Relaxed);
+    KERNEL_PML4.store(pml4, Ordering::Relaxed);
     // SAFETY: the heap range was just mapped RW and is used by nothing else.
     unsafe { super::HEAP.lock().init(HEAP_BASE as *mut u8, HEAP_SIZE as usize) };
 

@@ -16,6 +16,7 @@ pub mod ioapic;
 pub mod irqchip;
 pub mod linux;
 pub mod mm;
+pub mod pci;
 pub mod pic;
 pub mod rt;
 pub mod serial;
@@ -23,6 +24,7 @@ pub mod smp;
 pub mod timer;
 pub mod tsc;
 pub mod vga;
+pub mod watchdog;
 
 pub use boot::{BootReport, boot_report};
 

@@ -65,6 +65,11 @@ pub fn set_linux_timer(deadline: u64) {
     });
 }
 
+/// Linux is gone: its clock-event deadline with it.
+pub fn clear_linux_timer() {
+    LINUX_DEADLINE.store(u64::MAX, Ordering::Relaxed);
+}
+
 /// Linux's deadline has passed: its timer event is logged, and delivered when Linux resumes with
 /// its flag on (the switch point replays it).
 fn expire_linux(now: u64) {
@@ -205,6 +210,13 @@ fn resume(s: &mut Scheduler, frame: &mut TrapFrame, now: u64) -> *mut TrapFrame 
     s.task_mut(cur).frame = frame as *mut TrapFrame as u64;
     let next = s.schedule(now);
     rearm(s);
+    if next == crate::rt::sched::IDLE {
+        // Linux died: the idle context is taken over (its old frame abandoned).
+        if let Some(f) = super::watchdog::take_over_frame() {
+            s.task_mut(next).frame = f as u64;
+            return f;
+        }
+    }
     let t = s.task_mut(next);
     let f = t.frame as *mut TrapFrame;
     if let Some(v) = t.wake_value.take() {

@@ -125,7 +125,9 @@ fn run(_: usize) -> ! {
                     .u64s("worker_worst_response_ns", &worst);
             });
         }
-        if crate::arch::guest::active() {
+        publish_status(&window, misses_total, &tasks);
+        crate::arch::watchdog::check(crate::arch::cpu::rdtsc());
+        if crate::arch::guest::active() || crate::arch::watchdog::FAILURES.load(core::sync::atomic::Ordering::Relaxed) > 0 {
             emit_guest();
         }
         if EXIT_AFTER.with(|e| *e).is_some_and(|n| reports >= n) {
@@ -162,6 +164,7 @@ fn emit_guest() {
     console::record("guest", |r| {
         r.bool("soft_irq", guest::soft())
             .u64("idt_loads", linux::LINUX_IDT_LOADS.load(Relaxed))
+            .u64("entry_to_idt_ns", ticks_ns(linux::ENTRY_TO_IDT_TICKS.load(Relaxed)))
             .u64("forwarded", guest::FORWARDED.load(Relaxed))
             .u64("logged", guest::LOGGED.load(Relaxed))
             .u64("replayed", guest::REPLAYED.load(Relaxed))
@@ -170,7 +173,10 @@ fn emit_guest() {
             .u64("timer_events", rt::LINUX_TIMER_EVENTS.load(Relaxed))
             .u64("timer_sets", rt::LINUX_TIMER_SETS.load(Relaxed))
             .u64s("line_irqs", &lines)
-            .u64("line_calls_refused", irqchip::REFUSED.load(Relaxed));
+            .u64("line_calls_refused", irqchip::REFUSED.load(Relaxed))
+            .bool("running", guest::active())
+            .u64("failures", crate::arch::watchdog::FAILURES.load(Relaxed))
+            .u64("restarts", crate::arch::watchdog::RESTARTS.load(Relaxed));
     });
     emit_windows();
 }
@@ -199,4 +205,84 @@ fn emit_windows() {
             .u64s("count", &count[..n])
             .u64("dropped", dropped);
     });
+}
+
+/// The co-kernel's state as text for Linux (`/proc/hauki/status`): the latency summary, every
+/// task's statistics, what the co-kernel does for Linux, and the worst hardware-off windows.
+fn publish_status(window: &LatencyStats, misses_total: u64, tasks: &[(TaskId, &'static str, u8, Kind, TaskStats)]) {
+    use crate::arch::{guest, irqchip, rt, watchdog};
+    use core::fmt::Write;
+    use core::sync::atomic::Ordering::Relaxed;
+    let mut t: heapless::String<{ hauki_abi::guest::STATUS_TEXT }> = heapless::String::new();
+    let up_ms = crate::arch::tsc::ticks_to_ns(crate::arch::cpu::rdtsc()) / 1_000_000;
+    let _ = writeln!(t, "Hauki co-kernel {} up {}.{:03} s", env!("CARGO_PKG_VERSION"), up_ms / 1000, up_ms % 1000);
+    let _ = writeln!(
+        t,
+        "latency: period {} ns; last report: {} samples, min {} avg {} max {} ns; deadline misses since boot {}",
+        super::latency::period_ns(),
+        window.samples,
+        if window.samples > 0 { window.min_ns } else { 0 },
+        window.avg_ns(),
+        window.max_ns,
+        misses_total
+    );
+    let _ = writeln!(t, "{:<12} {:>4} {:>8} {:>10} {:>10} {:>7} {:>8} {:>10} {:>10}", "task", "prio", "kind", "period_ns", "releases", "misses", "overruns", "worst_ns", "cpu_ms");
+    for (_, name, prio, kind, st) in tasks {
+        let (k, period) = match kind {
+            Kind::Periodic { period, .. } => ("periodic", ticks_ns(*period)),
+            Kind::Event { .. } => ("event", 0),
+            Kind::Idle => ("idle", 0),
+        };
+        let _ = writeln!(
+            t,
+            "{:<12} {:>4} {:>8} {:>10} {:>10} {:>7} {:>8} {:>10} {:>10}",
+            name,
+            prio,
+            k,
+            period,
+            st.releases,
+            st.misses,
+            st.overruns,
+            ticks_ns(st.worst_response),
+            ticks_ns(st.cpu_time) / 1_000_000
+        );
+    }
+    let _ = writeln!(
+        t,
+        "linux: soft irq flag {}, failures {}, restarts {}",
+        if guest::soft() { "on" } else { "off" },
+        watchdog::FAILURES.load(Relaxed),
+        watchdog::RESTARTS.load(Relaxed)
+    );
+    let _ = writeln!(
+        t,
+        "events for linux: forwarded {}, logged {}, replayed {}, upcalls {}, timer events {}",
+        guest::FORWARDED.load(Relaxed),
+        guest::LOGGED.load(Relaxed),
+        guest::REPLAYED.load(Relaxed),
+        guest::UPCALLS.load(Relaxed),
+        rt::LINUX_TIMER_EVENTS.load(Relaxed)
+    );
+    let _ = write!(t, "linux lines (irq: interrupts):");
+    for irq in 0..hauki_abi::guest::ISA_LINES {
+        let n = irqchip::count(irq);
+        if n > 0 {
+            let _ = write!(t, " {irq}: {n}");
+        }
+    }
+    let _ = writeln!(t);
+    let copy = x86_64::instructions::interrupts::without_interrupts(|| *crate::arch::timer::WINDOWS.lock());
+    let _ = writeln!(t, "hardware-off windows (worst since boot; site = where interrupts came back on):");
+    for e in copy.worst_first().iter().take(8) {
+        let site = match crate::rt::windows::Site::from_key(e.key) {
+            crate::rt::windows::Site::User => heapless::String::<24>::try_from("linux user mode").unwrap_or_default(),
+            crate::rt::windows::Site::At(rip) => {
+                let mut h = heapless::String::<24>::new();
+                let _ = write!(h, "{rip:#x}");
+                h
+            }
+        };
+        let _ = writeln!(t, "  {:>8} ns x{:<8} {}", ticks_ns(e.max), e.count, site);
+    }
+    guest::STATUS.publish(t.as_bytes());
 }
