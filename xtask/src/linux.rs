@@ -299,6 +299,49 @@ const BUSYBOX: &str = "/bin/busybox";
 /// Builds `target/hauki/initramfs.cpio.gz`: Debian's static busybox as /init (busybox init with
 /// `linux-patch/initramfs/etc/inittab`), the files under `linux-patch/initramfs/`, /dev/console.
 pub fn build_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
+    write_initramfs(ws, INITRAMFS, &[])
+}
+
+/// Where Linux's x86 selftests are built (`target/hauki/selftests-x86`).
+pub const SELFTESTS_INITRAMFS: &str = "selftests-initramfs.cpio.gz";
+
+/// Builds Linux's own x86 selftests (`tools/testing/selftests/x86` of the same 6.12 source: the
+/// 64-bit ones, static, stripped) and an initramfs holding them in `/selftests` beside everything
+/// the usual one has (`hauki-selftests` runs them). Returns that initramfs.
+pub fn build_selftests_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
+    let version = source_version()?;
+    let tree = ensure_source(&cache_dir(), &version)?;
+    let out = ws.hauki_dir().join("selftests-x86");
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    println!("==> building Linux's x86 selftests (64-bit, static) into {}", ws.rel(&out));
+    let log = out.join("build.log");
+    let mut make = Command::new("make");
+    make.arg("-C")
+        .arg(tree.join("tools/testing/selftests/x86"))
+        .arg(format!("OUTPUT={}", out.display()))
+        .arg("EXTRA_CFLAGS=-static -s")
+        .arg(format!("-j{}", std::thread::available_parallelism().map_or(2, |n| n.get())));
+    run_logged(make, &log)?;
+    let mut files = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(&out)
+        .map_err(|e| format!("{}: {e}", out.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("_64"))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(format!("no 64-bit selftest was built (log: {})", log.display()));
+    }
+    for n in names {
+        let data = std::fs::read(out.join(&n)).map_err(|e| format!("{n}: {e}"))?;
+        files.push((format!("selftests/{n}"), data));
+    }
+    write_initramfs(ws, SELFTESTS_INITRAMFS, &files)
+}
+
+/// The initramfs `name` in `target/hauki/`, with `extra` files (path, contents; mode 0755) added.
+fn write_initramfs(ws: &Workspace, name: &str, extra: &[(String, Vec<u8>)]) -> Result<PathBuf, String> {
     let busybox = std::fs::read(BUSYBOX).map_err(|e| {
         format!("{BUSYBOX}: {e}; install Debian's busybox-static (`apt-get install busybox-static`)")
     })?;
@@ -316,11 +359,17 @@ pub fn build_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
     c.symlink("bin/sh", "busybox");
     let root = ws.root.join("linux-patch/initramfs");
     add_tree(&mut c, &root, &root)?;
+    if !extra.is_empty() {
+        c.dir("selftests");
+    }
+    for (path, data) in extra {
+        c.file(path, 0o755, data);
+    }
     let archive = c.finish();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&archive).map_err(|e| e.to_string())?;
     let bytes = gz.finish().map_err(|e| e.to_string())?;
-    let out = ws.hauki_dir().join(INITRAMFS);
+    let out = ws.hauki_dir().join(name);
     std::fs::create_dir_all(ws.hauki_dir()).map_err(|e| e.to_string())?;
     std::fs::write(&out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(out)

@@ -382,6 +382,10 @@ const SYSTEM_TESTS: &[SysTest] = &[
         run: linux_faults,
     },
     SysTest {
+        name: "linux-selftests-x86",
+        run: linux_selftests,
+    },
+    SysTest {
         name: "pvh-pit-calibration",
         run: pvh_pit,
     },
@@ -948,9 +952,17 @@ fn boot_cokernel_with_linux(ctx: &Ctx, elf: &Path, name: &str, cokernel_args: &s
 
 /// Boots the co-kernel with the built Linux as its module, QEMU's files in `dir`.
 pub fn boot_with_linux_in(dir: &Path, elf: &Path, cokernel_args: &str, icount: bool) -> Result<(crate::console::ShellConsole, PathBuf), String> {
+    boot_with_linux_initramfs(dir, elf, cokernel_args, icount, None)
+}
+
+/// As [`boot_with_linux_in`], with another initramfs than the usual one.
+fn boot_with_linux_initramfs(dir: &Path, elf: &Path, cokernel_args: &str, icount: bool, initramfs: Option<&Path>) -> Result<(crate::console::ShellConsole, PathBuf), String> {
     let ws = crate::util::Workspace::locate();
     let bundle = crate::linux::build_all(&ws)
-        .and_then(|(v, i)| crate::linux::build_bundle(&ws, &v, &i, crate::linux::DEFAULT_CMDLINE, crate::linux::BUNDLE))
+        .and_then(|(v, i)| {
+            let i = initramfs.map_or(i, Path::to_path_buf);
+            crate::linux::build_bundle(&ws, &v, &i, crate::linux::DEFAULT_CMDLINE, &format!("{}.bundle", dir.file_name().unwrap_or_default().to_string_lossy()))
+        })
         .map_err(|e| format!("the Linux guest does not build: {e}"))?;
     let dir = dir.to_path_buf();
     let (c1, c2) = Qemu::paths(&dir);
@@ -1037,6 +1049,87 @@ fn linux_guest_beside_rt(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
         Ok(()) => Status::Pass,
         Err(e) => report_console_failure(&con, e),
     }
+}
+
+/// Runs `hauki-selftests` on a booted Linux; (test, exit status) in order.
+fn run_selftests(con: &mut ShellConsole, bound: Duration) -> Result<Vec<(String, i32)>, String> {
+    con.expect("is up; type 'poweroff' to end.", bound)?;
+    con.expect("# ", bound)?;
+    let (out, status) = con.run("hauki-selftests", bound * 10)?;
+    if status != 0 || !out.contains("hauki-selftests: done") {
+        return Err(format!("hauki-selftests did not finish (status {status}):\n{out}"));
+    }
+    let results = out
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("selftest")).then_some(())?;
+            let name = w.next()?.to_string();
+            (w.next() == Some("exit")).then_some(())?;
+            Some((name, w.next()?.parse().ok()?))
+        })
+        .collect();
+    poweroff(con, bound)?;
+    Ok(results)
+}
+
+/// Linux is still Linux: Linux's own x86 selftests (64-bit, from the same 6.12 source) give the
+/// same result under the co-kernel as on the same kernel booted bare in the same QEMU (where the
+/// co-kernel's hooks are inactive: the stock code paths). Plain TCG; results printed side by side.
+fn linux_selftests(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+    let ws = crate::util::Workspace::locate();
+    let initramfs = match crate::linux::build_selftests_initramfs(&ws) {
+        Ok(i) => i,
+        Err(e) => return Status::Fail(format!("the selftests do not build: {e}")),
+    };
+    let bound = hard_timeout();
+    let bare = (|| {
+        let (vmlinux, _) = crate::linux::build_all(&ws)?;
+        let dir = ctx.dir("linux-selftests-x86-bare");
+        let (c1, c2) = Qemu::paths(&dir);
+        let boot = Boot::Linux { vmlinux, initrd: initramfs.clone(), cmdline: "console=ttyS0 panic=-1".into() };
+        let cfg = QemuConfig::test(boot, "max", &c1, &c2);
+        let mut con = crate::console::ShellConsole::spawn(&dir, &cfg)?;
+        run_selftests(&mut con, bound).map_err(|e| {
+            let _ = report_console_failure(&con, e.clone());
+            e
+        })
+    })();
+    let guest = (|| {
+        let dir = ctx.dir("linux-selftests-x86-guest");
+        let (mut con, _) = boot_with_linux_initramfs(&dir, elf, "hauki.linux=guest", false, Some(&initramfs))?;
+        run_selftests(&mut con, bound).map_err(|e| {
+            let _ = report_console_failure(&con, e.clone());
+            e
+        })
+    })();
+    let (bare, guest) = match (bare, guest) {
+        (Ok(b), Ok(g)) => (b, g),
+        (Err(e), _) => return Status::Fail(format!("bare Linux: {e}")),
+        (_, Err(e)) => return Status::Fail(format!("Linux under the co-kernel: {e}")),
+    };
+    let word = |s: i32| match s {
+        0 => "pass",
+        4 => "skip",
+        _ => "FAIL",
+    };
+    let mut differ = Vec::new();
+    println!("    {:<28} {:>6} {:>14}", "selftest", "bare", "under Hauki");
+    for (name, b) in &bare {
+        let g = guest.iter().find(|(n, _)| n == name).map(|x| x.1);
+        println!("    {:<28} {:>6} {:>14}", name, word(*b), g.map_or("missing", word));
+        if g != Some(*b) {
+            differ.push(name.clone());
+        }
+    }
+    let passed = bare.iter().filter(|x| x.1 == 0).count();
+    if bare.len() != guest.len() || !differ.is_empty() {
+        return Status::Fail(format!("selftests differ under the co-kernel: {differ:?} ({} bare, {} guest)", bare.len(), guest.len()));
+    }
+    if passed == 0 {
+        return Status::Fail("no selftest passed even on bare Linux".into());
+    }
+    Status::Pass
 }
 
 /// `poweroff` on Linux's shell must end QEMU cleanly (status 0).
