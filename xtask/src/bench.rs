@@ -99,7 +99,7 @@ pub const BENCHES: &[Bench] = &[
 ];
 
 /// Virtual seconds of the stress battery in the bench (about 10 s of wall time each).
-const STRESS_BENCH_SECS: u64 = 30;
+const STRESS_BENCH_SECS: u64 = 120;
 
 /// Worst release latency target (virtual time).
 const LATENCY_TARGET_NS: u64 = 10_000;

@@ -63,8 +63,43 @@ fn parse_series(text: &str) -> Vec<String> {
     text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect()
 }
 
+/// Which kernel: the one that runs (`hauki.config`), or the debug build for lockdep and entry
+/// checks (`hauki.config` + `hauki-debug.config`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    Default,
+    Debug,
+}
+
+impl Flavour {
+    fn fragments(self) -> &'static [&'static str] {
+        match self {
+            Flavour::Default => &["linux-patch/hauki.config"],
+            Flavour::Debug => &["linux-patch/hauki.config", "linux-patch/hauki-debug.config"],
+        }
+    }
+
+    /// The file name in `target/hauki/`.
+    pub fn vmlinux(self) -> &'static str {
+        match self {
+            Flavour::Default => VMLINUX,
+            Flavour::Debug => "vmlinux-debug",
+        }
+    }
+
+    /// The fragments, concatenated.
+    fn config(self, ws: &Workspace) -> Result<String, String> {
+        let mut text = String::new();
+        for f in self.fragments() {
+            let p = ws.root.join(f);
+            text.push_str(&std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?);
+        }
+        Ok(text)
+    }
+}
+
 /// The cache key: every input that changes the kernel.
-fn build_key(ws: &Workspace, version: &str) -> Result<String, String> {
+fn build_key(ws: &Workspace, version: &str, flavour: Flavour) -> Result<String, String> {
     let mut h = Sha256::new();
     h.update(format!("recipe {RECIPE_VERSION}\nsource {version}\n"));
     for p in series(ws)? {
@@ -72,8 +107,7 @@ fn build_key(ws: &Workspace, version: &str) -> Result<String, String> {
         h.update(p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         h.update(&bytes);
     }
-    let frag = ws.root.join("linux-patch/hauki.config");
-    h.update(std::fs::read(&frag).map_err(|e| format!("{}: {e}", frag.display()))?);
+    h.update(flavour.config(ws)?);
     let mut key = String::new();
     for b in &h.finalize()[..8] {
         let _ = write!(key, "{b:02x}");
@@ -99,23 +133,28 @@ fn ensure_source(cache: &Path, version: &str) -> Result<PathBuf, String> {
 
 /// Builds (or takes from the cache) the patched kernel; returns `target/hauki/vmlinux`.
 pub fn build_kernel(ws: &Workspace) -> Result<PathBuf, String> {
+    build_flavour(ws, Flavour::Default)
+}
+
+/// Builds (or takes from the cache) a kernel flavour; returns its path in `target/hauki/`.
+pub fn build_flavour(ws: &Workspace, flavour: Flavour) -> Result<PathBuf, String> {
     let version = source_version()?;
-    let key = build_key(ws, &version)?;
+    let key = build_key(ws, &version, flavour)?;
     let cache = cache_dir();
     let dir = cache.join(format!("linux-{key}"));
     let cached = dir.join(VMLINUX);
-    let out = ws.hauki_dir().join(VMLINUX);
+    let out = ws.hauki_dir().join(flavour.vmlinux());
     if !cached.exists() {
-        compile(ws, &cache, &dir, &version)?;
+        compile(ws, &cache, &dir, &version, flavour)?;
     } else {
-        println!("==> Linux {version} with the patch series: cached ({})", dir.display());
+        println!("==> Linux {version} with the patch series ({flavour:?}): cached ({})", dir.display());
     }
     std::fs::create_dir_all(ws.hauki_dir()).map_err(|e| e.to_string())?;
     std::fs::copy(&cached, &out).map_err(|e| format!("copy {} -> {}: {e}", cached.display(), out.display()))?;
     Ok(out)
 }
 
-fn compile(ws: &Workspace, cache: &Path, dir: &Path, version: &str) -> Result<(), String> {
+fn compile(ws: &Workspace, cache: &Path, dir: &Path, version: &str, flavour: Flavour) -> Result<(), String> {
     let pristine = ensure_source(cache, version)?;
     let work = dir.join("work");
     let tree = work.join("src");
@@ -141,16 +180,18 @@ fn compile(ws: &Workspace, cache: &Path, dir: &Path, version: &str) -> Result<()
             ));
         }
     }
-    let frag = ws.root.join("linux-patch/hauki.config");
+    let frag = work.join("allconfig");
+    let config = flavour.config(ws)?;
+    std::fs::write(&frag, &config).map_err(|e| format!("{}: {e}", frag.display()))?;
     let make = |args: &[&str]| {
         let mut c = Command::new("make");
         c.arg("-C").arg(&tree).arg(format!("O={}", obj.display())).args(args);
         c
     };
-    println!("==> configuring (allnoconfig + linux-patch/hauki.config)");
+    println!("==> configuring (allnoconfig + {})", flavour.fragments().join(" + "));
     let log = dir.join("build.log");
     run_logged(make(&["allnoconfig", &format!("KCONFIG_ALLCONFIG={}", frag.display())]), &log)?;
-    check_config(&std::fs::read_to_string(&frag).unwrap_or_default(), &obj.join(".config"))?;
+    check_config(&config, &obj.join(".config"))?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     println!("==> building Linux {version} (about 4 minutes on 2 cores; log: {})", log.display());
     run_logged(make(&[&format!("-j{jobs}"), "vmlinux"]), &log)?;
