@@ -280,14 +280,16 @@ pub fn on_guest_interrupt(frame: &mut TrapFrame, v: u8) -> bool {
 /// At the end of a trap that resumes the guest: replay one pending event if its interrupts are
 /// enabled; if more remain, a self-IPI brings the next trap right after the guest's handler.
 pub fn replay_on_resume(resumed: &mut TrapFrame) {
-    if !active() || !deliverable(resumed) || !pending_any() {
+    if !active() || !deliverable(resumed) {
         return;
     }
+    let mut forwarded = false;
     while let Some(v) = take_highest() {
         if gate_target(v).is_some() {
             enter_guest_handler(resumed);
             forward(v);
             REPLAYED.fetch_add(1, Ordering::Relaxed);
+            forwarded = true;
             break;
         }
         NO_GATE.fetch_add(1, Ordering::Relaxed);
@@ -295,7 +297,18 @@ pub fn replay_on_resume(resumed: &mut TrapFrame) {
     if pending_any() {
         super::apic::send_ipi(super::apic::id(), u32::from(vectors::WAKEUP));
     }
+    // Linux user code on an LDT stack segment (16-bit code): an IRETQ restores only RSP[15:0]
+    // there, and Linux's espfix is what restores the rest. Linux returns to such a context
+    // itself: a no-op event (its timer vector; an early clock event is harmless) goes in first.
+    if !forwarded && resumed.cs & 3 == 3 && resumed.ss & 4 != 0 && gate_target(hauki_abi::guest::VECTOR_LINUX_TIMER).is_some() {
+        enter_guest_handler(resumed);
+        forward(hauki_abi::guest::VECTOR_LINUX_TIMER);
+        LDT_RETURNS.fetch_add(1, Ordering::Relaxed);
+    }
 }
+
+/// Returns to Linux user code on an LDT stack segment routed through Linux (see above).
+pub static LDT_RETURNS: AtomicU64 = AtomicU64::new(0);
 
 /// The WAKEUP vector: nothing to do but pass through the switch point (which replays).
 pub fn on_wakeup(_frame: &mut TrapFrame) {}
