@@ -956,15 +956,23 @@ fn boot_cokernel_with_linux(ctx: &Ctx, elf: &Path, name: &str, cokernel_args: &s
 
 /// Boots the co-kernel with the built Linux as its module, QEMU's files in `dir`.
 pub fn boot_with_linux_in(dir: &Path, elf: &Path, cokernel_args: &str, icount: bool) -> Result<(crate::console::ShellConsole, PathBuf), String> {
-    boot_with_linux_initramfs(dir, elf, cokernel_args, icount, None)
+    boot_with_linux_initramfs(dir, elf, cokernel_args, icount, None, None)
 }
 
-/// As [`boot_with_linux_in`], with another initramfs than the usual one.
-fn boot_with_linux_initramfs(dir: &Path, elf: &Path, cokernel_args: &str, icount: bool, initramfs: Option<&Path>) -> Result<(crate::console::ShellConsole, PathBuf), String> {
+/// As [`boot_with_linux_in`], with another kernel or initramfs than the usual ones.
+fn boot_with_linux_initramfs(
+    dir: &Path,
+    elf: &Path,
+    cokernel_args: &str,
+    icount: bool,
+    initramfs: Option<&Path>,
+    vmlinux: Option<&Path>,
+) -> Result<(crate::console::ShellConsole, PathBuf), String> {
     let ws = crate::util::Workspace::locate();
     let bundle = crate::linux::build_all(&ws)
         .and_then(|(v, i)| {
             let i = initramfs.map_or(i, Path::to_path_buf);
+            let v = vmlinux.map_or(v, Path::to_path_buf);
             crate::linux::build_bundle(&ws, &v, &i, crate::linux::DEFAULT_CMDLINE, &format!("{}.bundle", dir.file_name().unwrap_or_default().to_string_lossy()))
         })
         .map_err(|e| format!("the Linux guest does not build: {e}"))?;
@@ -1115,7 +1123,7 @@ fn linux_selftests(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
     })();
     let guest = (|| {
         let dir = ctx.dir("linux-selftests-x86-guest");
-        let (mut con, _) = boot_with_linux_initramfs(&dir, elf, "hauki.linux=guest", false, Some(&initramfs))?;
+        let (mut con, _) = boot_with_linux_initramfs(&dir, elf, "hauki.linux=guest", false, Some(&initramfs), None)?;
         run_selftests(&mut con, bound).map_err(|e| {
             let _ = report_console_failure(&con, e.clone());
             e
@@ -1186,14 +1194,8 @@ fn linux_debug_lockdep(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
     let ws = crate::util::Workspace::locate();
     let r = (|| -> Result<String, String> {
         let vmlinux = crate::linux::build_flavour(&ws, crate::linux::Flavour::Debug)?;
-        let (_, initrd) = crate::linux::build_all(&ws)?;
-        let bundle = crate::linux::build_bundle(&ws, &vmlinux, &initrd, crate::linux::DEFAULT_CMDLINE, "linux-debug.bundle")?;
         let dir = ctx.dir("linux-debug-lockdep");
-        let (c1, c2) = Qemu::paths(&dir);
-        let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline("hauki.linux=guest") };
-        let mut cfg = QemuConfig::test(boot, "max", &c1, &c2);
-        cfg.extra = vec!["-initrd".into(), bundle.display().to_string()];
-        let mut con = crate::console::ShellConsole::spawn(&dir, &cfg)?;
+        let (mut con, _) = boot_with_linux_initramfs(&dir, elf, "hauki.linux=guest", false, None, Some(&vmlinux))?;
         let bound = hard_timeout();
         let steps = (|| -> Result<String, String> {
             con.expect("is up; type 'poweroff' to end.", bound * 2)?;

@@ -314,7 +314,8 @@ fn slice_at(b: &[u8], off: u64, len: u64) -> Option<&[u8]> {
     b.get(start..start.checked_add(len)?)
 }
 
-/// One raw program header.
+/// One raw program header (the tests build images from it too).
+#[derive(Clone, Copy)]
 struct Phdr {
     p_type: u32,
     flags: u32,
@@ -552,22 +553,9 @@ mod tests {
     use proptest::prelude::*;
     use std::vec::Vec;
 
-    /// A program header for the test image builder.
-    #[derive(Clone, Copy)]
-    struct Ph {
-        ty: u32,
-        flags: u32,
-        offset: u64,
-        vaddr: u64,
-        paddr: u64,
-        filesz: u64,
-        memsz: u64,
-        align: u64,
-    }
-
-    fn load_ph(offset: u64, paddr: u64, filesz: u64, memsz: u64) -> Ph {
-        Ph {
-            ty: PT_LOAD,
+    fn load_ph(offset: u64, paddr: u64, filesz: u64, memsz: u64) -> Phdr {
+        Phdr {
+            p_type: PT_LOAD,
             flags: PF_R | PF_X,
             offset,
             vaddr: 0xffff_ffff_8000_0000u64.wrapping_add(paddr),
@@ -579,7 +567,7 @@ mod tests {
     }
 
     /// An ELF64 image: header, program headers right after it, then `data` at offset 0x1000.
-    fn image(entry: u64, phs: &[Ph], data_len: usize) -> Vec<u8> {
+    fn image(entry: u64, phs: &[Phdr], data_len: usize) -> Vec<u8> {
         let mut v = std::vec![0u8; 0x1000 + data_len];
         v[..4].copy_from_slice(b"\x7fELF");
         v[4] = 2;
@@ -595,7 +583,7 @@ mod tests {
         v[56..58].copy_from_slice(&(phs.len() as u16).to_le_bytes());
         for (i, p) in phs.iter().enumerate() {
             let b = 64 + i * 56;
-            v[b..b + 4].copy_from_slice(&p.ty.to_le_bytes());
+            v[b..b + 4].copy_from_slice(&p.p_type.to_le_bytes());
             v[b + 4..b + 8].copy_from_slice(&p.flags.to_le_bytes());
             v[b + 8..b + 16].copy_from_slice(&p.offset.to_le_bytes());
             v[b + 16..b + 24].copy_from_slice(&p.vaddr.to_le_bytes());
@@ -615,8 +603,8 @@ mod tests {
         let text = load_ph(0x1000, 0x100_0000, 0x2000, 0x2000);
         let mut data = load_ph(0x3000, 0x100_2000, 0x800, 0x3000);
         data.flags = PF_R | PF_W;
-        let note = Ph {
-            ty: PT_NOTE,
+        let note = Phdr {
+            p_type: PT_NOTE,
             flags: PF_R,
             offset: 0x3800,
             vaddr: 0,
@@ -625,8 +613,8 @@ mod tests {
             memsz: 0,
             align: 4,
         };
-        let stack = Ph {
-            ty: 0x6474_e551,
+        let stack = Phdr {
+            p_type: 0x6474_e551,
             flags: PF_R | PF_W,
             offset: 0,
             vaddr: 0,
@@ -703,7 +691,7 @@ mod tests {
 
     #[test]
     fn segment_errors() {
-        let t = |phs: &[Ph], entry: u64| parse(&image(entry, phs, 0x3000));
+        let t = |phs: &[Phdr], entry: u64| parse(&image(entry, phs, 0x3000));
         let ok = load_ph(0x1000, 0x100_0000, 0x1000, 0x1000);
         assert!(t(&[ok], 0x100_0000).is_ok());
         assert_eq!(
@@ -760,7 +748,7 @@ mod tests {
             t(&[skew], 0x100_0000),
             Err(ElfError::UnalignedSegment { index: 0 })
         );
-        let many: Vec<Ph> = (0..17)
+        let many: Vec<Phdr> = (0..17)
             .map(|i| load_ph(0x1000, 0x100_0000 + i * 0x1000, 0x10, 0x10))
             .collect();
         assert_eq!(t(&many, 0x100_0000), Err(ElfError::TooManySegments));
@@ -855,8 +843,8 @@ mod tests {
 
     fn with_notes(notes: &[u8]) -> Vec<u8> {
         let text = load_ph(0x1000, 0x100_0000, 0x1000, 0x1000);
-        let n = Ph {
-            ty: PT_NOTE,
+        let n = Phdr {
+            p_type: PT_NOTE,
             flags: PF_R,
             offset: 0x2000,
             vaddr: 0,

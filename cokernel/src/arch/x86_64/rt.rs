@@ -126,28 +126,37 @@ extern "C" fn task_start(entry: usize, arg: usize) -> ! {
     f(arg)
 }
 
-/// Creates a task running `entry(arg)` on a new stack (behind a guard page).
-pub fn spawn(spec: Spec, entry: Entry, arg: usize) -> Result<TaskId, Error> {
-    let top = mm::alloc_stack();
-    // Initial frame: as if the task had been interrupted at `task_start` with a fresh stack
-    // (RSP ≡ 8 mod 16 at entry, a zero return address ending the frame-pointer chain).
+/// Writes the frame of a context that starts at `rip(rdi, rsi)` on the stack whose top is `top`,
+/// as if interrupted there with a fresh stack (interrupts on, RSP ≡ 8 mod 16 at entry, a zero
+/// return address ending the frame-pointer chain); returns the frame's address.
+///
+/// # Safety
+/// `top` must be the top of a mapped kernel stack that nothing else uses.
+pub unsafe fn initial_frame(top: u64, rip: u64, rdi: u64, rsi: u64) -> u64 {
     let ret_slot = top - 8;
     let frame = (ret_slot - core::mem::size_of::<TrapFrame>() as u64) & !0xf;
     let f = TrapFrame {
-        rip: task_start as *const () as u64,
+        rip,
         cs: u64::from(gdt::KERNEL_CS),
         rflags: 0x202,
         rsp: ret_slot,
         ss: u64::from(gdt::KERNEL_DS),
-        rdi: entry as *const () as u64,
-        rsi: arg as u64,
+        rdi,
+        rsi,
         ..TrapFrame::default()
     };
-    // SAFETY: both addresses lie in the stack just mapped for this task, which nothing else uses.
+    // SAFETY: both addresses lie in that stack (the caller's contract).
     unsafe {
         (ret_slot as *mut u64).write(0);
         (frame as *mut TrapFrame).write(f);
     }
+    frame
+}
+
+/// Creates a task running `entry(arg)` on a new stack (behind a guard page).
+pub fn spawn(spec: Spec, entry: Entry, arg: usize) -> Result<TaskId, Error> {
+    // SAFETY: a stack just mapped for this task, which nothing else uses.
+    let frame = unsafe { initial_frame(mm::alloc_stack(), task_start as *const () as u64, entry as *const () as u64, arg as u64) };
     let t = with(|s| s.spawn(spec, frame))?;
     with(rearm);
     Ok(t)

@@ -110,23 +110,9 @@ pub fn take_over_frame() -> Option<*mut TrapFrame> {
     guest::reset();
     super::rt::clear_linux_timer();
     irqchip::reset();
-    let top = STACK_TOP.load(Ordering::Relaxed);
-    let ret_slot = top - 8;
-    let frame = (ret_slot - core::mem::size_of::<TrapFrame>() as u64) & !0xf;
-    let f = TrapFrame {
-        rip: take_over as *const () as u64,
-        cs: u64::from(gdt::KERNEL_CS),
-        rflags: 0x202,
-        rsp: ret_slot,
-        ss: u64::from(gdt::KERNEL_DS),
-        ..TrapFrame::default()
-    };
     // SAFETY: the take-over stack is the co-kernel's, used by nothing else (the dead Linux's
     // context is abandoned; a second take-over comes only after `enter_guest` left this stack).
-    unsafe {
-        (ret_slot as *mut u64).write(0);
-        (frame as *mut TrapFrame).write(f);
-    }
+    let frame = unsafe { super::rt::initial_frame(STACK_TOP.load(Ordering::Relaxed), take_over as *const () as u64, 0, 0) };
     Some(frame as *mut TrapFrame)
 }
 

@@ -27,6 +27,21 @@ fn ticks_ns(t: u64) -> u64 {
     crate::arch::tsc::ticks_to_ns(t)
 }
 
+fn kind_name(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Periodic { .. } => "periodic",
+        Kind::Event { .. } => "event",
+        Kind::Idle => "idle",
+    }
+}
+
+fn period_ns(kind: &Kind) -> u64 {
+    match kind {
+        Kind::Periodic { period, .. } => ticks_ns(*period),
+        _ => 0,
+    }
+}
+
 fn run(_: usize) -> ! {
     let mut reports = 0u64;
     let mut last_misses = 0u64;
@@ -73,15 +88,8 @@ fn run(_: usize) -> ! {
             console::record("task", |r| {
                 r.str("task", name)
                     .u64("prio", u64::from(*prio))
-                    .str("kind", match kind {
-                        Kind::Periodic { .. } => "periodic",
-                        Kind::Event { .. } => "event",
-                        Kind::Idle => "idle",
-                    })
-                    .u64("period_ns", match kind {
-                        Kind::Periodic { period, .. } => ticks_ns(*period),
-                        _ => 0,
-                    })
+                    .str("kind", kind_name(kind))
+                    .u64("period_ns", period_ns(kind))
                     .u64("releases", st.releases)
                     .u64("completions", st.completions)
                     .u64("misses", st.misses)
@@ -125,10 +133,13 @@ fn run(_: usize) -> ! {
                     .u64s("worker_worst_response_ns", &worst);
             });
         }
-        publish_status(&window, misses_total, &tasks);
+        // One copy of the window table per report, with interrupts off for the copy only; sorted
+        // after they are back on.
+        let windows = x86_64::instructions::interrupts::without_interrupts(|| *crate::arch::timer::WINDOWS.lock());
+        publish_status(&window, misses_total, &tasks, &windows);
         crate::arch::watchdog::check(crate::arch::cpu::rdtsc());
         if crate::arch::guest::active() || crate::arch::watchdog::FAILURES.load(core::sync::atomic::Ordering::Relaxed) > 0 {
-            emit_guest();
+            emit_guest(&windows);
         }
         if EXIT_AFTER.with(|e| *e).is_some_and(|n| reports >= n) {
             crate::arch::fatal::exit(debug_exit::SUCCESS);
@@ -154,7 +165,7 @@ fn emit_latency(w: &LatencyStats, misses: u64, misses_total: u64) {
 
 /// What the co-kernel does for Linux: events forwarded at once, logged and replayed later, Linux's
 /// clock events, and its device lines.
-fn emit_guest() {
+fn emit_guest(windows: &crate::rt::windows::Windows) {
     use crate::arch::{guest, irqchip, linux, rt};
     use core::sync::atomic::Ordering::Relaxed;
     let mut lines = [0u64; hauki_abi::guest::ISA_LINES as usize];
@@ -178,17 +189,15 @@ fn emit_guest() {
             .u64("failures", crate::arch::watchdog::FAILURES.load(Relaxed))
             .u64("restarts", crate::arch::watchdog::RESTARTS.load(Relaxed));
     });
-    emit_windows();
+    emit_windows(windows);
 }
 
 /// The hardware-off windows the timer found (worst first, since boot): `sites` are the kernel
 /// addresses (Linux's or the co-kernel's) where the flag came back on, or 0x1 (Linux user mode:
 /// its exit window).
-fn emit_windows() {
+fn emit_windows(windows: &crate::rt::windows::Windows) {
     use crate::rt::windows::SITES;
-    // A copy with interrupts off (a few hundred bytes); sorted after they are back on.
-    let copy = x86_64::instructions::interrupts::without_interrupts(|| *crate::arch::timer::WINDOWS.lock());
-    let (w, dropped) = (copy.worst_first(), copy.dropped);
+    let (w, dropped) = (windows.worst_first(), windows.dropped);
     let mut sites = [0u64; SITES];
     let mut max_ns = [0u64; SITES];
     let mut count = [0u64; SITES];
@@ -209,7 +218,7 @@ fn emit_windows() {
 
 /// The co-kernel's state as text for Linux (`/proc/hauki/status`): the latency summary, every
 /// task's statistics, what the co-kernel does for Linux, and the worst hardware-off windows.
-fn publish_status(window: &LatencyStats, misses_total: u64, tasks: &[(TaskId, &'static str, u8, Kind, TaskStats)]) {
+fn publish_status(window: &LatencyStats, misses_total: u64, tasks: &[(TaskId, &'static str, u8, Kind, TaskStats)], windows: &crate::rt::windows::Windows) {
     use crate::arch::{guest, irqchip, rt, watchdog};
     use core::fmt::Write;
     use core::sync::atomic::Ordering::Relaxed;
@@ -228,11 +237,7 @@ fn publish_status(window: &LatencyStats, misses_total: u64, tasks: &[(TaskId, &'
     );
     let _ = writeln!(t, "{:<12} {:>4} {:>8} {:>10} {:>10} {:>7} {:>8} {:>10} {:>10}", "task", "prio", "kind", "period_ns", "releases", "misses", "overruns", "worst_ns", "cpu_ms");
     for (_, name, prio, kind, st) in tasks {
-        let (k, period) = match kind {
-            Kind::Periodic { period, .. } => ("periodic", ticks_ns(*period)),
-            Kind::Event { .. } => ("event", 0),
-            Kind::Idle => ("idle", 0),
-        };
+        let (k, period) = (kind_name(kind), period_ns(kind));
         let _ = writeln!(
             t,
             "{:<12} {:>4} {:>8} {:>10} {:>10} {:>7} {:>8} {:>10} {:>10}",
@@ -271,9 +276,8 @@ fn publish_status(window: &LatencyStats, misses_total: u64, tasks: &[(TaskId, &'
         }
     }
     let _ = writeln!(t);
-    let copy = x86_64::instructions::interrupts::without_interrupts(|| *crate::arch::timer::WINDOWS.lock());
     let _ = writeln!(t, "hardware-off windows (worst since boot; site = where interrupts came back on):");
-    for e in copy.worst_first().iter().take(8) {
+    for e in windows.worst_first().iter().take(8) {
         let site = match crate::rt::windows::Site::from_key(e.key) {
             crate::rt::windows::Site::User => heapless::String::<24>::try_from("linux user mode").unwrap_or_default(),
             crate::rt::windows::Site::At(rip) => {
