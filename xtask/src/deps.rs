@@ -226,6 +226,11 @@ fn missing() -> Vec<Missing> {
         "libelf-dev",
     );
     need(Path::new("/usr/include/openssl/ssl.h").exists(), "OpenSSL headers (kernel build)", "libssl-dev");
+    need(
+        Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists(),
+        "static glibc (Linux's x86 selftests are linked static)",
+        "libc6-dev",
+    );
     m
 }
 
@@ -288,6 +293,7 @@ const APT_PACKAGES: &[&str] = &[
     "gcc",
     "libelf-dev",
     "libssl-dev",
+    "libc6-dev",
 ];
 
 /// The shell commands that install everything (for printing when not root).
