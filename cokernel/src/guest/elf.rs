@@ -9,7 +9,8 @@
 //!
 //! Invariants of a [`Vmlinux`] returned by [`parse`]:
 //! * it has between 1 and [`MAX_SEGMENTS`] segments, in program-header order, each with
-//!   `0 < memsz`, `filesz <= memsz`, `file_offset + filesz <= image.len()` (no overflow), and
+//!   `0 < memsz`, `filesz <= memsz`, `file_offset + filesz <= image.len()` (no overflow, and also
+//!   when `filesz == 0`: [`load`] accepts every plan `parse` returns for the same image), and
 //!   `paddr + memsz`, `vaddr + memsz` representable in 64 bits;
 //! * the segments' physical ranges `[paddr, paddr + memsz)` are pairwise disjoint;
 //! * `p_align` is 0, 1 or a power of two, and `p_vaddr ≡ p_offset (mod p_align)` (the ELF rule);
@@ -22,6 +23,7 @@
 //! [`find_note`] reads ELF notes from `PT_NOTE` segments (Linux's PVH entry note and, later,
 //! Hauki's own notes); [`load`] copies the segments to their physical addresses through
 //! caller-supplied callbacks, so this module never touches memory itself.
+#![forbid(unsafe_code)]
 
 use core::fmt;
 
@@ -314,6 +316,14 @@ fn slice_at(b: &[u8], off: u64, len: u64) -> Option<&[u8]> {
     b.get(start..start.checked_add(len)?)
 }
 
+/// A segment's file bytes `image[offset..offset + filesz]`, or `None` when they are not all
+/// inside the file. The one rule [`parse`] and [`load`] share: even a segment with no file bytes
+/// (`filesz == 0`, all bss) must start at or before the end of the file, so a truncated image is
+/// refused by `parse` rather than failing late in `load`.
+fn file_bytes(image: &[u8], offset: u64, filesz: u64) -> Option<&[u8]> {
+    slice_at(image, offset, filesz)
+}
+
 /// One raw program header (the tests build images from it too).
 #[derive(Clone, Copy)]
 struct Phdr {
@@ -398,8 +408,7 @@ pub fn parse(image: &[u8]) -> Result<Vmlinux, ElfError> {
         if ph.p_type != PT_LOAD || ph.memsz == 0 {
             continue;
         }
-        // A segment with no file bytes may carry any offset; nothing is read from it.
-        if ph.filesz != 0 && slice_at(image, ph.offset, ph.filesz).is_none() {
+        if file_bytes(image, ph.offset, ph.filesz).is_none() {
             return Err(ElfError::SegmentOutOfFile { index });
         }
         if ph.filesz > ph.memsz {
@@ -515,7 +524,7 @@ pub fn load(
     zero: &mut ZeroFn<'_>,
 ) -> Result<(), LoadError> {
     for (segment, s) in v.segments.iter().enumerate() {
-        let bytes = slice_at(image, s.file_offset, s.filesz)
+        let bytes = file_bytes(image, s.file_offset, s.filesz)
             .ok_or(ElfError::SegmentOutOfFile { index: segment })?;
         if s.filesz > s.memsz {
             return Err(ElfError::FileSizeExceedsMemSize { index: segment }.into());
@@ -753,9 +762,30 @@ mod tests {
             .collect();
         assert_eq!(t(&many, 0x100_0000), Err(ElfError::TooManySegments));
         assert!(t(&many[..16], 0x100_0000).is_ok());
-        // A bss-only segment may have any offset.
-        let bss = load_ph(0x7fff_f000, 0x300_0000, 0, 0x1000);
+        // A bss-only segment may start anywhere in the file, up to its very end.
+        let bss = load_ph(0x4000, 0x300_0000, 0, 0x1000);
         assert!(t(&[ok, bss], 0x300_0fff).is_ok());
+    }
+
+    /// Found by fuzzing: a bss-only `PT_LOAD` whose offset lies past the end of the file passed
+    /// `parse` and failed only in `load` ("copying the kernel segments failed"). A truncated
+    /// vmlinux must be refused by `parse`, naming the program header.
+    #[test]
+    fn bss_segment_past_the_end_of_the_file_is_refused_by_parse() {
+        const REPRODUCER: &str = "7f454c4602010100000000000000000002003e0001000000000000010000000040000000000000000000000000000000000000004000380001004000000000000100000006000000001000000000000000000000000000000000000100000000000000000000000000100000000000000000000000000000";
+        let img: Vec<u8> = (0..REPRODUCER.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&REPRODUCER[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(img.len(), 120);
+        assert_eq!(parse(&img), Err(ElfError::SegmentOutOfFile { index: 0 }));
+        // The same with a real text segment before it.
+        let ok = load_ph(0x1000, 0x100_0000, 0x1000, 0x1000);
+        let bss = load_ph(0x7fff_f000, 0x300_0000, 0, 0x1000);
+        assert_eq!(
+            parse(&image(0x100_0000, &[ok, bss], 0x3000)),
+            Err(ElfError::SegmentOutOfFile { index: 1 })
+        );
     }
 
     #[test]
