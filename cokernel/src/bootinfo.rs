@@ -1,8 +1,8 @@
 //! Boot information from either boot protocol (Multiboot2 or Xen/QEMU PVH) in one structure.
 //!
 //! [`parse_multiboot2`] and [`parse_pvh`] read the boot loader's structures through a
-//! caller-supplied physical-to-pointer translation and copy everything the kernel needs into an
-//! owned [`BootInfo`]: a normalized memory map, the command line, boot modules, the RSDP address
+//! caller-supplied, checked physical-to-pointer translation ([`PhysToPtr`]: it says which physical
+//! ranges are readable at all) and copy everything the kernel needs into an owned [`BootInfo`]: a normalized memory map, the command line, boot modules, the RSDP address
 //! and a few facts about the platform. Nothing in a `BootInfo` points back into the boot
 //! loader's memory except [`BootInfo::rsdp`] (for Multiboot2 it points *into* the information
 //! structure, which is why [`BootInfo::info_range`] must stay out of the frame allocator until
@@ -12,14 +12,19 @@
 //! was NUL-terminated in the source and fits its capacity (the boot loader name is truncated at
 //! a character boundary instead, as it is informational only); every module has
 //! `start <= end`. The parsers never panic on malformed input: everything the loader wrote is
-//! bounds-checked (lengths, counts, tag chain) before it is used, and errors are reported as
-//! [`BootInfoError`].
+//! bounds-checked (lengths, counts, tag chain) before it is used, every address it gives is added
+//! to with checked arithmetic and read only through the translation, which refuses what is not
+//! mapped ([`BootInfoError::Unmapped`]); errors are reported as [`BootInfoError`].
 
 use core::fmt;
 use core::mem::{offset_of, size_of};
 use core::ops::Range;
 
-use crate::mm::memmap::{MemMapError, MemoryMap, RegionKind};
+use crate::mm::memmap::{Collector, MemMapError, MemoryMap, RegionKind};
+
+/// The boot structures' physical-to-pointer translation: a pointer valid for reading the `len`
+/// bytes at physical `phys`, or `None` when they are not all mapped (or `phys + len` overflows).
+pub type PhysToPtr<'a> = dyn Fn(u64, u64) -> Option<*const u8> + 'a;
 
 /// Magic value a Multiboot2 loader passes in EAX.
 pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
@@ -105,6 +110,17 @@ pub enum BootInfoError {
     NoMemoryMap,
     /// The memory map could not be stored.
     Memory(MemMapError),
+    /// A structure the boot loader points to is not in readable memory (outside what the
+    /// translation maps, e.g. above the boot identity map's 4 GiB, or past the end of the
+    /// address space).
+    Unmapped {
+        /// Which structure.
+        what: &'static str,
+        /// Its physical address.
+        phys: u64,
+        /// How many bytes were to be read there.
+        len: u64,
+    },
 }
 
 impl fmt::Display for BootInfoError {
@@ -123,6 +139,10 @@ impl fmt::Display for BootInfoError {
             Self::Malformed(what) => write!(f, "the boot information is malformed: {what}"),
             Self::NoMemoryMap => write!(f, "the boot loader passed no memory map"),
             Self::Memory(e) => write!(f, "the boot memory map could not be stored: {e}"),
+            Self::Unmapped { what, phys, len } => write!(
+                f,
+                "the boot loader points to {what} at {phys:#x} ({len:#x} bytes), which is not in readable memory"
+            ),
         }
     }
 }
@@ -133,20 +153,17 @@ impl From<MemMapError> for BootInfoError {
     }
 }
 
-/// Add one entry, normalizing (which merges touching entries) once if the map is full.
-fn add_region(
-    map: &mut MemoryMap,
-    start: u64,
+/// `len` readable bytes at `phys`, or [`BootInfoError::Unmapped`] naming `what`.
+fn ptr(
+    phys: u64,
     len: u64,
-    kind: RegionKind,
-) -> Result<(), BootInfoError> {
-    match map.add(start, len, kind) {
-        Err(MemMapError::TooManyRegions) => {
-            map.normalize();
-            Ok(map.add(start, len, kind)?)
-        }
-        r => Ok(r?),
-    }
+    phys_to_ptr: &PhysToPtr<'_>,
+    what: &'static str,
+) -> Result<*const u8, BootInfoError> {
+    phys.checked_add(len)
+        .and_then(|_| phys_to_ptr(phys, len))
+        .filter(|p| !p.is_null())
+        .ok_or(BootInfoError::Unmapped { what, phys, len })
 }
 
 /// e820 / Multiboot2 memory type → region kind.
@@ -309,49 +326,56 @@ unsafe fn mb2_scan(base: *const u8, total: usize) -> Result<Mb2Scan, BootInfoErr
 /// 128 bytes; at most 8 modules.
 ///
 /// # Safety
-/// `phys_to_ptr` must turn a physical address into a pointer valid for reads of the boot
-/// structures (the whole information structure must be readable contiguously from
-/// `phys_to_ptr(info_phys)`; a linear map such as the identity map of low 4 GiB does this),
-/// and that memory must not change while this runs.
+/// Whenever `phys_to_ptr(phys, len)` returns a pointer, it must be valid for reads of those `len`
+/// bytes (a linear map such as the identity map of low 4 GiB, refusing everything beyond it), and
+/// that memory must not change while this runs.
 pub unsafe fn parse_multiboot2(
     magic: u32,
     info_phys: u64,
-    phys_to_ptr: &dyn Fn(u64) -> *const u8,
+    phys_to_ptr: &PhysToPtr<'_>,
 ) -> Result<BootInfo, BootInfoError> {
     if magic != MULTIBOOT2_MAGIC {
         return Err(BootInfoError::BadMultiboot2Magic(magic));
     }
-    let base = phys_to_ptr(info_phys);
-    if !info_phys.is_multiple_of(8) || base.is_null() || base.align_offset(8) != 0 {
+    const WHAT: &str = "the Multiboot2 information";
+    let base = ptr(info_phys, 8, phys_to_ptr, WHAT)?;
+    if !info_phys.is_multiple_of(8) || base.align_offset(8) != 0 {
         return Err(BootInfoError::Malformed(
             "the Multiboot2 information is not 8-byte aligned",
         ));
     }
-    // SAFETY: the structure starts with its 4-byte total size; `base` is readable by contract.
+    // SAFETY: the translation vouched for the first 8 bytes (the total size and a reserved word).
     let total = unsafe { base.cast::<u32>().read() };
     if !(16..=MAX_MB2_INFO_SIZE).contains(&total) || !total.is_multiple_of(8) {
         return Err(BootInfoError::Malformed(
             "the Multiboot2 information has an implausible total size",
         ));
     }
-    // SAFETY: `total` bytes at `base` are the information structure, readable by contract.
+    let info_range = info_phys..info_phys
+        .checked_add(u64::from(total))
+        .ok_or(BootInfoError::Unmapped {
+            what: WHAT,
+            phys: info_phys,
+            len: u64::from(total),
+        })?;
+    let base = ptr(info_phys, u64::from(total), phys_to_ptr, WHAT)?;
+    // SAFETY: the translation vouched for all `total` bytes at `base`.
     let scan = unsafe { mb2_scan(base, total as usize) }?;
     // SAFETY: as above; `mb2_scan` checked the tag chain and every tag the crate asserts on.
     let bi = unsafe { multiboot2::BootInformation::load(base.cast()) }.map_err(|_| {
         BootInfoError::Malformed("the multiboot2 crate rejected the information structure")
     })?;
 
-    let mut memory = MemoryMap::new();
+    let mut memory = Collector::new();
     let mmap = bi.memory_map_tag().ok_or(BootInfoError::NoMemoryMap)?;
     for area in mmap.memory_areas() {
-        add_region(
-            &mut memory,
+        memory.add(
             area.start_address(),
             area.size(),
             e820_kind(area.typ().into()),
         )?;
     }
-    memory.normalize();
+    let memory = memory.finish();
 
     let mut cmdline = heapless::String::new();
     if let Some(tag) = bi.command_line_tag() {
@@ -396,11 +420,11 @@ pub unsafe fn parse_multiboot2(
             .map_err(|_| BootInfoError::Malformed("there are more than 8 boot modules"))?;
     }
 
-    // The RSDP copy starts right after the 8-byte tag header.
+    // The RSDP copy starts right after the 8-byte tag header (inside `info_range`: no overflow).
     let rsdp = scan
         .acpi_new
         .or(scan.acpi_old)
-        .map(|off| info_phys + off as u64 + 8);
+        .map(|off| info_range.start + off as u64 + 8);
     let firmware = if scan.efi {
         Firmware::Uefi
     } else {
@@ -410,7 +434,6 @@ pub unsafe fn parse_multiboot2(
         Some(t) => t == MB2_FB_TYPE_EGA_TEXT,
         None => !scan.efi,
     };
-    let info_range = info_phys..info_phys + u64::from(total);
     let mut info_ranges = heapless::Vec::new();
     // Cannot fail: capacity 4.
     let _ = info_ranges.push(info_range.clone());
@@ -490,44 +513,50 @@ const _: () = {
     assert!(offset_of!(HvmModlistEntry, reserved) == 24);
 };
 
-/// Read a `T` at physical `phys`.
+/// Read a `T` at physical `phys`, or [`BootInfoError::Unmapped`] naming `what`.
 ///
 /// # Safety
-/// `phys_to_ptr(phys)` is valid for reading `size_of::<T>()` bytes, and any bit pattern is a
-/// valid `T`.
-unsafe fn read_phys<T: Copy>(phys: u64, phys_to_ptr: &dyn Fn(u64) -> *const u8) -> T {
-    // SAFETY: guaranteed by the caller; `read_unaligned` has no alignment requirement.
-    unsafe { phys_to_ptr(phys).cast::<T>().read_unaligned() }
+/// The translation's contract (see [`parse_pvh`]); any bit pattern must be a valid `T`.
+unsafe fn read_phys<T: Copy>(
+    phys: u64,
+    phys_to_ptr: &PhysToPtr<'_>,
+    what: &'static str,
+) -> Result<T, BootInfoError> {
+    let p = ptr(phys, size_of::<T>() as u64, phys_to_ptr, what)?;
+    // SAFETY: the translation vouched for these bytes; `read_unaligned` needs no alignment.
+    Ok(unsafe { p.cast::<T>().read_unaligned() })
 }
 
 /// Read a NUL-terminated string of at most `N` bytes at `phys` (`phys == 0` is the empty
-/// string). Bytes are read one at a time and never more than `N + 1` of them.
+/// string, occupying nothing); returns it with the bytes it occupies, its NUL included. Bytes are
+/// read one at a time, each through the translation, and never more than `N + 1` of them.
 ///
 /// # Safety
-/// Every byte up to the terminating NUL (or the first `N + 1` bytes) is readable through
-/// `phys_to_ptr`.
+/// The translation's contract (see [`parse_pvh`]).
 unsafe fn read_cstr<const N: usize>(
     phys: u64,
-    phys_to_ptr: &dyn Fn(u64) -> *const u8,
+    phys_to_ptr: &PhysToPtr<'_>,
+    what: &'static str,
     too_long: &'static str,
     bad_utf8: &'static str,
-) -> Result<(heapless::String<N>, u64), BootInfoError> {
+) -> Result<(heapless::String<N>, Range<u64>), BootInfoError> {
     if phys == 0 {
-        return Ok((heapless::String::new(), 0));
+        return Ok((heapless::String::new(), 0..0));
     }
     let mut buf = heapless::Vec::<u8, N>::new();
     for i in 0..=N as u64 {
-        let at = phys
-            .checked_add(i)
-            .ok_or(BootInfoError::Malformed(too_long))?;
-        // SAFETY: by the caller's guarantee; we stop at the NUL or after N + 1 bytes.
-        let b: u8 = unsafe { read_phys(at, phys_to_ptr) };
+        let unmapped = BootInfoError::Unmapped { what, phys, len: i + 1 };
+        let at = phys.checked_add(i).ok_or(unmapped)?;
+        // SAFETY: by the translation's contract; one byte the translation vouched for.
+        let b: u8 = unsafe { read_phys(at, phys_to_ptr, what) }.map_err(|_| unmapped)?;
         if b == 0 {
             let s = core::str::from_utf8(&buf).map_err(|_| BootInfoError::Malformed(bad_utf8))?;
             let mut out = heapless::String::new();
             // Cannot fail: `s` came from a buffer of capacity N.
             let _ = out.push_str(s);
-            return Ok((out, i + 1));
+            // `at + 1` cannot overflow: the translation vouched for the byte at `at`, so
+            // `at + 1` was representable.
+            return Ok((out, phys..at.checked_add(1).ok_or(unmapped)?));
         }
         if buf.push(b).is_err() {
             break;
@@ -592,32 +621,48 @@ fn cover(pieces: &mut [Range<u64>]) -> (heapless::Vec<Range<u64>, 4>, Range<u64>
 /// at most 8 modules. `info_ranges` covers the start info, the memory map, the module list, the
 /// command line and the module command lines.
 ///
+/// Every address in the start info is Xen's 64-bit physical address; each is read only through
+/// the translation, so one outside what it maps (QEMU passes them all below 4 GiB, which the
+/// boot identity map covers) is [`BootInfoError::Unmapped`], not a fault.
+///
 /// # Safety
-/// `phys_to_ptr` must turn a physical address into a pointer valid for reads of the boot
-/// structures (start info, memory map, module list and the strings they reference), and that
-/// memory must not change while this runs.
+/// Whenever `phys_to_ptr(phys, len)` returns a pointer, it must be valid for reads of those `len`
+/// bytes, and that memory must not change while this runs.
 pub unsafe fn parse_pvh(
     start_info_phys: u64,
-    phys_to_ptr: &dyn Fn(u64) -> *const u8,
+    phys_to_ptr: &PhysToPtr<'_>,
 ) -> Result<BootInfo, BootInfoError> {
-    // SAFETY: the start info begins with its 4-byte magic; readable by contract.
-    let magic: u32 = unsafe { read_phys(start_info_phys, phys_to_ptr) };
+    const WHAT: &str = "the PVH start info";
+    // SAFETY: the translation's contract; an integer.
+    let magic: u32 = unsafe { read_phys(start_info_phys, phys_to_ptr, WHAT) }?;
     if magic != PVH_MAGIC {
         return Err(BootInfoError::BadPvhMagic(magic));
     }
-    // SAFETY: a start info with the right magic has at least its version-0 fields.
-    let version: u32 = unsafe { read_phys(start_info_phys + 4, phys_to_ptr) };
+    // SAFETY: as above; `checked_add` keeps the address in range.
+    let version: u32 = unsafe {
+        read_phys(
+            start_info_phys.checked_add(4).ok_or(BootInfoError::Unmapped {
+                what: WHAT,
+                phys: start_info_phys,
+                len: 8,
+            })?,
+            phys_to_ptr,
+            WHAT,
+        )
+    }?;
     if version == 0 {
         return Err(BootInfoError::NoMemoryMap);
     }
-    // SAFETY: version ≥ 1 start infos have the full 56-byte layout; all fields are integers.
-    let si: HvmStartInfo = unsafe { read_phys(start_info_phys, phys_to_ptr) };
+    // SAFETY: the translation's contract; version ≥ 1 start infos have the full 56-byte layout,
+    // all of it integers.
+    let si: HvmStartInfo = unsafe { read_phys(start_info_phys, phys_to_ptr, WHAT) }?;
 
     let mut pieces = heapless::Vec::<Range<u64>, 16>::new();
     let mut piece = |r: Range<u64>| {
         // Cannot fail: 1 + 1 + 1 + 1 + 8 ≤ 16 pieces.
         let _ = pieces.push(r);
     };
+    // Cannot overflow: the read of the whole start info above was vouched for.
     piece(start_info_phys..start_info_phys + size_of::<HvmStartInfo>() as u64);
 
     if si.memmap_entries == 0 {
@@ -634,29 +679,26 @@ pub unsafe fn parse_pvh(
         size_of::<HvmMemmapEntry>(),
         "the PVH memory map runs past the end of the address space",
     )?;
-    let mut memory = MemoryMap::new();
+    let mut memory = Collector::new();
     for at in mm.clone().step_by(size_of::<HvmMemmapEntry>()) {
-        // SAFETY: inside the memory map array the start info points to; integers only.
-        let e: HvmMemmapEntry = unsafe { read_phys(at, phys_to_ptr) };
-        add_region(&mut memory, e.addr, e.size, e820_kind(e.typ))?;
+        // SAFETY: the translation's contract; integers only.
+        let e: HvmMemmapEntry = unsafe { read_phys(at, phys_to_ptr, "the PVH memory map") }?;
+        memory.add(e.addr, e.size, e820_kind(e.typ))?;
     }
-    memory.normalize();
+    let memory = memory.finish();
     piece(mm);
 
-    let mut cmdline = heapless::String::new();
-    if si.cmdline_paddr != 0 {
-        // SAFETY: the start info references a NUL-terminated command line.
-        let (s, len) = unsafe {
-            read_cstr(
-                si.cmdline_paddr,
-                phys_to_ptr,
-                "the command line is longer than 512 bytes or not NUL-terminated",
-                "the command line is not valid UTF-8",
-            )
-        }?;
-        cmdline = s;
-        piece(si.cmdline_paddr..si.cmdline_paddr + len);
-    }
+    // SAFETY: the translation's contract.
+    let (cmdline, at) = unsafe {
+        read_cstr(
+            si.cmdline_paddr,
+            phys_to_ptr,
+            "the command line",
+            "the command line is longer than 512 bytes or not NUL-terminated",
+            "the command line is not valid UTF-8",
+        )
+    }?;
+    piece(at);
 
     let mut modules = heapless::Vec::new();
     if si.nr_modules > 8 {
@@ -677,23 +719,22 @@ pub unsafe fn parse_pvh(
             "the PVH module list runs past the end of the address space",
         )?;
         for at in ml.clone().step_by(size_of::<HvmModlistEntry>()) {
-            // SAFETY: inside the module list the start info points to; integers only.
-            let e: HvmModlistEntry = unsafe { read_phys(at, phys_to_ptr) };
+            // SAFETY: the translation's contract; integers only.
+            let e: HvmModlistEntry = unsafe { read_phys(at, phys_to_ptr, "the PVH module list") }?;
             let end = e.paddr.checked_add(e.size).ok_or(BootInfoError::Malformed(
                 "a boot module runs past the end of the address space",
             ))?;
-            // SAFETY: the module entry references a NUL-terminated command line (or none).
-            let (cmdline, len) = unsafe {
+            // SAFETY: the translation's contract.
+            let (cmdline, at) = unsafe {
                 read_cstr(
                     e.cmdline_paddr,
                     phys_to_ptr,
+                    "a module command line",
                     "a module command line is longer than 128 bytes or not NUL-terminated",
                     "a module command line is not valid UTF-8",
                 )
             }?;
-            if len > 0 {
-                piece(e.cmdline_paddr..e.cmdline_paddr + len);
-            }
+            piece(at);
             // Cannot fail: nr_modules ≤ 8.
             let _ = modules.push(Module {
                 start: e.paddr,
@@ -741,14 +782,13 @@ mod tests {
             }
             Self { words }
         }
-        fn p2p(&self) -> impl Fn(u64) -> *const u8 + '_ {
-            move |phys| {
-                let off = usize::try_from(phys - PHYS).unwrap();
-                assert!(
-                    off < self.words.len() * 8,
-                    "read outside the fake memory at {phys:#x}"
-                );
-                self.words.as_ptr().cast::<u8>().wrapping_add(off)
+        /// The translation: only the fake memory is mapped.
+        fn p2p(&self) -> impl Fn(u64, u64) -> Option<*const u8> + '_ {
+            move |phys, len| {
+                let off = usize::try_from(phys.checked_sub(PHYS)?).ok()?;
+                let end = off.checked_add(usize::try_from(len).ok()?)?;
+                (end <= self.words.len() * 8)
+                    .then(|| self.words.as_ptr().cast::<u8>().wrapping_add(off))
             }
         }
     }
@@ -1187,6 +1227,66 @@ mod tests {
         let mut p = pvh();
         p.modules[0].1 = u64::MAX;
         assert!(matches!(p.parse(), Err(BootInfoError::Malformed(_))));
+    }
+
+    /// Found by fuzzing: `cmdline_paddr + len` was added unchecked (an overflow panic with
+    /// checks on), and every address in the start info was followed through an unchecked
+    /// translation (a page fault on hardware). Each must be a typed refusal.
+    #[test]
+    fn pvh_pointers_outside_readable_memory_are_refused() {
+        let unmapped = |r: Result<BootInfo, BootInfoError>, which: &str, at: u64| match r {
+            Err(BootInfoError::Unmapped { what, phys, .. }) => {
+                assert!(what.contains(which), "{what}");
+                assert_eq!(phys, at);
+            }
+            other => panic!("expected Unmapped for {which}, got {other:?}"),
+        };
+        // A command line in the last byte of the address space (the old overflow).
+        let mut bytes = pvh().build();
+        bytes[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+        let fake = Fake::new(&bytes);
+        // SAFETY: the translation hands out only pointers inside the fake memory.
+        unmapped(unsafe { parse_pvh(SI, &fake.p2p()) }, "command line", u64::MAX);
+        // A memory map, a module list and a module command line beyond mapped memory.
+        for (field, value, which) in [
+            (40usize, 0x1_0000_0000u64, "memory map"),
+            (16, 0x1_0000_0000, "module list"),
+        ] {
+            let mut bytes = pvh().build();
+            bytes[field..field + 8].copy_from_slice(&value.to_le_bytes());
+            let fake = Fake::new(&bytes);
+            // SAFETY: as above.
+            unmapped(unsafe { parse_pvh(SI, &fake.p2p()) }, which, value);
+        }
+        let mut bytes = pvh().build();
+        let modcmd = (MODLIST - PHYS) as usize + 16;
+        bytes[modcmd..modcmd + 8].copy_from_slice(&(u64::MAX - 1).to_le_bytes());
+        let fake = Fake::new(&bytes);
+        // SAFETY: as above.
+        unmapped(unsafe { parse_pvh(SI, &fake.p2p()) }, "module command line", u64::MAX - 1);
+        // The start info itself.
+        // SAFETY: as above.
+        unmapped(unsafe { parse_pvh(u64::MAX - 3, &fake.p2p()) }, "start info", u64::MAX - 3);
+        // SAFETY: as above.
+        let r = unsafe { parse_multiboot2(MULTIBOOT2_MAGIC, 0x1_0000_0000, &fake.p2p()) };
+        unmapped(r, "Multiboot2", 0x1_0000_0000);
+    }
+
+    /// Found by fuzzing: a Multiboot2 memory map of ~43,000 entries (within the 1 MiB limit)
+    /// took 4.4 s to parse, because once the map was full every entry re-normalized it. 127
+    /// distinct regions followed by one entry repeated is that worst case. The bound is twenty
+    /// times what the linear collector needs in a debug build.
+    #[test]
+    fn mb2_huge_memory_map_parses_in_linear_time() {
+        let mut areas: Vec<(u64, u64, u32)> = (0..127).map(|i| (i * 0x2000, 0x1000, 1)).collect();
+        areas.resize(43_000, (0, 0x1000, 1));
+        let bytes = Mb2::new().mmap(&areas).build();
+        assert!(bytes.len() <= MAX_MB2_INFO_SIZE as usize);
+        let start = std::time::Instant::now();
+        let bi = parse_mb2(&bytes).unwrap();
+        let took = start.elapsed();
+        assert_eq!(bi.memory.regions().len(), 127);
+        assert!(took < std::time::Duration::from_secs(3), "{took:?}");
     }
 
     #[test]

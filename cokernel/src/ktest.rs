@@ -54,6 +54,13 @@ const TESTS: &[Test] = &[
     ("guest_interrupt_during_a_task_is_replayed_on_resume", guest_irq_replayed),
     ("guest_timer_event_comes_at_the_deadline_and_cancels", guest_timer_event),
     ("guest_lines_program_the_ioapic_level_masked_until_eoi", guest_lines_program_ioapic),
+    ("external_interrupt_frames_carry_the_interrupted_rf", interrupt_frames_rf_clear),
+    ("watchdog_leaves_a_healthy_idle_guest_alone", watchdog_healthy),
+    ("watchdog_catches_a_guest_spinning_with_its_flag_off", watchdog_spin),
+    ("watchdog_catches_a_guest_spinning_with_its_timer_armed", watchdog_spin_timer),
+    ("watchdog_catches_a_guest_halted_with_its_flag_off", watchdog_halted),
+    ("watchdog_catches_a_guest_looping_in_faults", watchdog_fault_loop),
+    ("watchdog_catches_a_guest_that_never_registers", watchdog_never_registers),
     ("phase_transform_is_constant_time_dudect", dudect_constant_time),
     ("phase_dudect_detects_the_branchy_control", dudect_detects_branchy),
 ];
@@ -769,5 +776,180 @@ fn guest_lines_program_ioapic() -> TestResult {
     irqchip::call(Lines::mask, 4);
     irqchip::call(Lines::mask, 9);
     ensure!(rte(4).unwrap_or(0) & MASKED != 0 && rte(9).unwrap_or(0) & MASKED != 0, "mask left a line open");
+    Ok(())
+}
+
+// ---- Linux's watchdog, judging the synthetic guest in each state a stuck Linux can be in ----
+
+use crate::arch::watchdog::{self, Failure};
+
+/// The watchdog's limits in these tests (ms of TSC time; virtual under icount).
+const WD_LIMIT_MS: u64 = 100;
+const WD_BOOT_LIMIT_MS: u64 = 300;
+
+core::arch::global_asm!(
+    r#"
+    .section .guest_test, "ax"
+    .global ktest_guest_ud_loop_handler
+    .global ktest_guest_ud_loop
+/* A #UD gate that returns to the faulting ud2 (a fault loop) until told to stop; it returns with
+   the hardware flag on, as Linux's patched return path does. */
+ktest_guest_ud_loop_handler:
+    orq $0x200, 16(%rsp)
+    cmpq $0, ktest_loop_stop(%rip)
+    je 1f
+    addq $2, (%rsp)
+1:  iretq
+ktest_guest_ud_loop:
+    ud2
+    ret
+
+    .section .data.ktest_guest, "aw"
+    .balign 8
+    .global ktest_loop_stop
+ktest_loop_stop: .quad 0
+    .section .text
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    fn ktest_guest_ud_loop_handler();
+    fn ktest_guest_ud_loop();
+    static mut ktest_loop_stop: u64;
+}
+
+/// The guest with its soft flag live and a gate for the heartbeat (Linux's timer vector); returns
+/// once it has taken one, so the watchdog judges it as running (past its boot).
+fn wd_guest_running() -> TestResult {
+    use hauki_abi::guest::VECTOR_LINUX_TIMER;
+    watchdog::testing::arm(WD_LIMIT_MS, WD_BOOT_LIMIT_MS);
+    let _ = watchdog::testing::take_caught();
+    guest_gate(VECTOR_LINUX_TIMER, ktest_guest_irq_handler as *const () as u64);
+    guest_on();
+    guest::set_soft(true);
+    guest::VCPU.set_enabled(true);
+    let before = irq_count();
+    let hb = watchdog::HEARTBEATS.load(Ordering::Relaxed);
+    ensure!(run_until(WD_LIMIT_MS * 20, || irq_count() > before), "the idle guest never took a heartbeat");
+    ensure!(watchdog::HEARTBEATS.load(Ordering::Relaxed) > hb, "the event the guest took was not a heartbeat");
+    Ok(())
+}
+
+/// Back to no guest at all.
+fn wd_guest_gone() {
+    glue::set_linux_timer(u64::MAX);
+    guest::reset();
+}
+
+/// Runs `stuck` (the guest's code, interrupts on in hardware) until the watchdog's verdict comes;
+/// it must be "stuck", not early, and not long after the limit (`booting`: the boot limit).
+fn wd_expect_stuck(booting: bool, mut stuck: impl FnMut()) -> TestResult {
+    let limit_ms = if booting { WD_BOOT_LIMIT_MS } else { WD_LIMIT_MS };
+    let end = cpu::rdtsc() + tsc::ns_to_ticks(limit_ms * 20 * 1_000_000);
+    while !watchdog::testing::caught() && cpu::rdtsc() < end {
+        stuck();
+    }
+    wd_guest_gone();
+    let (why, waited, was_booting) = watchdog::testing::take_caught().ok_or(alloc::format!("not caught within {} ms", limit_ms * 20))?;
+    let limit = limit_ms * 1_000_000;
+    ensure!(why == Failure::Stuck, "the verdict is {why:?}");
+    ensure!(was_booting == booting, "judged as booting: {was_booting}");
+    ensure!(waited >= limit, "caught after {waited} ns, before the {limit} ns limit");
+    ensure!(waited <= 3 * limit, "caught only after {waited} ns (limit {limit} ns, checks every {} ns)", watchdog::testing::period_ns());
+    Ok(())
+}
+
+fn watchdog_healthy() -> TestResult {
+    wd_guest_running()?;
+    let (hb, taken) = (watchdog::HEARTBEATS.load(Ordering::Relaxed), irq_count());
+    // Idle (halted with its flag on) for five limits: heartbeats come and are taken. (The
+    // synthetic gate does not turn the virtual flag back on as Linux's return path does: the
+    // idle loop does.)
+    let caught = run_until(WD_LIMIT_MS * 5, || {
+        guest::VCPU.set_enabled(true);
+        watchdog::testing::caught()
+    });
+    wd_guest_gone();
+    ensure!(!caught, "a healthy idle guest was judged {:?}", watchdog::testing::take_caught());
+    ensure!(watchdog::HEARTBEATS.load(Ordering::Relaxed) > hb + 2 && irq_count() > taken + 2, "no heartbeats while idle");
+    Ok(())
+}
+
+fn watchdog_spin() -> TestResult {
+    wd_guest_running()?;
+    guest::VCPU.set_enabled(false);
+    wd_expect_stuck(false, core::hint::spin_loop)
+}
+
+fn watchdog_spin_timer() -> TestResult {
+    wd_guest_running()?;
+    guest::VCPU.set_enabled(false);
+    glue::set_linux_timer(cpu::rdtsc() + tsc::ns_to_ticks(5_000_000));
+    wd_expect_stuck(false, core::hint::spin_loop)
+}
+
+fn watchdog_halted() -> TestResult {
+    wd_guest_running()?;
+    guest::VCPU.set_enabled(false);
+    wd_expect_stuck(false, x86_64::instructions::interrupts::enable_and_hlt)
+}
+
+fn stop_fault_loop(_: usize) -> ! {
+    loop {
+        api::wait_next_period();
+        if watchdog::testing::caught() {
+            // SAFETY: a plain u64 of this image that the guest's #UD gate reads.
+            unsafe { core::ptr::addr_of_mut!(ktest_loop_stop).write_volatile(1) };
+        }
+    }
+}
+
+fn watchdog_fault_loop() -> TestResult {
+    wd_guest_running()?;
+    // SAFETY: as above.
+    unsafe { core::ptr::addr_of_mut!(ktest_loop_stop).write_volatile(0) };
+    Periodic::new("wd-probe").priority(80).period_us(1000).spawn(stop_fault_loop).map_err(|e| alloc::format!("{e:?}"))?;
+    guest_gate(6, ktest_guest_ud_loop_handler as *const () as u64);
+    guest::VCPU.set_enabled(false);
+    let faults = idt::count(6);
+    // SAFETY: guest code: its ud2 goes to the guest's looping #UD gate, which lets it through once
+    // the watchdog has judged.
+    unsafe { ktest_guest_ud_loop() };
+    let looped = idt::count(6) - faults;
+    guest_gate(6, ktest_guest_ud_handler as *const () as u64);
+    let r = wd_expect_stuck(false, || {});
+    ensure!(looped > 100, "the guest faulted only {looped} times");
+    r
+}
+
+fn watchdog_never_registers() -> TestResult {
+    watchdog::testing::arm(WD_LIMIT_MS, WD_BOOT_LIMIT_MS);
+    let _ = watchdog::testing::take_caught();
+    // Entered, but no IDT and no vCPU registered: nothing can ever be delivered.
+    guest::set_idt(0, 0);
+    guest::set_active(true);
+    wd_expect_stuck(true, core::hint::spin_loop)
+}
+
+static SEEN_RFLAGS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(u64::MAX);
+
+fn record_rflags(frame: &mut idt::TrapFrame) {
+    SEEN_RFLAGS.store(frame.rflags, Ordering::Relaxed);
+}
+
+/// An external interrupt's frame carries the RF of the interrupted code (clear: plain kernel code
+/// between instructions), whatever the CPU or emulator pushed; Linux's handlers return to user
+/// code with it (the sigreturn selftest checks RF in a SIGTRAP frame).
+fn interrupt_frames_rf_clear() -> TestResult {
+    const V: u8 = 0x42;
+    idt::register(V, record_rflags);
+    SEEN_RFLAGS.store(u64::MAX, Ordering::Relaxed);
+    apic::send_ipi(apic::id(), u32::from(V));
+    let came = run_until(50, || SEEN_RFLAGS.load(Ordering::Relaxed) != u64::MAX);
+    let rflags = SEEN_RFLAGS.load(Ordering::Relaxed);
+    ensure!(came, "the self-IPI never came");
+    ensure!(rflags & (1 << 16) == 0, "the interrupt's frame has RF set (RFLAGS {rflags:#x}); quirk probed: {}", idt::interrupt_rf_quirk());
+    ensure!(rflags & (1 << 9) != 0, "the interrupted code had interrupts off? RFLAGS {rflags:#x}");
     Ok(())
 }

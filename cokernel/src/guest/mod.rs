@@ -3,8 +3,9 @@
 //! This module holds the pure, host-testable logic of the guest. Today that is the loader:
 //! [`elf`] validates and loads an uncompressed x86_64 `vmlinux`, [`bootparams`] builds Linux's
 //! "zero page" (`struct boot_params`) and its e820 map from the co-kernel's memory map, and
-//! [`modules`] finds Linux, its initramfs and its command line among the boot modules. Later
-//! issues add the soft interrupt flag (soft-cli), the virtual timer and the virtual irqchip.
+//! [`modules`] finds Linux, its initramfs and its command line among the boot modules; [`lines`] is
+//! the state of Linux's interrupt lines behind the paravirtual irqchip, and [`watchdog`] judges
+//! whether Linux still takes its events.
 //!
 //! Invariant shared by every submodule: all input (ELF images, boot modules, cpio archives) is
 //! untrusted; parsers never panic, never index out of bounds and never overflow, and report
@@ -14,3 +15,4 @@ pub mod bootparams;
 pub mod elf;
 pub mod lines;
 pub mod modules;
+pub mod watchdog;

@@ -193,9 +193,11 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
 }
 
 fn parse_boot_info(protocol: u32, magic: u32, info: u64) -> BootInfo {
-    let to_ptr = |p: u64| mm::phys_to_virt(p) as *const u8;
-    // SAFETY: the boot page tables alias all of the low 4 GiB at the boot offset, where the boot
-    // loader placed its structures (both protocols pass 32-bit addresses).
+    // Only what the boot page tables map (the low 4 GiB, aliased at the boot offset) is handed
+    // out; an address beyond it is a `bad-boot-info` refusal, not a page fault.
+    let to_ptr = |p: u64, len: u64| mm::phys_to_virt_checked(p, len).map(|v| v as *const u8);
+    // SAFETY: `phys_to_virt_checked` returns only addresses inside the boot alias of the low
+    // 4 GiB, where the boot loader's structures lie unchanged while they are parsed.
     let parsed = unsafe {
         match protocol {
             PROTO_MULTIBOOT2 => bootinfo::parse_multiboot2(magic, info, &to_ptr),

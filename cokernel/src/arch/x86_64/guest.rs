@@ -138,8 +138,39 @@ pub fn set_idt(base: u64, limit: u16) {
 }
 
 /// The idle context now runs the guest (true) or the co-kernel's own idle loop (false).
+/// Turning it on starts a new guest for the watchdog: nothing taken yet, waiting from now.
 pub fn set_active(on: bool) {
+    if on {
+        TAKEN_AT.store(super::cpu::rdtsc(), Ordering::Relaxed);
+        ENTRIES.fetch_add(1, Ordering::Relaxed);
+    }
     ACTIVE.store(on, Ordering::Release);
+}
+
+/// Guests started so far (each Linux entry).
+static ENTRIES: AtomicU64 = AtomicU64::new(0);
+/// Interrupt events the guest has taken (forwarded or replayed to its gates), and when it last
+/// took one (or was entered).
+static TAKEN: AtomicU64 = AtomicU64::new(0);
+static TAKEN_AT: AtomicU64 = AtomicU64::new(0);
+/// Times the guest (the idle context) was resumed.
+static RESUMES: AtomicU64 = AtomicU64::new(0);
+
+fn took_event() {
+    TAKEN.fetch_add(1, Ordering::Relaxed);
+    TAKEN_AT.store(super::cpu::rdtsc(), Ordering::Relaxed);
+}
+
+/// What the watchdog judges by: the guests started so far, and this one's progress.
+pub fn progress() -> (u64, crate::guest::watchdog::Observation) {
+    let o = crate::guest::watchdog::Observation {
+        now: super::cpu::rdtsc(),
+        taken: TAKEN.load(Ordering::Relaxed),
+        taken_at: TAKEN_AT.load(Ordering::Relaxed),
+        resumes: RESUMES.load(Ordering::Relaxed),
+        pending: pending_any(),
+    };
+    (ENTRIES.load(Ordering::Relaxed), o)
 }
 
 pub fn active() -> bool {
@@ -198,16 +229,6 @@ pub fn forward(v: u8) -> bool {
     true
 }
 
-/// TSC when an event was logged with none pending before (0: nothing pending). Linux taking no
-/// event for a long time while one waits means it is stuck with its flag off.
-static PENDING_SINCE: AtomicU64 = AtomicU64::new(0);
-
-/// How long the oldest logged event has waited (TSC ticks), if one is pending.
-pub fn pending_for(now: u64) -> Option<u64> {
-    let since = PENDING_SINCE.load(Ordering::Relaxed);
-    (since != 0 && pending_any()).then(|| now.saturating_sub(since))
-}
-
 /// Forgets the guest: no IDT, no soft flag, nothing pending, its vCPU masked (a new Linux
 /// starts from scratch). Interrupts off.
 pub fn reset() {
@@ -217,7 +238,6 @@ pub fn reset() {
     for w in &PENDING {
         w.store(0, Ordering::Relaxed);
     }
-    PENDING_SINCE.store(0, Ordering::Relaxed);
     VCPU.set_pending_any(false);
     VCPU.set_enabled(false);
     VCPU.set_timer_deadline(u64::MAX);
@@ -225,9 +245,6 @@ pub fn reset() {
 
 /// Logs `v` for the guest.
 pub fn log_pending(v: u8) {
-    if !pending_any() {
-        PENDING_SINCE.store(super::cpu::rdtsc(), Ordering::Relaxed);
-    }
     PENDING[usize::from(v / 64)].fetch_or(1 << (v % 64), Ordering::Relaxed);
     LOGGED.fetch_add(1, Ordering::Relaxed);
     VCPU.set_pending_any(true);
@@ -253,10 +270,7 @@ fn take_highest() -> Option<u8> {
         if bits != 0 {
             let b = 63 - bits.leading_zeros();
             w.fetch_and(!(1 << b), Ordering::Relaxed);
-            let more = pending_any();
-            VCPU.set_pending_any(more);
-            // Linux took an event: the next one waits from now.
-            PENDING_SINCE.store(if more { super::cpu::rdtsc() } else { 0 }, Ordering::Relaxed);
+            VCPU.set_pending_any(pending_any());
             return Some((i * 64) as u8 + b as u8);
         }
     }
@@ -270,6 +284,7 @@ pub fn on_guest_interrupt(frame: &mut TrapFrame, v: u8) -> bool {
         enter_guest_handler(frame);
         if forward(v) {
             FORWARDED.fetch_add(1, Ordering::Relaxed);
+            took_event();
             return true;
         }
     }
@@ -280,7 +295,11 @@ pub fn on_guest_interrupt(frame: &mut TrapFrame, v: u8) -> bool {
 /// At the end of a trap that resumes the guest: replay one pending event if its interrupts are
 /// enabled; if more remain, a self-IPI brings the next trap right after the guest's handler.
 pub fn replay_on_resume(resumed: &mut TrapFrame) {
-    if !active() || !deliverable(resumed) {
+    if !active() {
+        return;
+    }
+    RESUMES.fetch_add(1, Ordering::Relaxed);
+    if !deliverable(resumed) {
         return;
     }
     let mut forwarded = false;
@@ -289,6 +308,7 @@ pub fn replay_on_resume(resumed: &mut TrapFrame) {
             enter_guest_handler(resumed);
             forward(v);
             REPLAYED.fetch_add(1, Ordering::Relaxed);
+            took_event();
             forwarded = true;
             break;
         }

@@ -1,16 +1,19 @@
-//! Linux's faults are Linux's. When Linux panics, reboots, powers itself off, or gets stuck with
-//! its virtual flag off (an event waiting longer than `hauki.linux_watchdog_ms`), the co-kernel
-//! takes the idle context back at the next switch to it, while its real-time tasks run on
-//! undisturbed, and then — on the idle context, preemptible by every task — reports on COM2,
-//! stops the bus masters the dead Linux left running, and either loads Linux again from the boot
-//! modules it kept (`hauki.linux_failure=restart`, the default, at most `hauki.linux_max_restarts`
-//! times) or leaves the CPU idle (`halt`; always after a power-off).
+//! Linux's faults are Linux's. When Linux panics, reboots, powers itself off, faults where it has
+//! no handler, or is stuck (it takes no event for `hauki.linux_watchdog_ms`: spinning or halted
+//! with its virtual flag off, looping in faults, or never registering its IDT; the judgement is
+//! [`crate::guest::watchdog`]'s), the co-kernel takes the idle context back at the next switch to
+//! it, while its real-time tasks run on undisturbed, and then — on the idle context, preemptible
+//! by every task — reports on COM2, stops the bus masters the dead Linux left running, and either
+//! loads Linux again from the boot modules it kept (`hauki.linux_failure=restart`, the default, at
+//! most `hauki.linux_max_restarts` times) or leaves the CPU idle (`halt`; always after a
+//! power-off).
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use super::idt::TrapFrame;
 use super::{apic, console, gdt, guest, idt, irqchip, linux, mm, pci, tsc};
 use crate::cmdline;
+use crate::guest::watchdog::{Verdict, Watchdog};
 
 /// Why Linux stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +56,7 @@ static REQUEST: AtomicU8 = AtomicU8::new(0);
 static HANDLING: AtomicU8 = AtomicU8::new(0);
 static RESTART: AtomicU8 = AtomicU8::new(1);
 static WATCHDOG_TICKS: AtomicU64 = AtomicU64::new(0);
+static BOOT_WATCHDOG_TICKS: AtomicU64 = AtomicU64::new(0);
 static MAX_RESTARTS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_RESTARTS);
 static STACK_TOP: AtomicU64 = AtomicU64::new(0);
 /// Linux restarts so far.
@@ -61,13 +65,27 @@ pub static RESTARTS: AtomicU64 = AtomicU64::new(0);
 pub static FAILURES: AtomicU64 = AtomicU64::new(0);
 
 pub const DEFAULT_WATCHDOG_MS: u64 = 2000;
+/// Until Linux takes its first event (early boot runs with interrupts off for long stretches, and
+/// under emulation on a busy host far longer than on hardware).
+pub const DEFAULT_BOOT_WATCHDOG_MS: u64 = 30_000;
 pub const DEFAULT_MAX_RESTARTS: u64 = 16;
+/// Checks per `hauki.linux_watchdog_ms`: Linux is stuck after this many checks in a row that
+/// found it had the CPU and took nothing (and the limit passed).
+pub const CHECKS_PER_LIMIT: u32 = 8;
+/// Heartbeats logged for Linux (the watchdog's spare clock events).
+pub static HEARTBEATS: AtomicU64 = AtomicU64::new(0);
+/// How long the last stuck Linux had gone without taking an event (TSC ticks), for the report.
+static STUCK_WAITED: AtomicU64 = AtomicU64::new(0);
+static STUCK_BOOTING: AtomicU8 = AtomicU8::new(0);
 
 /// Reads the policy from the command line and sets aside the stack the take-over runs on.
 pub fn init(line: &str) {
     RESTART.store(u8::from(cmdline::get(line, "hauki.linux_failure") != Some("halt")), Ordering::Relaxed);
     let ms = cmdline::get(line, "hauki.linux_watchdog_ms").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_WATCHDOG_MS);
     WATCHDOG_TICKS.store(tsc::ns_to_ticks(ms.saturating_mul(1_000_000)), Ordering::Relaxed);
+    let boot_ms = cmdline::get(line, "hauki.linux_boot_watchdog_ms").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_BOOT_WATCHDOG_MS);
+    BOOT_WATCHDOG_TICKS.store(tsc::ns_to_ticks(boot_ms.max(ms).saturating_mul(1_000_000)), Ordering::Relaxed);
+    CHECK_PERIOD_NS.store(ms.saturating_mul(1_000_000) / u64::from(CHECKS_PER_LIMIT), Ordering::Relaxed);
     if let Some(n) = cmdline::get(line, "hauki.linux_max_restarts").and_then(|v| v.parse().ok()) {
         MAX_RESTARTS.store(n, Ordering::Relaxed);
     }
@@ -90,14 +108,44 @@ pub fn linux_faulted(vector: u8, rip: u64) {
     REQUEST.store(Failure::Fault as u8, Ordering::Release);
 }
 
-/// The watchdog (from the telemetry task): an event has waited for Linux longer than allowed.
-pub fn check(now: u64) {
+/// How often the watchdog task checks (ns); 0 when the watchdog is off.
+static CHECK_PERIOD_NS: AtomicU64 = AtomicU64::new(0);
+
+/// The watchdog task's period (ns), if Linux runs as the guest with a watchdog.
+pub fn check_period_ns() -> Option<u64> {
+    Some(CHECK_PERIOD_NS.load(Ordering::Relaxed)).filter(|&p| p > 0)
+}
+
+/// The judgement for the Linux entered `entries` times so far.
+static STATE: spin::Mutex<Option<(u64, Watchdog)>> = spin::Mutex::new(None);
+
+/// One check (the watchdog task, every [`check_period_ns`]): keeps a heartbeat pending for Linux
+/// and asks for a take-over when Linux has stopped taking its events.
+pub fn check() {
     let limit = WATCHDOG_TICKS.load(Ordering::Relaxed);
-    if limit == 0 || !guest::active() || !guest::soft() || REQUEST.load(Ordering::Acquire) != 0 {
+    if limit == 0 || !guest::active() || REQUEST.load(Ordering::Acquire) != 0 {
         return;
     }
-    if guest::pending_for(now).is_some_and(|t| t > limit) {
-        REQUEST.store(Failure::Stuck as u8, Ordering::Release);
+    let (entries, o) = guest::progress();
+    let mut state = STATE.lock();
+    let w = match &mut *state {
+        Some((e, w)) if *e == entries => w,
+        s => {
+            let w = Watchdog::new(limit, BOOT_WATCHDOG_TICKS.load(Ordering::Relaxed), CHECKS_PER_LIMIT, o.taken, o.resumes);
+            &mut s.insert((entries, w)).1
+        }
+    };
+    match w.check(o) {
+        Verdict::Alive => {}
+        Verdict::Heartbeat => {
+            HEARTBEATS.fetch_add(1, Ordering::Relaxed);
+            x86_64::instructions::interrupts::without_interrupts(|| guest::log_pending(hauki_abi::guest::VECTOR_LINUX_TIMER));
+        }
+        Verdict::Stuck { waited, booting } => {
+            STUCK_WAITED.store(waited, Ordering::Relaxed);
+            STUCK_BOOTING.store(u8::from(booting), Ordering::Relaxed);
+            REQUEST.store(Failure::Stuck as u8, Ordering::Release);
+        }
     }
 }
 
@@ -106,6 +154,11 @@ pub fn check(now: u64) {
 pub fn take_over_frame() -> Option<*mut TrapFrame> {
     let req = REQUEST.swap(0, Ordering::AcqRel);
     Failure::from_u8(req)?;
+    #[cfg(feature = "ktest")]
+    if testing::DRY_RUN.load(Ordering::Relaxed) {
+        testing::CAUGHT.store(req, Ordering::Release);
+        return None;
+    }
     HANDLING.store(req, Ordering::Release);
     guest::reset();
     super::rt::clear_linux_timer();
@@ -144,6 +197,10 @@ extern "C" fn take_over() -> ! {
             let f = FAULT.load(Ordering::Relaxed);
             r.u64("vector", f >> 56).hex("rip", f | 0xff00_0000_0000_0000);
         }
+        if why == Failure::Stuck {
+            r.u64("waited_ns", tsc::ticks_to_ns(STUCK_WAITED.load(Ordering::Relaxed)))
+                .str("phase", if STUCK_BOOTING.load(Ordering::Relaxed) == 1 { "boot" } else { "running" });
+        }
     });
     log::warn!(
         "Linux {}; the real-time tasks run on; {}",
@@ -166,5 +223,46 @@ extern "C" fn take_over() -> ! {
     }
     loop {
         super::idle_once();
+    }
+}
+
+/// For the in-kernel tests: the watchdog judges a synthetic guest, and what it would have done is
+/// kept instead of done.
+#[cfg(feature = "ktest")]
+pub mod testing {
+    use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+    use super::{BOOT_WATCHDOG_TICKS, CHECK_PERIOD_NS, CHECKS_PER_LIMIT, Failure, STUCK_BOOTING, STUCK_WAITED, WATCHDOG_TICKS, tsc};
+
+    pub(super) static DRY_RUN: AtomicBool = AtomicBool::new(false);
+    pub(super) static CAUGHT: AtomicU8 = AtomicU8::new(0);
+
+    /// Judges with these limits and keeps verdicts instead of acting on them; the first call
+    /// starts the watchdog task.
+    pub fn arm(limit_ms: u64, boot_limit_ms: u64) {
+        DRY_RUN.store(true, Ordering::Relaxed);
+        WATCHDOG_TICKS.store(tsc::ns_to_ticks(limit_ms * 1_000_000), Ordering::Relaxed);
+        BOOT_WATCHDOG_TICKS.store(tsc::ns_to_ticks(boot_limit_ms * 1_000_000), Ordering::Relaxed);
+        let first = CHECK_PERIOD_NS.swap(limit_ms * 1_000_000 / u64::from(CHECKS_PER_LIMIT), Ordering::Relaxed) == 0;
+        if first {
+            crate::rt::tasks::watchdog::start(limit_ms * 1_000_000 / u64::from(CHECKS_PER_LIMIT)).expect("the watchdog task starts");
+        }
+    }
+
+    /// The check period now in force (ns).
+    pub fn period_ns() -> u64 {
+        CHECK_PERIOD_NS.load(Ordering::Relaxed)
+    }
+
+    /// What the watchdog would have done since the last call: the failure, how long Linux had
+    /// gone without an event (ns), and whether it was still booting.
+    pub fn take_caught() -> Option<(Failure, u64, bool)> {
+        let f = Failure::from_u8(CAUGHT.swap(0, Ordering::AcqRel))?;
+        Some((f, tsc::ticks_to_ns(STUCK_WAITED.load(Ordering::Relaxed)), STUCK_BOOTING.load(Ordering::Relaxed) == 1))
+    }
+
+    /// Whether a verdict waits to be taken.
+    pub fn caught() -> bool {
+        CAUGHT.load(Ordering::Acquire) != 0
     }
 }

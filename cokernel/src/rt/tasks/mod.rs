@@ -2,14 +2,15 @@
 //! demo workload that looks like a controller (a 1 kHz PID loop on a simulated motor, the phase
 //! engine, and a group of equal-period workers staggered by golden-ratio offsets).
 //!
-//! Priorities: latency 250 (highest), control 200, phase 150, workers 100–103, display 2,
-//! telemetry 1. Command-line knobs are in docs/cmdline.md.
+//! Priorities: latency 250 (highest), control 200, phase 150, workers 100–103, Linux's watchdog
+//! 3 (when Linux runs as the guest), display 2, telemetry 1. Command-line knobs are in docs/cmdline.md.
 
 pub mod control;
 pub mod display;
 pub mod latency;
 pub mod phase;
 pub mod telemetry;
+pub mod watchdog;
 
 use crate::arch::fatal::fatal;
 use crate::cmdline;
@@ -19,6 +20,7 @@ pub const PRIO_LATENCY: u8 = 250;
 pub const PRIO_CONTROL: u8 = 200;
 pub const PRIO_PHASE: u8 = 150;
 pub const PRIO_WORKERS: u8 = 100;
+pub const PRIO_WATCHDOG: u8 = 3;
 pub const PRIO_DISPLAY: u8 = 2;
 pub const PRIO_TELEMETRY: u8 = 1;
 
@@ -46,6 +48,9 @@ fn start_inner(line: &str, vga: bool) -> Result<(), Error> {
     }
     let exit_after = cmdline::get(line, "hauki.exit_after_reports").and_then(|v| v.parse().ok());
     telemetry::start(report_period, exit_after)?;
+    if let Some(period) = crate::arch::watchdog::check_period_ns() {
+        watchdog::start(period)?;
+    }
     // Last: creating a task maps its stack with interrupts off (a few microseconds), so the
     // latency tool starts once the others exist and measures the running system.
     latency::start(latency_period)

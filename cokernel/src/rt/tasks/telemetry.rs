@@ -137,7 +137,6 @@ fn run(_: usize) -> ! {
         // after they are back on.
         let windows = x86_64::instructions::interrupts::without_interrupts(|| *crate::arch::timer::WINDOWS.lock());
         publish_status(&window, misses_total, &tasks, &windows);
-        crate::arch::watchdog::check(crate::arch::cpu::rdtsc());
         if crate::arch::guest::active() || crate::arch::watchdog::FAILURES.load(core::sync::atomic::Ordering::Relaxed) > 0 {
             emit_guest(&windows);
         }
@@ -187,7 +186,8 @@ fn emit_guest(windows: &crate::rt::windows::Windows) {
             .u64("line_calls_refused", irqchip::REFUSED.load(Relaxed))
             .bool("running", guest::active())
             .u64("failures", crate::arch::watchdog::FAILURES.load(Relaxed))
-            .u64("restarts", crate::arch::watchdog::RESTARTS.load(Relaxed));
+            .u64("restarts", crate::arch::watchdog::RESTARTS.load(Relaxed))
+            .u64("heartbeats", crate::arch::watchdog::HEARTBEATS.load(Relaxed));
     });
     emit_windows(windows);
 }

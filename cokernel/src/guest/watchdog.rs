@@ -1,0 +1,208 @@
+//! The judgement of Linux's watchdog: is Linux still taking its events?
+//!
+//! Linux is alive when it takes the events the co-kernel has for it (interrupts delivered to its
+//! gates). To make sure there is always something to take, the co-kernel keeps a *heartbeat*
+//! pending: at a check where Linux has taken nothing since the last one and nothing is pending,
+//! it logs one (a spare clock event, which Linux's clock-event code treats as early and harmless).
+//! A Linux that spins or halts with its virtual flag off, loops in faults, or never registers its
+//! IDT never takes it.
+//!
+//! Linux is judged stuck only when both hold:
+//! - it has taken no event for `limit` TSC ticks (`boot_limit` before it took its first event:
+//!   early boot runs long with interrupts off), and
+//! - at least `checks` consecutive checks found it had been *given the CPU* since the previous
+//!   one (the idle context was resumed) and had still taken nothing.
+//!
+//! The second rule keeps a stalled host (an emulator descheduled for seconds: the TSC jumps, no
+//! code ran) and real-time overload (Linux never got the CPU) from counting as Linux's fault. The
+//! worst detection time is `limit` plus one check period; the checks run every `limit / checks`.
+//!
+//! A soft lock-up (Linux's flag on, preemption off) is not the co-kernel's business: Linux takes
+//! its events and its own detector reports it.
+
+#![forbid(unsafe_code)]
+
+/// What one check sees.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// TSC now.
+    pub now: u64,
+    /// Events Linux has taken since it was entered (monotonic).
+    pub taken: u64,
+    /// TSC when it last took one (its entry time before the first).
+    pub taken_at: u64,
+    /// Times the idle context (Linux) was resumed (monotonic).
+    pub resumes: u64,
+    /// An event is logged for Linux and not yet taken.
+    pub pending: bool,
+}
+
+/// What the caller does after a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing to do.
+    Alive,
+    /// Log a heartbeat event for Linux.
+    Heartbeat,
+    /// Linux is stuck: it has taken no event for `waited` ticks (`booting`: none since it was
+    /// entered).
+    Stuck { waited: u64, booting: bool },
+}
+
+/// The watchdog's state across checks (one per Linux; `Watchdog::new` again after a restart).
+#[derive(Clone, Debug)]
+pub struct Watchdog {
+    limit: u64,
+    boot_limit: u64,
+    checks: u32,
+    last_taken: u64,
+    last_resumes: u64,
+    quiet: u32,
+    started: bool,
+}
+
+impl Watchdog {
+    /// A watchdog for a Linux entered with `taken` events counted so far and `resumes` resumes.
+    /// `limit` and `boot_limit` are TSC ticks; `checks` ≥ 1.
+    pub fn new(limit: u64, boot_limit: u64, checks: u32, taken: u64, resumes: u64) -> Watchdog {
+        Watchdog { limit, boot_limit, checks: checks.max(1), last_taken: taken, last_resumes: resumes, quiet: 0, started: false }
+    }
+
+    /// Checks done in a row that found Linux had the CPU and took nothing.
+    pub fn quiet_checks(&self) -> u32 {
+        self.quiet
+    }
+
+    /// One check.
+    pub fn check(&mut self, o: Observation) -> Verdict {
+        if o.taken != self.last_taken {
+            self.last_taken = o.taken;
+            self.last_resumes = o.resumes;
+            self.quiet = 0;
+            self.started = true;
+            return Verdict::Alive;
+        }
+        if o.resumes != self.last_resumes {
+            self.last_resumes = o.resumes;
+            self.quiet = self.quiet.saturating_add(1);
+        }
+        let waited = o.now.saturating_sub(o.taken_at);
+        let limit = if self.started { self.limit } else { self.boot_limit };
+        if self.quiet >= self.checks && waited >= limit {
+            return Verdict::Stuck { waited, booting: !self.started };
+        }
+        if o.pending { Verdict::Alive } else { Verdict::Heartbeat }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: u64 = 1000;
+    const BOOT: u64 = 10_000;
+    const CHECKS: u32 = 4;
+    const PERIOD: u64 = LIMIT / CHECKS as u64;
+
+    /// A simulated Linux: how it responds to events, checked every PERIOD.
+    struct Sim {
+        w: Watchdog,
+        now: u64,
+        taken: u64,
+        taken_at: u64,
+        resumes: u64,
+        pending: bool,
+    }
+
+    impl Sim {
+        fn new() -> Sim {
+            Sim { w: Watchdog::new(LIMIT, BOOT, CHECKS, 0, 0), now: 0, taken: 0, taken_at: 0, resumes: 0, pending: false }
+        }
+        /// Advances one period; Linux gets the CPU if `runs`, takes what is pending if `takes`.
+        fn period(&mut self, runs: bool, takes: bool) -> Verdict {
+            self.now += PERIOD;
+            if runs {
+                self.resumes += 3;
+                if takes && self.pending {
+                    self.pending = false;
+                    self.taken += 1;
+                    self.taken_at = self.now - 1;
+                }
+            }
+            let v = self.w.check(Observation { now: self.now, taken: self.taken, taken_at: self.taken_at, resumes: self.resumes, pending: self.pending });
+            if v == Verdict::Heartbeat {
+                self.pending = true;
+            }
+            v
+        }
+    }
+
+    fn first_stuck(sim: &mut Sim, runs: bool, takes: bool, max: usize) -> Option<(usize, Verdict)> {
+        (1..=max).find_map(|i| match sim.period(runs, takes) {
+            v @ Verdict::Stuck { .. } => Some((i, v)),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_healthy_idle_linux_only_gets_heartbeats() {
+        let mut s = Sim::new();
+        for _ in 0..1000 {
+            assert!(!matches!(s.period(true, true), Verdict::Stuck { .. }));
+        }
+        assert!(s.taken > 400, "heartbeats were taken: {}", s.taken);
+    }
+
+    #[test]
+    fn a_linux_that_takes_nothing_is_stuck_within_limit_plus_a_period() {
+        let mut s = Sim::new();
+        for _ in 0..10 {
+            s.period(true, true);
+        }
+        let t0 = s.taken_at;
+        let (_, v) = first_stuck(&mut s, true, false, 100).expect("caught");
+        assert!(matches!(v, Verdict::Stuck { booting: false, .. }));
+        assert!(s.now - t0 >= LIMIT && s.now - t0 <= LIMIT + 2 * PERIOD, "caught after {}", s.now - t0);
+    }
+
+    #[test]
+    fn a_linux_that_never_takes_an_event_is_caught_by_the_boot_limit() {
+        let mut s = Sim::new();
+        let (_, v) = first_stuck(&mut s, true, false, 1000).expect("caught");
+        assert!(matches!(v, Verdict::Stuck { booting: true, .. }));
+        assert!(s.now >= BOOT && s.now <= BOOT + PERIOD);
+    }
+
+    #[test]
+    fn real_time_overload_is_not_linux_s_fault() {
+        let mut s = Sim::new();
+        s.period(true, true);
+        s.period(true, true);
+        // Linux gets no CPU for 20 limits, then takes its events at once.
+        assert!(first_stuck(&mut s, false, false, 80).is_none());
+        assert!(!matches!(s.period(true, true), Verdict::Stuck { .. }));
+        assert!(first_stuck(&mut s, true, true, 100).is_none());
+    }
+
+    #[test]
+    fn a_host_stall_is_not_linux_s_fault() {
+        let mut s = Sim::new();
+        for _ in 0..5 {
+            s.period(true, true);
+        }
+        // The emulator stops for 50 limits: one check sees the TSC jump, Linux ran once before.
+        s.now += 50 * LIMIT;
+        assert!(!matches!(s.period(true, false), Verdict::Stuck { .. }));
+        assert!(!matches!(s.period(true, true), Verdict::Stuck { .. }));
+        assert!(first_stuck(&mut s, true, true, 100).is_none());
+    }
+
+    #[test]
+    fn a_pending_event_is_not_doubled_by_a_heartbeat() {
+        let mut w = Watchdog::new(LIMIT, BOOT, CHECKS, 5, 7);
+        let o = Observation { now: 10, taken: 5, taken_at: 0, resumes: 8, pending: true };
+        assert_eq!(w.check(o), Verdict::Alive);
+        assert_eq!(w.check(Observation { pending: false, ..o }), Verdict::Heartbeat);
+        assert_eq!(w.quiet_checks(), 1);
+    }
+}

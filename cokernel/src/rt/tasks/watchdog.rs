@@ -1,0 +1,18 @@
+//! The watchdog task: every `hauki.linux_watchdog_ms / 8` it asks whether Linux still takes its
+//! events and keeps a heartbeat pending for it ([`crate::arch::watchdog::check`]). A task of its
+//! own, so its cadence does not depend on the telemetry period.
+
+use crate::rt::api::Periodic;
+use crate::rt::sched::Error;
+
+/// Starts the task with period `period_ns`.
+pub fn start(period_ns: u64) -> Result<(), Error> {
+    Periodic::new("watchdog").priority(super::PRIO_WATCHDOG).period_ns(period_ns).phase_ns(period_ns).spawn(run).map(|_| ())
+}
+
+fn run(_: usize) -> ! {
+    loop {
+        crate::rt::api::wait_next_period();
+        crate::arch::watchdog::check();
+    }
+}
