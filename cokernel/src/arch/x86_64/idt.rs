@@ -6,7 +6,7 @@
 //! register device and Linux vectors through [`register`].
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::{apic, exceptions, gdt};
 
@@ -166,12 +166,54 @@ pub fn count(v: u8) -> u64 {
     PER_VECTOR[usize::from(v)].load(Ordering::Relaxed)
 }
 
+const RFLAGS_RF: u64 = 1 << 16;
+/// The CPU pushes RF set in the frame of every external interrupt, where the architecture pushes
+/// the interrupted code's RF (clear after any completed instruction). QEMU's emulator does so
+/// since 9.1; since it also clears RF only at the end of a translated block, code resumed with
+/// such a frame runs its next block with RF set, and an `int3` there reports RF in its frame
+/// (Linux's sigreturn selftest sees it). Found at boot by [`probe_interrupt_rf`]; when set, the
+/// co-kernel clears RF in external interrupts' frames, which is what hardware would have pushed.
+static INTERRUPT_RF_QUIRK: AtomicBool = AtomicBool::new(false);
+static PROBED_RF: AtomicU64 = AtomicU64::new(u64::MAX);
+
+fn record_rf(frame: &mut TrapFrame) {
+    PROBED_RF.store(frame.rflags & RFLAGS_RF, Ordering::Relaxed);
+}
+
+/// Sends itself an interrupt while running plain code (RF clear) and looks at the RF its frame
+/// carries: set means the CPU has the quirk above. Boot CPU, LAPIC up, interrupts off, before
+/// the real-time core registers the wake-up vector (borrowed here).
+pub fn probe_interrupt_rf() -> bool {
+    register(vectors::WAKEUP, record_rf);
+    super::apic::send_ipi(super::apic::id(), u32::from(vectors::WAKEUP));
+    for _ in 0..1_000_000 {
+        if PROBED_RF.load(Ordering::Relaxed) != u64::MAX {
+            break;
+        }
+        // SAFETY: every vector has a gate; the wake-up interrupt's handler only records.
+        unsafe { core::arch::asm!("sti", "nop", "cli", options(nomem, nostack)) };
+    }
+    HANDLERS[usize::from(vectors::WAKEUP)].store(0, Ordering::Release);
+    let quirk = PROBED_RF.load(Ordering::Relaxed) == RFLAGS_RF;
+    INTERRUPT_RF_QUIRK.store(quirk, Ordering::Relaxed);
+    quirk
+}
+
+/// Whether [`probe_interrupt_rf`] found the quirk.
+pub fn interrupt_rf_quirk() -> bool {
+    INTERRUPT_RF_QUIRK.load(Ordering::Relaxed)
+}
+
 /// Called by every stub with the frame it built; returns the frame to resume (a different one
 /// when the scheduler switches tasks).
 #[unsafe(no_mangle)]
 extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
     let v = frame.vector as usize;
     PER_VECTOR[v].fetch_add(1, Ordering::Relaxed);
+    if (v >= 32 || v == 2) && INTERRUPT_RF_QUIRK.load(Ordering::Relaxed) {
+        // An external interrupt or NMI (or `int n`, which pushes RF clear anyway).
+        frame.rflags &= !RFLAGS_RF;
+    }
     if v < 32 {
         if !super::mm::is_cokernel_code(frame.rip)
             && super::guest::in_guest_context()
