@@ -1,14 +1,16 @@
 //! Driving a shell on QEMU's COM1 the way a person would: QEMU's first serial port on its
 //! stdin/stdout (pipes), commands typed, output read until a marker the shell itself computes
-//! (so the echo of the typed command never matches). Every wait has a hard bound; that is a safety
-//! net against a hung guest, not a performance check.
+//! (so the echo of the typed command never matches). A wait ends when the guest has stopped
+//! writing on its serial ports for the stall bound, or after the safety net ([`crate::progress`]):
+//! never because the host is slow.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::progress::{Watch, last_line, last_line_of};
 use crate::qemu::QemuConfig;
 use crate::util::strip_ansi;
 
@@ -19,6 +21,8 @@ pub struct ShellConsole {
     cursor: usize,
     log: PathBuf,
     marker: u32,
+    /// The telemetry file (COM2), when it goes to one: its growth counts as progress.
+    com2: Option<PathBuf>,
 }
 
 impl ShellConsole {
@@ -64,7 +68,8 @@ impl ShellConsole {
                 }
             });
         }
-        Ok(ShellConsole { child, stdin, out, cursor: 0, log, marker: 0 })
+        let com2 = cfg.com2.strip_prefix("file:").map(PathBuf::from);
+        Ok(ShellConsole { child, stdin, out, cursor: 0, log, marker: 0, com2 })
     }
 
     pub fn log_path(&self) -> &Path {
@@ -80,7 +85,7 @@ impl ShellConsole {
     /// Waits until `needle` appears after the cursor; returns the text before it and moves the
     /// cursor past it.
     pub fn expect(&mut self, needle: &str, bound: Duration) -> Result<String, String> {
-        let start = Instant::now();
+        let mut watch = self.watch(bound);
         loop {
             let raw = self.out.lock().map(|o| o.clone()).unwrap_or_default();
             let text = String::from_utf8_lossy(&raw[self.cursor.min(raw.len())..]).into_owned();
@@ -91,11 +96,24 @@ impl ShellConsole {
             if let Ok(Some(st)) = self.child.try_wait() {
                 return Err(format!("QEMU exited ({st}) before {needle:?} appeared"));
             }
-            if start.elapsed() > bound {
-                return Err(format!("{needle:?} did not appear within {} s", bound.as_secs()));
+            if let Some(why) = watch.expired(raw.len() as u64) {
+                return Err(format!("{needle:?} did not appear: {why}; {}", self.last_seen(&text)));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    fn watch(&self, bound: Duration) -> Watch {
+        Watch::new(self.com2.iter().cloned().collect(), bound)
+    }
+
+    /// What the guest last said, for a failure message.
+    fn last_seen(&self, console: &str) -> String {
+        let mut s = format!("last console line: {:?}", strip_ansi(last_line(console)));
+        if let Some(c2) = &self.com2 {
+            s += &format!(", last telemetry line: {}", last_line_of(c2));
+        }
+        s
     }
 
     /// Types `line` and Enter.
@@ -118,13 +136,14 @@ impl ShellConsole {
 
     /// Waits for QEMU to exit; its status.
     pub fn wait_exit(&mut self, bound: Duration) -> Result<Option<i32>, String> {
-        let start = Instant::now();
+        let mut watch = self.watch(bound);
         loop {
             if let Some(st) = self.child.try_wait().map_err(|e| e.to_string())? {
                 return Ok(st.code());
             }
-            if start.elapsed() > bound {
-                return Err(format!("QEMU still running after {} s", bound.as_secs()));
+            let len = self.out.lock().map(|o| o.len()).unwrap_or(0) as u64;
+            if let Some(why) = watch.expired(len) {
+                return Err(format!("QEMU did not exit: {why}; {}", self.last_seen(&self.text())));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

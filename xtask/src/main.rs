@@ -13,6 +13,7 @@ mod deps;
 mod elf;
 mod ktap;
 mod linux;
+mod progress;
 mod qemu;
 mod suite;
 mod telemetry;

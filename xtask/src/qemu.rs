@@ -4,13 +4,14 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hauki_abi::debug_exit;
 
 use crate::args::{Accel, RunOpts};
 use crate::build::Artifacts;
 use crate::deps::{Ovmf, Tools};
+use crate::progress::{Watch, last_line, last_line_of};
 use crate::util::{Workspace, print_tail, shell_quote};
 
 /// The QEMU exit status when the co-kernel wrote `SUCCESS` to isa-debug-exit.
@@ -354,8 +355,9 @@ pub enum Com {
 /// Why a wait ended without what was asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WaitError {
-    /// The timeout (or the run's hard timeout) passed; QEMU was killed if it was the hard one.
-    Timeout(Duration),
+    /// The guest stopped making progress (or the safety net ran out): QEMU was killed. What was
+    /// last seen.
+    Timeout(String),
     /// QEMU exited first, with this status (`None`: killed by a signal).
     Exited(Option<i32>),
 }
@@ -363,7 +365,7 @@ pub enum WaitError {
 impl std::fmt::Display for WaitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WaitError::Timeout(d) => write!(f, "timed out after {} s (safety bound)", d.as_secs()),
+            WaitError::Timeout(why) => write!(f, "gave up: {why}"),
             WaitError::Exited(s) => write!(f, "QEMU exited first ({})", explain_status(*s)),
         }
     }
@@ -373,7 +375,6 @@ impl std::fmt::Display for WaitError {
 pub struct Qemu {
     child: Child,
     status: Option<ExitStatus>,
-    started: Instant,
     hard_timeout: Duration,
     /// The directory holding this run's files.
     pub dir: PathBuf,
@@ -394,7 +395,8 @@ impl Qemu {
     }
 
     /// Spawn QEMU with `cfg` (whose COM1/COM2 should be [`Qemu::paths`] of `dir`); `dir` is emptied
-    /// first. QEMU is killed once `hard_timeout` passes, whatever is being waited for.
+    /// first. `hard_timeout` is the stall bound of every wait on it (at most): QEMU is killed once a wait
+    /// gives up ([`crate::progress`]).
     pub fn spawn(dir: &Path, cfg: &QemuConfig, hard_timeout: Duration) -> Result<Qemu, String> {
         if dir.exists() {
             std::fs::remove_dir_all(dir)
@@ -418,7 +420,6 @@ impl Qemu {
         Ok(Qemu {
             child,
             status: None,
-            started: Instant::now(),
             hard_timeout,
             dir: dir.to_path_buf(),
             com1,
@@ -449,23 +450,19 @@ impl Qemu {
         self.status
     }
 
-    fn deadline(&self, timeout: Duration) -> (Instant, Duration) {
-        let hard_left = self.hard_timeout.saturating_sub(self.started.elapsed());
-        let t = timeout.min(hard_left);
-        (
-            Instant::now() + t,
-            if t == hard_left {
-                self.hard_timeout
-            } else {
-                timeout
-            },
-        )
+    /// A wait with the stall bound `timeout` (at most the run's own), watching COM1 and COM2.
+    fn watch(&self, timeout: Duration) -> Watch {
+        Watch::new(vec![self.com1.clone(), self.com2.clone()], timeout.min(self.hard_timeout))
     }
 
-    fn enforce_hard_timeout(&mut self) {
-        if self.started.elapsed() >= self.hard_timeout {
-            self.kill();
-        }
+    /// A wait gave up: QEMU is killed (the run is over) and the reason says what was last seen.
+    fn give_up(&mut self, why: String) -> WaitError {
+        self.kill();
+        WaitError::Timeout(format!(
+            "{why}; last COM1 line: {:?}, last COM2 line: {}",
+            last_line(&self.read(Com::Com1)),
+            last_line_of(&self.com2)
+        ))
     }
 
     /// Wait until a complete line on `com` satisfies `pred`, and return it. Fails when `timeout` or the
@@ -476,7 +473,7 @@ impl Qemu {
         pred: impl Fn(&str) -> bool,
         timeout: Duration,
     ) -> Result<String, WaitError> {
-        let (deadline, reported) = self.deadline(timeout);
+        let mut watch = self.watch(timeout);
         loop {
             let exited = self.poll_exit();
             let text = self.read(com);
@@ -492,9 +489,8 @@ impl Qemu {
             if let Some(s) = exited {
                 return Err(WaitError::Exited(s.code()));
             }
-            if Instant::now() >= deadline {
-                self.enforce_hard_timeout();
-                return Err(WaitError::Timeout(reported));
+            if let Some(why) = watch.expired(0) {
+                return Err(self.give_up(why));
             }
             std::thread::sleep(POLL);
         }
@@ -502,14 +498,13 @@ impl Qemu {
 
     /// Wait for QEMU to exit and return its status (`None`: killed by a signal).
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>, WaitError> {
-        let (deadline, reported) = self.deadline(timeout);
+        let mut watch = self.watch(timeout);
         loop {
             if let Some(s) = self.poll_exit() {
                 return Ok(s.code());
             }
-            if Instant::now() >= deadline {
-                self.enforce_hard_timeout();
-                return Err(WaitError::Timeout(reported));
+            if let Some(why) = watch.expired(0) {
+                return Err(self.give_up(why));
             }
             std::thread::sleep(POLL);
         }

@@ -1090,15 +1090,6 @@ fn run_selftests(con: &mut ShellConsole, bound: Duration) -> Result<Vec<Selftest
     Ok(results)
 }
 
-/// Selftests whose result under the co-kernel is known to differ at times, with why. Not
-/// compared, never counted as passing; each is an open bug (see docs/guest.md).
-/// (test, the failure line it may print, why).
-const KNOWN_DIVERGENCES: &[(&str, &str, &str)] = &[(
-    "sigreturn_64",
-    "Reg 17 mismatch",
-    "RFLAGS.RF set in the SIGTRAP frame after an interrupt on the first user instruction (64-bit CS, 16-bit SS)",
-)];
-
 /// Linux is still Linux: Linux's own x86 selftests (64-bit, from the same 6.12 source) give the
 /// same result under the co-kernel as on the same kernel booted bare in the same QEMU (where the
 /// co-kernel's hooks are inactive: the stock code paths). Plain TCG; results printed side by side.
@@ -1143,18 +1134,13 @@ fn linux_selftests(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
     println!("    {:<28} {:>6} {:>14}", "selftest", "bare", "under Hauki");
     for (name, b, _) in &bare {
         let g = guest.iter().find(|x| &x.0 == name);
-        // A known divergence is tolerated only when every failure it printed is the known one.
-        let known = KNOWN_DIVERGENCES
-            .iter()
-            .find(|k| k.0 == name && g.is_some_and(|g| !g.2.is_empty() && g.2.iter().all(|f| f.contains(k.1))));
-        println!(
-            "    {:<28} {:>6} {:>14}{}",
-            name,
-            word(*b),
-            g.map_or("missing", |g| word(g.1)),
-            known.map_or(String::new(), |k| format!("  (known issue, not counted as passing: {})", k.2))
-        );
-        if g.map(|g| g.1) != Some(*b) && known.is_none() {
+        println!("    {:<28} {:>6} {:>14}", name, word(*b), g.map_or("missing", |g| word(g.1)));
+        if let Some(g) = g.filter(|g| g.1 != *b) {
+            for f in &g.2 {
+                println!("      under Hauki: {f}");
+            }
+        }
+        if g.map(|g| g.1) != Some(*b) {
             differ.push(name.clone());
         }
     }
@@ -1331,61 +1317,135 @@ fn linux_stress_battery(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
     Status::Pass
 }
 
-/// Linux's faults are Linux's (icount): an oops kills only the process; a hard lock-up with
-/// Linux's flag off is caught by the co-kernel's watchdog and a panic is reported by Linux; both
-/// times the co-kernel reports on COM2 and restarts Linux, which comes back to a working shell,
-/// and the latency task misses no deadline throughout.
+/// One way to make Linux fail, and how it must end.
+struct Provoke {
+    /// What the step is called in the report.
+    what: &'static str,
+    /// Shell commands that set it up and trigger it (the last one does not return).
+    commands: &'static [&'static str],
+    /// What Linux itself must print about it (its own report), if anything.
+    linux_says: Option<&'static str>,
+    /// The co-kernel's `linux` record for it: `stuck` (its watchdog), `panicked` (Linux's panic
+    /// reached it), or `None` when Linux survives by itself (an oops kills only the process).
+    cokernel_says: Option<&'static str>,
+}
+
+/// Every way the fault test makes Linux fail, in order.
+const PROVOKED: &[Provoke] = &[
+    // An oops in a process: Linux kills it and carries on (init starts a new shell).
+    Provoke { what: "EXCEPTION (oops in a process)", commands: &["echo EXCEPTION > /sys/kernel/debug/provoke-crash/DIRECT"], linux_says: Some("Oops"), cokernel_says: None },
+    // Spinning with the virtual flag off: only the co-kernel's watchdog can see it.
+    Provoke { what: "HARDLOCKUP (flag off, process context)", commands: &["echo HARDLOCKUP > /sys/kernel/debug/provoke-crash/DIRECT"], linux_says: None, cokernel_says: Some("stuck") },
+    // Flag on, preemption off: Linux's own detector reports it (and panics, as asked).
+    Provoke {
+        what: "SOFTLOCKUP (Linux's detector)",
+        commands: &["echo 1 > /proc/sys/kernel/watchdog_thresh", "echo 1 > /proc/sys/kernel/softlockup_panic", "echo SOFTLOCKUP > /sys/kernel/debug/provoke-crash/DIRECT"],
+        linux_says: Some("soft lockup"),
+        cokernel_says: Some("panicked"),
+    },
+    Provoke {
+        what: "HUNG_TASK (Linux's detector)",
+        commands: &["echo 2 > /proc/sys/kernel/hung_task_timeout_secs", "echo 1 > /proc/sys/kernel/hung_task_panic", "echo HUNG_TASK > /sys/kernel/debug/provoke-crash/DIRECT"],
+        linux_says: Some("blocked for more than"),
+        cokernel_says: Some("panicked"),
+    },
+    // A panic in a device interrupt handler (a kprobe on handle_irq_event: the console's IRQ).
+    Provoke {
+        what: "PANIC in interrupt context",
+        commands: &["echo 1 > /sys/module/lkdtm/parameters/cpoint_count", "echo PANIC > /sys/kernel/debug/provoke-crash/INT_HW_IRQ_EN"],
+        linux_says: Some("handle_irq_event"),
+        cokernel_says: Some("panicked"),
+    },
+    Provoke { what: "CORRUPT_STACK (stack protector)", commands: &["echo CORRUPT_STACK > /sys/kernel/debug/provoke-crash/DIRECT"], linux_says: Some("stack-protector"), cokernel_says: Some("panicked") },
+    Provoke { what: "EXHAUST_STACK (guard page, double fault)", commands: &["echo EXHAUST_STACK > /sys/kernel/debug/provoke-crash/DIRECT"], linux_says: Some("stack guard page was hit"), cokernel_says: Some("panicked") },
+    // A lock-up inside an interrupt handler that comes while the shell waits (Linux idle, its
+    // tick stopped: no timer armed, the line in service).
+    Provoke {
+        what: "HARDLOCKUP in an interrupt while idle",
+        commands: &["echo 1 > /sys/module/lkdtm/parameters/cpoint_count", "echo HARDLOCKUP > /sys/kernel/debug/provoke-crash/INT_HW_IRQ_EN"],
+        linux_says: None,
+        cokernel_says: Some("stuck"),
+    },
+];
+
+/// The watchdog limit the fault test runs with (ms, virtual).
+const FAULT_WATCHDOG_MS: u64 = 1000;
+
+/// Linux's faults are Linux's (icount): each of [`PROVOKED`] ends as it must — an oops kills only
+/// the process; a lock-up with Linux's flag off is caught by the co-kernel's watchdog within its
+/// limit plus one check period (virtual time, from the `linux` record); Linux's own detectors
+/// report soft lock-ups and hung tasks; panics (from a process, an interrupt, a corrupted or
+/// exhausted stack) reach the co-kernel — and every time the co-kernel reports on COM2, restarts
+/// Linux, which comes back to a working shell, and the latency task misses no deadline.
 fn linux_faults(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
-    let args = "hauki.linux=guest hauki.report_ms=250 hauki.linux_watchdog_ms=1000";
-    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-faults-are-linux-s", args, true) {
+    let args = format!("hauki.linux=guest hauki.report_ms=250 hauki.linux_watchdog_ms={FAULT_WATCHDOG_MS}");
+    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-faults-are-linux-s", &args, true) {
         Ok(x) => x,
         Err(s) => return s,
     };
     let bound = hard_timeout();
     const UP: &str = "is up; type 'poweroff' to end.";
-    const CRASH: &str = "/sys/kernel/debug/provoke-crash/DIRECT";
+    let failures = |c2: &Path| -> Vec<serde_json::Value> {
+        Records::parse(&std::fs::read_to_string(c2).unwrap_or_default()).events("linux").filter(|r| r.get("action").is_some()).cloned().collect()
+    };
     let mut steps = || -> Result<(), String> {
         con.expect(UP, bound)?;
         con.expect("# ", bound)?;
-        // An oops in a process: Linux kills it and carries on (init starts a new shell).
-        con.send(&format!("echo EXCEPTION > {CRASH}"))?;
-        con.expect("Oops", bound)?;
-        con.expect("# ", bound)?;
-        let (out, _) = con.run("echo alive-after-oops", bound)?;
-        if !out.contains("alive-after-oops") {
-            return Err(format!("no shell after the oops: {out:?}"));
-        }
-        // A hard lock-up: Linux spins with its flag off; the co-kernel's watchdog takes over.
-        con.send(&format!("echo HARDLOCKUP > {CRASH}"))?;
-        con.expect(UP, bound)?;
-        con.expect("# ", bound)?;
-        let (out, _) = con.run("echo alive-after-lockup", bound)?;
-        if !out.contains("alive-after-lockup") {
-            return Err(format!("no shell after the restart: {out:?}"));
-        }
-        // A panic: Linux tells the co-kernel, which restarts it.
-        con.send(&format!("echo PANIC > {CRASH}"))?;
-        con.expect("Kernel panic", bound)?;
-        con.expect(UP, bound)?;
-        con.expect("# ", bound)?;
-        let (out, _) = con.run("echo alive-after-panic", bound)?;
-        if !out.contains("alive-after-panic") {
-            return Err(format!("no shell after the second restart: {out:?}"));
+        let mut report = Vec::new();
+        for p in PROVOKED {
+            let before = failures(&c2).len();
+            let (last, setup) = p.commands.split_last().expect("a command");
+            for c in setup {
+                let (out, st) = con.run(c, bound)?;
+                if st != 0 {
+                    return Err(format!("{}: `{c}` failed ({st}): {out}", p.what));
+                }
+            }
+            con.send(last)?;
+            if let Some(says) = p.linux_says {
+                con.expect(says, bound).map_err(|e| format!("{}: Linux did not report it: {e}", p.what))?;
+            }
+            let mut detail = String::new();
+            if let Some(state) = p.cokernel_says {
+                con.expect(UP, bound).map_err(|e| format!("{}: Linux was not restarted: {e}", p.what))?;
+                let recs = failures(&c2);
+                let new: Vec<&serde_json::Value> = recs[before.min(recs.len())..].iter().collect();
+                let [r] = new[..] else {
+                    return Err(format!("{}: want one new linux failure record ({state}), got {new:?}", p.what));
+                };
+                if r["state"] != state || r["action"] != "restart" {
+                    return Err(format!("{}: the co-kernel says {r}, want state {state}, action restart", p.what));
+                }
+                if state == "stuck" {
+                    let waited = r["waited_ns"].as_u64().unwrap_or(0);
+                    let limit = FAULT_WATCHDOG_MS * 1_000_000;
+                    // Caught within the limit plus one check period (limit / 8) and the latency
+                    // of the task that checks (virtual time).
+                    if waited < limit || waited > limit + limit / 4 {
+                        return Err(format!("{}: the watchdog caught it after {waited} ns, want {limit}..{} ns", p.what, limit + limit / 4));
+                    }
+                    detail = format!(", caught after {:.1} ms (virtual)", waited as f64 / 1e6);
+                }
+            }
+            con.expect("# ", bound)?;
+            let (out, _) = con.run("echo alive-again", bound)?;
+            if !out.contains("alive-again") {
+                return Err(format!("{}: no working shell afterwards: {out:?}", p.what));
+            }
+            report.push(format!("{} -> {}{detail}", p.what, p.cokernel_says.map_or("Linux carries on".to_string(), |s| format!("{s}, restarted"))));
         }
         let recs = Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default());
-        let states: Vec<String> = recs.events("linux").filter_map(|r| r["state"].as_str().map(str::to_string)).collect();
-        let want = ["guest", "stuck", "panicked"];
-        let mut it = states.iter();
-        if !want.iter().all(|w| it.any(|s| s == w)) {
-            return Err(format!("the co-kernel's linux records say {states:?}, want {want:?} in order"));
-        }
+        let want = PROVOKED.iter().filter(|p| p.cokernel_says.is_some()).count() as u64;
         let restarts = recs.events("guest").last().and_then(|g| g["restarts"].as_u64()).unwrap_or(0);
-        if restarts != 2 {
-            return Err(format!("{restarts} restarts counted, want 2"));
+        if restarts != want {
+            return Err(format!("{restarts} restarts counted, want {want}"));
         }
         let misses: u64 = recs.events("latency").filter_map(|l| l["misses"].as_u64()).sum();
         let max = recs.events("latency").filter_map(|l| l["max_ns"].as_u64()).max().unwrap_or(0);
-        println!("    oops, lock-up (watchdog) and panic survived; latency max {max} ns over the run, {misses} misses");
+        for l in &report {
+            println!("    {l}");
+        }
+        println!("    latency max {max} ns (virtual) over the run, {misses} misses");
         if misses != 0 {
             return Err(format!("the latency task missed {misses} deadlines while Linux failed and restarted"));
         }
