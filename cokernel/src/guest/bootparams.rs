@@ -21,7 +21,9 @@
 //! with that many readable bytes behind it.
 //!
 //! [`e820_from`] turns the co-kernel's [`MemoryMap`] into the e820 map Linux sees, withholding
-//! the co-kernel's own memory.
+//! the co-kernel's own memory. [`linux_cmdline`] is where a command line is checked against
+//! Linux's limit, once: the loader keeps only what [`build`] will accept.
+#![forbid(unsafe_code)]
 
 use core::fmt;
 use core::ops::Range;
@@ -36,6 +38,10 @@ pub const E820_MAX: usize = 128;
 pub const E820_ENTRY_SIZE: usize = 20;
 /// Linux's x86 `COMMAND_LINE_SIZE`, including the terminating NUL.
 pub const COMMAND_LINE_SIZE: u32 = 2048;
+/// Longest command line Linux takes, without its NUL.
+pub const MAX_CMDLINE_LEN: usize = COMMAND_LINE_SIZE as usize - 1;
+/// A Linux command line that fits Linux's limit (what [`linux_cmdline`] returns).
+pub type Cmdline = heapless::String<MAX_CMDLINE_LEN>;
 /// Boot protocol version we claim to speak (2.15, the newest in Linux 6.12).
 pub const BOOT_PROTOCOL_VERSION: u16 = 0x020f;
 /// `type_of_loader` for a loader without an assigned ID.
@@ -204,6 +210,23 @@ impl fmt::Display for BootParamsError {
     }
 }
 
+/// Whether a command line of `len` bytes (without its NUL) fits Linux's limit: the one check
+/// behind both [`linux_cmdline`] and [`build`].
+pub const fn cmdline_fits(len: usize) -> bool {
+    len <= MAX_CMDLINE_LEN
+}
+
+/// `text` as a command line Linux takes, or [`BootParamsError::CmdlineTooLong`].
+pub fn linux_cmdline(text: &str) -> Result<Cmdline, BootParamsError> {
+    let too_long = BootParamsError::CmdlineTooLong(u32::try_from(text.len()).unwrap_or(u32::MAX));
+    if !cmdline_fits(text.len()) {
+        return Err(too_long);
+    }
+    let mut c = Cmdline::new();
+    c.push_str(text).map_err(|_| too_long)?;
+    Ok(c)
+}
+
 fn put(out: &mut [u8], off: usize, bytes: &[u8]) {
     // Every offset used here is a constant well inside the page (checked by the tests), so the
     // lookup cannot fail; `if let` keeps it panic-free regardless.
@@ -237,7 +260,7 @@ pub fn build(out: &mut [u8; BOOT_PARAMS_SIZE], p: &LinuxBoot<'_>) -> Result<(), 
     {
         return Err(BootParamsError::E820EntryOutOfRange(i));
     }
-    if p.cmdline_len >= COMMAND_LINE_SIZE {
+    if !usize::try_from(p.cmdline_len).is_ok_and(cmdline_fits) {
         return Err(BootParamsError::CmdlineTooLong(p.cmdline_len));
     }
     if p.cmdline_phys
@@ -627,6 +650,34 @@ mod tests {
         );
         let s = std::format!("{}", BootParamsError::TooManyE820Entries(200));
         assert!(s.contains("0xc8") && s.contains("0x80"), "{s}");
+    }
+
+    /// Found by fuzzing: the loader kept command lines of up to 2048 bytes, `build` takes at
+    /// most 2047, so a 2048-byte command line passed the plan and failed later. What
+    /// [`linux_cmdline`] accepts (up to a full [`Cmdline`]) `build` accepts, and what it refuses
+    /// `build` refuses with the same error.
+    #[test]
+    fn the_loader_and_build_agree_on_the_command_line_length() {
+        let mut page = [0u8; BOOT_PARAMS_SIZE];
+        let boot = |len: usize| LinuxBoot {
+            cmdline_phys: 0x1000,
+            cmdline_len: len as u32,
+            initrd: None,
+            rsdp: None,
+            hardware_subarch: 0,
+            subarch_data: 0,
+            e820: &[],
+        };
+        let full = "x".repeat(Cmdline::new().capacity());
+        let kept = linux_cmdline(&full).unwrap();
+        assert_eq!(build(&mut page, &boot(kept.len())), Ok(()));
+        let over = "x".repeat(kept.len() + 1);
+        assert_eq!(linux_cmdline(&over), Err(BootParamsError::CmdlineTooLong(2048)));
+        assert_eq!(
+            build(&mut page, &boot(over.len())),
+            Err(BootParamsError::CmdlineTooLong(2048))
+        );
+        assert_eq!(linux_cmdline("").unwrap().as_str(), "");
     }
 
     fn e(addr: u64, end: u64, kind: E820Type) -> E820Entry {

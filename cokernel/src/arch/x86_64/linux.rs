@@ -34,7 +34,7 @@ pub struct Plan {
     pub vmlinux: Vmlinux,
     /// Physical range of the initramfs (inside a module).
     pub initrd: Option<Range<u64>>,
-    pub cmdline: heapless::String<{ COMMAND_LINE_SIZE as usize }>,
+    pub cmdline: bootparams::Cmdline,
     /// Modules in the way of the kernel's load range, to move first: (from, to). `image` and
     /// `initrd` above already name the destinations.
     pub moves: heapless::Vec<(Range<u64>, u64), 2>,
@@ -162,9 +162,8 @@ pub fn plan(boot: &BootInfo, cokernel: Range<u64>) -> Result<Option<Plan>, PlanE
     if overlaps(&load, &cokernel) {
         return Err(PlanError::OverlapsCokernel { linux: load, cokernel });
     }
-    let mut cmdline = heapless::String::new();
     let text = cmdline_text.unwrap_or("console=ttyS0");
-    cmdline.push_str(text).map_err(|_| PlanError::CmdlineTooLong(text.len()))?;
+    let cmdline = bootparams::linux_cmdline(text).map_err(|_| PlanError::CmdlineTooLong(text.len()))?;
     // GRUB puts modules right after the co-kernel, often where Linux must load (16 MiB up): such a
     // module (the kernel image or the initramfs) is moved to free RAM before Linux is loaded.
     let mut avoid: heapless::Vec<Range<u64>, 16> = heapless::Vec::new();
