@@ -4,7 +4,12 @@
 //! (split at the first `=`) or a bare `key`, which has the empty value. Keys match exactly
 //! (case-sensitive). When a key occurs more than once, the last occurrence wins, so a boot loader
 //! entry can override a built-in default by appending. There is no quoting. The functions only
-//! borrow the input and never allocate.
+//! borrow the input and never allocate; numbers are parsed and scaled with checked arithmetic,
+//! and a value that is not a number in range is refused with a [`BadValue`] naming it.
+#![forbid(unsafe_code)]
+
+use core::fmt;
+use core::ops::RangeInclusive;
 
 /// The value of the last `key=value` or bare `key` on `cmdline` (`Some("")` for a bare key).
 pub fn get<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
@@ -35,6 +40,55 @@ pub fn flag(cmdline: &str, key: &str) -> bool {
     }
 }
 
+/// A value that is not what its key takes: the key, the value as given and the range allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadValue<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// The value as given.
+    pub value: &'a str,
+    /// What the key takes, in its unit.
+    pub range: RangeInclusive<u64>,
+}
+
+impl fmt::Display for BadValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}={} is not a number in {}..={}",
+            self.key,
+            self.value,
+            self.range.start(),
+            self.range.end()
+        )
+    }
+}
+
+/// The value of `key` as a decimal number in `range`: `Ok(None)` when absent.
+pub fn number<'a>(
+    cmdline: &'a str,
+    key: &'a str,
+    range: RangeInclusive<u64>,
+) -> Result<Option<u64>, BadValue<'a>> {
+    let Some(value) = get(cmdline, key) else {
+        return Ok(None);
+    };
+    match value.parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(BadValue { key, value, range }),
+    }
+}
+
+/// Bytes in a MiB.
+const MIB: u64 = 1 << 20;
+
+/// The value of `key` as a size in MiB, converted to bytes: `Ok(None)` when absent. Refused when
+/// it is not a number, is zero, or is so many MiB that the byte count does not fit in 64 bits
+/// (checked, never `n << 20` silently dropping the high bits).
+pub fn mib<'a>(cmdline: &'a str, key: &'a str) -> Result<Option<u64>, BadValue<'a>> {
+    Ok(number(cmdline, key, 1..=u64::MAX / MIB)?.map(|n| n * MIB))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +115,27 @@ mod tests {
         assert_eq!(get("x x=3", "x"), Some("3"));
         assert!(!flag("debug debug=off", "debug"));
         assert!(flag("debug=off debug", "debug"));
+    }
+
+    /// Found by fuzzing: `hauki.pool_mib` was computed as `mib << 20`, so 2^44 MiB became a
+    /// pool of 0 bytes. Sizes are checked: too large, zero or not a number is refused, by name.
+    #[test]
+    fn mib_sizes_are_checked_not_shifted() {
+        assert_eq!(mib("hauki.pool_mib=64", "hauki.pool_mib"), Ok(Some(64 << 20)));
+        assert_eq!(mib("", "hauki.pool_mib"), Ok(None));
+        let max = u64::MAX >> 20;
+        assert_eq!(
+            mib(&std::format!("k={max}"), "k"),
+            Ok(Some(max << 20))
+        );
+        for bad in ["k=17592186044416", "k=0", "k=-1", "k=64M", "k=", "k"] {
+            let e = mib(bad, "k").unwrap_err();
+            assert_eq!((e.key, e.range.clone()), ("k", 1..=max), "{bad}");
+            let msg = std::format!("{e}");
+            assert!(msg.starts_with("k=") && msg.contains("not a number"), "{msg}");
+        }
+        assert_eq!(number("n=7", "n", 1..=10), Ok(Some(7)));
+        assert!(number("n=11", "n", 1..=10).is_err());
     }
 
     #[test]

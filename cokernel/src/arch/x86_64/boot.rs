@@ -254,8 +254,12 @@ fn init_memory(boot: &BootInfo) -> (mm::Stats, Option<Result<linux::Plan, linux:
     // With Linux to run, the co-kernel keeps a pool and leaves the rest of RAM to Linux.
     if let Some(Ok(_)) = &plan {
         let line = boot.cmdline.as_str();
-        let mib = cmdline::get(line, "hauki.pool_mib").and_then(|v| v.parse::<u64>().ok()).unwrap_or(DEFAULT_POOL_MIB);
-        let bytes = mib << 20;
+        let bytes = cmdline::mib(line, "hauki.pool_mib").unwrap_or_else(|e| {
+            log::warn!("{e}; the co-kernel keeps the default {DEFAULT_POOL_MIB} MiB");
+            None
+        });
+        let bytes = bytes.unwrap_or(DEFAULT_POOL_MIB << 20);
+        let mib = bytes >> 20;
         let Some(start) = frames.alloc_contiguous(bytes / crate::mm::frame::FRAME_SIZE, 2 << 20) else {
             fatal(
                 "not-enough-memory",
