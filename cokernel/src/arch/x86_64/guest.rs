@@ -131,7 +131,8 @@ pub static NO_GATE: AtomicU64 = AtomicU64::new(0);
 
 const RFLAGS_IF: u64 = 1 << 9;
 
-/// The guest's IDT (what it would have loaded with `lidt`).
+/// The guest's IDT (what it would have loaded with `lidt`): Linux's after `guest::calls::idt`
+/// checked it (inside Linux's image, or its read-only alias), or a test's own table.
 pub fn set_idt(base: u64, limit: u16) {
     IDT_BASE.store(base, Ordering::Release);
     IDT_LIMIT.store(u64::from(limit), Ordering::Release);
@@ -194,23 +195,25 @@ fn has_error_code(v: u8) -> bool {
     matches!(v, 8 | 10..=14 | 17 | 21 | 29 | 30)
 }
 
-/// The guest's gate target for `v`, if it registered a present gate.
+/// The guest's gate target for `v`, if it registered a present interrupt or trap gate whose
+/// target the forwarding jump can take (`guest::calls::gate_target`: canonical, and inside
+/// Linux's executable segments once Linux is loaded).
 pub fn gate_target(v: u8) -> Option<u64> {
     let base = IDT_BASE.load(Ordering::Acquire);
-    let limit = IDT_LIMIT.load(Ordering::Acquire);
-    let off = u64::from(v) * 16;
-    if base == 0 || off + 15 > limit {
+    let limit = u16::try_from(IDT_LIMIT.load(Ordering::Acquire)).unwrap_or(0);
+    let at = crate::guest::calls::gate_address(base, limit, v)?;
+    // The table was checked when it was registered, but Linux can unmap its own pages since:
+    // probe both ends of the gate (16 bytes span at most two pages), so that costs Linux the
+    // event, not the co-kernel a fault.
+    let last = at.checked_add(crate::guest::calls::GATE_SIZE - 1)?;
+    if super::exceptions::probe_read(at).is_err() || super::exceptions::probe_read(last).is_err() {
         return None;
     }
-    let g = (base + off) as *const u32;
-    // SAFETY: the guest registered this table; it is mapped in the current address space (the
-    // guest's own, or the co-kernel's for tests) and the entry lies within its limit.
-    let (w0, w1, w2) = unsafe { (g.read_volatile(), g.add(1).read_volatile(), g.add(2).read_volatile()) };
-    let present = w1 & (1 << 15) != 0;
-    if !present {
-        return None;
-    }
-    Some(u64::from(w0 & 0xffff) | (u64::from(w1 & 0xffff_0000)) | (u64::from(w2) << 32))
+    // SAFETY: both ends were just read in the current address space (the guest's own, or the
+    // co-kernel's for tests); nothing changes the mapping between the probe and this read (trap
+    // context, interrupts off, one CPU). Any bit pattern is a valid byte array.
+    let gate = unsafe { (at as *const [u8; 16]).read_volatile() };
+    crate::guest::calls::gate_target(gate, super::linux::linux_image())
 }
 
 /// Arranges for the trap exit to jump to the guest's gate for `v`. False if it has none.

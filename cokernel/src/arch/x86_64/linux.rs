@@ -12,7 +12,7 @@
 //! tests this loader end to end.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use core::ops::Range;
 
 use hauki_abi::guest::{self as abi, Handoff};
@@ -20,6 +20,7 @@ use hauki_abi::guest::{self as abi, Handoff};
 use super::{mm, tsc};
 use crate::bootinfo::BootInfo;
 use crate::guest::bootparams::{self, BOOT_PARAMS_SIZE, COMMAND_LINE_SIZE, E820_MAX, LinuxBoot};
+use crate::guest::calls::{self, Call, KernelImage, LineOp, Refusal, Stop};
 use crate::guest::elf::{self, ElfError, Vmlinux};
 use crate::guest::lines::Lines;
 use super::watchdog::Failure;
@@ -286,51 +287,120 @@ unsafe extern "C" {
     static hauki_boot_pml4_phys: u64;
 }
 
+/// Linux's kernel image as Linux maps it, from its first start as the guest (restarts reload
+/// the same image): what its calls' pointers and its IDT are checked against.
+static LINUX_IMAGE: spin::Once<KernelImage> = spin::Once::new();
+
+/// Linux's kernel image, once Linux was started as the guest.
+pub fn linux_image() -> Option<&'static KernelImage> {
+    LINUX_IMAGE.get()
+}
+
 /// Calls from Linux (through the handoff's `call_gate`), on Linux's stack, in Linux's context.
-/// Only `RDI` = call number and `RSI` = argument are read; nothing of Linux's state is touched.
+/// Only `RDI` = call number and `RSI` = argument are read, and what `guest::calls` approved; a
+/// refused call returns `u64::MAX` (counted, the first of each kind reported); nothing of Linux's
+/// state is touched.
 extern "C" fn hauki_linux_call(nr: u64, arg: u64) -> u64 {
-    match nr {
-        n if n == u64::from(abi::call::LOAD_IDT) => {
-            // `struct desc_ptr { u16 size; u64 address; } __packed` in Linux's address space,
-            // which is the current one.
-            let p = arg as *const u8;
-            // SAFETY: Linux passes a pointer to its descriptor, mapped in its (current) tables.
-            let (limit, base) = unsafe {
-                (core::ptr::read_unaligned(p as *const u16), core::ptr::read_unaligned(p.add(2) as *const u64))
-            };
-            super::guest::set_idt(base, limit);
-            if LINUX_IDT_LOADS.fetch_add(1, Ordering::Relaxed) == ENTRY_IDT_LOADS.load(Ordering::Relaxed) {
-                let t = super::cpu::rdtsc().saturating_sub(ENTERED_TSC.load(Ordering::Relaxed));
-                ENTRY_TO_IDT_TICKS.store(t, Ordering::Relaxed);
-            }
-            0
-        }
-        // Linux's soft interrupt flag goes live; it must be the block this handoff gave.
-        n if n == u64::from(abi::call::REGISTER_VCPU) && arg == super::guest::VCPU.addr() => {
+    let expect = calls::Expect { vcpu: super::guest::VCPU.addr(), image: linux_image() };
+    let done = calls::decode(nr, arg, &expect).and_then(|c| match c {
+        Call::LoadIdt { desc } => load_idt(desc, expect.image),
+        // Linux's soft interrupt flag goes live (the block this handoff gave).
+        Call::RegisterVcpu => {
             super::guest::set_soft(true);
-            0
+            Ok(0)
         }
-        n if n == u64::from(abi::call::SET_TIMER) => {
-            super::rt::set_linux_timer(arg);
-            0
+        Call::SetTimer { deadline } => {
+            super::rt::set_linux_timer(deadline);
+            Ok(0)
         }
-        n if n == u64::from(abi::call::IRQ_MASK) => super::irqchip::call(Lines::mask, arg),
-        n if n == u64::from(abi::call::IRQ_UNMASK) => super::irqchip::call(Lines::unmask, arg),
-        n if n == u64::from(abi::call::IRQ_EOI) => super::irqchip::call(Lines::eoi, arg),
+        Call::Line { op, line } => {
+            let op = match op {
+                LineOp::Mask => Lines::mask,
+                LineOp::Unmask => Lines::unmask,
+                LineOp::Eoi => Lines::eoi,
+            };
+            Ok(super::irqchip::call(op, u64::from(line)))
+        }
         // Linux stops: the switch point takes this context away (restart or halt); it never
         // returns to Linux.
-        n if n == u64::from(abi::call::SHUTDOWN) => {
-            let why = match u32::try_from(arg) {
-                Ok(abi::call::SHUTDOWN_OFF) => Failure::PoweredOff,
-                Ok(abi::call::SHUTDOWN_REBOOT) => Failure::Reboot,
-                _ => Failure::Panic,
-            };
-            super::watchdog::linux_stopped(why);
+        Call::Shutdown(stop) => {
+            super::watchdog::linux_stopped(match stop {
+                Stop::PoweredOff => Failure::PoweredOff,
+                Stop::Reboot => Failure::Reboot,
+                Stop::Panic => Failure::Panic,
+            });
             loop {
                 x86_64::instructions::interrupts::enable_and_hlt();
             }
         }
-        _ => u64::MAX,
+    });
+    let ret = done.unwrap_or_else(|why| refuse(why, nr, arg));
+    report_refusals();
+    ret
+}
+
+/// `LOAD_IDT`: reads the `struct desc_ptr` at `desc` (which `calls::decode` found inside Linux's
+/// image) and registers the IDT it names if `calls::idt` accepts it.
+fn load_idt(desc: u64, image: Option<&KernelImage>) -> Result<u64, Refusal> {
+    let image = image.ok_or(Refusal::NoImage)?;
+    // Linux maps its whole image except what it unmapped itself (freed init memory): probe both
+    // ends of the 10 bytes (at most two pages) so such a pointer is refused, not a fault.
+    let last = desc.checked_add(calls::DESC_PTR_SIZE - 1).ok_or(Refusal::DescOutsideImage)?;
+    if super::exceptions::probe_read(desc).is_err() || super::exceptions::probe_read(last).is_err() {
+        return Err(Refusal::DescUnreadable);
+    }
+    // SAFETY: both ends of the descriptor were just read in Linux's address space (the current
+    // one), and Linux, the only one that could unmap them, is waiting for this call.
+    let raw = unsafe { (desc as *const [u8; calls::DESC_PTR_SIZE as usize]).read_volatile() };
+    let idt = calls::idt(raw, image)?;
+    super::guest::set_idt(idt.base, idt.limit);
+    if LINUX_IDT_LOADS.fetch_add(1, Ordering::Relaxed) == ENTRY_IDT_LOADS.load(Ordering::Relaxed) {
+        let t = super::cpu::rdtsc().saturating_sub(ENTERED_TSC.load(Ordering::Relaxed));
+        ENTRY_TO_IDT_TICKS.store(t, Ordering::Relaxed);
+    }
+    Ok(0)
+}
+
+/// Calls from Linux refused since boot (any `guest::calls::Refusal`).
+pub static REFUSED_CALLS: AtomicU64 = AtomicU64::new(0);
+/// Kinds of refusal seen, and those not reported yet (bit `Refusal::index`).
+static REFUSED_KINDS: AtomicU32 = AtomicU32::new(0);
+static UNREPORTED_KINDS: AtomicU32 = AtomicU32::new(0);
+/// The first refused call of each kind: number and argument.
+static FIRST_REFUSED: [[AtomicU64; 2]; Refusal::ALL.len()] =
+    [const { [AtomicU64::new(0), AtomicU64::new(0)] }; Refusal::ALL.len()];
+
+/// Counts a refused call, keeps the first of its kind for the report, and returns Linux's error.
+fn refuse(why: Refusal, nr: u64, arg: u64) -> u64 {
+    REFUSED_CALLS.fetch_add(1, Ordering::Relaxed);
+    let bit = 1u32 << why.index();
+    if REFUSED_KINDS.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+        if let Some([n, a]) = FIRST_REFUSED.get(why.index()) {
+            n.store(nr, Ordering::Relaxed);
+            a.store(arg, Ordering::Relaxed);
+        }
+        UNREPORTED_KINDS.fetch_or(bit, Ordering::Release);
+    }
+    u64::MAX
+}
+
+/// One `refused` record on COM2 per kind of refused call, the first time it happens. Only with
+/// interrupts on (Linux's early calls come with them off): a slow UART must never hold the
+/// co-kernel's timer back, so a report made with them off waits for a later call.
+fn report_refusals() {
+    if UNREPORTED_KINDS.load(Ordering::Relaxed) == 0 || !x86_64::instructions::interrupts::are_enabled() {
+        return;
+    }
+    let kinds = UNREPORTED_KINDS.swap(0, Ordering::Acquire);
+    for why in Refusal::ALL.iter().filter(|w| kinds & (1 << w.index()) != 0) {
+        let Some([n, a]) = FIRST_REFUSED.get(why.index()) else { continue };
+        super::console::record("refused", |r| {
+            r.str("source", "linux-call")
+                .str("reason", why.key())
+                .u64("call", n.load(Ordering::Relaxed))
+                .hex("arg", a.load(Ordering::Relaxed))
+                .u64("refused_calls", REFUSED_CALLS.load(Ordering::Relaxed));
+        });
     }
 }
 
@@ -381,6 +451,7 @@ pub fn keep(plan: &Plan, prep: &Prepared, initrd_at: Option<u64>) -> Result<(), 
         unsafe { core::ptr::copy_nonoverlapping(mm::phys_to_virt(*p) as *const u8, mm::phys_to_virt(f) as *mut u8, 4096) };
         pristine[i] = f;
     }
+    LINUX_IMAGE.call_once(|| KernelImage::new(&plan.vmlinux));
     let k = Kept { plan: plan.clone(), pages, pristine, initrd_at };
     x86_64::instructions::interrupts::without_interrupts(|| *KEPT.lock() = Some(k));
     Ok(())
