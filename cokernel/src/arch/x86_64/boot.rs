@@ -114,6 +114,9 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     pic::remap_and_mask();
     let force_xapic = cmdline::get(line, "hauki.apic") == Some("xapic");
     let apic_mode = apic::init(cpu.x2apic, force_xapic);
+    if idt::probe_interrupt_rf() {
+        log::info!("this CPU sets RF in external interrupts' frames (an emulator quirk): the co-kernel clears it");
+    }
     let mut ioapic_pins = 0;
     for io in &platform.ioapics {
         match ioapic::add(io.id, io.phys, io.gsi_base) {
@@ -453,6 +456,7 @@ fn emit_boot_record(b: &BootReport) {
             .fmt("cpu_signature", format_args!("{}/{}/{}", b.cpu.family, b.cpu.model, b.cpu.stepping))
             .bool("tsc_deadline_capable", b.cpu.tsc_deadline)
             .bool("invariant_tsc", b.cpu.invariant_tsc)
+            .bool("interrupt_rf_quirk", idt::interrupt_rf_quirk())
             .str("hypervisor", b.cpu.hypervisor.as_deref().unwrap_or("none"))
             .u64("cpus", u64::from(b.cpus.cpus))
             .u64("cpus_parked", u64::from(b.cpus.parked))
