@@ -13,6 +13,8 @@ extern crate alloc;
 pub mod arch;
 pub mod bootinfo;
 pub mod cmdline;
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
 pub mod guest;
 #[cfg(all(feature = "ktest", target_os = "none"))]
 pub mod ktest;

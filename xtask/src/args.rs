@@ -182,6 +182,61 @@ impl RunOpts {
     }
 }
 
+/// Usage text of `cargo xtask fuzz`.
+pub const FUZZ_USAGE: &str = "cargo xtask fuzz [TARGET...] [--seconds N] | --list | TARGET --input FILE
+  TARGET              fuzz only these targets (default: every one, one after the other)
+  --seconds N         how long each target runs (default 60)
+  --list              list the targets and what each checks
+  --input FILE        run TARGET once on FILE (replay a crash) instead of fuzzing
+Needs nightly and cargo-fuzz (installed on first use); docs/fuzzing.md.";
+
+/// The arguments of `cargo xtask fuzz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FuzzOpts {
+    /// The targets named (empty: all).
+    pub targets: Vec<String>,
+    /// `--seconds`: per target.
+    pub seconds: u32,
+    /// `--list`.
+    pub list: bool,
+    /// `--input`.
+    pub input: Option<PathBuf>,
+}
+
+impl FuzzOpts {
+    /// Parse the arguments after `fuzz`.
+    pub fn parse(args: &[String]) -> Result<FuzzOpts, String> {
+        let mut o = FuzzOpts { targets: Vec::new(), seconds: 60, list: false, input: None };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+                _ => (arg.as_str(), None),
+            };
+            let mut value = |name: &str| match &inline {
+                Some(v) => Ok(v.clone()),
+                None => it.next().cloned().ok_or_else(|| format!("`{name}` needs a value; see `cargo xtask help fuzz`")),
+            };
+            match flag {
+                "--seconds" => o.seconds = number(flag, &value(flag)?, 1, 24 * 3600)?,
+                "--input" => o.input = Some(PathBuf::from(value(flag)?)),
+                "--list" if inline.is_none() => o.list = true,
+                f if f.starts_with('-') => {
+                    return Err(format!("unknown flag `{f}` for `fuzz`; see `cargo xtask help fuzz`"));
+                }
+                name => o.targets.push(name.to_string()),
+            }
+        }
+        if o.input.is_some() && o.targets.len() != 1 {
+            return Err("--input replays one file on one target: name exactly one TARGET".into());
+        }
+        if o.list && (o.input.is_some() || !o.targets.is_empty()) {
+            return Err("--list takes no target and no --input".into());
+        }
+        Ok(o)
+    }
+}
+
 fn number(flag: &str, v: &str, min: u32, max: u32) -> Result<u32, String> {
     match v.parse::<u32>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
@@ -265,6 +320,25 @@ mod tests {
         assert!(parse("--iso --uefi").is_ok());
         assert!(parse("--iso --append x").is_err());
         assert!(parse("--vga=1").is_err());
+    }
+
+    #[test]
+    fn fuzz_args() {
+        let p = |s: &str| FuzzOpts::parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>());
+        let o = p("").unwrap();
+        assert_eq!((o.targets.len(), o.seconds, o.list, o.input), (0, 60, false, None));
+        let o = p("elf pvh --seconds=5").unwrap();
+        assert_eq!((o.targets, o.seconds), (vec!["elf".to_string(), "pvh".to_string()], 5));
+        assert!(p("--list").unwrap().list);
+        let o = p("elf --input /tmp/crash").unwrap();
+        assert_eq!(o.input, Some(PathBuf::from("/tmp/crash")));
+        assert!(p("--input /tmp/crash").unwrap_err().contains("one TARGET"));
+        assert!(p("elf pvh --input x").is_err());
+        assert!(p("--list elf").is_err());
+        assert!(p("--seconds 0").is_err());
+        assert!(p("--seconds").unwrap_err().contains("needs a value"));
+        assert!(p("--jobs 2").unwrap_err().contains("unknown flag"));
+        assert!(p("--list=1").is_err());
     }
 
     #[test]

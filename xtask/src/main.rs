@@ -11,6 +11,7 @@ mod build;
 mod console;
 mod deps;
 mod elf;
+mod fuzz;
 mod ktap;
 mod linux;
 mod progress;
@@ -80,6 +81,12 @@ const COMMANDS: &[Command] = &[
         summary: "Build, then measure image size and boot time; writes target/hauki/bench.json.",
         usage: "cargo xtask bench",
         run: cmd_bench,
+    },
+    Command {
+        name: "fuzz",
+        summary: "Fuzz the parsers of untrusted input (coverage-guided, libFuzzer; installs nightly + cargo-fuzz on first use).",
+        usage: args::FUZZ_USAGE,
+        run: cmd_fuzz,
     },
     Command {
         name: "ci",
@@ -204,6 +211,12 @@ fn cmd_bench(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
     args::no_args("bench", args)?;
     let tools = deps::ensure()?;
     bench::run_all(ws, &tools)
+}
+
+/// `fuzz [TARGET...] [--seconds N] | --list | TARGET --input FILE`: the fuzz targets of `fuzz/`.
+fn cmd_fuzz(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
+    let opts = args::FuzzOpts::parse(args)?;
+    fuzz::run(ws, &opts)
 }
 
 /// `ci`: what CI runs, i.e. `test` with no filter.

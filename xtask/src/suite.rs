@@ -113,6 +113,8 @@ const HOST_STEPS: &[(&str, &[&str])] = &[
     ("unit/cokernel", &["test", "-p", "cokernel", "--lib"]),
     ("unit/hauki-abi", &["test", "-p", "hauki-abi"]),
     ("unit/xtask", &["test", "-p", "xtask"]),
+    // Every fuzz target over its seed corpus and a few thousand mutations, on stable (docs/fuzzing.md).
+    ("fuzz-smoke", &["test", "-p", "cokernel", "--features", "fuzz", "--test", "fuzz_smoke", "--", "--nocapture"]),
 ];
 
 /// Everything `test` needs to reach.

@@ -324,17 +324,25 @@ fn file_bytes(image: &[u8], offset: u64, filesz: u64) -> Option<&[u8]> {
     slice_at(image, offset, filesz)
 }
 
-/// One raw program header (the tests build images from it too).
-#[derive(Clone, Copy)]
-struct Phdr {
-    p_type: u32,
-    flags: u32,
-    offset: u64,
-    vaddr: u64,
-    paddr: u64,
-    filesz: u64,
-    memsz: u64,
-    align: u64,
+/// One raw program header (the samples build images from it too).
+#[derive(Clone, Copy, Debug)]
+pub struct Phdr {
+    /// `p_type`.
+    pub p_type: u32,
+    /// `p_flags`.
+    pub flags: u32,
+    /// `p_offset`.
+    pub offset: u64,
+    /// `p_vaddr`.
+    pub vaddr: u64,
+    /// `p_paddr`.
+    pub paddr: u64,
+    /// `p_filesz`.
+    pub filesz: u64,
+    /// `p_memsz`.
+    pub memsz: u64,
+    /// `p_align`.
+    pub align: u64,
 }
 
 /// The file header checks of [`parse`]; returns `(e_phoff, e_phnum, e_entry)` with the whole
@@ -556,13 +564,14 @@ pub fn load(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
+/// Well-formed images for the tests and the fuzz seeds (`crate::fuzz`).
+#[cfg(any(test, feature = "fuzz"))]
+pub mod sample {
     use super::*;
-    use proptest::prelude::*;
-    use std::vec::Vec;
+    use alloc::vec::Vec;
 
-    fn load_ph(offset: u64, paddr: u64, filesz: u64, memsz: u64) -> Phdr {
+
+    pub fn load_ph(offset: u64, paddr: u64, filesz: u64, memsz: u64) -> Phdr {
         Phdr {
             p_type: PT_LOAD,
             flags: PF_R | PF_X,
@@ -576,8 +585,8 @@ mod tests {
     }
 
     /// An ELF64 image: header, program headers right after it, then `data` at offset 0x1000.
-    fn image(entry: u64, phs: &[Phdr], data_len: usize) -> Vec<u8> {
-        let mut v = std::vec![0u8; 0x1000 + data_len];
+    pub fn image(entry: u64, phs: &[Phdr], data_len: usize) -> Vec<u8> {
+        let mut v = alloc::vec![0u8; 0x1000 + data_len];
         v[..4].copy_from_slice(b"\x7fELF");
         v[4] = 2;
         v[5] = 1;
@@ -608,7 +617,7 @@ mod tests {
     }
 
     /// A vmlinux-like image: text, data (with bss), a note and a GNU_STACK header.
-    fn linux_like() -> Vec<u8> {
+    pub fn linux_like() -> Vec<u8> {
         let text = load_ph(0x1000, 0x100_0000, 0x2000, 0x2000);
         let mut data = load_ph(0x3000, 0x100_2000, 0x800, 0x3000);
         data.flags = PF_R | PF_W;
@@ -635,6 +644,89 @@ mod tests {
         let empty_load = load_ph(0x1000, 0x200_0000, 0, 0);
         image(0x100_0040, &[text, data, note, stack, empty_load], 0x3000)
     }
+
+    pub fn note(name: &[u8], ty: u32, desc: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        v.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+        v.extend_from_slice(&ty.to_le_bytes());
+        v.extend_from_slice(name);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v.extend_from_slice(desc);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    pub fn with_notes(notes: &[u8]) -> Vec<u8> {
+        let text = load_ph(0x1000, 0x100_0000, 0x1000, 0x1000);
+        let n = Phdr {
+            p_type: PT_NOTE,
+            flags: PF_R,
+            offset: 0x2000,
+            vaddr: 0,
+            paddr: 0,
+            filesz: notes.len() as u64,
+            memsz: 0,
+            align: 4,
+        };
+        let mut img = image(0x100_0000, &[text, n], 0x1000 + notes.len());
+        img[0x2000..0x2000 + notes.len()].copy_from_slice(notes);
+        img
+    }
+
+    /// What [`load_recorded`] saw.
+    pub struct Loaded {
+        /// What [`load`] returned.
+        pub result: Result<(), LoadError>,
+        /// The memory standing for `[phys_start, phys_end)`, when it was at most 1 MiB.
+        pub memory: Option<Vec<u8>>,
+        /// Every call: `'w'` (copy) or `'z'` (zeroing), physical address, length.
+        pub calls: Vec<(char, u64, u64)>,
+    }
+
+    /// Loads `v` from `image` into memory standing for `[v.phys_start, v.phys_end)` (real memory,
+    /// filled with 0xa5 first, when that is at most 1 MiB), recording every call and asserting
+    /// that each stays inside that range.
+    pub fn load_recorded(image: &[u8], v: &Vmlinux) -> Loaded {
+        let (base, end) = (v.phys_start, v.phys_end);
+        let span = usize::try_from(end - base).ok().filter(|&n| n <= 1 << 20);
+        let memory = core::cell::RefCell::new(span.map(|n| alloc::vec![0xa5u8; n]));
+        let calls = core::cell::RefCell::new(Vec::new());
+        let at = |kind: char, pa: u64, len: u64| {
+            let inside = pa >= base && pa.checked_add(len).is_some_and(|e| e <= end);
+            assert!(inside, "{kind} of {len:#x} bytes at {pa:#x} outside {base:#x}..{end:#x}");
+            calls.borrow_mut().push((kind, pa, len));
+            (pa - base) as usize
+        };
+        let mut write = |pa: u64, b: &[u8]| {
+            let o = at('w', pa, b.len() as u64);
+            if let Some(m) = memory.borrow_mut().as_mut() {
+                m[o..o + b.len()].copy_from_slice(b);
+            }
+            Ok(())
+        };
+        let mut zero = |pa: u64, len: u64| {
+            let o = at('z', pa, len);
+            if let Some(m) = memory.borrow_mut().as_mut() {
+                m[o..o + len as usize].fill(0);
+            }
+            Ok(())
+        };
+        let result = load(image, v, &mut write, &mut zero);
+        Loaded { result, memory: memory.into_inner(), calls: calls.into_inner() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample::*;
+    use super::*;
+    use proptest::prelude::*;
+    use std::vec::Vec;
 
     #[test]
     fn parses_a_linux_like_image() {
@@ -803,27 +895,17 @@ mod tests {
         let img = linux_like();
         let v = parse(&img).unwrap();
         let base = 0x100_0000u64;
-        let mem = core::cell::RefCell::new(std::vec![0xaau8; 0x5000]);
-        let mut calls = Vec::new();
-        {
-            let mut write = |pa: u64, b: &[u8]| {
-                calls.push(('w', pa, b.len() as u64));
-                let o = (pa - base) as usize;
-                mem.borrow_mut()[o..o + b.len()].copy_from_slice(b);
-                Ok(())
-            };
-            let mut zero = |pa: u64, len: u64| {
-                let o = (pa - base) as usize;
-                mem.borrow_mut()[o..o + len as usize].fill(0);
-                Ok(())
-            };
-            load(&img, &v, &mut write, &mut zero).unwrap();
-        }
-        let mem = mem.into_inner();
+        let loaded = load_recorded(&img, &v);
+        assert_eq!(loaded.result, Ok(()));
+        let mem = loaded.memory.unwrap();
+        assert_eq!(mem.len(), 0x5000);
         assert_eq!(&mem[..0x2000], &img[0x1000..0x3000]);
         assert_eq!(&mem[0x2000..0x2800], &img[0x3000..0x3800]);
         assert!(mem[0x2800..0x5000].iter().all(|&b| b == 0));
-        assert_eq!(calls, [('w', base, 0x2000), ('w', base + 0x2000, 0x800)]);
+        assert_eq!(
+            loaded.calls,
+            [('w', base, 0x2000), ('w', base + 0x2000, 0x800), ('z', base + 0x2800, 0x2800)]
+        );
 
         let mut write = |_: u64, _: &[u8]| Err("no memory there");
         let mut zero = |_: u64, _: u64| Ok(());
@@ -853,39 +935,6 @@ mod tests {
             load(&img[..0x2000], &v, &mut ok_w, &mut ok_z),
             Err(LoadError::Elf(ElfError::SegmentOutOfFile { index: 0 }))
         );
-    }
-
-    fn note(name: &[u8], ty: u32, desc: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        v.extend_from_slice(&(desc.len() as u32).to_le_bytes());
-        v.extend_from_slice(&ty.to_le_bytes());
-        v.extend_from_slice(name);
-        while v.len() % 4 != 0 {
-            v.push(0);
-        }
-        v.extend_from_slice(desc);
-        while v.len() % 4 != 0 {
-            v.push(0);
-        }
-        v
-    }
-
-    fn with_notes(notes: &[u8]) -> Vec<u8> {
-        let text = load_ph(0x1000, 0x100_0000, 0x1000, 0x1000);
-        let n = Phdr {
-            p_type: PT_NOTE,
-            flags: PF_R,
-            offset: 0x2000,
-            vaddr: 0,
-            paddr: 0,
-            filesz: notes.len() as u64,
-            memsz: 0,
-            align: 4,
-        };
-        let mut img = image(0x100_0000, &[text, n], 0x1000 + notes.len());
-        img[0x2000..0x2000 + notes.len()].copy_from_slice(notes);
-        img
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! Invariants: nothing here allocates or panics; every slice handed out borrows from the input
 //! and lies within it; every cpio header field is checked (magic, hex digits, name termination,
 //! bounds) before it is used, and the first malformed entry ends the walk with a [`CpioError`].
+#![forbid(unsafe_code)]
 
 use core::fmt;
 
@@ -493,17 +494,19 @@ fn hex8(digits: &[u8]) -> Option<u32> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use std::vec::Vec;
+/// Well-formed archives for the tests and the fuzz seeds (`crate::fuzz`).
+#[cfg(any(test, feature = "fuzz"))]
+pub mod sample {
+    use super::CPIO_TRAILER;
+    use alloc::vec::Vec;
 
-    const REG: u32 = 0o100_644;
-    const DIR: u32 = 0o040_755;
+    /// Mode of a regular file.
+    pub const REG: u32 = 0o100_644;
+    /// Mode of a directory.
+    pub const DIR: u32 = 0o040_755;
 
-    /// A minimal `newc` writer.
-    fn cpio(entries: &[(&str, u32, &[u8])], trailer: bool) -> Vec<u8> {
+    /// A minimal `newc` writer: `(name, mode, data)` entries, then the trailer if asked.
+    pub fn cpio(entries: &[(&str, u32, &[u8])], trailer: bool) -> Vec<u8> {
         let mut out = Vec::new();
         let mut put = |name: &str, mode: u32, data: &[u8]| {
             let fields = [
@@ -523,7 +526,7 @@ mod tests {
             ];
             out.extend_from_slice(b"070701");
             for f in fields {
-                out.extend_from_slice(std::format!("{f:08X}").as_bytes());
+                out.extend_from_slice(alloc::format!("{f:08X}").as_bytes());
             }
             out.extend_from_slice(name.as_bytes());
             out.push(0);
@@ -543,6 +546,14 @@ mod tests {
         }
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample::*;
+    use super::*;
+    use proptest::prelude::*;
+    use std::vec::Vec;
 
     const ELF: &[u8] = b"\x7fELF\x02\x01\x01rest-of-kernel";
     const GZ: &[u8] = &[0x1f, 0x8b, 8, 0, 1, 2, 3];
