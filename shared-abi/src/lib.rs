@@ -113,7 +113,10 @@ pub mod guest {
     /// Calls from Linux into the co-kernel (`Handoff::call_gate`, RDI = number). Numbers are never
     /// reused once retired.
     pub mod call {
-        /// RSI = physical address of a `struct desc_ptr` (Linux's IDT): Linux's gates go live.
+        /// RSI = Linux's virtual address of a `struct desc_ptr` (Linux's IDT): Linux's gates go
+        /// live. The descriptor must lie inside Linux's kernel image (where `idt_descr` is), the
+        /// IDT inside it or at its read-only alias (`CPU_ENTRY_AREA_RO_IDT`); anything else is
+        /// refused with u64::MAX (the co-kernel's `guest::calls`).
         pub const LOAD_IDT: u32 = 1;
         /// RSI = absolute TSC deadline for Linux's clock-event device (u64::MAX cancels; minor 2).
         /// The co-kernel raises [`super::VECTOR_LINUX_TIMER`] once, at or after the deadline,
