@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::progress::{Watch, last_line, last_line_of};
+use crate::progress::{GuestClock, Watch, last_line, last_line_of};
 use crate::qemu::QemuConfig;
 use crate::util::strip_ansi;
 
@@ -23,6 +23,8 @@ pub struct ShellConsole {
     marker: u32,
     /// The telemetry file (COM2), when it goes to one: its growth counts as progress.
     com2: Option<PathBuf>,
+    /// Under icount the guest's clock (from the telemetry) bounds each wait as well.
+    icount: bool,
 }
 
 impl ShellConsole {
@@ -69,7 +71,7 @@ impl ShellConsole {
             });
         }
         let com2 = cfg.com2.strip_prefix("file:").map(PathBuf::from);
-        Ok(ShellConsole { child, stdin, out, cursor: 0, log, marker: 0, com2 })
+        Ok(ShellConsole { child, stdin, out, cursor: 0, log, marker: 0, com2, icount: cfg.icount })
     }
 
     pub fn log_path(&self) -> &Path {
@@ -86,6 +88,9 @@ impl ShellConsole {
     /// cursor past it.
     pub fn expect(&mut self, needle: &str, bound: Duration) -> Result<String, String> {
         let mut watch = self.watch(bound);
+        // Virtual time is the same on every host; without icount the guest's clock is the host's.
+        let mut clock = self.com2.clone().filter(|_| self.icount).map(GuestClock::new);
+        let budget = bound.as_nanos() as u64 / 4;
         loop {
             let raw = self.out.lock().map(|o| o.clone()).unwrap_or_default();
             let text = String::from_utf8_lossy(&raw[self.cursor.min(raw.len())..]).into_owned();
@@ -98,6 +103,13 @@ impl ShellConsole {
             }
             if let Some(why) = watch.expired(raw.len() as u64) {
                 return Err(format!("{needle:?} did not appear: {why}; {}", self.last_seen(&text)));
+            }
+            if let Some(t) = clock.as_mut().map(GuestClock::elapsed_ns).filter(|&t| t > budget) {
+                return Err(format!(
+                    "{needle:?} did not appear within {:.1} s of the guest's own time; {}",
+                    t as f64 / 1e9,
+                    self.last_seen(&text)
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -5,8 +5,10 @@
 //! criterion: a wait gives up only when the guest has *stopped doing anything* — nothing new on its
 //! serial ports for the stall bound ([`crate::suite::hard_timeout`], 120 s unless
 //! `HAUKI_QEMU_TIMEOUT` says otherwise) — or, as a last safety net against a guest that talks
-//! forever without getting anywhere, after [`SLOW_FACTOR`] stall bounds in all. Either way the
-//! message says what was last seen.
+//! forever without getting anywhere, after [`SLOW_FACTOR`] stall bounds in all. Where the guest
+//! reports telemetry under icount, its own clock is a budget as well ([`GuestClock`]: a wait also ends when
+//! the guest's time advanced by a quarter of the stall bound, which no step needs: virtual time
+//! under icount, so the same on every host). Either way the message says what was last seen.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -63,6 +65,47 @@ impl Watch {
     }
 }
 
+/// The guest's own clock, read from its telemetry: every `latency` record covers `samples` periods
+/// of `period_ns` of the guest's time (virtual under icount).
+pub struct GuestClock {
+    path: PathBuf,
+    offset: u64,
+    elapsed_ns: u64,
+}
+
+impl GuestClock {
+    /// Counts from what `path` holds now.
+    pub fn new(path: PathBuf) -> GuestClock {
+        let offset = std::fs::metadata(&path).map_or(0, |m| m.len());
+        GuestClock { path, offset, elapsed_ns: 0 }
+    }
+
+    /// The guest time covered by the records written since [`GuestClock::new`].
+    pub fn elapsed_ns(&mut self) -> u64 {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.path) else { return self.elapsed_ns };
+        let mut new = Vec::new();
+        if f.seek(SeekFrom::Start(self.offset)).is_err() || f.read_to_end(&mut new).is_err() {
+            return self.elapsed_ns;
+        }
+        let Some(end) = new.iter().rposition(|&b| b == b'\n') else { return self.elapsed_ns };
+        self.offset += end as u64 + 1;
+        self.elapsed_ns += covered_ns(&String::from_utf8_lossy(&new[..end]));
+        self.elapsed_ns
+    }
+}
+
+/// Guest time covered by the `latency` records among `lines`.
+fn covered_ns(lines: &str) -> u64 {
+    lines
+        .lines()
+        .filter(|l| l.starts_with('{') && l.contains("\"latency\""))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["event"] == "latency")
+        .map(|r| r["samples"].as_u64().unwrap_or(0).saturating_add(r["misses"].as_u64().unwrap_or(0)).saturating_mul(r["period_ns"].as_u64().unwrap_or(0)))
+        .sum()
+}
+
 /// The last non-empty line of `text`, for failure messages.
 pub fn last_line(text: &str) -> &str {
     text.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("(nothing)")
@@ -107,6 +150,26 @@ mod tests {
         assert_eq!(w.expired_at(5, t0 + s(9)), None);
         assert_eq!(w.expired_at(6, t0 + s(18)), None);
         assert!(w.expired_at(6, t0 + s(28)).is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn guest_time_is_read_from_latency_records() {
+        let l = |samples: u64, misses: u64| format!("{{\"event\":\"latency\",\"task\":\"latency\",\"period_ns\":1000,\"samples\":{samples},\"misses\":{misses}}}\n");
+        let text = format!("hauki: latency 3 samples\n{}{{\"event\":\"task\",\"task\":\"latency\"}}\n{}", l(250, 0), l(240, 10));
+        assert_eq!(covered_ns(&text), 500_000);
+        let dir = std::env::temp_dir().join(format!("hauki-clock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("com2");
+        std::fs::write(&f, l(100, 0)).unwrap();
+        let mut c = GuestClock::new(f.clone());
+        assert_eq!(c.elapsed_ns(), 0, "what was there before does not count");
+        // A record still being written counts once it is complete.
+        let full = l(100, 0) + &l(5, 0) + "{\"event\":\"lat";
+        std::fs::write(&f, &full).unwrap();
+        assert_eq!(c.elapsed_ns(), 5_000);
+        std::fs::write(&f, full + "ency\",\"period_ns\":1000,\"samples\":7,\"misses\":0}\n").unwrap();
+        assert_eq!(c.elapsed_ns(), 12_000);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -63,8 +63,11 @@ pub struct QemuConfig {
     pub smp: u32,
     /// `-m` in MiB.
     pub mem_mib: u32,
-    /// `-icount shift=0,sleep=off`.
+    /// `-icount shift=N,sleep=off` (N = `icount_shift`): deterministic virtual time, one
+    /// instruction = 2^N ns.
     pub icount: bool,
+    /// The icount shift (0: one instruction = 1 ns).
+    pub icount_shift: u8,
     /// How it boots.
     pub boot: Boot,
     /// COM1 (console).
@@ -89,6 +92,7 @@ impl QemuConfig {
             smp: 1,
             mem_mib: 512,
             icount: false,
+            icount_shift: 0,
             boot,
             com1: format!("file:{}", com1.display()),
             com2: format!("file:{}", com2.display()),
@@ -108,7 +112,7 @@ impl QemuConfig {
         push(&["-smp", &self.smp.to_string()]);
         push(&["-m", &self.mem_mib.to_string()]);
         if self.icount {
-            push(&["-icount", "shift=0,sleep=off"]);
+            push(&["-icount", &format!("shift={},sleep=off", self.icount_shift)]);
         }
         // COM1 must be the first -serial, COM2 the second. QEMU's microvm machine wires up only the
         // first -serial, so there COM2 (file: chardevs only) becomes an explicit isa-serial at 0x2f8.
@@ -288,6 +292,7 @@ pub fn run_interactive(
         smp: o.smp,
         mem_mib: o.mem_mib,
         icount: o.icount,
+        icount_shift: 0,
         boot,
         com1: "mon:stdio".into(),
         com2: format!("file:{}", telemetry.display()),
@@ -619,6 +624,7 @@ mod tests {
             smp: 2,
             mem_mib: 1024,
             icount: false,
+            icount_shift: 0,
             boot: Boot::Cdrom {
                 iso: "/h.iso".into(),
                 uefi: Some(("/C.fd".into(), "/V.fd".into())),

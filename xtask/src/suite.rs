@@ -952,12 +952,12 @@ fn linux_bare_boot(ctx: &Ctx, _elf: &Path, _iso: &Path) -> Status {
 
 /// Boots the co-kernel with the Linux bundle as its boot module and `cokernel_args`, COM1 on a
 /// shell console; returns the console and the telemetry file.
-fn boot_cokernel_with_linux(ctx: &Ctx, elf: &Path, name: &str, cokernel_args: &str, icount: bool) -> Result<(crate::console::ShellConsole, PathBuf), Status> {
+fn boot_cokernel_with_linux(ctx: &Ctx, elf: &Path, name: &str, cokernel_args: &str, icount: Option<u8>) -> Result<(crate::console::ShellConsole, PathBuf), Status> {
     boot_with_linux_in(&ctx.dir(name), elf, cokernel_args, icount).map_err(Status::Fail)
 }
 
 /// Boots the co-kernel with the built Linux as its module, QEMU's files in `dir`.
-pub fn boot_with_linux_in(dir: &Path, elf: &Path, cokernel_args: &str, icount: bool) -> Result<(crate::console::ShellConsole, PathBuf), String> {
+pub fn boot_with_linux_in(dir: &Path, elf: &Path, cokernel_args: &str, icount: Option<u8>) -> Result<(crate::console::ShellConsole, PathBuf), String> {
     boot_with_linux_initramfs(dir, elf, cokernel_args, icount, None, None)
 }
 
@@ -966,7 +966,7 @@ fn boot_with_linux_initramfs(
     dir: &Path,
     elf: &Path,
     cokernel_args: &str,
-    icount: bool,
+    icount: Option<u8>,
     initramfs: Option<&Path>,
     vmlinux: Option<&Path>,
 ) -> Result<(crate::console::ShellConsole, PathBuf), String> {
@@ -983,7 +983,8 @@ fn boot_with_linux_initramfs(
     let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline(cokernel_args) };
     let mut cfg = QemuConfig::test(boot, "max", &c1, &c2);
     cfg.extra = vec!["-initrd".into(), bundle.display().to_string()];
-    cfg.icount = icount;
+    cfg.icount = icount.is_some();
+    cfg.icount_shift = icount.unwrap_or(0);
     let con = crate::console::ShellConsole::spawn(&dir, &cfg)?;
     Ok((con, c2))
 }
@@ -992,7 +993,7 @@ fn boot_with_linux_initramfs(
 /// its boot module, validates and loads the kernel, builds boot_params and the handoff page, and
 /// (hauki.linux=handover) gives Linux the machine; the shell must work.
 fn linux_loader_handover(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
-    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-loader-handover", "hauki.linux=handover", false) {
+    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-loader-handover", "hauki.linux=handover", None) {
         Ok(x) => x,
         Err(s) => return s,
     };
@@ -1018,7 +1019,7 @@ fn linux_loader_handover(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
 /// throughout. Under deterministic virtual time (icount) the shell must work and the latency task
 /// must miss no deadline, from the co-kernel's boot through Linux's boot and a shell workload.
 fn linux_guest_beside_rt(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
-    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-guest-beside-rt", "hauki.linux=guest hauki.report_ms=500", true) {
+    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-guest-beside-rt", "hauki.linux=guest hauki.report_ms=500", Some(0)) {
         Ok(x) => x,
         Err(s) => return s,
     };
@@ -1116,7 +1117,7 @@ fn linux_selftests(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
     })();
     let guest = (|| {
         let dir = ctx.dir("linux-selftests-x86-guest");
-        let (mut con, _) = boot_with_linux_initramfs(&dir, elf, "hauki.linux=guest", false, Some(&initramfs), None)?;
+        let (mut con, _) = boot_with_linux_initramfs(&dir, elf, "hauki.linux=guest", None, Some(&initramfs), None)?;
         run_selftests(&mut con, bound).map_err(|e| {
             let _ = report_console_failure(&con, e.clone());
             e
@@ -1183,7 +1184,7 @@ fn linux_debug_lockdep(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
     let r = (|| -> Result<String, String> {
         let vmlinux = crate::linux::build_flavour(&ws, crate::linux::Flavour::Debug)?;
         let dir = ctx.dir("linux-debug-lockdep");
-        let (mut con, _) = boot_with_linux_initramfs(&dir, elf, "hauki.linux=guest", false, None, Some(&vmlinux))?;
+        let (mut con, _) = boot_with_linux_initramfs(&dir, elf, "hauki.linux=guest", None, None, Some(&vmlinux))?;
         let bound = hard_timeout();
         let steps = (|| -> Result<String, String> {
             con.expect("is up; type 'poweroff' to end.", bound * 2)?;
@@ -1247,7 +1248,7 @@ pub struct StressRun {
 /// Boots Linux beside the tasks under icount, lets it idle for 2 s at the prompt, runs
 /// `hauki-stress SECS` and reads the latency records of both phases and the window table.
 pub fn stress_run(dir: &Path, elf: &Path, secs: u64) -> Result<StressRun, String> {
-    let (mut con, c2) = boot_with_linux_in(dir, elf, "hauki.linux=guest hauki.report_ms=500", true)?;
+    let (mut con, c2) = boot_with_linux_in(dir, elf, "hauki.linux=guest hauki.report_ms=500", Some(0))?;
     let bound = hard_timeout();
     let latency = |c2: &Path| -> Vec<serde_json::Value> {
         Records::parse(&std::fs::read_to_string(c2).unwrap_or_default()).events("latency").cloned().collect()
@@ -1372,16 +1373,21 @@ const PROVOKED: &[Provoke] = &[
 
 /// The watchdog limit the fault test runs with (ms, virtual).
 const FAULT_WATCHDOG_MS: u64 = 1000;
+/// The fault test's virtual time: one instruction = 32 ns. A lock-up spins on PAUSE, which QEMU's
+/// icount mode executes a thousand times slower than other instructions; at 1 ns per instruction
+/// Linux's 2-second soft-lockup threshold would take many minutes of host time. The latency task
+/// runs at 1 kHz there (at 32 ns per instruction its 10 kHz path would not fit its period).
+const FAULT_ICOUNT_SHIFT: u8 = 5;
 
-/// Linux's faults are Linux's (icount): each of [`PROVOKED`] ends as it must — an oops kills only
+/// Linux's faults are Linux's (icount, [`FAULT_ICOUNT_SHIFT`]): each of [`PROVOKED`] ends as it must — an oops kills only
 /// the process; a lock-up with Linux's flag off is caught by the co-kernel's watchdog within its
 /// limit plus one check period (virtual time, from the `linux` record); Linux's own detectors
 /// report soft lock-ups and hung tasks; panics (from a process, an interrupt, a corrupted or
 /// exhausted stack) reach the co-kernel — and every time the co-kernel reports on COM2, restarts
 /// Linux, which comes back to a working shell, and the latency task misses no deadline.
 fn linux_faults(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
-    let args = format!("hauki.linux=guest hauki.report_ms=250 hauki.linux_watchdog_ms={FAULT_WATCHDOG_MS}");
-    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-faults-are-linux-s", &args, true) {
+    let args = format!("hauki.linux=guest hauki.report_ms=250 hauki.demo=0 hauki.latency_period_us=1000 hauki.linux_watchdog_ms={FAULT_WATCHDOG_MS}");
+    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-faults-are-linux-s", &args, Some(FAULT_ICOUNT_SHIFT)) {
         Ok(x) => x,
         Err(s) => return s,
     };
