@@ -1292,20 +1292,17 @@ mod tests {
 
     /// Found by fuzzing: a Multiboot2 memory map of ~43,000 entries (within the 1 MiB limit)
     /// took 4.4 s to parse, because once the map was full every entry re-normalized it. 127
-    /// distinct regions followed by one entry repeated is that worst case. The linear collector
-    /// needs about 0.1 s in a debug build; the bound leaves room for a heavily loaded machine and
-    /// is still far below what the quadratic parse took (4.4 s optimized, minutes in debug).
+    /// distinct regions followed by one entry repeated is that worst case: it parses to the 127
+    /// regions. (The parse goes through `memmap::Collector`, whose work is counted linear in
+    /// `a_huge_map_is_collected_in_linear_time`; nothing here is timed.)
     #[test]
-    fn mb2_huge_memory_map_parses_in_linear_time() {
+    fn mb2_huge_memory_map_parses() {
         let mut areas: Vec<(u64, u64, u32)> = (0..127).map(|i| (i * 0x2000, 0x1000, 1)).collect();
         areas.resize(43_000, (0, 0x1000, 1));
         let bytes = Mb2::new().mmap(&areas).build();
         assert!(bytes.len() <= MAX_MB2_INFO_SIZE as usize);
-        let start = std::time::Instant::now();
         let bi = parse_mb2(&bytes).unwrap();
-        let took = start.elapsed();
         assert_eq!(bi.memory.regions().len(), 127);
-        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
     }
 
     #[test]

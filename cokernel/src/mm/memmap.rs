@@ -279,6 +279,7 @@ impl MemoryMap {
 pub struct Collector {
     map: MemoryMap,
     batch: heapless::Vec<Region, MAX_REGIONS>,
+    merges: usize,
 }
 
 impl Collector {
@@ -287,7 +288,14 @@ impl Collector {
         Self {
             map: MemoryMap::new(),
             batch: heapless::Vec::new(),
+            merges: 0,
         }
+    }
+
+    /// Batches merged into the map so far: one per [`MAX_REGIONS`] entries added (the work is
+    /// linear in the entries).
+    pub fn merges(&self) -> usize {
+        self.merges
     }
 
     /// Add an entry; a zero length is ignored. Fails when `start + len` overflows, or when the
@@ -315,6 +323,7 @@ impl Collector {
         }
         self.map.regions = merged;
         self.batch.clear();
+        self.merges += 1;
         Ok(())
     }
 
@@ -579,11 +588,10 @@ mod tests {
 
     /// Found by fuzzing: a Multiboot2 map of ~43,000 entries took 4.4 s, because once the map
     /// was full every further entry re-normalized it. 127 distinct regions and then the same
-    /// entry over and over is that worst case; the collector takes it in one pass (about 0.1 s
-    /// in a debug build; the bound leaves room for a heavily loaded machine).
+    /// entry over and over is that worst case; the collector merges once per full batch, so the
+    /// work is linear in the entries (counted, not timed).
     #[test]
     fn a_huge_map_is_collected_in_linear_time() {
-        let start = std::time::Instant::now();
         let mut c = Collector::new();
         for i in 0..127u64 {
             c.add(i * 0x2000, 0x1000, Usable).unwrap();
@@ -591,13 +599,10 @@ mod tests {
         for _ in 0..43_000 {
             c.add(0, 0x1000, Usable).unwrap();
         }
+        let entries = 127 + 43_000;
+        assert!(c.merges() <= entries / MAX_REGIONS, "{} merges for {entries} entries", c.merges());
         let m = c.finish();
         assert_eq!(m.regions().len(), 127);
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "{:?}",
-            start.elapsed()
-        );
     }
 
     #[test]

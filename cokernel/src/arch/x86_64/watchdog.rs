@@ -81,13 +81,23 @@ static STUCK_BOOTING: AtomicU8 = AtomicU8::new(0);
 /// Reads the policy from the command line and sets aside the stack the take-over runs on.
 pub fn init(line: &str) {
     RESTART.store(u8::from(cmdline::get(line, "hauki.linux_failure") != Some("halt")), Ordering::Relaxed);
-    let ms = cmdline::get(line, "hauki.linux_watchdog_ms").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_WATCHDOG_MS);
-    WATCHDOG_TICKS.store(tsc::ns_to_ticks(ms.saturating_mul(1_000_000)), Ordering::Relaxed);
-    let boot_ms = cmdline::get(line, "hauki.linux_boot_watchdog_ms").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_BOOT_WATCHDOG_MS);
-    BOOT_WATCHDOG_TICKS.store(tsc::ns_to_ticks(boot_ms.max(ms).saturating_mul(1_000_000)), Ordering::Relaxed);
-    CHECK_PERIOD_NS.store(ms.saturating_mul(1_000_000) / u64::from(CHECKS_PER_LIMIT), Ordering::Relaxed);
-    if let Some(n) = cmdline::get(line, "hauki.linux_max_restarts").and_then(|v| v.parse().ok()) {
-        MAX_RESTARTS.store(n, Ordering::Relaxed);
+    // At most a day; 0 turns the watchdog off.
+    let ms_key = |key: &str, default: u64| {
+        cmdline::number(line, key, 0..=86_400_000).unwrap_or_else(|e| {
+            log::warn!("{e}; keeping the default {default} ms");
+            None
+        })
+        .unwrap_or(default)
+    };
+    let ms = ms_key("hauki.linux_watchdog_ms", DEFAULT_WATCHDOG_MS);
+    WATCHDOG_TICKS.store(tsc::ns_to_ticks(ms * 1_000_000), Ordering::Relaxed);
+    let boot_ms = ms_key("hauki.linux_boot_watchdog_ms", DEFAULT_BOOT_WATCHDOG_MS).max(ms);
+    BOOT_WATCHDOG_TICKS.store(tsc::ns_to_ticks(boot_ms * 1_000_000), Ordering::Relaxed);
+    CHECK_PERIOD_NS.store(ms * 1_000_000 / u64::from(CHECKS_PER_LIMIT), Ordering::Relaxed);
+    match cmdline::number(line, "hauki.linux_max_restarts", 0..=u64::MAX) {
+        Ok(Some(n)) => MAX_RESTARTS.store(n, Ordering::Relaxed),
+        Ok(None) => {}
+        Err(e) => log::warn!("{e}; keeping the default {DEFAULT_MAX_RESTARTS}"),
     }
     STACK_TOP.store(mm::alloc_stack(), Ordering::Relaxed);
 }

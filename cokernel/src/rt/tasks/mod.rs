@@ -24,8 +24,17 @@ pub const PRIO_WATCHDOG: u8 = 3;
 pub const PRIO_DISPLAY: u8 = 2;
 pub const PRIO_TELEMETRY: u8 = 1;
 
+/// A period from the command line in `unit_ns` units (1 ..= an hour); a bad value is refused by
+/// name and the default kept.
 fn ns_option(line: &str, key: &str, default_ns: u64, unit_ns: u64) -> u64 {
-    cmdline::get(line, key).and_then(|v| v.parse::<u64>().ok()).filter(|&v| v > 0).map_or(default_ns, |v| v * unit_ns)
+    const HOUR_NS: u64 = 3_600_000_000_000;
+    match cmdline::number(line, key, 1..=HOUR_NS / unit_ns) {
+        Ok(v) => v.map_or(default_ns, |v| v * unit_ns),
+        Err(e) => {
+            log::warn!("{e}; keeping the default {default_ns} ns");
+            default_ns
+        }
+    }
 }
 
 /// Starts the built-in tasks as the command line asks.

@@ -187,7 +187,8 @@ fn emit_guest(windows: &crate::rt::windows::Windows) {
             .bool("running", guest::active())
             .u64("failures", crate::arch::watchdog::FAILURES.load(Relaxed))
             .u64("restarts", crate::arch::watchdog::RESTARTS.load(Relaxed))
-            .u64("heartbeats", crate::arch::watchdog::HEARTBEATS.load(Relaxed));
+            .u64("heartbeats", crate::arch::watchdog::HEARTBEATS.load(Relaxed))
+            .u64("calls_refused", linux::REFUSED_CALLS.load(Relaxed));
     });
     emit_windows(windows);
 }
