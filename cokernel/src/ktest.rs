@@ -844,7 +844,7 @@ fn wd_guest_gone() {
 
 /// Runs `stuck` (the guest's code, interrupts on in hardware) until the watchdog's verdict comes;
 /// it must be "stuck", not early, and not long after the limit (`booting`: the boot limit).
-fn wd_expect_stuck(booting: bool, mut stuck: impl FnMut()) -> TestResult {
+fn wd_expect_stuck(what: &str, booting: bool, mut stuck: impl FnMut()) -> TestResult {
     let limit_ms = if booting { WD_BOOT_LIMIT_MS } else { WD_LIMIT_MS };
     let end = cpu::rdtsc() + tsc::ns_to_ticks(limit_ms * 20 * 1_000_000);
     while !watchdog::testing::caught() && cpu::rdtsc() < end {
@@ -857,6 +857,12 @@ fn wd_expect_stuck(booting: bool, mut stuck: impl FnMut()) -> TestResult {
     ensure!(was_booting == booting, "judged as booting: {was_booting}");
     ensure!(waited >= limit, "caught after {waited} ns, before the {limit} ns limit");
     ensure!(waited <= 3 * limit, "caught only after {waited} ns (limit {limit} ns, checks every {} ns)", watchdog::testing::period_ns());
+    arch::console::console_write(format_args!(
+        "# watchdog: {what}: caught after {}.{:03} ms (limit {limit_ms} ms, checks every {} ms)\n",
+        waited / 1_000_000,
+        waited / 1000 % 1000,
+        watchdog::testing::period_ns() / 1_000_000
+    ));
     Ok(())
 }
 
@@ -879,20 +885,20 @@ fn watchdog_healthy() -> TestResult {
 fn watchdog_spin() -> TestResult {
     wd_guest_running()?;
     guest::VCPU.set_enabled(false);
-    wd_expect_stuck(false, core::hint::spin_loop)
+    wd_expect_stuck("spinning, flag off", false, core::hint::spin_loop)
 }
 
 fn watchdog_spin_timer() -> TestResult {
     wd_guest_running()?;
     guest::VCPU.set_enabled(false);
     glue::set_linux_timer(cpu::rdtsc() + tsc::ns_to_ticks(5_000_000));
-    wd_expect_stuck(false, core::hint::spin_loop)
+    wd_expect_stuck("spinning, flag off, timer armed", false, core::hint::spin_loop)
 }
 
 fn watchdog_halted() -> TestResult {
     wd_guest_running()?;
     guest::VCPU.set_enabled(false);
-    wd_expect_stuck(false, x86_64::instructions::interrupts::enable_and_hlt)
+    wd_expect_stuck("halted, flag off", false, x86_64::instructions::interrupts::enable_and_hlt)
 }
 
 fn stop_fault_loop(_: usize) -> ! {
@@ -918,7 +924,7 @@ fn watchdog_fault_loop() -> TestResult {
     unsafe { ktest_guest_ud_loop() };
     let looped = idt::count(6) - faults;
     guest_gate(6, ktest_guest_ud_handler as *const () as u64);
-    let r = wd_expect_stuck(false, || {});
+    let r = wd_expect_stuck("looping in faults", false, || {});
     ensure!(looped > 100, "the guest faulted only {looped} times");
     r
 }
@@ -929,7 +935,7 @@ fn watchdog_never_registers() -> TestResult {
     // Entered, but no IDT and no vCPU registered: nothing can ever be delivered.
     guest::set_idt(0, 0);
     guest::set_active(true);
-    wd_expect_stuck(true, core::hint::spin_loop)
+    wd_expect_stuck("never registered (boot limit)", true, core::hint::spin_loop)
 }
 
 static SEEN_RFLAGS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(u64::MAX);
