@@ -77,23 +77,38 @@ fn by_hpet(phys: u64) -> Option<u64> {
             let c = reg(0xf0).read_volatile();
             if wide { c } else { c & 0xffff_ffff }
         };
+        let elapsed = |from: u64, to: u64| if wide { to.wrapping_sub(from) } else { to.wrapping_sub(from) & 0xffff_ffff };
         let window_ticks = 1_000_000_000_000 / period_fs; // 1 ms
-        let c0 = read();
-        let t0 = rdtsc();
-        let mut c1;
-        loop {
-            c1 = read();
-            let elapsed = if wide { c1.wrapping_sub(c0) } else { c1.wrapping_sub(c0) & 0xffff_ffff };
-            if elapsed >= window_ticks {
-                break;
+        // A TSC read bracketed by two counter reads at most 10 µs apart, else again: under
+        // emulation the host may stop the guest between two reads, and a calibration that
+        // straddles such a stall is off by any factor (a 71 MHz TSC was seen on a loaded host).
+        let bracket_ticks = window_ticks / 100;
+        let sample = || -> Option<(u64, u64)> {
+            for _ in 0..1000 {
+                let a = read();
+                let t = rdtsc();
+                let b = read();
+                if elapsed(a, b) <= bracket_ticks {
+                    return Some((a + elapsed(a, b) / 2, t));
+                }
             }
-            core::hint::spin_loop();
+            None
+        };
+        let mut rates = [0u64; 3];
+        for r in &mut rates {
+            let (c0, t0) = sample()?;
+            while elapsed(c0, read()) < window_ticks {
+                core::hint::spin_loop();
+            }
+            let (c1, t1) = sample()?;
+            let fs = u128::from(elapsed(c0, c1)) * u128::from(period_fs);
+            *r = (u128::from(t1 - t0) * 1_000_000_000_000_000 / fs) as u64;
         }
-        let t1 = rdtsc();
         reg(0x10).write_volatile(cfg);
-        let elapsed = if wide { c1.wrapping_sub(c0) } else { c1.wrapping_sub(c0) & 0xffff_ffff };
-        let fs = u128::from(elapsed) * u128::from(period_fs);
-        Some((u128::from(t1 - t0) * 1_000_000_000_000_000 / fs) as u64)
+        // The median of three: one window with a stall inside it (not between the bracketed
+        // reads) cannot move the result.
+        rates.sort_unstable();
+        Some(rates[1])
     }
 }
 
