@@ -126,15 +126,11 @@ pub enum BootInfoError {
 impl fmt::Display for BootInfoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::BadMultiboot2Magic(m) => write!(
-                f,
-                "the boot loader's Multiboot2 magic is {m:#x}, expected {MULTIBOOT2_MAGIC:#x}"
-            ),
+            Self::BadMultiboot2Magic(m) => {
+                write!(f, "the boot loader's Multiboot2 magic is {m:#x}, expected {MULTIBOOT2_MAGIC:#x}")
+            }
             Self::BadPvhMagic(m) => {
-                write!(
-                    f,
-                    "the PVH start info magic is {m:#x}, expected {PVH_MAGIC:#x}"
-                )
+                write!(f, "the PVH start info magic is {m:#x}, expected {PVH_MAGIC:#x}")
             }
             Self::Malformed(what) => write!(f, "the boot information is malformed: {what}"),
             Self::NoMemoryMap => write!(f, "the boot loader passed no memory map"),
@@ -154,16 +150,12 @@ impl From<MemMapError> for BootInfoError {
 }
 
 /// `len` readable bytes at `phys`, or [`BootInfoError::Unmapped`] naming `what`.
-fn ptr(
-    phys: u64,
-    len: u64,
-    phys_to_ptr: &PhysToPtr<'_>,
-    what: &'static str,
-) -> Result<*const u8, BootInfoError> {
-    phys.checked_add(len)
-        .and_then(|_| phys_to_ptr(phys, len))
-        .filter(|p| !p.is_null())
-        .ok_or(BootInfoError::Unmapped { what, phys, len })
+fn ptr(phys: u64, len: u64, phys_to_ptr: &PhysToPtr<'_>, what: &'static str) -> Result<*const u8, BootInfoError> {
+    phys.checked_add(len).and_then(|_| phys_to_ptr(phys, len)).filter(|p| !p.is_null()).ok_or(BootInfoError::Unmapped {
+        what,
+        phys,
+        len,
+    })
 }
 
 /// e820 / Multiboot2 memory type → region kind.
@@ -178,13 +170,9 @@ fn e820_kind(typ: u32) -> RegionKind {
 }
 
 /// Copy `s` into a fixed-capacity string, or fail with `too_long`.
-fn copy_str<const N: usize>(
-    s: &str,
-    too_long: &'static str,
-) -> Result<heapless::String<N>, BootInfoError> {
+fn copy_str<const N: usize>(s: &str, too_long: &'static str) -> Result<heapless::String<N>, BootInfoError> {
     let mut out = heapless::String::new();
-    out.push_str(s)
-        .map_err(|_| BootInfoError::Malformed(too_long))?;
+    out.push_str(s).map_err(|_| BootInfoError::Malformed(too_long))?;
     Ok(out)
 }
 
@@ -245,39 +233,26 @@ unsafe fn mb2_scan(base: *const u8, total: usize) -> Result<Mb2Scan, BootInfoErr
         // SAFETY: callers only pass `off + 4 <= total`, inside the readable structure.
         unsafe { base.add(off).cast::<u32>().read_unaligned() }
     };
-    let mut scan = Mb2Scan {
-        acpi_new: None,
-        acpi_old: None,
-        efi: false,
-        framebuffer_type: None,
-    };
+    let mut scan = Mb2Scan { acpi_new: None, acpi_old: None, efi: false, framebuffer_type: None };
     let mut off = 8;
     loop {
         if off + 8 > total {
-            return Err(BootInfoError::Malformed(
-                "the Multiboot2 tag list has no end tag",
-            ));
+            return Err(BootInfoError::Malformed("the Multiboot2 tag list has no end tag"));
         }
         let (typ, size) = (rd32(off), rd32(off + 4));
         let size_usize = size as usize;
         if size < 8 || size_usize > total - off {
-            return Err(BootInfoError::Malformed(
-                "a Multiboot2 tag runs past the end of the structure",
-            ));
+            return Err(BootInfoError::Malformed("a Multiboot2 tag runs past the end of the structure"));
         }
         match typ {
             MB2_TAG_END => {
                 if size != 8 || off + 8 != total {
-                    return Err(BootInfoError::Malformed(
-                        "the Multiboot2 end tag is not the last 8 bytes",
-                    ));
+                    return Err(BootInfoError::Malformed("the Multiboot2 end tag is not the last 8 bytes"));
                 }
                 return Ok(scan);
             }
             MB2_TAG_MODULE if size < 16 => {
-                return Err(BootInfoError::Malformed(
-                    "a Multiboot2 module tag is too short",
-                ));
+                return Err(BootInfoError::Malformed("a Multiboot2 module tag is too short"));
             }
             MB2_TAG_MMAP if size < 16 || rd32(off + 8) != 24 || (size - 16) % 24 != 0 => {
                 return Err(BootInfoError::Malformed(
@@ -286,29 +261,17 @@ unsafe fn mb2_scan(base: *const u8, total: usize) -> Result<Mb2Scan, BootInfoErr
             }
             MB2_TAG_FRAMEBUFFER => {
                 if size_usize <= MB2_FB_TYPE_OFFSET {
-                    return Err(BootInfoError::Malformed(
-                        "the Multiboot2 framebuffer tag is too short",
-                    ));
+                    return Err(BootInfoError::Malformed("the Multiboot2 framebuffer tag is too short"));
                 }
                 // SAFETY: `off + MB2_FB_TYPE_OFFSET < off + size <= total`.
                 scan.framebuffer_type = Some(unsafe { base.add(off + MB2_FB_TYPE_OFFSET).read() });
             }
             MB2_TAG_ACPI_OLD | MB2_TAG_ACPI_NEW => {
-                let need = if typ == MB2_TAG_ACPI_NEW {
-                    RSDP_V2_LEN
-                } else {
-                    RSDP_V1_LEN
-                };
+                let need = if typ == MB2_TAG_ACPI_NEW { RSDP_V2_LEN } else { RSDP_V1_LEN };
                 if size < 8 + need {
-                    return Err(BootInfoError::Malformed(
-                        "a Multiboot2 ACPI tag is too short to hold an RSDP",
-                    ));
+                    return Err(BootInfoError::Malformed("a Multiboot2 ACPI tag is too short to hold an RSDP"));
                 }
-                let slot = if typ == MB2_TAG_ACPI_NEW {
-                    &mut scan.acpi_new
-                } else {
-                    &mut scan.acpi_old
-                };
+                let slot = if typ == MB2_TAG_ACPI_NEW { &mut scan.acpi_new } else { &mut scan.acpi_old };
                 slot.get_or_insert(off);
             }
             t if MB2_EFI_TAGS.contains(&t) => scan.efi = true,
@@ -340,50 +303,36 @@ pub unsafe fn parse_multiboot2(
     const WHAT: &str = "the Multiboot2 information";
     let base = ptr(info_phys, 8, phys_to_ptr, WHAT)?;
     if !info_phys.is_multiple_of(8) || base.align_offset(8) != 0 {
-        return Err(BootInfoError::Malformed(
-            "the Multiboot2 information is not 8-byte aligned",
-        ));
+        return Err(BootInfoError::Malformed("the Multiboot2 information is not 8-byte aligned"));
     }
     // SAFETY: the translation vouched for the first 8 bytes (the total size and a reserved word).
     let total = unsafe { base.cast::<u32>().read() };
     if !(16..=MAX_MB2_INFO_SIZE).contains(&total) || !total.is_multiple_of(8) {
-        return Err(BootInfoError::Malformed(
-            "the Multiboot2 information has an implausible total size",
-        ));
+        return Err(BootInfoError::Malformed("the Multiboot2 information has an implausible total size"));
     }
-    let info_range = info_phys..info_phys
-        .checked_add(u64::from(total))
-        .ok_or(BootInfoError::Unmapped {
-            what: WHAT,
-            phys: info_phys,
-            len: u64::from(total),
-        })?;
+    let info_range = info_phys..info_phys.checked_add(u64::from(total)).ok_or(BootInfoError::Unmapped {
+        what: WHAT,
+        phys: info_phys,
+        len: u64::from(total),
+    })?;
     let base = ptr(info_phys, u64::from(total), phys_to_ptr, WHAT)?;
     // SAFETY: the translation vouched for all `total` bytes at `base`.
     let scan = unsafe { mb2_scan(base, total as usize) }?;
     // SAFETY: as above; `mb2_scan` checked the tag chain and every tag the crate asserts on.
-    let bi = unsafe { multiboot2::BootInformation::load(base.cast()) }.map_err(|_| {
-        BootInfoError::Malformed("the multiboot2 crate rejected the information structure")
-    })?;
+    let bi = unsafe { multiboot2::BootInformation::load(base.cast()) }
+        .map_err(|_| BootInfoError::Malformed("the multiboot2 crate rejected the information structure"))?;
 
     let mut memory = Collector::new();
     let mmap = bi.memory_map_tag().ok_or(BootInfoError::NoMemoryMap)?;
     for area in mmap.memory_areas() {
-        memory.add(
-            area.start_address(),
-            area.size(),
-            e820_kind(area.typ().into()),
-        )?;
+        memory.add(area.start_address(), area.size(), e820_kind(area.typ().into()))?;
     }
     let memory = memory.finish();
 
     let mut cmdline = heapless::String::new();
     if let Some(tag) = bi.command_line_tag() {
-        let s = mb2_str(
-            tag.cmdline(),
-            "the command line is not NUL-terminated",
-            "the command line is not valid UTF-8",
-        )?;
+        let s =
+            mb2_str(tag.cmdline(), "the command line is not NUL-terminated", "the command line is not valid UTF-8")?;
         cmdline = copy_str(s, "the command line is longer than 512 bytes")?;
     }
 
@@ -401,9 +350,7 @@ pub unsafe fn parse_multiboot2(
     for tag in bi.module_tags() {
         let (start, end) = (u64::from(tag.start_address()), u64::from(tag.end_address()));
         if end < start {
-            return Err(BootInfoError::Malformed(
-                "a boot module ends before it starts",
-            ));
+            return Err(BootInfoError::Malformed("a boot module ends before it starts"));
         }
         let s = mb2_str(
             tag.cmdline(),
@@ -412,24 +359,13 @@ pub unsafe fn parse_multiboot2(
         )?;
         let cmdline = copy_str(s, "a module command line is longer than 128 bytes")?;
         modules
-            .push(Module {
-                start,
-                end,
-                cmdline,
-            })
+            .push(Module { start, end, cmdline })
             .map_err(|_| BootInfoError::Malformed("there are more than 8 boot modules"))?;
     }
 
     // The RSDP copy starts right after the 8-byte tag header (inside `info_range`: no overflow).
-    let rsdp = scan
-        .acpi_new
-        .or(scan.acpi_old)
-        .map(|off| info_range.start + off as u64 + 8);
-    let firmware = if scan.efi {
-        Firmware::Uefi
-    } else {
-        Firmware::Bios
-    };
+    let rsdp = scan.acpi_new.or(scan.acpi_old).map(|off| info_range.start + off as u64 + 8);
+    let firmware = if scan.efi { Firmware::Uefi } else { Firmware::Bios };
     let vga_text = match scan.framebuffer_type {
         Some(t) => t == MB2_FB_TYPE_EGA_TEXT,
         None => !scan.efi,
@@ -517,11 +453,7 @@ const _: () = {
 ///
 /// # Safety
 /// The translation's contract (see [`parse_pvh`]); any bit pattern must be a valid `T`.
-unsafe fn read_phys<T: Copy>(
-    phys: u64,
-    phys_to_ptr: &PhysToPtr<'_>,
-    what: &'static str,
-) -> Result<T, BootInfoError> {
+unsafe fn read_phys<T: Copy>(phys: u64, phys_to_ptr: &PhysToPtr<'_>, what: &'static str) -> Result<T, BootInfoError> {
     let p = ptr(phys, size_of::<T>() as u64, phys_to_ptr, what)?;
     // SAFETY: the translation vouched for these bytes; `read_unaligned` needs no alignment.
     Ok(unsafe { p.cast::<T>().read_unaligned() })
@@ -566,16 +498,9 @@ unsafe fn read_cstr<const N: usize>(
 }
 
 /// Byte range of `count` entries of `size` bytes at `phys`, or `what` if it overflows.
-fn array_range(
-    phys: u64,
-    count: u32,
-    size: usize,
-    what: &'static str,
-) -> Result<Range<u64>, BootInfoError> {
+fn array_range(phys: u64, count: u32, size: usize, what: &'static str) -> Result<Range<u64>, BootInfoError> {
     let bytes = u64::from(count) * size as u64;
-    let end = phys
-        .checked_add(bytes)
-        .ok_or(BootInfoError::Malformed(what))?;
+    let end = phys.checked_add(bytes).ok_or(BootInfoError::Malformed(what))?;
     Ok(phys..end)
 }
 
@@ -594,9 +519,7 @@ fn cover(pieces: &mut [Range<u64>]) -> (heapless::Vec<Range<u64>, 4>, Range<u64>
         }
     }
     while merged.len() > 4 {
-        let i = (0..merged.len() - 1)
-            .min_by_key(|&i| merged[i + 1].start - merged[i].end)
-            .unwrap_or(0);
+        let i = (0..merged.len() - 1).min_by_key(|&i| merged[i + 1].start - merged[i].end).unwrap_or(0);
         merged[i].end = merged[i + 1].end;
         merged.remove(i + 1);
     }
@@ -628,10 +551,7 @@ fn cover(pieces: &mut [Range<u64>]) -> (heapless::Vec<Range<u64>, 4>, Range<u64>
 /// # Safety
 /// Whenever `phys_to_ptr(phys, len)` returns a pointer, it must be valid for reads of those `len`
 /// bytes, and that memory must not change while this runs.
-pub unsafe fn parse_pvh(
-    start_info_phys: u64,
-    phys_to_ptr: &PhysToPtr<'_>,
-) -> Result<BootInfo, BootInfoError> {
+pub unsafe fn parse_pvh(start_info_phys: u64, phys_to_ptr: &PhysToPtr<'_>) -> Result<BootInfo, BootInfoError> {
     const WHAT: &str = "the PVH start info";
     // SAFETY: the translation's contract; an integer.
     let magic: u32 = unsafe { read_phys(start_info_phys, phys_to_ptr, WHAT) }?;
@@ -669,9 +589,7 @@ pub unsafe fn parse_pvh(
         return Err(BootInfoError::NoMemoryMap);
     }
     if si.memmap_paddr == 0 || si.memmap_entries > MAX_PVH_MEMMAP_ENTRIES {
-        return Err(BootInfoError::Malformed(
-            "the PVH memory map address or entry count is implausible",
-        ));
+        return Err(BootInfoError::Malformed("the PVH memory map address or entry count is implausible"));
     }
     let mm = array_range(
         si.memmap_paddr,
@@ -702,15 +620,11 @@ pub unsafe fn parse_pvh(
 
     let mut modules = heapless::Vec::new();
     if si.nr_modules > 8 {
-        return Err(BootInfoError::Malformed(
-            "there are more than 8 boot modules",
-        ));
+        return Err(BootInfoError::Malformed("there are more than 8 boot modules"));
     }
     if si.nr_modules > 0 {
         if si.modlist_paddr == 0 {
-            return Err(BootInfoError::Malformed(
-                "the PVH module list address is zero",
-            ));
+            return Err(BootInfoError::Malformed("the PVH module list address is zero"));
         }
         let ml = array_range(
             si.modlist_paddr,
@@ -721,9 +635,10 @@ pub unsafe fn parse_pvh(
         for at in ml.clone().step_by(size_of::<HvmModlistEntry>()) {
             // SAFETY: the translation's contract; integers only.
             let e: HvmModlistEntry = unsafe { read_phys(at, phys_to_ptr, "the PVH module list") }?;
-            let end = e.paddr.checked_add(e.size).ok_or(BootInfoError::Malformed(
-                "a boot module runs past the end of the address space",
-            ))?;
+            let end = e
+                .paddr
+                .checked_add(e.size)
+                .ok_or(BootInfoError::Malformed("a boot module runs past the end of the address space"))?;
             // SAFETY: the translation's contract.
             let (cmdline, at) = unsafe {
                 read_cstr(
@@ -736,11 +651,7 @@ pub unsafe fn parse_pvh(
             }?;
             piece(at);
             // Cannot fail: nr_modules ≤ 8.
-            let _ = modules.push(Module {
-                start: e.paddr,
-                end,
-                cmdline,
-            });
+            let _ = modules.push(Module { start: e.paddr, end, cmdline });
         }
         piece(ml);
     }
@@ -792,8 +703,7 @@ pub mod sample {
             move |phys, len| {
                 let off = usize::try_from(phys.checked_sub(PHYS)?).ok()?;
                 let end = off.checked_add(usize::try_from(len).ok()?)?;
-                (end <= self.words.len() * 8)
-                    .then(|| self.words.as_ptr().cast::<u8>().wrapping_add(off))
+                (end <= self.words.len() * 8).then(|| self.words.as_ptr().cast::<u8>().wrapping_add(off))
             }
         }
     }
@@ -975,10 +885,7 @@ pub mod sample {
                 (0x7ff_0000, 0x1_0000, 3),
             ],
             cmdline: Some(b"console=ttyS0 hauki.cpus=1\0".to_vec()),
-            modules: alloc::vec![
-                (0x100_0000, 0x1234, Some(b"payload\0".to_vec())),
-                (0x200_0000, 0x10, None),
-            ],
+            modules: alloc::vec![(0x100_0000, 0x1234, Some(b"payload\0".to_vec())), (0x200_0000, 0x10, None),],
             rsdp: 0xf_5a10,
         }
     }
@@ -1021,10 +928,7 @@ mod tests {
         assert_eq!(bi.cmdline.as_str(), "console=ttyS0 hauki.debug");
         assert_eq!(bi.rsdp, Some(PHYS + acpi_new as u64 + 8));
         assert_eq!(bi.modules.len(), 2);
-        assert_eq!(
-            (bi.modules[0].start, bi.modules[0].end),
-            (0x20_0000, 0x30_0000)
-        );
+        assert_eq!((bi.modules[0].start, bi.modules[0].end), (0x20_0000, 0x30_0000));
         assert_eq!(bi.modules[0].cmdline.as_str(), "payload.elf arg");
         assert_eq!(bi.modules[1].cmdline.as_str(), "");
         assert_eq!(bi.info_range, PHYS..PHYS + bytes.len() as u64);
@@ -1032,41 +936,13 @@ mod tests {
         assert_eq!(
             bi.memory.regions(),
             &[
-                Region {
-                    start: 0,
-                    end: 0x9_fc00,
-                    kind: RegionKind::Usable
-                },
-                Region {
-                    start: 0x9_fc00,
-                    end: 0xa_0000,
-                    kind: RegionKind::Reserved
-                },
-                Region {
-                    start: 0xf_0000,
-                    end: 0x10_0000,
-                    kind: RegionKind::Reserved
-                },
-                Region {
-                    start: 0x10_0000,
-                    end: 0x7fe_0000,
-                    kind: RegionKind::Usable
-                },
-                Region {
-                    start: 0x7fe_0000,
-                    end: 0x800_0000,
-                    kind: RegionKind::AcpiReclaimable
-                },
-                Region {
-                    start: 0xfffc_0000,
-                    end: 0x1_0000_0000,
-                    kind: RegionKind::AcpiNvs
-                },
-                Region {
-                    start: 0x1_0000_0000,
-                    end: 0x1_0000_1000,
-                    kind: RegionKind::Defective
-                },
+                Region { start: 0, end: 0x9_fc00, kind: RegionKind::Usable },
+                Region { start: 0x9_fc00, end: 0xa_0000, kind: RegionKind::Reserved },
+                Region { start: 0xf_0000, end: 0x10_0000, kind: RegionKind::Reserved },
+                Region { start: 0x10_0000, end: 0x7fe_0000, kind: RegionKind::Usable },
+                Region { start: 0x7fe_0000, end: 0x800_0000, kind: RegionKind::AcpiReclaimable },
+                Region { start: 0xfffc_0000, end: 0x1_0000_0000, kind: RegionKind::AcpiNvs },
+                Region { start: 0x1_0000_0000, end: 0x1_0000_1000, kind: RegionKind::Defective },
             ]
         );
     }
@@ -1098,10 +974,7 @@ mod tests {
         let fake = Fake::new(&good);
         // SAFETY: the fake memory holds the structure.
         let r = unsafe { parse_multiboot2(0x2bad_b002, PHYS, &fake.p2p()) };
-        assert_eq!(
-            r.unwrap_err(),
-            BootInfoError::BadMultiboot2Magic(0x2bad_b002)
-        );
+        assert_eq!(r.unwrap_err(), BootInfoError::BadMultiboot2Magic(0x2bad_b002));
         // SAFETY: as above.
         let r = unsafe { parse_multiboot2(MULTIBOOT2_MAGIC, PHYS + 4, &fake.p2p()) };
         assert!(matches!(r, Err(BootInfoError::Malformed(_))));
@@ -1114,9 +987,7 @@ mod tests {
         assert!(matches!(parse_mb2(&bytes), Err(BootInfoError::Malformed(m)) if m.contains("NUL")));
         // Invalid UTF-8.
         let bytes = basic_mmap().string(1, &[b'a', 0xff, b'b']).build();
-        assert!(
-            matches!(parse_mb2(&bytes), Err(BootInfoError::Malformed(m)) if m.contains("UTF-8"))
-        );
+        assert!(matches!(parse_mb2(&bytes), Err(BootInfoError::Malformed(m)) if m.contains("UTF-8")));
         // Overlong command line and module command line.
         let bytes = basic_mmap().string(1, &[b'a'; 513]).build();
         assert!(matches!(parse_mb2(&bytes), Err(BootInfoError::Malformed(m)) if m.contains("512")));
@@ -1132,10 +1003,7 @@ mod tests {
         for i in 0..9 {
             b = b.module(i, i + 1, "");
         }
-        assert!(matches!(
-            parse_mb2(&b.build()),
-            Err(BootInfoError::Malformed(_))
-        ));
+        assert!(matches!(parse_mb2(&b.build()), Err(BootInfoError::Malformed(_))));
     }
 
     #[test]
@@ -1159,14 +1027,8 @@ mod tests {
         v[0..4].copy_from_slice(&4u32.to_le_bytes());
         assert!(matches!(parse_mb2(&v), Err(BootInfoError::Malformed(_))));
         // Short framebuffer and ACPI tags.
-        assert!(matches!(
-            parse_mb2(&basic_mmap().tag(8, &[0; 8]).build()),
-            Err(BootInfoError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_mb2(&basic_mmap().tag(15, &[0; 20]).build()),
-            Err(BootInfoError::Malformed(_))
-        ));
+        assert!(matches!(parse_mb2(&basic_mmap().tag(8, &[0; 8]).build()), Err(BootInfoError::Malformed(_))));
+        assert!(matches!(parse_mb2(&basic_mmap().tag(15, &[0; 20]).build()), Err(BootInfoError::Malformed(_))));
     }
 
     #[test]
@@ -1178,10 +1040,7 @@ mod tests {
         assert_eq!(bi.rsdp, Some(0xf_5a10));
         assert_eq!(bi.cmdline.as_str(), "console=ttyS0 hauki.cpus=1");
         assert_eq!(bi.modules.len(), 2);
-        assert_eq!(
-            (bi.modules[0].start, bi.modules[0].end),
-            (0x100_0000, 0x100_1234)
-        );
+        assert_eq!((bi.modules[0].start, bi.modules[0].end), (0x100_0000, 0x100_1234));
         assert_eq!(bi.modules[0].cmdline.as_str(), "payload");
         assert_eq!(bi.modules[1].cmdline.as_str(), "");
         assert_eq!(bi.memory.usable_bytes(), 0x9_fc00 + 0x7f0_0000 - 0x1_0000); // ACPI overlaps the top
@@ -1189,12 +1048,7 @@ mod tests {
         assert_eq!(bi.memory.regions()[2].kind, RegionKind::AcpiReclaimable);
         assert_eq!(
             &bi.info_ranges[..],
-            &[
-                SI..MEMMAP + 4 * 24,
-                MODLIST..MODLIST + 64,
-                CMDLINE..CMDLINE + 27,
-                MODCMD..MODCMD + 8
-            ]
+            &[SI..MEMMAP + 4 * 24, MODLIST..MODLIST + 64, CMDLINE..CMDLINE + 27, MODCMD..MODCMD + 8]
         );
         assert_eq!(bi.info_range, SI..MODCMD + 8);
         let mut no_rsdp = pvh();
@@ -1266,10 +1120,7 @@ mod tests {
         // SAFETY: the translation hands out only pointers inside the fake memory.
         unmapped(unsafe { parse_pvh(SI, &fake.p2p()) }, "command line", u64::MAX);
         // A memory map, a module list and a module command line beyond mapped memory.
-        for (field, value, which) in [
-            (40usize, 0x1_0000_0000u64, "memory map"),
-            (16, 0x1_0000_0000, "module list"),
-        ] {
+        for (field, value, which) in [(40usize, 0x1_0000_0000u64, "memory map"), (16, 0x1_0000_0000, "module list")] {
             let mut bytes = pvh().build();
             bytes[field..field + 8].copy_from_slice(&value.to_le_bytes());
             let fake = Fake::new(&bytes);
@@ -1309,33 +1160,19 @@ mod tests {
     fn many_entries_are_merged_not_refused() {
         // 200 touching usable entries exceed MAX_REGIONS before normalization.
         let mut p = pvh();
-        p.memmap = (0..200)
-            .map(|i| (0x10_0000 + i * 0x1000, 0x1000, 1))
-            .collect();
+        p.memmap = (0..200).map(|i| (0x10_0000 + i * 0x1000, 0x1000, 1)).collect();
         p.modules.clear();
         p.cmdline = None;
         let bi = p.parse().unwrap();
         assert_eq!(
             bi.memory.regions(),
-            &[Region {
-                start: 0x10_0000,
-                end: 0x10_0000 + 200 * 0x1000,
-                kind: RegionKind::Usable
-            }]
+            &[Region { start: 0x10_0000, end: 0x10_0000 + 200 * 0x1000, kind: RegionKind::Usable }]
         );
     }
 
     #[test]
     fn cover_merges_closest() {
-        let mut v = [
-            0..10,
-            100..110,
-            20..30,
-            25..40,
-            200..210,
-            1000..1001,
-            41..42,
-        ];
+        let mut v = [0..10, 100..110, 20..30, 25..40, 200..210, 1000..1001, 41..42];
         let (r, hull) = cover(&mut v);
         assert_eq!(&r[..], &[0..42, 100..110, 200..210, 1000..1001]);
         assert_eq!(hull, 0..1001);

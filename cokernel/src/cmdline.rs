@@ -34,9 +34,7 @@ pub fn flag(cmdline: &str, key: &str) -> bool {
     match last(cmdline, key) {
         None => false,
         Some(None) => true,
-        Some(Some(v)) => ["1", "y", "yes", "on", "true"]
-            .iter()
-            .any(|t| v.eq_ignore_ascii_case(t)),
+        Some(Some(v)) => ["1", "y", "yes", "on", "true"].iter().any(|t| v.eq_ignore_ascii_case(t)),
     }
 }
 
@@ -53,23 +51,12 @@ pub struct BadValue<'a> {
 
 impl fmt::Display for BadValue<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}={} is not a number in {}..={}",
-            self.key,
-            self.value,
-            self.range.start(),
-            self.range.end()
-        )
+        write!(f, "{}={} is not a number in {}..={}", self.key, self.value, self.range.start(), self.range.end())
     }
 }
 
 /// The value of `key` as a decimal number in `range`: `Ok(None)` when absent.
-pub fn number<'a>(
-    cmdline: &'a str,
-    key: &'a str,
-    range: RangeInclusive<u64>,
-) -> Result<Option<u64>, BadValue<'a>> {
+pub fn number<'a>(cmdline: &'a str, key: &'a str, range: RangeInclusive<u64>) -> Result<Option<u64>, BadValue<'a>> {
     let Some(value) = get(cmdline, key) else {
         return Ok(None);
     };
@@ -124,10 +111,7 @@ mod tests {
         assert_eq!(mib("hauki.pool_mib=64", "hauki.pool_mib"), Ok(Some(64 << 20)));
         assert_eq!(mib("", "hauki.pool_mib"), Ok(None));
         let max = u64::MAX >> 20;
-        assert_eq!(
-            mib(&std::format!("k={max}"), "k"),
-            Ok(Some(max << 20))
-        );
+        assert_eq!(mib(&std::format!("k={max}"), "k"), Ok(Some(max << 20)));
         for bad in ["k=17592186044416", "k=0", "k=-1", "k=64M", "k=", "k"] {
             let e = mib(bad, "k").unwrap_err();
             assert_eq!((e.key, e.range.clone()), ("k", 1..=max), "{bad}");
@@ -140,14 +124,10 @@ mod tests {
 
     #[test]
     fn flags() {
-        for on in [
-            "k", "k=1", "k=y", "k=yes", "k=on", "k=true", "k=TRUE", "k=Yes",
-        ] {
+        for on in ["k", "k=1", "k=y", "k=yes", "k=on", "k=true", "k=TRUE", "k=Yes"] {
             assert!(flag(on, "k"), "{on}");
         }
-        for off in [
-            "", "k=0", "k=no", "k=off", "k=false", "k=2", "kk", "x=k", "k= ",
-        ] {
+        for off in ["", "k=0", "k=no", "k=off", "k=false", "k=2", "kk", "x=k", "k= "] {
             assert!(!flag(off, "k"), "{off}");
         }
     }

@@ -151,8 +151,11 @@ fn ist_stack_guards() -> TestResult {
     for slot in 0..4u64 {
         let base = mm::STACKS_BASE + slot * mm::STACK_STRIDE;
         ensure!(exceptions::probe_read(base) == Err(14), "guard of stack slot {slot} is readable");
-        ensure!(exceptions::probe_write(base + 4096) .is_ok(), "stack slot {slot} bottom not writable");
-        ensure!(exceptions::probe_write(base + 4096 + mm::STACK_SIZE - 8).is_ok(), "stack slot {slot} top not writable");
+        ensure!(exceptions::probe_write(base + 4096).is_ok(), "stack slot {slot} bottom not writable");
+        ensure!(
+            exceptions::probe_write(base + 4096 + mm::STACK_SIZE - 8).is_ok(),
+            "stack slot {slot} top not writable"
+        );
     }
     Ok(())
 }
@@ -244,7 +247,12 @@ fn apic_mode_matches() -> TestResult {
     let forced = crate::cmdline::get(&r.cmdline, "hauki.apic") == Some("xapic");
     let want = if r.cpu.x2apic && !forced { apic::Mode::X2Apic } else { apic::Mode::XApic };
     ensure!(apic::mode() == Some(want), "APIC mode {:?}, CPUID x2apic={}", apic::mode(), r.cpu.x2apic);
-    ensure!(apic::id() == u32::from(r.cpu.initial_apic_id), "APIC ID {} != CPUID's {}", apic::id(), r.cpu.initial_apic_id);
+    ensure!(
+        apic::id() == u32::from(r.cpu.initial_apic_id),
+        "APIC ID {} != CPUID's {}",
+        apic::id(),
+        r.cpu.initial_apic_id
+    );
     Ok(())
 }
 
@@ -312,8 +320,8 @@ fn secondaries_parked() -> TestResult {
 
 // ---- real-time core ----
 
-use crate::rt::api::{self, Event, Mutex as RtMutex, Periodic, Queue, Shared};
 use crate::arch::rt as glue;
+use crate::rt::api::{self, Event, Mutex as RtMutex, Periodic, Queue, Shared};
 
 /// Lets tasks run (the test runner is the idle context) until `done` or `timeout_ms` of TSC time.
 fn run_until(timeout_ms: u64, done: impl Fn() -> bool) -> bool {
@@ -343,7 +351,10 @@ fn rt_priority_order() -> TestResult {
     let ports = [10u16, 11, 12];
     let prios = [20u8, 40, 30];
     for (i, (&port, &prio)) in ports.iter().zip(&prios).enumerate() {
-        Event::new("order", port).priority(prio).spawn_with(logger_task, b'a' as usize + i).map_err(|e| alloc::format!("{e:?}"))?;
+        Event::new("order", port)
+            .priority(prio)
+            .spawn_with(logger_task, b'a' as usize + i)
+            .map_err(|e| alloc::format!("{e:?}"))?;
     }
     // Make all three ready at once, then let the scheduler choose.
     glue::with(|s| ports.iter().try_for_each(|&p| s.post(p, 1))).map_err(|e| alloc::format!("{e:?}"))?;
@@ -420,7 +431,10 @@ fn rt_priority_inheritance() -> TestResult {
     PI_MUTEX.call_once(|| RtMutex::new(0).expect("mutex"));
     Event::new("pi-low", 20).priority(10).spawn(pi_low).map_err(|e| alloc::format!("{e:?}"))?;
     Event::new("pi-high", 21).priority(30).spawn(pi_high).map_err(|e| alloc::format!("{e:?}"))?;
-    Event::new("pi-mid", 22).priority(20).spawn_with(logger_task, b'M' as usize).map_err(|e| alloc::format!("{e:?}"))?;
+    Event::new("pi-mid", 22)
+        .priority(20)
+        .spawn_with(logger_task, b'M' as usize)
+        .map_err(|e| alloc::format!("{e:?}"))?;
     api::post(20, 1).map_err(|e| alloc::format!("{e:?}"))?;
     ensure!(run_until(100, || LOG.with(|l| l.len()) == 3), "tasks did not all run");
     let got = log_take();
@@ -633,7 +647,10 @@ struct GuestIdt([u64; 512]);
 static mut GUEST_IDT: GuestIdt = GuestIdt([0; 512]);
 
 fn guest_gate(v: u8, target: u64) {
-    let lo = (target & 0xffff) | (u64::from(crate::arch::gdt::KERNEL_CS) << 16) | (0x8e << 40) | ((target >> 16) & 0xffff) << 48;
+    let lo = (target & 0xffff)
+        | (u64::from(crate::arch::gdt::KERNEL_CS) << 16)
+        | (0x8e << 40)
+        | ((target >> 16) & 0xffff) << 48;
     let hi = target >> 32;
     let idt = &raw mut GUEST_IDT;
     // SAFETY: the test's own table, written before it is registered.
@@ -661,13 +678,21 @@ fn guest_exception_forwarded() -> TestResult {
     // SAFETY: guest code: its ud2 goes to the guest's #UD gate, which skips it and returns.
     let rsp_at_fault = unsafe { ktest_guest_ud() };
     guest_off();
-    let (count, seen_rsp, r12, rip, frame_rsp) =
-        (rec!(ktest_ud_count), rec!(ktest_seen_rsp), rec!(ktest_seen_r12), rec!(ktest_seen_rip), rec!(ktest_seen_frame_rsp));
+    let (count, seen_rsp, r12, rip, frame_rsp) = (
+        rec!(ktest_ud_count),
+        rec!(ktest_seen_rsp),
+        rec!(ktest_seen_r12),
+        rec!(ktest_seen_rip),
+        rec!(ktest_seen_frame_rsp),
+    );
     let insn = core::ptr::addr_of!(ktest_guest_ud_insn) as u64;
     ensure!(count == before + 1, "the guest's #UD handler ran {} times", count - before);
     ensure!(rip == insn, "guest saw RIP {rip:#x}, the ud2 is at {insn:#x}");
     ensure!(frame_rsp == rsp_at_fault, "guest saw the interrupted RSP {frame_rsp:#x}, it was {rsp_at_fault:#x}");
-    ensure!(seen_rsp == (rsp_at_fault & !0xf) - 40, "the guest's handler did not start at the exact hardware frame (RSP {seen_rsp:#x})");
+    ensure!(
+        seen_rsp == (rsp_at_fault & !0xf) - 40,
+        "the guest's handler did not start at the exact hardware frame (RSP {seen_rsp:#x})"
+    );
     ensure!(r12 == 0x5eed_5eed, "a register changed on the way: r12 = {r12:#x}");
     Ok(())
 }
@@ -712,7 +737,11 @@ fn guest_irq_replayed() -> TestResult {
     let (before, during) = REPLAY_SEEN_DURING_TASK.with(|s| s.unwrap_or((0, 0)));
     ensure!(during == before, "the guest's handler ran while a real-time task had the CPU");
     ensure!(guest::LOGGED.load(Ordering::Relaxed) > logged, "the event was not logged");
-    ensure!(after_resume == before + 1, "the logged event was delivered {} times after the guest resumed", after_resume - before);
+    ensure!(
+        after_resume == before + 1,
+        "the logged event was delivered {} times after the guest resumed",
+        after_resume - before
+    );
     ensure!(guest::REPLAYED.load(Ordering::Relaxed) > replayed, "not counted as replayed");
     Ok(())
 }
@@ -851,12 +880,17 @@ fn wd_expect_stuck(what: &str, booting: bool, mut stuck: impl FnMut()) -> TestRe
         stuck();
     }
     wd_guest_gone();
-    let (why, waited, was_booting) = watchdog::testing::take_caught().ok_or(alloc::format!("not caught within {} ms", limit_ms * 20))?;
+    let (why, waited, was_booting) =
+        watchdog::testing::take_caught().ok_or(alloc::format!("not caught within {} ms", limit_ms * 20))?;
     let limit = limit_ms * 1_000_000;
     ensure!(why == Failure::Stuck, "the verdict is {why:?}");
     ensure!(was_booting == booting, "judged as booting: {was_booting}");
     ensure!(waited >= limit, "caught after {waited} ns, before the {limit} ns limit");
-    ensure!(waited <= 3 * limit, "caught only after {waited} ns (limit {limit} ns, checks every {} ns)", watchdog::testing::period_ns());
+    ensure!(
+        waited <= 3 * limit,
+        "caught only after {waited} ns (limit {limit} ns, checks every {} ns)",
+        watchdog::testing::period_ns()
+    );
     arch::console::console_write(format_args!(
         "# watchdog: {what}: caught after {}.{:03} ms (limit {limit_ms} ms, checks every {} ms)\n",
         waited / 1_000_000,
@@ -878,7 +912,10 @@ fn watchdog_healthy() -> TestResult {
     });
     wd_guest_gone();
     ensure!(!caught, "a healthy idle guest was judged {:?}", watchdog::testing::take_caught());
-    ensure!(watchdog::HEARTBEATS.load(Ordering::Relaxed) > hb + 2 && irq_count() > taken + 2, "no heartbeats while idle");
+    ensure!(
+        watchdog::HEARTBEATS.load(Ordering::Relaxed) > hb + 2 && irq_count() > taken + 2,
+        "no heartbeats while idle"
+    );
     Ok(())
 }
 
@@ -915,7 +952,11 @@ fn watchdog_fault_loop() -> TestResult {
     wd_guest_running()?;
     // SAFETY: as above.
     unsafe { core::ptr::addr_of_mut!(ktest_loop_stop).write_volatile(0) };
-    Periodic::new("wd-probe").priority(80).period_us(1000).spawn(stop_fault_loop).map_err(|e| alloc::format!("{e:?}"))?;
+    Periodic::new("wd-probe")
+        .priority(80)
+        .period_us(1000)
+        .spawn(stop_fault_loop)
+        .map_err(|e| alloc::format!("{e:?}"))?;
     guest_gate(6, ktest_guest_ud_loop_handler as *const () as u64);
     guest::VCPU.set_enabled(false);
     let faults = idt::count(6);
@@ -955,7 +996,11 @@ fn interrupt_frames_rf_clear() -> TestResult {
     let came = run_until(50, || SEEN_RFLAGS.load(Ordering::Relaxed) != u64::MAX);
     let rflags = SEEN_RFLAGS.load(Ordering::Relaxed);
     ensure!(came, "the self-IPI never came");
-    ensure!(rflags & (1 << 16) == 0, "the interrupt's frame has RF set (RFLAGS {rflags:#x}); quirk probed: {}", idt::interrupt_rf_quirk());
+    ensure!(
+        rflags & (1 << 16) == 0,
+        "the interrupt's frame has RF set (RFLAGS {rflags:#x}); quirk probed: {}",
+        idt::interrupt_rf_quirk()
+    );
     ensure!(rflags & (1 << 9) != 0, "the interrupted code had interrupts off? RFLAGS {rflags:#x}");
     Ok(())
 }

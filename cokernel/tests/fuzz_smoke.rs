@@ -191,6 +191,10 @@ fn committed_seeds_are_current() {
         );
     }
     for t in TARGETS {
-        assert!(repo().join("fuzz/fuzz_targets").join(format!("{}.rs", t.name)).is_file(), "no fuzz/fuzz_targets/{}.rs", t.name);
+        assert!(
+            repo().join("fuzz/fuzz_targets").join(format!("{}.rs", t.name)).is_file(),
+            "no fuzz/fuzz_targets/{}.rs",
+            t.name
+        );
     }
 }

@@ -166,9 +166,11 @@ pub mod guest {
         /* 0x4a */ pub reserved_vectors: [u8; 6],
         /* 0x50 */ pub pgd: [u64; PGD_SLOTS],
         /// Virtual address (in the co-kernel's shared range) of the vCPU blocks (minor 1).
-        /* 0xd0 */ pub vcpu_virt: u64,
+        /* 0xd0 */
+        pub vcpu_virt: u64,
         /// Virtual address (shared range) of the co-kernel's [`Status`] page (minor 2; 0: none).
-        /* 0xd8 */ pub status_virt: u64,
+        /* 0xd8 */
+        pub status_virt: u64,
         /* 0xe0 */ pub reserved: [u64; 4],
     }
 
@@ -249,8 +251,12 @@ pub mod guest {
                     f,
                     "ABI major version {found} is not the {expected} this side speaks; build the co-kernel and the Linux patch series from the same tree"
                 ),
-                AbiError::TooSmall { size, expected } => write!(f, "handoff is {size} bytes, the ABI needs at least {expected}"),
-                AbiError::VcpuSize { found, expected } => write!(f, "vCPU block is {found} bytes, the ABI says {expected}"),
+                AbiError::TooSmall { size, expected } => {
+                    write!(f, "handoff is {size} bytes, the ABI needs at least {expected}")
+                }
+                AbiError::VcpuSize { found, expected } => {
+                    write!(f, "vCPU block is {found} bytes, the ABI says {expected}")
+                }
                 AbiError::TooManyVcpus(n) => write!(f, "{n} vCPUs, at most {MAX_VCPUS}"),
             }
         }

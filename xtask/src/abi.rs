@@ -58,11 +58,7 @@ pub fn header() -> String {
             let _ = writeln!(h, "\t{decl:<32} /* {:#04x} */", f.offset);
         }
         let _ = writeln!(h, "}} __attribute__((aligned({})));", st.align);
-        let _ = writeln!(
-            h,
-            "_Static_assert(sizeof(struct {0}) == {1:#x}, \"struct {0} size\");",
-            st.c_name, st.size
-        );
+        let _ = writeln!(h, "_Static_assert(sizeof(struct {0}) == {1:#x}, \"struct {0} size\");", st.c_name, st.size);
         for f in st.fields {
             let _ = writeln!(
                 h,
@@ -147,7 +143,9 @@ mod tests {
         for st in guest::LAYOUT {
             assert!(h.contains(&format!("struct {} {{", st.c_name)));
             for f in st.fields {
-                assert!(h.contains(&format!("__builtin_offsetof(struct {}, {}) == {:#x}", st.c_name, f.name, f.offset)));
+                assert!(
+                    h.contains(&format!("__builtin_offsetof(struct {}, {}) == {:#x}", st.c_name, f.name, f.offset))
+                );
             }
         }
         assert!(h.contains("#define HAUKI_ABI_VERSION_MAJOR"));

@@ -114,9 +114,9 @@ impl RunOpts {
             let mut value = |name: &str| -> Result<String, String> {
                 match &inline {
                     Some(v) => Ok(v.clone()),
-                    None => it.next().cloned().ok_or_else(|| {
-                        format!("`{name}` needs a value; see `cargo xtask help run`")
-                    }),
+                    None => {
+                        it.next().cloned().ok_or_else(|| format!("`{name}` needs a value; see `cargo xtask help run`"))
+                    }
                 }
             };
             match flag {
@@ -143,16 +143,11 @@ impl RunOpts {
                 "--linux" => o.linux = Some(PathBuf::from(value(flag)?)),
                 "--initramfs" => o.initramfs = Some(PathBuf::from(value(flag)?)),
                 other => {
-                    return Err(format!(
-                        "unknown flag `{other}` for `run`; see `cargo xtask help run`"
-                    ));
+                    return Err(format!("unknown flag `{other}` for `run`; see `cargo xtask help run`"));
                 }
             }
             if inline.is_some()
-                && matches!(
-                    flag,
-                    "--no-linux" | "--icount" | "--iso" | "--uefi" | "--vga" | "--handover"
-                )
+                && matches!(flag, "--no-linux" | "--icount" | "--iso" | "--uefi" | "--vga" | "--handover")
             {
                 return Err(format!("`{flag}` takes no value"));
             }
@@ -215,7 +210,9 @@ impl FuzzOpts {
             };
             let mut value = |name: &str| match &inline {
                 Some(v) => Ok(v.clone()),
-                None => it.next().cloned().ok_or_else(|| format!("`{name}` needs a value; see `cargo xtask help fuzz`")),
+                None => {
+                    it.next().cloned().ok_or_else(|| format!("`{name}` needs a value; see `cargo xtask help fuzz`"))
+                }
             };
             match flag {
                 "--seconds" => o.seconds = number(flag, &value(flag)?, 1, 24 * 3600)?,
@@ -240,9 +237,7 @@ impl FuzzOpts {
 fn number(flag: &str, v: &str, min: u32, max: u32) -> Result<u32, String> {
     match v.parse::<u32>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "`{flag}` wants a number in {min}..={max}, not `{v}`"
-        )),
+        _ => Err(format!("`{flag}` wants a number in {min}..={max}, not `{v}`")),
     }
 }
 
@@ -250,9 +245,7 @@ fn number(flag: &str, v: &str, min: u32, max: u32) -> Result<u32, String> {
 pub fn no_args(cmd: &str, args: &[String]) -> Result<(), String> {
     match args.first() {
         None => Ok(()),
-        Some(a) => Err(format!(
-            "`{cmd}` takes no arguments (got `{a}`); see `cargo xtask help`"
-        )),
+        Some(a) => Err(format!("`{cmd}` takes no arguments (got `{a}`); see `cargo xtask help`")),
     }
 }
 
@@ -286,19 +279,10 @@ mod tests {
 
     #[test]
     fn append_keeps_spaces_and_equals() {
-        let v = vec![
-            "--append".to_string(),
-            "hauki.inject=pf foo=bar".to_string(),
-        ];
-        assert_eq!(
-            RunOpts::parse(&v).unwrap().append.as_deref(),
-            Some("hauki.inject=pf foo=bar")
-        );
+        let v = vec!["--append".to_string(), "hauki.inject=pf foo=bar".to_string()];
+        assert_eq!(RunOpts::parse(&v).unwrap().append.as_deref(), Some("hauki.inject=pf foo=bar"));
         let v = vec!["--append=hauki.inject=ud".to_string()];
-        assert_eq!(
-            RunOpts::parse(&v).unwrap().append.as_deref(),
-            Some("hauki.inject=ud")
-        );
+        assert_eq!(RunOpts::parse(&v).unwrap().append.as_deref(), Some("hauki.inject=ud"));
     }
 
     #[test]

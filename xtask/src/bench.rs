@@ -68,34 +68,13 @@ pub struct Bench {
 
 /// Every bench, in order.
 pub const BENCHES: &[Bench] = &[
-    Bench {
-        name: "image-size",
-        run: image_size,
-    },
-    Bench {
-        name: "boot-time",
-        run: boot_time,
-    },
-    Bench {
-        name: "rt-core",
-        run: rt_core,
-    },
-    Bench {
-        name: "rt-latency",
-        run: rt_latency,
-    },
-    Bench {
-        name: "rt-stagger",
-        run: rt_stagger,
-    },
-    Bench {
-        name: "linux-guest",
-        run: linux_guest,
-    },
-    Bench {
-        name: "linux-stress",
-        run: linux_stress,
-    },
+    Bench { name: "image-size", run: image_size },
+    Bench { name: "boot-time", run: boot_time },
+    Bench { name: "rt-core", run: rt_core },
+    Bench { name: "rt-latency", run: rt_latency },
+    Bench { name: "rt-stagger", run: rt_stagger },
+    Bench { name: "linux-guest", run: linux_guest },
+    Bench { name: "linux-stress", run: linux_stress },
 ];
 
 /// Virtual seconds of the stress battery in the bench (about 10 s of wall time each).
@@ -112,12 +91,8 @@ fn run_icount(c: &BenchCtx, name: &str, append: &str) -> Result<Records, String>
     let dir = c.dir.join(name);
     let (c1, c2) = Qemu::paths(&dir);
     let cfg = {
-        let mut cfg = QemuConfig::test(
-            Boot::Kernel { elf: c.elf.clone(), cmdline: kernel_cmdline(append) },
-            "max",
-            &c1,
-            &c2,
-        );
+        let mut cfg =
+            QemuConfig::test(Boot::Kernel { elf: c.elf.clone(), cmdline: kernel_cmdline(append) }, "max", &c1, &c2);
         cfg.icount = true;
         cfg
     };
@@ -187,10 +162,8 @@ fn latency_summary(recs: &Records) -> Result<(u64, u64, u64, u64, u64), String> 
 /// virtual time) each.
 fn rt_latency(c: &BenchCtx) -> Result<Vec<Metric>, String> {
     let mut out = Vec::new();
-    for (name, append) in [
-        ("alone", "hauki.exit_after_reports=5 hauki.demo=0"),
-        ("demo", "hauki.exit_after_reports=5"),
-    ] {
+    for (name, append) in [("alone", "hauki.exit_after_reports=5 hauki.demo=0"), ("demo", "hauki.exit_after_reports=5")]
+    {
         let recs = run_icount(c, &format!("rt-latency-{name}"), append)?;
         let (min, avg, max, samples, misses) = latency_summary(&recs)?;
         out.push(metric(
@@ -209,10 +182,9 @@ fn rt_latency(c: &BenchCtx) -> Result<Vec<Metric>, String> {
 /// golden-ratio phase offsets against all released at once.
 fn rt_stagger(c: &BenchCtx) -> Result<Vec<Metric>, String> {
     let mut out = Vec::new();
-    for (name, append) in [
-        ("naive", "hauki.exit_after_reports=3 hauki.stagger=off"),
-        ("golden", "hauki.exit_after_reports=3"),
-    ] {
+    for (name, append) in
+        [("naive", "hauki.exit_after_reports=3 hauki.stagger=off"), ("golden", "hauki.exit_after_reports=3")]
+    {
         let recs = run_icount(c, &format!("rt-stagger-{name}"), append)?;
         let last = recs.events("phase").last().ok_or("no phase records")?;
         let worst: Vec<u64> = last["worker_worst_response_ns"]
@@ -242,8 +214,7 @@ const BOOT_TARGET_NS: u64 = 5_000_000;
 const BOOT_RUNS: usize = 3;
 
 fn image_size(c: &BenchCtx) -> Result<Vec<Metric>, String> {
-    let bytes =
-        std::fs::read(&c.elf).map_err(|e| format!("cannot read {}: {e}", c.elf.display()))?;
+    let bytes = std::fs::read(&c.elf).map_err(|e| format!("cannot read {}: {e}", c.elf.display()))?;
     let phdrs = elf::program_headers(&bytes).map_err(|e| format!("{}: {e}", c.elf.display()))?;
     Ok(vec![
         Metric {
@@ -279,22 +250,12 @@ fn boot_time(c: &BenchCtx) -> Result<Vec<Metric>, String> {
         let dir = c.dir.join(format!("boot-{i}"));
         let (c1, c2) = Qemu::paths(&dir);
         let cmdline = kernel_cmdline(&format!("{}=1", hauki_abi::cmdline::EXIT_AFTER_BOOT));
-        let mut cfg = QemuConfig::test(
-            Boot::Kernel {
-                elf: c.elf.clone(),
-                cmdline,
-            },
-            "qemu64",
-            &c1,
-            &c2,
-        );
+        let mut cfg = QemuConfig::test(Boot::Kernel { elf: c.elf.clone(), cmdline }, "qemu64", &c1, &c2);
         cfg.icount = true;
         let mut q = Qemu::spawn(&dir, &cfg, hard_timeout())?;
         let exit = q.wait_exit(hard_timeout());
         let recs = Records::parse(&q.read(Com::Com2));
-        let boot_ns = recs
-            .first(hauki_abi::telemetry::EVENT_BOOT)
-            .and_then(|r| r["boot_ns"].as_u64());
+        let boot_ns = recs.first(hauki_abi::telemetry::EVENT_BOOT).and_then(|r| r["boot_ns"].as_u64());
         let fail = |why: String| {
             q.print_logs(30);
             Err(format!("boot-time run {i}: {why}"))
@@ -303,10 +264,7 @@ fn boot_time(c: &BenchCtx) -> Result<Vec<Metric>, String> {
             (Ok(Some(STATUS_SUCCESS)), Some(ns)) => runs.push(ns),
             (_, None) => return fail("no boot record with `boot_ns` on COM2".into()),
             (Ok(s), _) => {
-                return fail(format!(
-                    "expected exit status {STATUS_SUCCESS}, got {}",
-                    explain_status(s)
-                ));
+                return fail(format!("expected exit status {STATUS_SUCCESS}, got {}", explain_status(s)));
             }
             (Err(e), _) => return fail(e.to_string()),
         }
@@ -315,8 +273,7 @@ fn boot_time(c: &BenchCtx) -> Result<Vec<Metric>, String> {
     let note = if runs.windows(2).all(|w| w[0] == w[1]) {
         "virtual ns under -icount shift=0 (runs identical)".to_string()
     } else {
-        "virtual ns under -icount shift=0; WARNING: runs differ, icount should be deterministic"
-            .to_string()
+        "virtual ns under -icount shift=0; WARNING: runs differ, icount should be deterministic".to_string()
     };
     Ok(vec![Metric {
         name: "boot.boot_ns".into(),
@@ -330,10 +287,8 @@ fn boot_time(c: &BenchCtx) -> Result<Vec<Metric>, String> {
 
 /// Format the table.
 pub fn table(metrics: &[Metric]) -> String {
-    let mut s = format!(
-        "{:<34} {:>10} {:<6} {:>12} {:<6} {}\n",
-        "metric", "value", "unit", "target", "ok", "runs / note"
-    );
+    let mut s =
+        format!("{:<34} {:>10} {:<6} {:>12} {:<6} {}\n", "metric", "value", "unit", "target", "ok", "runs / note");
     for m in metrics {
         let target = m.target_max.map_or("-".to_string(), |t| format!("<= {t}"));
         let ok = match m.target_max {
@@ -341,11 +296,7 @@ pub fn table(metrics: &[Metric]) -> String {
             Some(_) if m.met() => "yes",
             Some(_) => "NO",
         };
-        let runs = if m.runs.is_empty() {
-            String::new()
-        } else {
-            format!("{:?} ", m.runs)
-        };
+        let runs = if m.runs.is_empty() { String::new() } else { format!("{:?} ", m.runs) };
         s.push_str(&format!(
             "{:<34} {:>10} {:<6} {:>12} {:<6} {runs}{}\n",
             m.name, m.value, m.unit, target, ok, m.note
@@ -358,12 +309,7 @@ pub fn table(metrics: &[Metric]) -> String {
 /// a target was missed.
 pub fn run_all(ws: &Workspace, tools: &Tools) -> Result<ExitCode, String> {
     let elf = build::build_kernel(ws, &[], build::KERNEL_ELF)?;
-    let ctx = BenchCtx {
-        ws,
-        tools,
-        elf,
-        dir: ws.hauki_dir().join("bench"),
-    };
+    let ctx = BenchCtx { ws, tools, elf, dir: ws.hauki_dir().join("bench") };
     let mut metrics = Vec::new();
     let mut errors = Vec::new();
     for b in BENCHES {
@@ -388,22 +334,14 @@ pub fn run_all(ws: &Workspace, tools: &Tools) -> Result<ExitCode, String> {
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n";
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("==> wrote {}", ws.rel(&path));
-    let missed: Vec<&str> = metrics
-        .iter()
-        .filter(|m| !m.met())
-        .map(|m| m.name.as_str())
-        .collect();
+    let missed: Vec<&str> = metrics.iter().filter(|m| !m.met()).map(|m| m.name.as_str()).collect();
     if !missed.is_empty() {
         println!("target missed: {}", missed.join(", "));
     }
     if !errors.is_empty() {
         println!("benches that could not measure: {}", errors.join("; "));
     }
-    Ok(if missed.is_empty() && errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if missed.is_empty() && errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Linux as the idle task, under icount: time to the shell prompt (wall and virtual), and the
@@ -411,7 +349,8 @@ pub fn run_all(ws: &Workspace, tools: &Tools) -> Result<ExitCode, String> {
 fn linux_guest(c: &BenchCtx) -> Result<Vec<Metric>, String> {
     use std::time::{Duration, Instant};
     let (vmlinux, initrd) = crate::linux::build_all(c.ws)?;
-    let bundle = crate::linux::build_bundle(c.ws, &vmlinux, &initrd, crate::linux::DEFAULT_CMDLINE, crate::linux::BUNDLE)?;
+    let bundle =
+        crate::linux::build_bundle(c.ws, &vmlinux, &initrd, crate::linux::DEFAULT_CMDLINE, crate::linux::BUNDLE)?;
     let dir = c.dir.join("linux-guest");
     let (c1, c2) = Qemu::paths(&dir);
     let mut cfg = QemuConfig::test(
@@ -444,7 +383,13 @@ fn linux_guest(c: &BenchCtx) -> Result<Vec<Metric>, String> {
     // Skip the record that straddles the prompt and the `sleep` command's start.
     let idle = if idle.len() > 2 { &idle[1..idle.len() - 1] } else { idle };
     Ok(vec![
-        metric("linux.prompt_wall_ms", wall_ms, "ms", None, "wall time from QEMU start to the Linux shell prompt under -icount (TCG)"),
+        metric(
+            "linux.prompt_wall_ms",
+            wall_ms,
+            "ms",
+            None,
+            "wall time from QEMU start to the Linux shell prompt under -icount (TCG)",
+        ),
         metric(
             "linux.prompt_virtual_ms",
             boot_ns / 1_000_000 + (linux_s * 1000.0) as u64,
@@ -457,14 +402,21 @@ fn linux_guest(c: &BenchCtx) -> Result<Vec<Metric>, String> {
             worst(during_boot),
             "ns",
             None,
-            &format!("latency task while Linux boots ({} misses); the worst case is Linux's early boot, entered with the hardware flag off", misses(during_boot)),
+            &format!(
+                "latency task while Linux boots ({} misses); the worst case is Linux's early boot, entered with the hardware flag off",
+                misses(during_boot)
+            ),
         ),
         metric(
             "linux.rt_latency_idle.max",
             worst(idle),
             "ns",
             None,
-            &format!("latency task while Linux idles at its prompt ({} misses over {} reports)", misses(idle), idle.len()),
+            &format!(
+                "latency task while Linux idles at its prompt ({} misses over {} reports)",
+                misses(idle),
+                idle.len()
+            ),
         ),
     ])
 }
@@ -475,13 +427,22 @@ fn linux_guest(c: &BenchCtx) -> Result<Vec<Metric>, String> {
 fn linux_stress(c: &BenchCtx) -> Result<Vec<Metric>, String> {
     let r = crate::suite::stress_run(&c.dir.join("linux-stress"), &c.elf, STRESS_BENCH_SECS)?;
     let mut m = vec![
-        metric("linux.stress.rt_latency_idle.max", r.idle_max_ns, "ns", None, "latency task while Linux idles (same run)"),
+        metric(
+            "linux.stress.rt_latency_idle.max",
+            r.idle_max_ns,
+            "ns",
+            None,
+            "latency task while Linux idles (same run)",
+        ),
         metric(
             "linux.stress.rt_latency.max",
             r.stress_max_ns,
             "ns",
             Some(LATENCY_TARGET_NS),
-            &format!("latency task during {STRESS_BENCH_SECS} s of hauki-stress ({} samples, {} misses); {}", r.stress_samples, r.misses, r.summary),
+            &format!(
+                "latency task during {STRESS_BENCH_SECS} s of hauki-stress ({} samples, {} misses); {}",
+                r.stress_samples, r.misses, r.summary
+            ),
         ),
         metric("linux.stress.misses", r.misses, "", Some(0), "deadline misses over the whole run"),
     ];
@@ -502,14 +463,7 @@ mod tests {
     use super::*;
 
     fn m(name: &str, value: u64, target: Option<u64>) -> Metric {
-        Metric {
-            name: name.into(),
-            value,
-            unit: "ns",
-            target_max: target,
-            runs: vec![value, value],
-            note: "n".into(),
-        }
+        Metric { name: name.into(), value, unit: "ns", target_max: target, runs: vec![value, value], note: "n".into() }
     }
 
     #[test]
@@ -517,10 +471,7 @@ mod tests {
         assert!(m("a", 5, Some(5)).met());
         assert!(!m("a", 6, Some(5)).met());
         assert!(m("a", 6, None).met());
-        let t = table(&[
-            m("boot.boot_ns", 4_000_000, Some(5_000_000)),
-            m("x", 9, Some(1)),
-        ]);
+        let t = table(&[m("boot.boot_ns", 4_000_000, Some(5_000_000)), m("x", 9, Some(1))]);
         assert!(t.contains("boot.boot_ns") && t.contains("<= 5000000") && t.contains("yes"));
         assert!(t.contains("NO"));
         assert_eq!(m("a", 1, None).to_json()["met"], true);

@@ -38,38 +38,19 @@ pub struct Artifacts {
 /// Build the co-kernel (release, `x86_64-unknown-none`) with `features`, and copy it to
 /// `target/hauki/<out_name>` right away (so feature variants sharing the target dir don't clash).
 pub fn build_kernel(ws: &Workspace, features: &[&str], out_name: &str) -> Result<PathBuf, String> {
-    let what = if features.is_empty() {
-        String::new()
-    } else {
-        format!(" (features: {})", features.join(","))
-    };
+    let what = if features.is_empty() { String::new() } else { format!(" (features: {})", features.join(",")) };
     println!("==> building co-kernel{what}");
     let mut cmd = cargo();
-    cmd.current_dir(&ws.root).args([
-        "build",
-        "--release",
-        "-p",
-        "cokernel",
-        "--target",
-        KERNEL_TARGET,
-    ]);
+    cmd.current_dir(&ws.root).args(["build", "--release", "-p", "cokernel", "--target", KERNEL_TARGET]);
     if !features.is_empty() {
         cmd.args(["--features", &features.join(",")]);
     }
-    run_status(&mut cmd).map_err(|e| {
-        format!("{e}\nthe co-kernel does not build; fix the errors above, then retry")
-    })?;
-    let built = ws
-        .target_dir()
-        .join(KERNEL_TARGET)
-        .join("release")
-        .join("cokernel");
+    run_status(&mut cmd).map_err(|e| format!("{e}\nthe co-kernel does not build; fix the errors above, then retry"))?;
+    let built = ws.target_dir().join(KERNEL_TARGET).join("release").join("cokernel");
     let out_dir = ws.hauki_dir();
-    std::fs::create_dir_all(&out_dir)
-        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     let out = out_dir.join(out_name);
-    std::fs::copy(&built, &out)
-        .map_err(|e| format!("cannot copy {} to {}: {e}", built.display(), out.display()))?;
+    std::fs::copy(&built, &out).map_err(|e| format!("cannot copy {} to {}: {e}", built.display(), out.display()))?;
     Ok(out)
 }
 
@@ -77,8 +58,7 @@ pub fn build_kernel(ws: &Workspace, features: &[&str], out_name: &str) -> Result
 pub fn build_iso(ws: &Workspace, elf: &Path) -> Result<PathBuf, String> {
     println!("==> building boot image (grub-mkrescue, BIOS+UEFI)");
     let stage = ws.hauki_dir().join("iso");
-    let io =
-        |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
+    let io = |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
     if stage.exists() {
         std::fs::remove_dir_all(&stage).map_err(|e| io("clean", &stage, e))?;
     }
@@ -107,9 +87,7 @@ pub fn build_iso(ws: &Workspace, elf: &Path) -> Result<PathBuf, String> {
     let iso = ws.hauki_dir().join(ISO);
     let mut cmd = Command::new("grub-mkrescue");
     cmd.arg("-o").arg(&iso).arg(&stage);
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot start grub-mkrescue: {e}; run `cargo xtask deps`"))?;
+    let out = cmd.output().map_err(|e| format!("cannot start grub-mkrescue: {e}; run `cargo xtask deps`"))?;
     if !out.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&out.stdout));
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));

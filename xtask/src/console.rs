@@ -47,9 +47,12 @@ impl ShellConsole {
             .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
         let stdin = child.stdin.take().ok_or("no stdin pipe")?;
         let out = Arc::new(Mutex::new(Vec::new()));
-        for pipe in [child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>)]
-            .into_iter()
-            .flatten()
+        for pipe in [
+            child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
         {
             let out = Arc::clone(&out);
             let log = log.clone();
@@ -130,7 +133,11 @@ impl ShellConsole {
 
     /// Types `line` and Enter.
     pub fn send(&mut self, line: &str) -> Result<(), String> {
-        self.stdin.write_all(line.as_bytes()).and_then(|_| self.stdin.write_all(b"\n")).and_then(|_| self.stdin.flush()).map_err(|e| format!("cannot type into the console: {e}"))
+        self.stdin
+            .write_all(line.as_bytes())
+            .and_then(|_| self.stdin.write_all(b"\n"))
+            .and_then(|_| self.stdin.flush())
+            .map_err(|e| format!("cannot type into the console: {e}"))
     }
 
     /// Runs a shell command and returns its output and exit status.
@@ -203,7 +210,10 @@ mod echo_tests {
     fn wrapped_echo_is_removed() {
         let sent = "cat /sys/x; echo @@$((3+1))@@ $?";
         assert_eq!(strip_echo("cat /sys/x; echo @@\r\n$((3+1))@@ $?\r\nhauki\r\n", sent), "hauki\r\n");
-        assert_eq!(strip_echo("hauki:/# \x1b[6ncat /sys/x; echo @@\r\r\n$((3+1))@@ $?\r\nhauki\r\n", sent), "hauki\r\n");
+        assert_eq!(
+            strip_echo("hauki:/# \x1b[6ncat /sys/x; echo @@\r\r\n$((3+1))@@ $?\r\nhauki\r\n", sent),
+            "hauki\r\n"
+        );
         assert_eq!(strip_echo("cat /sys/x; echo @@$((3+1))@@ $?\r\nA\nB\n", sent), "A\nB\n");
         // Not the echo we sent: the first line is dropped.
         assert_eq!(strip_echo("garbled\nbody\n", sent), "body\n");

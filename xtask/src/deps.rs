@@ -47,11 +47,7 @@ impl Tools {
         let (a, b, c) = self.qemu_version;
         format!(
             "==> host tools ok: QEMU {a}.{b}.{c}{}, grub-mkrescue, xorriso, mtools, OVMF {}, Rust target {KERNEL_TARGET}",
-            if self.has_tcg_x2apic() {
-                ""
-            } else {
-                " (older than 8: x2APIC tests will be skipped)"
-            },
+            if self.has_tcg_x2apic() { "" } else { " (older than 8: x2APIC tests will be skipped)" },
             self.ovmf.code.display()
         )
     }
@@ -62,10 +58,7 @@ pub fn parse_qemu_version(out: &str) -> Option<(u32, u32, u32)> {
     let line = out.lines().find(|l| l.contains("version"))?;
     let rest = &line[line.find("version")? + "version".len()..];
     let word = rest.split_whitespace().next()?;
-    let mut nums = word
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<u32>());
+    let mut nums = word.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse::<u32>());
     let major = nums.next()?.ok()?;
     let minor = nums.next().and_then(Result::ok).unwrap_or(0);
     let micro = nums.next().and_then(Result::ok).unwrap_or(0);
@@ -74,10 +67,7 @@ pub fn parse_qemu_version(out: &str) -> Option<(u32, u32, u32)> {
 
 /// The installed QEMU's version, if `qemu-system-x86_64` runs.
 pub fn qemu_version() -> Option<(u32, u32, u32)> {
-    let out = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .ok()?;
+    let out = Command::new("qemu-system-x86_64").arg("--version").output().ok()?;
     parse_qemu_version(&String::from_utf8_lossy(&out.stdout))
 }
 
@@ -91,33 +81,15 @@ pub fn qemu_major() -> Option<u32> {
 /// `HAUKI_OVMF_VARS` override.
 fn ovmf_candidates() -> Vec<(PathBuf, PathBuf)> {
     let mut v = Vec::new();
-    if let (Some(c), Some(s)) = (
-        std::env::var_os("HAUKI_OVMF_CODE"),
-        std::env::var_os("HAUKI_OVMF_VARS"),
-    ) {
+    if let (Some(c), Some(s)) = (std::env::var_os("HAUKI_OVMF_CODE"), std::env::var_os("HAUKI_OVMF_VARS")) {
         v.push((c.into(), s.into()));
     }
     for (c, s) in [
-        (
-            "/usr/share/OVMF/OVMF_CODE_4M.fd",
-            "/usr/share/OVMF/OVMF_VARS_4M.fd",
-        ),
-        (
-            "/usr/share/OVMF/OVMF_CODE.fd",
-            "/usr/share/OVMF/OVMF_VARS.fd",
-        ),
-        (
-            "/usr/share/edk2/ovmf/OVMF_CODE.fd",
-            "/usr/share/edk2/ovmf/OVMF_VARS.fd",
-        ),
-        (
-            "/usr/share/edk2/x64/OVMF_CODE.4m.fd",
-            "/usr/share/edk2/x64/OVMF_VARS.4m.fd",
-        ),
-        (
-            "/usr/share/edk2-ovmf/x64/OVMF_CODE.fd",
-            "/usr/share/edk2-ovmf/x64/OVMF_VARS.fd",
-        ),
+        ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
+        ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+        ("/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"),
+        ("/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"),
+        ("/usr/share/edk2-ovmf/x64/OVMF_CODE.fd", "/usr/share/edk2-ovmf/x64/OVMF_VARS.fd"),
     ] {
         v.push((c.into(), s.into()));
     }
@@ -126,32 +98,22 @@ fn ovmf_candidates() -> Vec<(PathBuf, PathBuf)> {
 
 /// The first OVMF pair present.
 pub fn find_ovmf() -> Option<Ovmf> {
-    ovmf_candidates()
-        .into_iter()
-        .find(|(c, s)| c.is_file() && s.is_file())
-        .map(|(code, vars)| Ovmf { code, vars })
+    ovmf_candidates().into_iter().find(|(c, s)| c.is_file() && s.is_file()).map(|(code, vars)| Ovmf { code, vars })
 }
 
 /// Is the co-kernel's Rust target installed for the active toolchain?
 fn rust_target_installed() -> bool {
-    if let Ok(out) = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
+    if let Ok(out) = Command::new("rustup").args(["target", "list", "--installed"]).output()
         && out.status.success()
     {
-        return String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .any(|l| l.trim() == KERNEL_TARGET);
+        return String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == KERNEL_TARGET);
     }
     // No rustup: look in the sysroot.
     let Ok(out) = Command::new("rustc").args(["--print", "sysroot"]).output() else {
         return false;
     };
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Path::new(&sysroot)
-        .join("lib/rustlib")
-        .join(KERNEL_TARGET)
-        .is_dir()
+    Path::new(&sysroot).join("lib/rustlib").join(KERNEL_TARGET).is_dir()
 }
 
 /// Something missing, and the Debian package that provides it.
@@ -166,50 +128,28 @@ fn missing() -> Vec<Missing> {
     let mut m = Vec::new();
     let mut need = |ok: bool, what: &str, package: &'static str| {
         if !ok {
-            m.push(Missing {
-                what: what.to_string(),
-                package,
-            });
+            m.push(Missing { what: what.to_string(), package });
         }
     };
     match qemu_version() {
         None => need(false, "qemu-system-x86_64", "qemu-system-x86"),
         Some(v) if v.0 < QEMU_X2APIC_MAJOR && is_root() && debian_major() == Some(12) => need(
             false,
-            &format!(
-                "qemu-system-x86_64 >= {QEMU_X2APIC_MAJOR} (have {}.{}.{})",
-                v.0, v.1, v.2
-            ),
+            &format!("qemu-system-x86_64 >= {QEMU_X2APIC_MAJOR} (have {}.{}.{})", v.0, v.1, v.2),
             "qemu-system-x86",
         ),
         Some(_) => {}
     }
-    need(
-        find_program("grub-mkrescue").is_some(),
-        "grub-mkrescue",
-        "grub-common",
-    );
+    need(find_program("grub-mkrescue").is_some(), "grub-mkrescue", "grub-common");
     need(find_program("xorriso").is_some(), "xorriso", "xorriso");
-    need(
-        find_program("mformat").is_some(),
-        "mformat (mtools)",
-        "mtools",
-    );
-    need(
-        Path::new("/usr/lib/grub/i386-pc").is_dir(),
-        "/usr/lib/grub/i386-pc (GRUB for BIOS)",
-        "grub-pc-bin",
-    );
+    need(find_program("mformat").is_some(), "mformat (mtools)", "mtools");
+    need(Path::new("/usr/lib/grub/i386-pc").is_dir(), "/usr/lib/grub/i386-pc (GRUB for BIOS)", "grub-pc-bin");
     need(
         Path::new("/usr/lib/grub/x86_64-efi").is_dir(),
         "/usr/lib/grub/x86_64-efi (GRUB for UEFI)",
         "grub-efi-amd64-bin",
     );
-    need(
-        find_ovmf().is_some(),
-        "OVMF_CODE/OVMF_VARS (UEFI firmware)",
-        "ovmf",
-    );
+    need(find_ovmf().is_some(), "OVMF_CODE/OVMF_VARS (UEFI firmware)", "ovmf");
     // The Linux guest: its source, a static busybox, and the kernel's build tools.
     need(
         Path::new("/usr/src/linux-source-6.12.tar.xz").exists(),
@@ -235,11 +175,7 @@ fn missing() -> Vec<Missing> {
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
 /// The Debian major version (`/etc/debian_version` = `12.11` → 12), if this is Debian.
@@ -264,10 +200,7 @@ fn has_backports_source() -> bool {
     files
         .iter()
         .filter_map(|f| std::fs::read_to_string(f).ok())
-        .any(|t| {
-            t.lines()
-                .any(|l| !l.trim_start().starts_with('#') && l.contains("bookworm-backports"))
-        })
+        .any(|t| t.lines().any(|l| !l.trim_start().starts_with('#') && l.contains("bookworm-backports")))
 }
 
 const BACKPORTS_FILE: &str = "/etc/apt/sources.list.d/bookworm-backports.sources";
@@ -300,10 +233,7 @@ const APT_PACKAGES: &[&str] = &[
 fn install_commands(debian12: bool, need_backports_source: bool) -> Vec<String> {
     let mut v = Vec::new();
     if debian12 && need_backports_source {
-        v.push(format!(
-            "printf '{}' > {BACKPORTS_FILE}",
-            BACKPORTS_SOURCE.replace('\n', "\\n")
-        ));
+        v.push(format!("printf '{}' > {BACKPORTS_FILE}", BACKPORTS_SOURCE.replace('\n', "\\n")));
     }
     v.push("apt-get update".into());
     if debian12 {
@@ -319,30 +249,19 @@ fn install_commands(debian12: bool, need_backports_source: bool) -> Vec<String> 
 }
 
 fn apt(args: &[&str]) -> Result<(), String> {
-    run_status(
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    run_status(Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 fn install_debian(debian12: bool) -> Result<(), String> {
     if debian12 && !has_backports_source() {
         println!("==> adding {BACKPORTS_FILE}");
-        std::fs::write(BACKPORTS_FILE, BACKPORTS_SOURCE)
-            .map_err(|e| format!("cannot write {BACKPORTS_FILE}: {e}"))?;
+        std::fs::write(BACKPORTS_FILE, BACKPORTS_SOURCE).map_err(|e| format!("cannot write {BACKPORTS_FILE}: {e}"))?;
     }
     println!("==> apt-get update");
     apt(&["update"])?;
     println!("==> installing QEMU");
     if debian12 {
-        apt(&[
-            "install",
-            "-y",
-            "-t",
-            "bookworm-backports",
-            "qemu-system-x86",
-        ])?;
+        apt(&["install", "-y", "-t", "bookworm-backports", "qemu-system-x86"])?;
     } else {
         apt(&["install", "-y", "qemu-system-x86"])?;
     }
@@ -373,10 +292,7 @@ pub fn ensure() -> Result<Tools, String> {
                 let still = missing();
                 if !still.is_empty() {
                     let list: Vec<String> = still.iter().map(|m| m.what.clone()).collect();
-                    return Err(format!(
-                        "still missing after installing: {}",
-                        list.join(", ")
-                    ));
+                    return Err(format!("still missing after installing: {}", list.join(", ")));
                 }
             }
             Some(major) => {
@@ -384,9 +300,7 @@ pub fn ensure() -> Result<Tools, String> {
                 for c in install_commands(major == 12, !has_backports_source()) {
                     println!("    {c}");
                 }
-                return Err(
-                    "host tools missing; install them with the commands above, then retry".into(),
-                );
+                return Err("host tools missing; install them with the commands above, then retry".into());
             }
             None => {
                 let pkgs: Vec<&str> = miss.iter().map(|m| m.package).collect();
@@ -418,23 +332,12 @@ mod tests {
     #[test]
     fn qemu_versions() {
         assert_eq!(
-            parse_qemu_version(
-                "QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\nCopyright"
-            ),
+            parse_qemu_version("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\nCopyright"),
             Some((10, 0, 2))
         );
-        assert_eq!(
-            parse_qemu_version("QEMU emulator version 7.2.15 (Debian 1:7.2+dfsg-7+deb12u12)"),
-            Some((7, 2, 15))
-        );
-        assert_eq!(
-            parse_qemu_version("QEMU emulator version 8.2.0"),
-            Some((8, 2, 0))
-        );
-        assert_eq!(
-            parse_qemu_version("QEMU emulator version 9.1.50 (v9.1.0-123-gabc)"),
-            Some((9, 1, 50))
-        );
+        assert_eq!(parse_qemu_version("QEMU emulator version 7.2.15 (Debian 1:7.2+dfsg-7+deb12u12)"), Some((7, 2, 15)));
+        assert_eq!(parse_qemu_version("QEMU emulator version 8.2.0"), Some((8, 2, 0)));
+        assert_eq!(parse_qemu_version("QEMU emulator version 9.1.50 (v9.1.0-123-gabc)"), Some((9, 1, 50)));
         assert_eq!(parse_qemu_version("nonsense"), None);
     }
 
@@ -449,24 +352,9 @@ mod tests {
     fn printed_install_commands() {
         let c = install_commands(true, true);
         assert!(c[0].contains(BACKPORTS_FILE) && c[0].contains("Suites: bookworm-backports"));
-        assert!(
-            c.iter()
-                .any(|l| l.contains("-t bookworm-backports qemu-system-x86"))
-        );
-        assert!(
-            c.last()
-                .unwrap()
-                .contains("--no-install-recommends grub-pc-bin")
-        );
-        assert!(
-            !install_commands(true, false)
-                .iter()
-                .any(|l| l.contains(BACKPORTS_FILE))
-        );
-        assert!(
-            !install_commands(false, false)
-                .iter()
-                .any(|l| l.contains("backports"))
-        );
+        assert!(c.iter().any(|l| l.contains("-t bookworm-backports qemu-system-x86")));
+        assert!(c.last().unwrap().contains("--no-install-recommends grub-pc-bin"));
+        assert!(!install_commands(true, false).iter().any(|l| l.contains(BACKPORTS_FILE)));
+        assert!(!install_commands(false, false).iter().any(|l| l.contains("backports")));
     }
 }

@@ -19,9 +19,7 @@ pub struct Phdr {
 }
 
 fn u16_at(b: &[u8], off: usize) -> Result<u16, String> {
-    b.get(off..off + 2)
-        .map(|s| u16::from_le_bytes([s[0], s[1]]))
-        .ok_or_else(|| format!("truncated at {off:#x}"))
+    b.get(off..off + 2).map(|s| u16::from_le_bytes([s[0], s[1]])).ok_or_else(|| format!("truncated at {off:#x}"))
 }
 fn u32_at(b: &[u8], off: usize) -> Result<u32, String> {
     b.get(off..off + 4)
@@ -70,11 +68,7 @@ pub fn image_size(phdrs: &[Phdr]) -> u64 {
 /// Memory the loaded image occupies: the sum of PT_LOAD `p_memsz` (image plus .bss, boot stack
 /// included).
 pub fn loaded_size(phdrs: &[Phdr]) -> u64 {
-    phdrs
-        .iter()
-        .filter(|p| p.p_type == PT_LOAD)
-        .map(|p| p.memsz)
-        .sum()
+    phdrs.iter().filter(|p| p.p_type == PT_LOAD).map(|p| p.memsz).sum()
 }
 
 #[cfg(test)]
@@ -104,8 +98,7 @@ mod tests {
 
     #[test]
     fn sums_load_segments_only() {
-        let ph =
-            program_headers(&image(&[(PT_LOAD, 0x1000), (4, 0x30), (PT_LOAD, 0x2345)])).unwrap();
+        let ph = program_headers(&image(&[(PT_LOAD, 0x1000), (4, 0x30), (PT_LOAD, 0x2345)])).unwrap();
         assert_eq!(ph.len(), 3);
         assert_eq!(ph[0].paddr, 0x10_0000);
         assert_eq!(ph[2].filesz, 0x2345 / 2);
@@ -122,11 +115,7 @@ mod tests {
         b[4] = 1;
         assert!(program_headers(&b).is_err());
         let b = image(&[(PT_LOAD, 1)]);
-        assert!(
-            program_headers(&b[..100])
-                .unwrap_err()
-                .contains("truncated")
-        );
+        assert!(program_headers(&b[..100]).unwrap_err().contains("truncated"));
     }
 
     #[test]

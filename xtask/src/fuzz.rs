@@ -28,7 +28,9 @@ pub fn targets(ws: &Workspace) -> Result<Vec<Target>, String> {
     let mut v = Vec::new();
     for e in entries.flatten() {
         let path = e.path();
-        let Some(name) = path.file_stem().and_then(|s| s.to_str()).filter(|_| path.extension().is_some_and(|x| x == "rs")) else {
+        let Some(name) =
+            path.file_stem().and_then(|s| s.to_str()).filter(|_| path.extension().is_some_and(|x| x == "rs"))
+        else {
             continue;
         };
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -124,14 +126,18 @@ pub fn run(ws: &Workspace, opts: &FuzzOpts) -> Result<ExitCode, String> {
             }
         });
     }
-    let chosen: Vec<&Target> = all.iter().filter(|t| opts.targets.is_empty() || opts.targets.contains(&t.name)).collect();
+    let chosen: Vec<&Target> =
+        all.iter().filter(|t| opts.targets.is_empty() || opts.targets.contains(&t.name)).collect();
     let mut results = Vec::new();
     for (i, t) in chosen.iter().enumerate() {
         println!("==> fuzz {} ({}/{}): {} s — {}", t.name, i + 1, chosen.len(), opts.seconds, t.what);
         let outcome = fuzz_one(ws, &t.name, opts.seconds)?;
         results.push((t.name.as_str(), outcome));
     }
-    println!("\n{:<12} {:>11} {:>8} {:>6} {:>7} {:>7} {:>5}  crashes", "target", "execs", "exec/s", "cov", "ft", "corpus", "new");
+    println!(
+        "\n{:<12} {:>11} {:>8} {:>6} {:>7} {:>7} {:>5}  crashes",
+        "target", "execs", "exec/s", "cov", "ft", "corpus", "new"
+    );
     let mut failed = 0;
     for (name, o) in &results {
         let crashes = if o.artifacts.is_empty() && o.failed {
@@ -141,11 +147,16 @@ pub fn run(ws: &Workspace, opts: &FuzzOpts) -> Result<ExitCode, String> {
         } else {
             format!("{}: {}", o.artifacts.len(), o.artifacts.join(" "))
         };
-        println!("{name:<12} {:>11} {:>8} {:>6} {:>7} {:>7} {:>5}  {crashes}", o.execs, o.exec_per_sec, o.cov, o.ft, o.corpus, o.new_units);
+        println!(
+            "{name:<12} {:>11} {:>8} {:>6} {:>7} {:>7} {:>5}  {crashes}",
+            o.execs, o.exec_per_sec, o.cov, o.ft, o.corpus, o.new_units
+        );
         failed += usize::from(o.failed);
     }
     if failed > 0 {
-        println!("\n{failed} target(s) found something: replay with `cargo xtask fuzz TARGET --input FILE`, add the input to the target's seeds (cokernel/src/fuzz/seeds.rs) once fixed.");
+        println!(
+            "\n{failed} target(s) found something: replay with `cargo xtask fuzz TARGET --input FILE`, add the input to the target's seeds (cokernel/src/fuzz/seeds.rs) once fixed."
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
@@ -197,7 +208,9 @@ fn fuzz_one(ws: &Workspace, name: &str, seconds: u32) -> Result<Outcome, String>
 fn ensure_tools() -> Result<(), String> {
     let quiet = |cmd: &mut Command| cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
     if !quiet(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])) {
-        println!("==> the fuzz targets need a nightly toolchain (cargo-fuzz's sanitizer flags); the crates stay on the pinned stable one");
+        println!(
+            "==> the fuzz targets need a nightly toolchain (cargo-fuzz's sanitizer flags); the crates stay on the pinned stable one"
+        );
         println!("==> installing it: rustup toolchain install nightly --profile minimal");
         run_status(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
     }

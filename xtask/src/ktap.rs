@@ -54,20 +54,15 @@ impl Report {
         }
         match self.plan {
             None => p.push("no plan line `1..N`".into()),
-            Some(n) if n as usize != self.results.len() => p.push(format!(
-                "plan says {n} tests but {} results were printed",
-                self.results.len()
-            )),
+            Some(n) if n as usize != self.results.len() => {
+                p.push(format!("plan says {n} tests but {} results were printed", self.results.len()))
+            }
             Some(_) => {}
         }
         if let Some(r) = &self.bail_out {
             p.push(format!("Bail out! {r}"));
         }
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(p.join("; "))
-        }
+        if p.is_empty() { Ok(()) } else { Err(p.join("; ")) }
     }
 
     /// Results that failed.
@@ -86,20 +81,12 @@ fn parse_result(line: &str) -> Option<(bool, u32, String, Option<String>)> {
         return None;
     };
     let rest = rest.trim_start();
-    let num_end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
+    let num_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
     let number: u32 = rest[..num_end].parse().ok()?;
     let rest = rest[num_end..].trim();
     let rest = rest.strip_prefix("- ").unwrap_or(rest);
-    let (name, directive) = match rest
-        .find(" # ")
-        .or_else(|| rest.starts_with("# ").then_some(0))
-    {
-        Some(i) => (
-            rest[..i].trim().to_string(),
-            Some(rest[i..].trim().trim_start_matches('#').trim().to_string()),
-        ),
+    let (name, directive) = match rest.find(" # ").or_else(|| rest.starts_with("# ").then_some(0)) {
+        Some(i) => (rest[..i].trim().to_string(), Some(rest[i..].trim().trim_start_matches('#').trim().to_string())),
         None => (rest.to_string(), None),
     };
     Some((ok, number, name, directive))
@@ -113,10 +100,8 @@ pub fn parse(text: &str) -> Report {
     for raw in text.lines() {
         let line = raw.trim_end_matches('\r');
         if !started {
-            if let Some(v) = line
-                .trim()
-                .strip_prefix("KTAP version ")
-                .or_else(|| line.trim().strip_prefix("TAP version "))
+            if let Some(v) =
+                line.trim().strip_prefix("KTAP version ").or_else(|| line.trim().strip_prefix("TAP version "))
             {
                 if line.starts_with(char::is_whitespace) {
                     continue; // a nested header without a parent: ignore
@@ -142,26 +127,16 @@ pub fn parse(text: &str) -> Report {
         } else if let Some((ok, number, name, directive)) = parse_result(line) {
             let expected = r.results.len() as u32 + 1;
             if number != expected {
-                r.problems.push(format!(
-                    "result `{line}` has number {number}, expected {expected}"
-                ));
+                r.problems.push(format!("result `{line}` has number {number}, expected {expected}"));
             }
             let outcome = match directive {
-                Some(d) if d.to_ascii_uppercase().starts_with("SKIP") => {
-                    Outcome::Skip(d[4..].trim().to_string())
-                }
+                Some(d) if d.to_ascii_uppercase().starts_with("SKIP") => Outcome::Skip(d[4..].trim().to_string()),
                 _ if ok => Outcome::Pass,
                 _ => Outcome::Fail,
             };
-            r.results.push(TestResult {
-                number,
-                name,
-                outcome,
-                diagnostics: std::mem::take(&mut diags),
-            });
+            r.results.push(TestResult { number, name, outcome, diagnostics: std::mem::take(&mut diags) });
         } else if line.starts_with("KTAP version") {
-            r.problems
-                .push("a second top-level `KTAP version` line".into());
+            r.problems.push("a second top-level `KTAP version` line".into());
         }
         // Anything else is kernel log output; ignore it.
     }
@@ -195,15 +170,9 @@ ok 4 cmdline # comment\r
         assert_eq!(r.results.len(), 4);
         assert_eq!(r.results[0].name, "frame_alloc");
         assert_eq!(r.results[0].outcome, Outcome::Pass);
-        assert_eq!(
-            r.results[0].diagnostics,
-            vec!["starting frame allocator tests"]
-        );
+        assert_eq!(r.results[0].diagnostics, vec!["starting frame allocator tests"]);
         assert_eq!(r.results[1].name, "paging_map");
-        assert_eq!(
-            r.results[1].outcome,
-            Outcome::Skip("needs 5-level paging".into())
-        );
+        assert_eq!(r.results[1].outcome, Outcome::Skip("needs 5-level paging".into()));
         assert_eq!(r.results[2].outcome, Outcome::Fail);
         assert_eq!(r.results[3].name, "cmdline");
         assert_eq!(r.results[3].outcome, Outcome::Pass);
@@ -214,11 +183,7 @@ ok 4 cmdline # comment\r
     #[test]
     fn plan_mismatch_and_truncation() {
         let r = parse("KTAP version 1\n1..3\nok 1 a\nok 2 b\n");
-        assert!(
-            r.complete()
-                .unwrap_err()
-                .contains("plan says 3 tests but 2")
-        );
+        assert!(r.complete().unwrap_err().contains("plan says 3 tests but 2"));
         let r = parse("boot log only\n");
         let e = r.complete().unwrap_err();
         assert!(e.contains("KTAP version") && e.contains("plan"));
@@ -241,12 +206,7 @@ ok 4 cmdline # comment\r
 
     #[test]
     fn wrong_version_and_todo() {
-        assert!(
-            parse("KTAP version 2\n1..0\n")
-                .complete()
-                .unwrap_err()
-                .contains("expected 1")
-        );
+        assert!(parse("KTAP version 2\n1..0\n").complete().unwrap_err().contains("expected 1"));
         let r = parse("KTAP version 1\n1..1\nnot ok 1 flaky # TODO fix me\n");
         assert_eq!(r.results[0].outcome, Outcome::Fail);
         assert_eq!(r.results[0].name, "flaky");

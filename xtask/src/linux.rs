@@ -211,7 +211,12 @@ fn run_logged(mut cmd: Command, log: &Path) -> Result<(), String> {
         return Ok(());
     }
     let text = String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
-    Err(format!("`{}` failed; last lines (full log: {}):\n{}", show(&cmd), log.display(), last_lines(&text, 30).join("\n")))
+    Err(format!(
+        "`{}` failed; last lines (full log: {}):\n{}",
+        show(&cmd),
+        log.display(),
+        last_lines(&text, 30).join("\n")
+    ))
 }
 
 /// Every `CONFIG_X=…` the fragment asks for must have survived Kconfig (a typo or an unmet
@@ -222,7 +227,10 @@ fn check_config(fragment: &str, config: &Path) -> Result<(), String> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!("Kconfig dropped options of linux-patch/hauki.config (unmet dependencies?): {}", missing.join(", ")))
+        Err(format!(
+            "Kconfig dropped options of linux-patch/hauki.config (unmet dependencies?): {}",
+            missing.join(", ")
+        ))
     }
 }
 
@@ -383,9 +391,8 @@ pub fn build_selftests_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
 
 /// The initramfs `name` in `target/hauki/`, with `extra` files (path, contents; mode 0755) added.
 fn write_initramfs(ws: &Workspace, name: &str, extra: &[(String, Vec<u8>)]) -> Result<PathBuf, String> {
-    let busybox = std::fs::read(BUSYBOX).map_err(|e| {
-        format!("{BUSYBOX}: {e}; install Debian's busybox-static (`apt-get install busybox-static`)")
-    })?;
+    let busybox = std::fs::read(BUSYBOX)
+        .map_err(|e| format!("{BUSYBOX}: {e}; install Debian's busybox-static (`apt-get install busybox-static`)"))?;
     if busybox.get(..4) != Some(b"\x7fELF") || busybox.windows(7).any(|w| w == b"ld-linux") {
         return Err(format!("{BUSYBOX} is not a static ELF binary; install busybox-static, not busybox"));
     }
@@ -446,7 +453,13 @@ pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1";
 
 /// One module for QEMU's PVH path (which passes a single `-initrd` module): an uncompressed newc
 /// archive holding `vmlinux`, `initramfs.cpio.gz` and `cmdline`, read by the co-kernel's loader.
-pub fn build_bundle(ws: &Workspace, vmlinux: &Path, initramfs: &Path, cmdline: &str, out_name: &str) -> Result<PathBuf, String> {
+pub fn build_bundle(
+    ws: &Workspace,
+    vmlinux: &Path,
+    initramfs: &Path,
+    cmdline: &str,
+    out_name: &str,
+) -> Result<PathBuf, String> {
     let mut c = Cpio::new();
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     c.file("vmlinux", 0o644, &read(vmlinux)?);
@@ -479,7 +492,10 @@ mod tests {
         let frag = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x\"\n# comment\n";
         assert!(missing_options(frag, "CONFIG_A=y\nCONFIG_C=\"x\"\n").is_empty());
         assert!(missing_options(frag, "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x\"\n").is_empty());
-        assert_eq!(missing_options(frag, "CONFIG_B=y\nCONFIG_C=\"y\"\n"), vec!["CONFIG_A=y", "# CONFIG_B is not set", "CONFIG_C=\"x\""]);
+        assert_eq!(
+            missing_options(frag, "CONFIG_B=y\nCONFIG_C=\"y\"\n"),
+            vec!["CONFIG_A=y", "# CONFIG_B is not set", "CONFIG_C=\"x\""]
+        );
     }
 
     #[test]

@@ -88,12 +88,7 @@ const COMMANDS: &[Command] = &[
         usage: args::FUZZ_USAGE,
         run: cmd_fuzz,
     },
-    Command {
-        name: "ci",
-        summary: "Exactly what CI runs (today: `test`).",
-        usage: "cargo xtask ci",
-        run: cmd_ci,
-    },
+    Command { name: "ci", summary: "Exactly what CI runs (today: `test`).", usage: "cargo xtask ci", run: cmd_ci },
 ];
 
 fn cmd_abi(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
@@ -187,10 +182,7 @@ fn cmd_run(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
         build::build_all(ws)?
     } else {
         let elf = build::build_kernel(ws, &[], build::KERNEL_ELF)?;
-        build::Artifacts {
-            iso: ws.hauki_dir().join(build::ISO),
-            elf,
-        }
+        build::Artifacts { iso: ws.hauki_dir().join(build::ISO), elf }
     };
     qemu::run_interactive(ws, &tools, &opts, &out)
 }
@@ -198,9 +190,7 @@ fn cmd_run(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
 /// `test [FILTER...]`: everything, with a final `N passed, M failed` line.
 fn cmd_test(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
     if let Some(flag) = args.iter().find(|a| a.starts_with('-')) {
-        return Err(format!(
-            "`test` takes no flags (got `{flag}`); usage: cargo xtask test [FILTER...]"
-        ));
+        return Err(format!("`test` takes no flags (got `{flag}`); usage: cargo xtask test [FILTER...]"));
     }
     let tools = deps::ensure()?;
     Ok(suite::run_all(ws, &tools, args))
@@ -233,17 +223,10 @@ mod main_tests {
     fn command_names_are_unique_and_documented() {
         for (i, c) in COMMANDS.iter().enumerate() {
             assert!(!c.summary.is_empty() && !c.usage.is_empty(), "{}", c.name);
-            assert!(
-                COMMANDS[i + 1..].iter().all(|d| d.name != c.name),
-                "duplicate {}",
-                c.name
-            );
+            assert!(COMMANDS[i + 1..].iter().all(|d| d.name != c.name), "duplicate {}", c.name);
         }
         for needed in ["help", "build", "run", "test", "bench", "ci", "deps"] {
-            assert!(
-                COMMANDS.iter().any(|c| c.name == needed),
-                "missing {needed}"
-            );
+            assert!(COMMANDS.iter().any(|c| c.name == needed), "missing {needed}");
         }
     }
 }

@@ -56,10 +56,16 @@ impl Watch {
         let quiet = now.duration_since(self.last_change);
         let total = now.duration_since(self.start);
         if quiet >= self.stall {
-            return Some(format!("the guest wrote nothing on its serial ports for {} s (stall bound)", quiet.as_secs()));
+            return Some(format!(
+                "the guest wrote nothing on its serial ports for {} s (stall bound)",
+                quiet.as_secs()
+            ));
         }
         if total >= self.stall * SLOW_FACTOR {
-            return Some(format!("still not there after {} s although the guest kept writing (safety net)", total.as_secs()));
+            return Some(format!(
+                "still not there after {} s although the guest kept writing (safety net)",
+                total.as_secs()
+            ));
         }
         None
     }
@@ -102,7 +108,13 @@ fn covered_ns(lines: &str) -> u64 {
         .filter(|l| l.starts_with('{') && l.contains("\"latency\""))
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|r| r["event"] == "latency")
-        .map(|r| r["samples"].as_u64().unwrap_or(0).saturating_add(r["misses"].as_u64().unwrap_or(0)).saturating_mul(r["period_ns"].as_u64().unwrap_or(0)))
+        .map(|r| {
+            r["samples"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_add(r["misses"].as_u64().unwrap_or(0))
+                .saturating_mul(r["period_ns"].as_u64().unwrap_or(0))
+        })
         .sum()
 }
 
@@ -155,8 +167,16 @@ mod tests {
 
     #[test]
     fn guest_time_is_read_from_latency_records() {
-        let l = |samples: u64, misses: u64| format!("{{\"event\":\"latency\",\"task\":\"latency\",\"period_ns\":1000,\"samples\":{samples},\"misses\":{misses}}}\n");
-        let text = format!("hauki: latency 3 samples\n{}{{\"event\":\"task\",\"task\":\"latency\"}}\n{}", l(250, 0), l(240, 10));
+        let l = |samples: u64, misses: u64| {
+            format!(
+                "{{\"event\":\"latency\",\"task\":\"latency\",\"period_ns\":1000,\"samples\":{samples},\"misses\":{misses}}}\n"
+            )
+        };
+        let text = format!(
+            "hauki: latency 3 samples\n{}{{\"event\":\"task\",\"task\":\"latency\"}}\n{}",
+            l(250, 0),
+            l(240, 10)
+        );
         assert_eq!(covered_ns(&text), 500_000);
         let dir = std::env::temp_dir().join(format!("hauki-clock-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -116,10 +116,7 @@ impl QemuConfig {
         }
         // COM1 must be the first -serial, COM2 the second. QEMU's microvm machine wires up only the
         // first -serial, so there COM2 (file: chardevs only) becomes an explicit isa-serial at 0x2f8.
-        match (
-            self.machine.starts_with("microvm"),
-            self.com2.strip_prefix("file:"),
-        ) {
+        match (self.machine.starts_with("microvm"), self.com2.strip_prefix("file:")) {
             (true, Some(path)) => {
                 push(&["-serial", &self.com1]);
                 push(&["-chardev", &format!("file,id=com2,path={path}")]);
@@ -144,17 +141,8 @@ impl QemuConfig {
             }
             Boot::Cdrom { iso, uefi } => {
                 if let Some((code, vars)) = uefi {
-                    push(&[
-                        "-drive",
-                        &format!(
-                            "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                            code.display()
-                        ),
-                    ]);
-                    push(&[
-                        "-drive",
-                        &format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
-                    ]);
+                    push(&["-drive", &format!("if=pflash,format=raw,unit=0,readonly=on,file={}", code.display())]);
+                    push(&["-drive", &format!("if=pflash,format=raw,unit=1,file={}", vars.display())]);
                 }
                 push(&["-cdrom", &iso.display().to_string(), "-boot", "d"]);
             }
@@ -184,25 +172,14 @@ impl QemuConfig {
 /// The co-kernel command line for `-kernel` boots: always with the debug-exit key, then `extra`.
 pub fn kernel_cmdline(extra: &str) -> String {
     let base = format!("{}=1", hauki_abi::cmdline::DEBUG_EXIT);
-    if extra.trim().is_empty() {
-        base
-    } else {
-        format!("{base} {}", extra.trim())
-    }
+    if extra.trim().is_empty() { base } else { format!("{base} {}", extra.trim()) }
 }
 
 /// Copy the OVMF variable store template to `dest` (a fresh, writable copy per boot).
 pub fn fresh_ovmf_vars(ovmf: &Ovmf, dest: &Path) -> Result<(PathBuf, PathBuf), String> {
-    std::fs::copy(&ovmf.vars, dest).map_err(|e| {
-        format!(
-            "cannot copy {} to {}: {e}",
-            ovmf.vars.display(),
-            dest.display()
-        )
-    })?;
-    let mut perm = std::fs::metadata(dest)
-        .map_err(|e| e.to_string())?
-        .permissions();
+    std::fs::copy(&ovmf.vars, dest)
+        .map_err(|e| format!("cannot copy {} to {}: {e}", ovmf.vars.display(), dest.display()))?;
+    let mut perm = std::fs::metadata(dest).map_err(|e| e.to_string())?.permissions();
     #[allow(clippy::permissions_set_readonly_false)]
     // the copy must be writable by QEMU; we own it.
     perm.set_readonly(false);
@@ -214,7 +191,9 @@ pub fn fresh_ovmf_vars(ovmf: &Ovmf, dest: &Path) -> Result<(PathBuf, PathBuf), S
 pub fn explain_status(status: Option<i32>) -> String {
     match status {
         Some(STATUS_SUCCESS) => format!("status {STATUS_SUCCESS}: co-kernel exited: success"),
-        Some(STATUS_FAILURE) => format!("status {STATUS_FAILURE}: co-kernel exited: failure (test failure or fatal stop)"),
+        Some(STATUS_FAILURE) => {
+            format!("status {STATUS_FAILURE}: co-kernel exited: failure (test failure or fatal stop)")
+        }
         Some(0) => "status 0: machine reset (triple fault?) or powered off; with -no-reboot QEMU exits on reset".into(),
         Some(n) => format!("status {n}: QEMU error or unexpected debug-exit code"),
         None => "killed by a signal".into(),
@@ -222,12 +201,7 @@ pub fn explain_status(status: Option<i32>) -> String {
 }
 
 /// `cargo xtask run`: boot interactively with COM1 on this terminal.
-pub fn run_interactive(
-    ws: &Workspace,
-    tools: &Tools,
-    o: &RunOpts,
-    out: &Artifacts,
-) -> Result<ExitCode, String> {
+pub fn run_interactive(ws: &Workspace, tools: &Tools, o: &RunOpts, out: &Artifacts) -> Result<ExitCode, String> {
     let hauki = ws.hauki_dir();
     let bundle = if o.no_linux || o.iso {
         None
@@ -254,25 +228,15 @@ pub fn run_interactive(
     };
     let telemetry = match &o.telemetry {
         Some(p) if p.is_absolute() => p.clone(),
-        Some(p) => std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.clone()),
+        Some(p) => std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.clone()),
         None => hauki.join("telemetry.jsonl"),
     };
     if let Some(dir) = telemetry.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let boot = if o.iso {
-        let uefi = if o.uefi {
-            Some(fresh_ovmf_vars(&tools.ovmf, &hauki.join("OVMF_VARS.fd"))?)
-        } else {
-            None
-        };
-        Boot::Cdrom {
-            iso: out.iso.clone(),
-            uefi,
-        }
+        let uefi = if o.uefi { Some(fresh_ovmf_vars(&tools.ovmf, &hauki.join("OVMF_VARS.fd"))?) } else { None };
+        Boot::Cdrom { iso: out.iso.clone(), uefi }
     } else {
         let mut extra = o.cokernel_append.clone().unwrap_or_default();
         if o.handover {
@@ -280,10 +244,7 @@ pub fn run_interactive(
         } else if !o.no_linux {
             extra.push_str(" hauki.linux=guest");
         }
-        Boot::Kernel {
-            elf: out.elf.clone(),
-            cmdline: kernel_cmdline(&extra),
-        }
+        Boot::Kernel { elf: out.elf.clone(), cmdline: kernel_cmdline(&extra) }
     };
     let cfg = QemuConfig {
         machine: "q35".into(),
@@ -305,14 +266,9 @@ pub fn run_interactive(
             .collect(),
     };
     println!("==> booting: {}", cfg.display_line());
-    println!(
-        "    telemetry (COM2): {}   quit QEMU: Ctrl-A X",
-        ws.rel(&telemetry)
-    );
-    let status = cfg
-        .command()
-        .status()
-        .map_err(|e| format!("cannot start qemu-system-x86_64: {e}; run `cargo xtask deps`"))?;
+    println!("    telemetry (COM2): {}   quit QEMU: Ctrl-A X", ws.rel(&telemetry));
+    let status =
+        cfg.command().status().map_err(|e| format!("cannot start qemu-system-x86_64: {e}; run `cargo xtask deps`"))?;
     let code = status.code();
     println!();
     if code == Some(STATUS_SUCCESS) {
@@ -326,9 +282,9 @@ pub fn run_interactive(
         return Ok(ExitCode::SUCCESS);
     }
     match (code, std::os::unix::process::ExitStatusExt::signal(&status)) {
-        (None, Some(sig)) => println!(
-            "==> QEMU was killed by signal {sig} (crashed or killed; see its messages above)"
-        ),
+        (None, Some(sig)) => {
+            println!("==> QEMU was killed by signal {sig} (crashed or killed; see its messages above)")
+        }
         _ => println!("==> QEMU exited: {}", explain_status(code)),
     }
     print_tail("telemetry (COM2)", &telemetry, 30);
@@ -404,15 +360,12 @@ impl Qemu {
     /// gives up ([`crate::progress`]).
     pub fn spawn(dir: &Path, cfg: &QemuConfig, hard_timeout: Duration) -> Result<Qemu, String> {
         if dir.exists() {
-            std::fs::remove_dir_all(dir)
-                .map_err(|e| format!("cannot clean {}: {e}", dir.display()))?;
+            std::fs::remove_dir_all(dir).map_err(|e| format!("cannot clean {}: {e}", dir.display()))?;
         }
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let (com1, com2) = Qemu::paths(dir);
         let qemu_log = dir.join("qemu.log");
-        std::fs::write(dir.join("cmdline.txt"), cfg.display_line() + "\n")
-            .map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("cmdline.txt"), cfg.display_line() + "\n").map_err(|e| e.to_string())?;
         let log = File::create(&qemu_log).map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
         let child = cfg
@@ -422,15 +375,7 @@ impl Qemu {
             .stderr(log2)
             .spawn()
             .map_err(|e| format!("cannot start qemu-system-x86_64: {e}; run `cargo xtask deps`"))?;
-        Ok(Qemu {
-            child,
-            status: None,
-            hard_timeout,
-            dir: dir.to_path_buf(),
-            com1,
-            com2,
-            qemu_log,
-        })
+        Ok(Qemu { child, status: None, hard_timeout, dir: dir.to_path_buf(), com1, com2, qemu_log })
     }
 
     fn path(&self, com: Com) -> &Path {
@@ -442,9 +387,7 @@ impl Qemu {
 
     /// Everything written to `com` so far (lossy UTF-8, `\r` removed).
     pub fn read(&self, com: Com) -> String {
-        std::fs::read(self.path(com))
-            .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
-            .unwrap_or_default()
+        std::fs::read(self.path(com)).map(|b| String::from_utf8_lossy(&b).replace('\r', "")).unwrap_or_default()
     }
 
     /// Has QEMU exited? Returns its status once it has.
@@ -483,11 +426,7 @@ impl Qemu {
             let exited = self.poll_exit();
             let text = self.read(com);
             // While QEMU runs, only newline-terminated lines are complete.
-            let complete = if exited.is_some() {
-                &text[..]
-            } else {
-                &text[..text.rfind('\n').map_or(0, |i| i + 1)]
-            };
+            let complete = if exited.is_some() { &text[..] } else { &text[..text.rfind('\n').map_or(0, |i| i + 1)] };
             if let Some(l) = complete.lines().find(|l| pred(l)) {
                 return Ok(l.to_string());
             }
@@ -528,10 +467,7 @@ impl Qemu {
         println!("    files: {}", self.dir.display());
         print_tail("COM1", &self.com1, n);
         print_tail("COM2", &self.com2, n);
-        if std::fs::metadata(&self.qemu_log)
-            .map(|m| m.len() > 0)
-            .unwrap_or(false)
-        {
+        if std::fs::metadata(&self.qemu_log).map(|m| m.len() > 0).unwrap_or(false) {
             print_tail("QEMU", &self.qemu_log, n);
         }
         if let Ok(c) = std::fs::read_to_string(self.dir.join("cmdline.txt")) {
@@ -551,9 +487,7 @@ mod tests {
     use super::*;
 
     fn pos(a: &[String], x: &str) -> usize {
-        a.iter()
-            .position(|y| y == x)
-            .unwrap_or_else(|| panic!("{x} missing in {a:?}"))
+        a.iter().position(|y| y == x).unwrap_or_else(|| panic!("{x} missing in {a:?}"))
     }
 
     #[test]
@@ -582,29 +516,15 @@ mod tests {
 
     #[test]
     fn test_machine_command() {
-        let boot = Boot::Kernel {
-            elf: "/k.elf".into(),
-            cmdline: kernel_cmdline("hauki.exit_after_boot=1"),
-        };
-        let cfg = QemuConfig::test(
-            boot,
-            "qemu64",
-            Path::new("/d/com1.log"),
-            Path::new("/d/com2.jsonl"),
-        );
+        let boot = Boot::Kernel { elf: "/k.elf".into(), cmdline: kernel_cmdline("hauki.exit_after_boot=1") };
+        let cfg = QemuConfig::test(boot, "qemu64", Path::new("/d/com1.log"), Path::new("/d/com2.jsonl"));
         let a = cfg.args();
         assert_eq!(a[pos(&a, "-machine") + 1], "q35");
         assert_eq!(a[pos(&a, "-cpu") + 1], "qemu64");
         assert_eq!(a[pos(&a, "-accel") + 1], "tcg");
         assert_eq!(a[pos(&a, "-kernel") + 1], "/k.elf");
-        assert_eq!(
-            a[pos(&a, "-append") + 1],
-            "hauki.debug_exit=1 hauki.exit_after_boot=1"
-        );
-        assert_eq!(
-            a[pos(&a, "-device") + 1],
-            "isa-debug-exit,iobase=0xf4,iosize=0x04"
-        );
+        assert_eq!(a[pos(&a, "-append") + 1], "hauki.debug_exit=1 hauki.exit_after_boot=1");
+        assert_eq!(a[pos(&a, "-device") + 1], "isa-debug-exit,iobase=0xf4,iosize=0x04");
         let s = pos(&a, "-serial");
         assert_eq!(a[s + 1], "file:/d/com1.log");
         assert_eq!(a[s + 2], "-serial");
@@ -625,10 +545,7 @@ mod tests {
             mem_mib: 1024,
             icount: false,
             icount_shift: 0,
-            boot: Boot::Cdrom {
-                iso: "/h.iso".into(),
-                uefi: Some(("/C.fd".into(), "/V.fd".into())),
-            },
+            boot: Boot::Cdrom { iso: "/h.iso".into(), uefi: Some(("/C.fd".into(), "/V.fd".into())) },
             com1: "mon:stdio".into(),
             com2: "file:/t.jsonl".into(),
             display: true,
@@ -644,19 +561,13 @@ mod tests {
         assert!(a.contains(&"if=pflash,format=raw,unit=0,readonly=on,file=/C.fd".to_string()));
         assert!(a.contains(&"if=pflash,format=raw,unit=1,file=/V.fd".to_string()));
         assert_eq!(&a[a.len() - 2..], &["-s", "-S"]);
-        assert!(
-            cfg.display_line()
-                .starts_with("qemu-system-x86_64 -machine q35 -accel kvm -cpu host")
-        );
+        assert!(cfg.display_line().starts_with("qemu-system-x86_64 -machine q35 -accel kvm -cpu host"));
     }
 
     #[test]
     fn microvm_gets_com2_as_isa_serial() {
         let mut cfg = QemuConfig::test(
-            Boot::Kernel {
-                elf: "/k".into(),
-                cmdline: kernel_cmdline(""),
-            },
+            Boot::Kernel { elf: "/k".into(), cmdline: kernel_cmdline("") },
             "qemu64",
             Path::new("/d/c1"),
             Path::new("/d/c2"),
@@ -672,10 +583,7 @@ mod tests {
     #[test]
     fn icount_and_cmdline() {
         let mut cfg = QemuConfig::test(
-            Boot::Kernel {
-                elf: "/k".into(),
-                cmdline: kernel_cmdline(""),
-            },
+            Boot::Kernel { elf: "/k".into(), cmdline: kernel_cmdline("") },
             "qemu64",
             Path::new("/a"),
             Path::new("/b"),

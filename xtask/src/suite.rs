@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::build::{self, KTEST_ELF};
-use crate::deps::{QEMU_X2APIC_MAJOR, Tools};
 use crate::console::ShellConsole;
+use crate::deps::{QEMU_X2APIC_MAJOR, Tools};
 use crate::ktap;
 use crate::qemu::{
-    Boot, Com, Qemu, QemuConfig, STATUS_FAILURE, STATUS_SUCCESS, explain_status, fresh_ovmf_vars,
-    kernel_cmdline,
+    Boot, Com, Qemu, QemuConfig, STATUS_FAILURE, STATUS_SUCCESS, explain_status, fresh_ovmf_vars, kernel_cmdline,
 };
 use crate::telemetry::{Expect, Records, check, is_event};
 use crate::util::{Workspace, cargo};
@@ -21,10 +20,7 @@ use crate::util::{Workspace, cargo};
 /// Safety bound on every QEMU run (120 s); never a pass/fail criterion for performance. Slow hosts can
 /// raise it with `HAUKI_QEMU_TIMEOUT=<seconds>`.
 pub fn hard_timeout() -> Duration {
-    let secs = std::env::var("HAUKI_QEMU_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .filter(|&s| s > 0);
+    let secs = std::env::var("HAUKI_QEMU_TIMEOUT").ok().and_then(|s| s.parse::<u64>().ok()).filter(|&s| s > 0);
     Duration::from_secs(secs.unwrap_or(120))
 }
 /// Lines of each log shown when a test fails.
@@ -50,9 +46,7 @@ pub struct Summary {
 impl Summary {
     /// Record and print one result.
     pub fn record(&mut self, name: &str, status: Status, elapsed: Option<Duration>) {
-        let time = elapsed
-            .map(|d| format!(" ({:.1} s)", d.as_secs_f64()))
-            .unwrap_or_default();
+        let time = elapsed.map(|d| format!(" ({:.1} s)", d.as_secs_f64())).unwrap_or_default();
         match &status {
             Status::Pass => println!("  ok    {name}{time}"),
             Status::Fail(why) => println!("  FAIL  {name}{time}: {why}"),
@@ -77,11 +71,7 @@ impl Summary {
     /// The final line: `N passed, M failed` plus `, K skipped` when K > 0.
     pub fn line(&self) -> String {
         let (p, f, s) = self.counts();
-        if s > 0 {
-            format!("{p} passed, {f} failed, {s} skipped")
-        } else {
-            format!("{p} passed, {f} failed")
-        }
+        if s > 0 { format!("{p} passed, {f} failed, {s} skipped") } else { format!("{p} passed, {f} failed") }
     }
 
     fn finish(&self) -> ExitCode {
@@ -95,11 +85,7 @@ impl Summary {
             }
         }
         println!("{}", self.line());
-        if failed > 0 {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        }
+        if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
     }
 }
 
@@ -132,10 +118,7 @@ impl Ctx<'_> {
 /// Run everything (or the steps matching `filters`) and return the exit code.
 pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
     println!("{}", tools.describe());
-    let ctx = Ctx {
-        tools,
-        tests_dir: ws.hauki_dir().join("tests"),
-    };
+    let ctx = Ctx { tools, tests_dir: ws.hauki_dir().join("tests") };
     let mut sum = Summary::default();
 
     // a. Host unit tests.
@@ -147,10 +130,7 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
         let t = Instant::now();
         let status = match cargo().current_dir(&ws.root).args(*args).status() {
             Ok(s) if s.success() => Status::Pass,
-            Ok(s) => Status::Fail(format!(
-                "`cargo {}` failed ({s}); see its output above",
-                args.join(" ")
-            )),
+            Ok(s) => Status::Fail(format!("`cargo {}` failed ({s}); see its output above", args.join(" "))),
             Err(e) => Status::Fail(format!("cannot run cargo: {e}")),
         };
         sum.record(name, status, Some(t.elapsed()));
@@ -174,10 +154,7 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
         ("ktest-smp2", "max", 2, false),
         ("ktest-icount", "max", 1, true),
     ];
-    let ktest_runs: Vec<_> = ktest_runs
-        .into_iter()
-        .filter(|(n, _, _, _)| selected(filters, n))
-        .collect();
+    let ktest_runs: Vec<_> = ktest_runs.into_iter().filter(|(n, _, _, _)| selected(filters, n)).collect();
     if !ktest_runs.is_empty() {
         match build::build_kernel(ws, &["ktest"], KTEST_ELF) {
             Err(e) => sum.record("ktest (build)", Status::Fail(e), None),
@@ -196,19 +173,13 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
     }
 
     // c. System tests.
-    let sys: Vec<&SysTest> = SYSTEM_TESTS
-        .iter()
-        .filter(|t| selected(filters, t.name))
-        .collect();
+    let sys: Vec<&SysTest> = SYSTEM_TESTS.iter().filter(|t| selected(filters, t.name)).collect();
     if !sys.is_empty() {
         let built = build::build_all(ws);
         for t in sys {
             let start = Instant::now();
             let status = match &built {
-                Err(e) => Status::Fail(format!(
-                    "not run: the build failed ({})",
-                    e.lines().next().unwrap_or("")
-                )),
+                Err(e) => Status::Fail(format!("not run: the build failed ({})", e.lines().next().unwrap_or(""))),
                 Ok(a) => {
                     println!("==> {}", t.name);
                     (t.run)(&ctx, &a.elf, &a.iso)
@@ -226,9 +197,7 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
 
 fn x2apic_skip_reason(tools: &Tools) -> String {
     let (a, b, c) = tools.qemu_version;
-    format!(
-        "QEMU {a}.{b}.{c} < {QEMU_X2APIC_MAJOR} has no x2APIC under TCG; install QEMU >= {QEMU_X2APIC_MAJOR}"
-    )
+    format!("QEMU {a}.{b}.{c} < {QEMU_X2APIC_MAJOR} has no x2APIC under TCG; install QEMU >= {QEMU_X2APIC_MAJOR}")
 }
 
 /// One KTAP run: every result becomes its own summary entry; problems with the run itself (plan, exit
@@ -236,10 +205,7 @@ fn x2apic_skip_reason(tools: &Tools) -> String {
 fn ktest_run(ctx: &Ctx, sum: &mut Summary, name: &str, elf: &Path, cpu: &str, smp: u32, icount: bool) {
     let dir = ctx.dir(name);
     let (c1, c2) = Qemu::paths(&dir);
-    let boot = Boot::Kernel {
-        elf: elf.to_path_buf(),
-        cmdline: kernel_cmdline(""),
-    };
+    let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline("") };
     let mut cfg = QemuConfig::test(boot, cpu, &c1, &c2);
     cfg.smp = smp;
     cfg.icount = icount;
@@ -254,11 +220,9 @@ fn ktest_run(ctx: &Ctx, sum: &mut Summary, name: &str, elf: &Path, cpu: &str, sm
     for r in &report.results {
         let status = match &r.outcome {
             ktap::Outcome::Pass => Status::Pass,
-            ktap::Outcome::Skip(why) => Status::Skip(if why.is_empty() {
-                "skipped by the kernel".into()
-            } else {
-                why.clone()
-            }),
+            ktap::Outcome::Skip(why) => {
+                Status::Skip(if why.is_empty() { "skipped by the kernel".into() } else { why.clone() })
+            }
             ktap::Outcome::Fail => Status::Fail(if r.diagnostics.is_empty() {
                 "not ok".into()
             } else {
@@ -274,22 +238,15 @@ fn ktest_run(ctx: &Ctx, sum: &mut Summary, name: &str, elf: &Path, cpu: &str, sm
     }
     match exit {
         Err(e) => problems.push(e.to_string()),
-        Ok(Some(STATUS_SUCCESS)) if failures > 0 => problems.push(format!(
-            "QEMU exit status {STATUS_SUCCESS} (success) despite {failures} `not ok`"
-        )),
+        Ok(Some(STATUS_SUCCESS)) if failures > 0 => {
+            problems.push(format!("QEMU exit status {STATUS_SUCCESS} (success) despite {failures} `not ok`"))
+        }
         Ok(Some(STATUS_SUCCESS)) => {}
         Ok(Some(STATUS_FAILURE)) if failures > 0 => {}
-        Ok(s) => problems.push(format!(
-            "expected exit status {STATUS_SUCCESS}, got {}",
-            explain_status(s)
-        )),
+        Ok(s) => problems.push(format!("expected exit status {STATUS_SUCCESS}, got {}", explain_status(s))),
     }
     if !problems.is_empty() {
-        sum.record(
-            name,
-            Status::Fail(problems.join("; ")),
-            Some(start.elapsed()),
-        );
+        sum.record(name, Status::Fail(problems.join("; ")), Some(start.elapsed()));
     }
     if !problems.is_empty() || failures > 0 {
         q.print_logs(TAIL);
@@ -303,98 +260,29 @@ struct SysTest {
 }
 
 const SYSTEM_TESTS: &[SysTest] = &[
-    SysTest {
-        name: "pvh-xapic",
-        run: pvh_xapic,
-    },
-    SysTest {
-        name: "pvh-x2apic",
-        run: pvh_x2apic,
-    },
-    SysTest {
-        name: "pvh-smp2",
-        run: pvh_smp2,
-    },
-    SysTest {
-        name: "iso-bios",
-        run: iso_bios,
-    },
-    SysTest {
-        name: "iso-uefi",
-        run: iso_uefi,
-    },
-    SysTest {
-        name: "fault-report/pf",
-        run: fault_pf,
-    },
-    SysTest {
-        name: "fault-report/ud",
-        run: fault_ud,
-    },
-    SysTest {
-        name: "fault-report/stack",
-        run: fault_stack,
-    },
-    SysTest {
-        name: "no-acpi",
-        run: no_acpi,
-    },
-    SysTest {
-        name: "no-apic",
-        run: no_apic,
-    },
-    SysTest {
-        name: "low-memory",
-        run: low_memory,
-    },
-    SysTest {
-        name: "rt-latency-x2apic",
-        run: rt_latency_x2apic,
-    },
-    SysTest {
-        name: "rt-latency-xapic",
-        run: rt_latency_xapic,
-    },
-    SysTest {
-        name: "rt-tcg-runs",
-        run: rt_tcg_runs,
-    },
-    SysTest {
-        name: "linux-bare-boot",
-        run: linux_bare_boot,
-    },
-    SysTest {
-        name: "linux-loader-handover",
-        run: linux_loader_handover,
-    },
-    SysTest {
-        name: "linux-loader-refuses-bad-image",
-        run: linux_loader_refuses_bad_image,
-    },
-    SysTest {
-        name: "linux-guest-beside-rt",
-        run: linux_guest_beside_rt,
-    },
-    SysTest {
-        name: "linux-stress-battery",
-        run: linux_stress_battery,
-    },
-    SysTest {
-        name: "linux-faults-are-linux-s",
-        run: linux_faults,
-    },
-    SysTest {
-        name: "linux-selftests-x86",
-        run: linux_selftests,
-    },
-    SysTest {
-        name: "linux-debug-lockdep",
-        run: linux_debug_lockdep,
-    },
-    SysTest {
-        name: "pvh-pit-calibration",
-        run: pvh_pit,
-    },
+    SysTest { name: "pvh-xapic", run: pvh_xapic },
+    SysTest { name: "pvh-x2apic", run: pvh_x2apic },
+    SysTest { name: "pvh-smp2", run: pvh_smp2 },
+    SysTest { name: "iso-bios", run: iso_bios },
+    SysTest { name: "iso-uefi", run: iso_uefi },
+    SysTest { name: "fault-report/pf", run: fault_pf },
+    SysTest { name: "fault-report/ud", run: fault_ud },
+    SysTest { name: "fault-report/stack", run: fault_stack },
+    SysTest { name: "no-acpi", run: no_acpi },
+    SysTest { name: "no-apic", run: no_apic },
+    SysTest { name: "low-memory", run: low_memory },
+    SysTest { name: "rt-latency-x2apic", run: rt_latency_x2apic },
+    SysTest { name: "rt-latency-xapic", run: rt_latency_xapic },
+    SysTest { name: "rt-tcg-runs", run: rt_tcg_runs },
+    SysTest { name: "linux-bare-boot", run: linux_bare_boot },
+    SysTest { name: "linux-loader-handover", run: linux_loader_handover },
+    SysTest { name: "linux-loader-refuses-bad-image", run: linux_loader_refuses_bad_image },
+    SysTest { name: "linux-guest-beside-rt", run: linux_guest_beside_rt },
+    SysTest { name: "linux-stress-battery", run: linux_stress_battery },
+    SysTest { name: "linux-faults-are-linux-s", run: linux_faults },
+    SysTest { name: "linux-selftests-x86", run: linux_selftests },
+    SysTest { name: "linux-debug-lockdep", run: linux_debug_lockdep },
+    SysTest { name: "pvh-pit-calibration", run: pvh_pit },
 ];
 
 /// Pass, or fail with the run's logs printed.
@@ -426,10 +314,7 @@ struct PvhCase<'a> {
 fn run_pvh(ctx: &Ctx, elf: &Path, c: &PvhCase) -> Status {
     let dir = ctx.dir(c.name);
     let (c1, c2) = Qemu::paths(&dir);
-    let boot = Boot::Kernel {
-        elf: elf.to_path_buf(),
-        cmdline: kernel_cmdline(c.append),
-    };
+    let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline(c.append) };
     let mut cfg = QemuConfig::test(boot, c.cpu, &c1, &c2);
     cfg.smp = c.smp;
     if let Some(m) = c.mem_mib {
@@ -454,20 +339,14 @@ fn run_pvh(ctx: &Ctx, elf: &Path, c: &PvhCase) -> Status {
     match exit {
         Err(e) => problems.push(e.to_string()),
         Ok(Some(s)) if s == c.want_status => {}
-        Ok(s) => problems.push(format!(
-            "expected exit status {}, got {}",
-            c.want_status,
-            explain_status(s)
-        )),
+        Ok(s) => problems.push(format!("expected exit status {}, got {}", c.want_status, explain_status(s))),
     }
     outcome(&q, if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) })
 }
 
 /// Check the first record of `event` with `expects`.
 fn expect_record(recs: &Records, event: &str, expects: &[Expect]) -> Result<(), String> {
-    let r = recs
-        .first(event)
-        .ok_or_else(|| format!("no {{\"event\":\"{event}\"}} record on COM2"))?;
+    let r = recs.first(event).ok_or_else(|| format!("no {{\"event\":\"{event}\"}} record on COM2"))?;
     check(r, expects)
 }
 
@@ -537,16 +416,11 @@ fn pvh_smp2(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
     let append = exit_after_boot();
     let verify = |r: &Records| {
         expect_record(r, "boot", &boot_expects(None, 2))?;
-        let parked = r
-            .events(hauki_abi::telemetry::EVENT_CPU)
-            .filter(|c| c["state"] == "parked")
-            .count();
+        let parked = r.events(hauki_abi::telemetry::EVENT_CPU).filter(|c| c["state"] == "parked").count();
         if parked == 1 {
             Ok(())
         } else {
-            Err(format!(
-                "want 1 {{\"event\":\"cpu\",\"state\":\"parked\"}} record for the secondary CPU, got {parked}"
-            ))
+            Err(format!("want 1 {{\"event\":\"cpu\",\"state\":\"parked\"}} record for the secondary CPU, got {parked}"))
         }
     };
     run_pvh(
@@ -575,25 +449,14 @@ fn run_iso(ctx: &Ctx, name: &str, iso: &Path, uefi: bool, expects: &[Expect]) ->
     }
     // The writable OVMF variable store lives next to the test's logs (outside `dir`, which spawn empties).
     let uefi = if uefi {
-        match fresh_ovmf_vars(
-            &ctx.tools.ovmf,
-            &ctx.tests_dir.join(format!("{name}.OVMF_VARS.fd")),
-        ) {
+        match fresh_ovmf_vars(&ctx.tools.ovmf, &ctx.tests_dir.join(format!("{name}.OVMF_VARS.fd"))) {
             Ok(p) => Some(p),
             Err(e) => return Status::Fail(e),
         }
     } else {
         None
     };
-    let cfg = QemuConfig::test(
-        Boot::Cdrom {
-            iso: iso.to_path_buf(),
-            uefi,
-        },
-        "qemu64",
-        &c1,
-        &c2,
-    );
+    let cfg = QemuConfig::test(Boot::Cdrom { iso: iso.to_path_buf(), uefi }, "qemu64", &c1, &c2);
     let mut q = match Qemu::spawn(&dir, &cfg, hard_timeout()) {
         Ok(q) => q,
         Err(e) => return Status::Fail(e),
@@ -645,18 +508,10 @@ fn fault(
     let append = format!("{}={inject}", hauki_abi::cmdline::INJECT);
     let verify = move |r: &Records| {
         let ex: Vec<_> = r.events(hauki_abi::telemetry::EVENT_EXCEPTION).collect();
-        let Some(rec) = ex
-            .iter()
-            .find(|e| e["vector"].as_u64().is_some_and(|v| vectors.contains(&v)))
-        else {
+        let Some(rec) = ex.iter().find(|e| e["vector"].as_u64().is_some_and(|v| vectors.contains(&v))) else {
             return Err(match ex.first() {
-                None => format!(
-                    "no {{\"event\":\"exception\"}} record on COM2 (want vector {vectors:?})"
-                ),
-                Some(e) => format!(
-                    "exception record with vector {} but want {vectors:?}: {e}",
-                    e["vector"]
-                ),
+                None => format!("no {{\"event\":\"exception\"}} record on COM2 (want vector {vectors:?})"),
+                Some(e) => format!("exception record with vector {} but want {vectors:?}: {e}", e["vector"]),
             });
         };
         check(rec, expects)
@@ -677,19 +532,15 @@ fn fault(
         },
     );
     match st {
-        Status::Fail(why) if why.contains("got status 0:") => Status::Fail(format!(
-            "{why} — QEMU reset (triple fault?) instead of reporting the exception"
-        )),
+        Status::Fail(why) if why.contains("got status 0:") => {
+            Status::Fail(format!("{why} — QEMU reset (triple fault?) instead of reporting the exception"))
+        }
         s => s,
     }
 }
 
-const PF_FIELDS: &[Expect] = &[
-    Expect::Present("rip"),
-    Expect::Present("error_code"),
-    Expect::Present("cr2"),
-    Expect::Present("regs"),
-];
+const PF_FIELDS: &[Expect] =
+    &[Expect::Present("rip"), Expect::Present("error_code"), Expect::Present("cr2"), Expect::Present("regs")];
 const UD_FIELDS: &[Expect] = &[Expect::Present("rip"), Expect::Present("regs")];
 const STACK_FIELDS: &[Expect] = &[Expect::Present("rip"), Expect::Present("regs")];
 
@@ -702,33 +553,14 @@ fn fault_ud(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
 }
 
 fn fault_stack(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
-    fault(
-        ctx,
-        elf,
-        "fault-report/stack",
-        "stack",
-        STACK_FIELDS,
-        &[14, 8],
-    )
+    fault(ctx, elf, "fault-report/stack", "stack", STACK_FIELDS, &[14, 8])
 }
 
 /// Want a fatal record with `reason` and the fatal exit status. `exit_after_boot` is set so that a boot
 /// that wrongly succeeds ends at once (status 33) instead of idling until the safety bound.
-fn fatal(
-    ctx: &Ctx,
-    elf: &Path,
-    name: &str,
-    cpu: &str,
-    machine: &str,
-    reason: &'static str,
-) -> Status {
-    let verify = |r: &Records| {
-        expect_record(
-            r,
-            hauki_abi::telemetry::EVENT_FATAL,
-            &[Expect::Eq("reason", json!(reason))],
-        )
-    };
+fn fatal(ctx: &Ctx, elf: &Path, name: &str, cpu: &str, machine: &str, reason: &'static str) -> Status {
+    let verify =
+        |r: &Records| expect_record(r, hauki_abi::telemetry::EVENT_FATAL, &[Expect::Eq("reason", json!(reason))]);
     let append = exit_after_boot();
     run_pvh(
         ctx,
@@ -760,11 +592,7 @@ fn no_apic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
 /// 6 MiB of RAM: too little for the heap and tables; the co-kernel must say so and stop.
 fn low_memory(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
     let verify = |r: &Records| {
-        expect_record(
-            r,
-            hauki_abi::telemetry::EVENT_FATAL,
-            &[Expect::Eq("reason", json!("not-enough-memory"))],
-        )
+        expect_record(r, hauki_abi::telemetry::EVENT_FATAL, &[Expect::Eq("reason", json!("not-enough-memory"))])
     };
     let append = exit_after_boot();
     run_pvh(
@@ -805,7 +633,11 @@ fn rt_checks(r: &Records, want_demo: bool) -> Result<(), String> {
         .map_err(|e| format!("latency record {}: {e}", i + 1))?;
         let hist: u64 = l["hist"].as_array().map_or(0, |h| h.iter().filter_map(|x| x.as_u64()).sum());
         if Some(hist) != l["samples"].as_u64() {
-            return Err(format!("latency record {}: histogram holds {hist} samples, record says {}", i + 1, l["samples"]));
+            return Err(format!(
+                "latency record {}: histogram holds {hist} samples, record says {}",
+                i + 1,
+                l["samples"]
+            ));
         }
     }
     let tasks: Vec<&serde_json::Value> = r.events("task").collect();
@@ -961,12 +793,23 @@ fn linux_bare_boot(ctx: &Ctx, _elf: &Path, _iso: &Path) -> Status {
 
 /// Boots the co-kernel with the Linux bundle as its boot module and `cokernel_args`, COM1 on a
 /// shell console; returns the console and the telemetry file.
-fn boot_cokernel_with_linux(ctx: &Ctx, elf: &Path, name: &str, cokernel_args: &str, icount: Option<u8>) -> Result<(crate::console::ShellConsole, PathBuf), Status> {
+fn boot_cokernel_with_linux(
+    ctx: &Ctx,
+    elf: &Path,
+    name: &str,
+    cokernel_args: &str,
+    icount: Option<u8>,
+) -> Result<(crate::console::ShellConsole, PathBuf), Status> {
     boot_with_linux_in(&ctx.dir(name), elf, cokernel_args, icount).map_err(Status::Fail)
 }
 
 /// Boots the co-kernel with the built Linux as its module, QEMU's files in `dir`.
-pub fn boot_with_linux_in(dir: &Path, elf: &Path, cokernel_args: &str, icount: Option<u8>) -> Result<(crate::console::ShellConsole, PathBuf), String> {
+pub fn boot_with_linux_in(
+    dir: &Path,
+    elf: &Path,
+    cokernel_args: &str,
+    icount: Option<u8>,
+) -> Result<(crate::console::ShellConsole, PathBuf), String> {
     boot_with_linux_initramfs(dir, elf, cokernel_args, icount, None, None)
 }
 
@@ -984,7 +827,13 @@ fn boot_with_linux_initramfs(
         .and_then(|(v, i)| {
             let i = initramfs.map_or(i, Path::to_path_buf);
             let v = vmlinux.map_or(v, Path::to_path_buf);
-            crate::linux::build_bundle(&ws, &v, &i, crate::linux::DEFAULT_CMDLINE, &format!("{}.bundle", dir.file_name().unwrap_or_default().to_string_lossy()))
+            crate::linux::build_bundle(
+                &ws,
+                &v,
+                &i,
+                crate::linux::DEFAULT_CMDLINE,
+                &format!("{}.bundle", dir.file_name().unwrap_or_default().to_string_lossy()),
+            )
         })
         .map_err(|e| format!("the Linux guest does not build: {e}"))?;
     let dir = dir.to_path_buf();
@@ -1002,7 +851,8 @@ fn boot_with_linux_initramfs(
 /// its boot module, validates and loads the kernel, builds boot_params and the handoff page, and
 /// (hauki.linux=handover) gives Linux the machine; the shell must work.
 fn linux_loader_handover(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
-    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-loader-handover", "hauki.linux=handover", None) {
+    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-loader-handover", "hauki.linux=handover", None)
+    {
         Ok(x) => x,
         Err(s) => return s,
     };
@@ -1010,7 +860,8 @@ fn linux_loader_handover(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
         let recs = Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default());
         expect_record(&recs, "linux", &[Expect::Eq("state", json!("handover")), Expect::Positive("e820_entries")])?;
         let r = recs.first("linux").ok_or("no linux record")?;
-        let hex = |k: &str| r[k].as_str().and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok()).unwrap_or(0);
+        let hex =
+            |k: &str| r[k].as_str().and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok()).unwrap_or(0);
         // Linux is linked at 16 MiB physical; its entry (startup_64) lies inside what was loaded.
         if hex("load_start") != 0x100_0000 || !(hex("load_start")..hex("load_end")).contains(&hex("entry")) {
             return Err(format!("implausible load layout: {r}"));
@@ -1028,7 +879,13 @@ fn linux_loader_handover(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
 /// throughout. Under deterministic virtual time (icount) the shell must work and the latency task
 /// must miss no deadline, from the co-kernel's boot through Linux's boot and a shell workload.
 fn linux_guest_beside_rt(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
-    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-guest-beside-rt", "hauki.linux=guest hauki.report_ms=500", Some(0)) {
+    let (mut con, c2) = match boot_cokernel_with_linux(
+        ctx,
+        elf,
+        "linux-guest-beside-rt",
+        "hauki.linux=guest hauki.report_ms=500",
+        Some(0),
+    ) {
         Ok(x) => x,
         Err(s) => return s,
     };
@@ -1055,11 +912,17 @@ fn linux_guest_beside_rt(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
         let timer_events = guest["timer_events"].as_u64().unwrap_or(0);
         let com1_irqs = guest["line_irqs"].get(4).and_then(|v| v.as_u64()).unwrap_or(0);
         if timer_events == 0 || com1_irqs == 0 {
-            return Err(format!("the co-kernel raised {timer_events} Linux timer events and took {com1_irqs} COM1 interrupts for Linux: {guest}"));
+            return Err(format!(
+                "the co-kernel raised {timer_events} Linux timer events and took {com1_irqs} COM1 interrupts for Linux: {guest}"
+            ));
         }
         let lat: Vec<&serde_json::Value> = recs.events("latency").collect();
         if lat.len() <= before || lat[before..].iter().all(|l| l["samples"].as_u64().unwrap_or(0) == 0) {
-            return Err(format!("no latency samples while Linux ran its shell ({} records before, {} after)", before, lat.len()));
+            return Err(format!(
+                "no latency samples while Linux ran its shell ({} records before, {} after)",
+                before,
+                lat.len()
+            ));
         }
         let samples: u64 = lat[before..].iter().filter_map(|l| l["samples"].as_u64()).sum();
         let max = lat[before..].iter().filter_map(|l| l["max_ns"].as_u64()).max().unwrap_or(0);
@@ -1160,7 +1023,11 @@ fn linux_selftests(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
     }
     let passed = bare.iter().filter(|x| x.1 == 0).count();
     if bare.len() != guest.len() || !differ.is_empty() {
-        return Status::Fail(format!("selftests differ under the co-kernel: {differ:?} ({} bare, {} guest)", bare.len(), guest.len()));
+        return Status::Fail(format!(
+            "selftests differ under the co-kernel: {differ:?} ({} bare, {} guest)",
+            bare.len(),
+            guest.len()
+        ));
     }
     if passed == 0 {
         return Status::Fail("no selftest passed even on bare Linux".into());
@@ -1222,12 +1089,18 @@ fn linux_debug_lockdep(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
     if !log.contains("Lock dependency validator") {
         return Status::Fail("the debug kernel does not run lockdep".into());
     }
-    let debug_locks_on = stats.lines().any(|l| l.trim_start().starts_with("debug_locks:") && l.trim_end().ends_with(" 1"));
+    let debug_locks_on =
+        stats.lines().any(|l| l.trim_start().starts_with("debug_locks:") && l.trim_end().ends_with(" 1"));
     let bad: Vec<&str> = log.lines().filter(|l| SPLATS.iter().any(|s| l.contains(s))).collect();
     if !bad.is_empty() || !debug_locks_on {
-        return Status::Fail(format!("the debug kernel complained (debug_locks on: {debug_locks_on}):\n{}\n{stats}", bad.join("\n")));
+        return Status::Fail(format!(
+            "the debug kernel complained (debug_locks on: {debug_locks_on}):\n{}\n{stats}",
+            bad.join("\n")
+        ));
     }
-    println!("    lockdep, DEBUG_ENTRY, DEBUG_IRQFLAGS: boot and a 5 s stress battery beside the real-time tasks, no splat");
+    println!(
+        "    lockdep, DEBUG_ENTRY, DEBUG_IRQFLAGS: boot and a 5 s stress battery beside the real-time tasks, no splat"
+    );
     Status::Pass
 }
 
@@ -1347,36 +1220,70 @@ struct Provoke {
 /// Every way the fault test makes Linux fail, in order.
 const PROVOKED: &[Provoke] = &[
     // An oops in a process: Linux kills it and carries on (init starts a new shell).
-    Provoke { what: "EXCEPTION (oops in a process)", commands: &["echo EXCEPTION > /sys/kernel/debug/provoke-crash/DIRECT"], linux_says: Some("Oops"), cokernel_says: None },
+    Provoke {
+        what: "EXCEPTION (oops in a process)",
+        commands: &["echo EXCEPTION > /sys/kernel/debug/provoke-crash/DIRECT"],
+        linux_says: Some("Oops"),
+        cokernel_says: None,
+    },
     // Spinning with the virtual flag off: only the co-kernel's watchdog can see it.
-    Provoke { what: "HARDLOCKUP (flag off, process context)", commands: &["echo HARDLOCKUP > /sys/kernel/debug/provoke-crash/DIRECT"], linux_says: None, cokernel_says: Some("stuck") },
+    Provoke {
+        what: "HARDLOCKUP (flag off, process context)",
+        commands: &["echo HARDLOCKUP > /sys/kernel/debug/provoke-crash/DIRECT"],
+        linux_says: None,
+        cokernel_says: Some("stuck"),
+    },
     // Flag on, preemption off: Linux's own detector reports it (and panics, as asked).
     Provoke {
         what: "SOFTLOCKUP (Linux's detector)",
-        commands: &["echo 1 > /proc/sys/kernel/watchdog_thresh", "echo 1 > /proc/sys/kernel/softlockup_panic", "echo SOFTLOCKUP > /sys/kernel/debug/provoke-crash/DIRECT"],
+        commands: &[
+            "echo 1 > /proc/sys/kernel/watchdog_thresh",
+            "echo 1 > /proc/sys/kernel/softlockup_panic",
+            "echo SOFTLOCKUP > /sys/kernel/debug/provoke-crash/DIRECT",
+        ],
         linux_says: Some("soft lockup"),
         cokernel_says: Some("panicked"),
     },
     Provoke {
         what: "HUNG_TASK (Linux's detector)",
-        commands: &["echo 2 > /proc/sys/kernel/hung_task_timeout_secs", "echo 1 > /proc/sys/kernel/hung_task_panic", "echo HUNG_TASK > /sys/kernel/debug/provoke-crash/DIRECT"],
+        commands: &[
+            "echo 2 > /proc/sys/kernel/hung_task_timeout_secs",
+            "echo 1 > /proc/sys/kernel/hung_task_panic",
+            "echo HUNG_TASK > /sys/kernel/debug/provoke-crash/DIRECT",
+        ],
         linux_says: Some("blocked for more than"),
         cokernel_says: Some("panicked"),
     },
     // A panic in a device interrupt handler (a kprobe on handle_irq_event: the console's IRQ).
     Provoke {
         what: "PANIC in interrupt context",
-        commands: &["echo 1 > /sys/module/lkdtm/parameters/cpoint_count", "echo PANIC > /sys/kernel/debug/provoke-crash/INT_HW_IRQ_EN"],
+        commands: &[
+            "echo 1 > /sys/module/lkdtm/parameters/cpoint_count",
+            "echo PANIC > /sys/kernel/debug/provoke-crash/INT_HW_IRQ_EN",
+        ],
         linux_says: Some("handle_irq_event"),
         cokernel_says: Some("panicked"),
     },
-    Provoke { what: "CORRUPT_STACK (stack protector)", commands: &["echo CORRUPT_STACK > /sys/kernel/debug/provoke-crash/DIRECT"], linux_says: Some("stack-protector"), cokernel_says: Some("panicked") },
-    Provoke { what: "EXHAUST_STACK (guard page, double fault)", commands: &["echo EXHAUST_STACK > /sys/kernel/debug/provoke-crash/DIRECT"], linux_says: Some("stack guard page was hit"), cokernel_says: Some("panicked") },
+    Provoke {
+        what: "CORRUPT_STACK (stack protector)",
+        commands: &["echo CORRUPT_STACK > /sys/kernel/debug/provoke-crash/DIRECT"],
+        linux_says: Some("stack-protector"),
+        cokernel_says: Some("panicked"),
+    },
+    Provoke {
+        what: "EXHAUST_STACK (guard page, double fault)",
+        commands: &["echo EXHAUST_STACK > /sys/kernel/debug/provoke-crash/DIRECT"],
+        linux_says: Some("stack guard page was hit"),
+        cokernel_says: Some("panicked"),
+    },
     // A lock-up inside an interrupt handler that comes while the shell waits (Linux idle, its
     // tick stopped: no timer armed, the line in service).
     Provoke {
         what: "HARDLOCKUP in an interrupt while idle",
-        commands: &["echo 1 > /sys/module/lkdtm/parameters/cpoint_count", "echo HARDLOCKUP > /sys/kernel/debug/provoke-crash/INT_HW_IRQ_EN"],
+        commands: &[
+            "echo 1 > /sys/module/lkdtm/parameters/cpoint_count",
+            "echo HARDLOCKUP > /sys/kernel/debug/provoke-crash/INT_HW_IRQ_EN",
+        ],
         linux_says: None,
         cokernel_says: Some("stuck"),
     },
@@ -1397,15 +1304,22 @@ const FAULT_ICOUNT_SHIFT: u8 = 5;
 /// exhausted stack) reach the co-kernel — and every time the co-kernel reports on COM2, restarts
 /// Linux, which comes back to a working shell, and the latency task misses no deadline.
 fn linux_faults(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
-    let args = format!("hauki.linux=guest hauki.report_ms=250 hauki.demo=0 hauki.latency_period_us=1000 hauki.linux_watchdog_ms={FAULT_WATCHDOG_MS}");
-    let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-faults-are-linux-s", &args, Some(FAULT_ICOUNT_SHIFT)) {
-        Ok(x) => x,
-        Err(s) => return s,
-    };
+    let args = format!(
+        "hauki.linux=guest hauki.report_ms=250 hauki.demo=0 hauki.latency_period_us=1000 hauki.linux_watchdog_ms={FAULT_WATCHDOG_MS}"
+    );
+    let (mut con, c2) =
+        match boot_cokernel_with_linux(ctx, elf, "linux-faults-are-linux-s", &args, Some(FAULT_ICOUNT_SHIFT)) {
+            Ok(x) => x,
+            Err(s) => return s,
+        };
     let bound = hard_timeout();
     const UP: &str = "is up; type 'poweroff' to end.";
     let failures = |c2: &Path| -> Vec<serde_json::Value> {
-        Records::parse(&std::fs::read_to_string(c2).unwrap_or_default()).events("linux").filter(|r| r.get("action").is_some()).cloned().collect()
+        Records::parse(&std::fs::read_to_string(c2).unwrap_or_default())
+            .events("linux")
+            .filter(|r| r.get("action").is_some())
+            .cloned()
+            .collect()
     };
     let mut steps = || -> Result<(), String> {
         con.expect(UP, bound)?;
@@ -1441,7 +1355,11 @@ fn linux_faults(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
                     // Caught within the limit plus one check period (limit / 8) and the latency
                     // of the task that checks (virtual time).
                     if waited < limit || waited > limit + limit / 4 {
-                        return Err(format!("{}: the watchdog caught it after {waited} ns, want {limit}..{} ns", p.what, limit + limit / 4));
+                        return Err(format!(
+                            "{}: the watchdog caught it after {waited} ns, want {limit}..{} ns",
+                            p.what,
+                            limit + limit / 4
+                        ));
                     }
                     detail = format!(", caught after {:.1} ms (virtual)", waited as f64 / 1e6);
                 }
@@ -1451,7 +1369,11 @@ fn linux_faults(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
             if !out.contains("alive-again") {
                 return Err(format!("{}: no working shell afterwards: {out:?}", p.what));
             }
-            report.push(format!("{} -> {}{detail}", p.what, p.cokernel_says.map_or("Linux carries on".to_string(), |s| format!("{s}, restarted"))));
+            report.push(format!(
+                "{} -> {}{detail}",
+                p.what,
+                p.cokernel_says.map_or("Linux carries on".to_string(), |s| format!("{s}, restarted"))
+            ));
         }
         let recs = Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default());
         let want = PROVOKED.iter().filter(|p| p.cokernel_says.is_some()).count() as u64;
@@ -1502,14 +1424,21 @@ fn guest_devices_are_paravirtual(con: &mut ShellConsole, bound: Duration) -> Res
     if f.first() != Some(&"4:") || f.get(2) != Some(&"hauki") || count == 0 {
         return Err(format!("ttyS0 is not IRQ 4 on the \"hauki\" irqchip with interrupts taken: {line:?}"));
     }
-    let loc = irqs.lines().find(|l| l.trim_start().starts_with("LOC:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+    let loc = irqs
+        .lines()
+        .find(|l| l.trim_start().starts_with("LOC:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
     if loc.unwrap_or(0) == 0 {
         return Err(format!("no local timer interrupts (LOC) in /proc/interrupts:\n{irqs}"));
     }
     let (status, _) = con.run("cat /proc/hauki/status", bound)?;
     let latency_row = status.lines().find(|l| l.split_whitespace().next() == Some("latency"));
     let samples = status.lines().find(|l| l.starts_with("latency: period")).is_some();
-    if !status.lines().any(|l| l.starts_with("Hauki co-kernel")) || latency_row.is_none() || !samples || !status.contains("events for linux: forwarded") {
+    if !status.lines().any(|l| l.starts_with("Hauki co-kernel"))
+        || latency_row.is_none()
+        || !samples
+        || !status.contains("events for linux: forwarded")
+    {
         return Err(format!("/proc/hauki/status does not show the co-kernel's tasks and latency:\n{status}"));
     }
     let (ports, _) = con.run("cat /proc/ioports", bound)?;
@@ -1539,12 +1468,17 @@ fn linux_loader_refuses_bad_image(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status 
     };
     let extra_initrd = bundle.display().to_string();
     let verify = |r: &Records| {
-        expect_record(r, "linux", &[Expect::Eq("state", json!("refused")), Expect::Eq("reason", json!("bad-vmlinux"))])?;
+        expect_record(
+            r,
+            "linux",
+            &[Expect::Eq("state", json!("refused")), Expect::Eq("reason", json!("bad-vmlinux"))],
+        )?;
         rt_checks(r, false)
     };
     let dir2 = ctx.dir("linux-loader-refuses-bad-image-run");
     let (c1, c2) = Qemu::paths(&dir2);
-    let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline("hauki.exit_after_reports=3 hauki.demo=0") };
+    let boot =
+        Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline("hauki.exit_after_reports=3 hauki.demo=0") };
     let mut cfg = QemuConfig::test(boot, "qemu64", &c1, &c2);
     cfg.icount = true;
     cfg.extra = vec!["-initrd".into(), extra_initrd];
@@ -1634,10 +1568,6 @@ mod tests {
         assert!(e.contains("`apic`") && e.contains("`cpus`"), "{e}");
         let mut ex = boot_expects(Some("xapic"), 1);
         ex.push(Expect::Eq("firmware", json!("uefi")));
-        assert!(
-            check(&good, &ex)
-                .unwrap_err()
-                .contains("`firmware`: want \"uefi\", got missing")
-        );
+        assert!(check(&good, &ex).unwrap_err().contains("`firmware`: want \"uefi\", got missing"));
     }
 }

@@ -44,10 +44,7 @@ impl Records {
     pub fn check_well_formed(&self) -> Result<(), String> {
         match self.malformed.first() {
             None => Ok(()),
-            Some((l, e)) => Err(format!(
-                "{} malformed JSON line(s) on COM2, first: `{l}` ({e})",
-                self.malformed.len()
-            )),
+            Some((l, e)) => Err(format!("{} malformed JSON line(s) on COM2, first: `{l}` ({e})", self.malformed.len())),
         }
     }
 }
@@ -77,24 +74,14 @@ pub fn check(record: &Value, expects: &[Expect]) -> Result<(), String> {
     let mut bad = Vec::new();
     for e in expects {
         let (field, problem) = match e {
-            Expect::Eq(f, want) => (
-                f,
-                (record.get(*f) != Some(want)).then(|| format!("want {want}")),
-            ),
-            Expect::EqIfPresent(f, want) => (
-                f,
-                record
-                    .get(*f)
-                    .is_some_and(|v| v != want)
-                    .then(|| format!("want {want} (or absent)")),
-            ),
+            Expect::Eq(f, want) => (f, (record.get(*f) != Some(want)).then(|| format!("want {want}"))),
+            Expect::EqIfPresent(f, want) => {
+                (f, record.get(*f).is_some_and(|v| v != want).then(|| format!("want {want} (or absent)")))
+            }
             Expect::OneOf(f, opts) => (
                 f,
-                (!record
-                    .get(*f)
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| opts.contains(&s)))
-                .then(|| format!("want one of {opts:?}")),
+                (!record.get(*f).and_then(Value::as_str).is_some_and(|s| opts.contains(&s)))
+                    .then(|| format!("want one of {opts:?}")),
             ),
             Expect::Positive(f) => (
                 f,
@@ -104,26 +91,14 @@ pub fn check(record: &Value, expects: &[Expect]) -> Result<(), String> {
                     .is_none_or(|n| n == 0)
                     .then(|| "want an integer > 0".to_string()),
             ),
-            Expect::Present(f) => (
-                f,
-                record
-                    .get(*f)
-                    .is_none()
-                    .then(|| "want the field to be present".to_string()),
-            ),
+            Expect::Present(f) => (f, record.get(*f).is_none().then(|| "want the field to be present".to_string())),
         };
         if let Some(p) = problem {
-            let got = record
-                .get(*field)
-                .map_or("missing".to_string(), |v| v.to_string());
+            let got = record.get(*field).map_or("missing".to_string(), |v| v.to_string());
             bad.push(format!("`{field}`: {p}, got {got}"));
         }
     }
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{} in record {record}", bad.join("; ")))
-    }
+    if bad.is_empty() { Ok(()) } else { Err(format!("{} in record {record}", bad.join("; "))) }
 }
 
 #[cfg(test)]
@@ -167,20 +142,11 @@ mod tests {
             )
             .is_ok()
         );
-        let e = check(
-            boot,
-            &[
-                Expect::Eq("apic", json!("xapic")),
-                Expect::Present("firmware"),
-                Expect::Positive("apic"),
-            ],
-        )
-        .unwrap_err();
+        let e =
+            check(boot, &[Expect::Eq("apic", json!("xapic")), Expect::Present("firmware"), Expect::Positive("apic")])
+                .unwrap_err();
         assert!(e.contains("`apic`: want \"xapic\", got \"x2apic\""), "{e}");
-        assert!(
-            e.contains("`firmware`: want the field to be present, got missing"),
-            "{e}"
-        );
+        assert!(e.contains("`firmware`: want the field to be present, got missing"), "{e}");
         assert!(check(&json!({"boot_ns": 0}), &[Expect::Positive("boot_ns")]).is_err());
         assert!(check(&json!({"boot_ns": -3}), &[Expect::Positive("boot_ns")]).is_err());
     }
@@ -220,11 +186,8 @@ pub fn symbolize(ws: &crate::util::Workspace, site: u64) -> String {
     } else {
         (ws.hauki_dir().join("cokernel.elf"), "co-kernel")
     };
-    let out = std::process::Command::new("addr2line")
-        .args(["-f", "-C", "-e"])
-        .arg(&elf)
-        .arg(format!("{site:#x}"))
-        .output();
+    let out =
+        std::process::Command::new("addr2line").args(["-f", "-C", "-e"]).arg(&elf).arg(format!("{site:#x}")).output();
     let func = out
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
@@ -244,6 +207,12 @@ mod window_tests {
             r#"{"event":"windows","sites":["0xffffffff81000010","0x0000000000000001"],"max_ns":[900,300],"count":[2,5],"dropped":0}"#,
         );
         let w = windows(&r);
-        assert_eq!(w, vec![Window { site: 0xffff_ffff_8100_0010, max_ns: 900, count: 2 }, Window { site: 1, max_ns: 300, count: 5 }]);
+        assert_eq!(
+            w,
+            vec![
+                Window { site: 0xffff_ffff_8100_0010, max_ns: 900, count: 2 },
+                Window { site: 1, max_ns: 300, count: 5 }
+            ]
+        );
     }
 }

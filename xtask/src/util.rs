@@ -32,10 +32,7 @@ impl Workspace {
 
     /// `path` relative to the workspace root when it is inside it (for messages).
     pub fn rel(&self, path: &Path) -> String {
-        path.strip_prefix(&self.root)
-            .unwrap_or(path)
-            .display()
-            .to_string()
+        path.strip_prefix(&self.root).unwrap_or(path).display().to_string()
     }
 }
 
@@ -46,14 +43,8 @@ pub fn cargo() -> Command {
 
 /// Run `cmd` with inherited stdio; an error says which command failed.
 pub fn run_status(cmd: &mut Command) -> Result<(), String> {
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot start {}: {e}", show(cmd)))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{}` failed ({status})", show(cmd)))
-    }
+    let status = cmd.status().map_err(|e| format!("cannot start {}: {e}", show(cmd)))?;
+    if status.success() { Ok(()) } else { Err(format!("`{}` failed ({status})", show(cmd))) }
 }
 
 /// A command line as a user would type it (for messages).
@@ -68,14 +59,8 @@ pub fn show(cmd: &Command) -> String {
 
 /// Quote `s` for a POSIX shell when needed.
 pub fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain { s.to_string() } else { format!("'{}'", s.replace('\'', "'\\''")) }
 }
 
 /// Is `name` an executable in `PATH` (or an existing path)?
@@ -146,20 +131,14 @@ mod tests {
     #[test]
     fn quoting() {
         assert_eq!(shell_quote("-cpu"), "-cpu");
-        assert_eq!(
-            shell_quote("hauki.debug_exit=1 x"),
-            "'hauki.debug_exit=1 x'"
-        );
+        assert_eq!(shell_quote("hauki.debug_exit=1 x"), "'hauki.debug_exit=1 x'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
     }
 
     #[test]
     fn ansi() {
-        assert_eq!(
-            strip_ansi("\x1b[H\x1b[J\x1b[1;1H  Booting `Hauki'\x1b[?25h"),
-            "  Booting `Hauki'"
-        );
+        assert_eq!(strip_ansi("\x1b[H\x1b[J\x1b[1;1H  Booting `Hauki'\x1b[?25h"), "  Booting `Hauki'");
         assert_eq!(strip_ansi("plain {\"a\":1}"), "plain {\"a\":1}");
         assert_eq!(strip_ansi("a\x07b\x1b7c"), "abc");
         assert_eq!(strip_ansi("line 1\r\nline 2"), "line 1\nline 2");

@@ -154,11 +154,7 @@ mod tests {
             (t.run)(&s.bytes);
         }
         for t in TARGETS {
-            assert!(
-                seeds().iter().any(|s| s.target == t.name),
-                "{} has no seed",
-                t.name
-            );
+            assert!(seeds().iter().any(|s| s.target == t.name), "{} has no seed", t.name);
         }
     }
 

@@ -44,7 +44,11 @@ pub fn seeds() -> Vec<Seed> {
     add("memmap", "qemu-e820-pages", memmap_qemu_pages());
     add("memmap", "uefi-wide", memmap_uefi_wide());
     add("memmap", "full-map-then-repeats", memmap_full_then_repeats());
-    add("cmdline", "qemu", b"console=ttyS0 hauki.debug_exit=1 hauki.linux=guest hauki.report_ms=250 hauki.pool_mib=64".to_vec());
+    add(
+        "cmdline",
+        "qemu",
+        b"console=ttyS0 hauki.debug_exit=1 hauki.linux=guest hauki.report_ms=250 hauki.pool_mib=64".to_vec(),
+    );
     add("cmdline", "grub", b"hauki.apic=xapic hauki.timer=lapic  hauki.inject=pf\tquiet hauki.demo=0".to_vec());
     add("cmdline", "pool-overflow", b"hauki.pool_mib=17592186044416 k=YES k hauki.pool_mib=0 a=b=c".to_vec());
     for (name, call) in LINUX_CALLS {
@@ -88,7 +92,16 @@ fn vmlinux_like() -> Vec<u8> {
         seg(0x1400, 0x140_0000, 0x200, 0x200, PF_R | PF_W, kmap(0x140_0000)),
         seg(0x1600, 0x160_0000, 0x200, 0x200, PF_R | PF_W, 0),
         seg(0x1800, 0x180_0000, 0x200, 0x1_0000, PF_R | PF_W | PF_X, kmap(0x180_0000)),
-        Phdr { p_type: PT_NOTE, flags: PF_R, offset: 0x1a00, vaddr: 0, paddr: 0, filesz: notes.len() as u64, memsz: 0, align: 4 },
+        Phdr {
+            p_type: PT_NOTE,
+            flags: PF_R,
+            offset: 0x1a00,
+            vaddr: 0,
+            paddr: 0,
+            filesz: notes.len() as u64,
+            memsz: 0,
+            align: 4,
+        },
         Phdr { p_type: 0x6474_e551, flags: PF_R | PF_W, offset: 0, vaddr: 0, paddr: 0, filesz: 0, memsz: 0, align: 16 },
     ];
     let mut img = image(0x100_0040, &phs, 0xa00 + notes.len());
@@ -206,7 +219,8 @@ fn mb2_uefi() -> Vec<u8> {
 
 /// A memory map of 200 entries, mostly touching (firmware that splits its map finely).
 fn mb2_fragmented() -> Vec<u8> {
-    let mut areas: Vec<(u64, u64, u32)> = (0..190).map(|i| (0x10_0000 + i * 0x1000, 0x1000, 1 + (i % 17 == 0) as u32)).collect();
+    let mut areas: Vec<(u64, u64, u32)> =
+        (0..190).map(|i| (0x10_0000 + i * 0x1000, 0x1000, 1 + (i % 17 == 0) as u32)).collect();
     areas.extend((0..10).map(|i| (0xfee0_0000 + i * 0x1_0000, 0x1000, 2)));
     Mb2::default().mmap(&areas).build()
 }

@@ -170,7 +170,9 @@ fn separate_modules(data: &[u8]) {
     let role_of = |i: usize| modules::classify(mods[i].0, mods[i].1);
     match modules::select(&mods) {
         Ok(sel) => {
-            for (slot, role) in [(sel.linux, Role::Linux), (sel.initramfs, Role::Initramfs), (sel.cmdline, Role::Cmdline)] {
+            for (slot, role) in
+                [(sel.linux, Role::Linux), (sel.initramfs, Role::Initramfs), (sel.cmdline, Role::Cmdline)]
+            {
                 let claimants: Vec<usize> = (0..mods.len()).filter(|&i| role_of(i) == Some(role)).collect();
                 assert!(claimants.len() <= 1, "two modules for {role} were accepted");
                 assert_eq!(slot, claimants.first().copied(), "{role}");
@@ -211,7 +213,8 @@ pub fn bootparams(data: &[u8]) {
     }
 
     // The zero page, for the e820 map just made or for entries straight from the input.
-    let raw: Vec<E820Entry> = (0..r.u8() % 140).map(|_| E820Entry { addr: r.u64(), size: r.u64(), kind: r.u32() }).collect();
+    let raw: Vec<E820Entry> =
+        (0..r.u8() % 140).map(|_| E820Entry { addr: r.u64(), size: r.u64(), kind: r.u32() }).collect();
     let e820: &[E820Entry] = if r.u8() & 1 == 0 { &out } else { &raw };
     let opt = |r: &mut Reader<'_>| (r.u8() & 1 == 1).then(|| r.u64());
     let lb = LinuxBoot {
@@ -582,7 +585,9 @@ pub fn linux_calls(data: &[u8]) {
     use hauki_abi::guest::call as n;
     let nr32 = u32::try_from(nr).ok();
     match calls::decode(nr, arg, &expect) {
-        Ok(Call::LoadIdt { desc }) => assert!(nr32 == Some(n::LOAD_IDT) && have_image && desc == arg && in_image(arg, 10)),
+        Ok(Call::LoadIdt { desc }) => {
+            assert!(nr32 == Some(n::LOAD_IDT) && have_image && desc == arg && in_image(arg, 10))
+        }
         Ok(Call::RegisterVcpu) => assert!(nr32 == Some(n::REGISTER_VCPU) && arg == expect.vcpu),
         Ok(Call::SetTimer { deadline }) => assert!(nr32 == Some(n::SET_TIMER) && deadline == arg),
         Ok(Call::Line { line, .. }) => {
@@ -592,7 +597,9 @@ pub fn linux_calls(data: &[u8]) {
         Ok(Call::Shutdown(_)) => assert_eq!(nr32, Some(n::SHUTDOWN)),
         Err(Refusal::UnknownCall) => assert!(!matches!(
             nr32,
-            Some(n::LOAD_IDT | n::REGISTER_VCPU | n::SET_TIMER | n::IRQ_MASK | n::IRQ_UNMASK | n::IRQ_EOI | n::SHUTDOWN)
+            Some(
+                n::LOAD_IDT | n::REGISTER_VCPU | n::SET_TIMER | n::IRQ_MASK | n::IRQ_UNMASK | n::IRQ_EOI | n::SHUTDOWN
+            )
         )),
         Err(Refusal::WrongVcpu) => assert!(nr32 == Some(n::REGISTER_VCPU) && arg != expect.vcpu),
         Err(Refusal::BadLine) => {
@@ -605,12 +612,14 @@ pub fn linux_calls(data: &[u8]) {
     }
 
     let desc: [u8; 10] = r.array();
-    let (limit, base) = (u16::from_le_bytes([desc[0], desc[1]]), u64::from_le_bytes(desc[2..].try_into().unwrap_or([0; 8])));
+    let (limit, base) =
+        (u16::from_le_bytes([desc[0], desc[1]]), u64::from_le_bytes(desc[2..].try_into().unwrap_or([0; 8])));
     match calls::idt(desc, &image) {
         Ok(idt) => {
             assert_eq!((idt.base, idt.limit), (base, limit));
             let none = base == 0 && limit == 0;
-            let fits = limit <= calls::MAX_IDT_LIMIT && (base == calls::CEA_RO_IDT || in_image(base, u64::from(limit) + 1));
+            let fits =
+                limit <= calls::MAX_IDT_LIMIT && (base == calls::CEA_RO_IDT || in_image(base, u64::from(limit) + 1));
             assert!(none || fits, "accepted IDT {base:#x}/{limit:#x}");
         }
         Err(Refusal::IdtTooLarge) => assert!(limit > calls::MAX_IDT_LIMIT),

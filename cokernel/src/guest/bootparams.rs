@@ -135,11 +135,7 @@ pub struct E820Entry {
 impl E820Entry {
     /// An entry of a known type.
     pub const fn new(addr: u64, size: u64, kind: E820Type) -> Self {
-        Self {
-            addr,
-            size,
-            kind: kind as u32,
-        }
+        Self { addr, size, kind: kind as u32 }
     }
 }
 
@@ -194,18 +190,15 @@ impl fmt::Display for BootParamsError {
                 "the Linux command line is {n:#x} bytes long; Linux takes at most {:#x}",
                 COMMAND_LINE_SIZE - 1
             ),
-            Self::CmdlineOutOfRange(p) => write!(
-                f,
-                "the Linux command line at {p:#x} runs past the end of the 64-bit address space"
-            ),
-            Self::InitrdOutOfRange { phys, size } => write!(
-                f,
-                "the initramfs at {phys:#x} of {size:#x} bytes runs past the end of the 64-bit address space"
-            ),
-            Self::E820EntryOutOfRange(i) => write!(
-                f,
-                "e820 entry {i:#x} runs past the end of the 64-bit address space"
-            ),
+            Self::CmdlineOutOfRange(p) => {
+                write!(f, "the Linux command line at {p:#x} runs past the end of the 64-bit address space")
+            }
+            Self::InitrdOutOfRange { phys, size } => {
+                write!(f, "the initramfs at {phys:#x} of {size:#x} bytes runs past the end of the 64-bit address space")
+            }
+            Self::E820EntryOutOfRange(i) => {
+                write!(f, "e820 entry {i:#x} runs past the end of the 64-bit address space")
+            }
         }
     }
 }
@@ -230,10 +223,7 @@ pub fn linux_cmdline(text: &str) -> Result<Cmdline, BootParamsError> {
 fn put(out: &mut [u8], off: usize, bytes: &[u8]) {
     // Every offset used here is a constant well inside the page (checked by the tests), so the
     // lookup cannot fail; `if let` keeps it panic-free regardless.
-    if let Some(dst) = off
-        .checked_add(bytes.len())
-        .and_then(|end| out.get_mut(off..end))
-    {
+    if let Some(dst) = off.checked_add(bytes.len()).and_then(|end| out.get_mut(off..end)) {
         dst.copy_from_slice(bytes);
     }
 }
@@ -253,28 +243,18 @@ pub fn build(out: &mut [u8; BOOT_PARAMS_SIZE], p: &LinuxBoot<'_>) -> Result<(), 
     if p.e820.len() > E820_MAX {
         return Err(BootParamsError::TooManyE820Entries(p.e820.len()));
     }
-    if let Some(i) = p
-        .e820
-        .iter()
-        .position(|e| e.addr.checked_add(e.size).is_none())
-    {
+    if let Some(i) = p.e820.iter().position(|e| e.addr.checked_add(e.size).is_none()) {
         return Err(BootParamsError::E820EntryOutOfRange(i));
     }
     if !usize::try_from(p.cmdline_len).is_ok_and(cmdline_fits) {
         return Err(BootParamsError::CmdlineTooLong(p.cmdline_len));
     }
-    if p.cmdline_phys
-        .checked_add(u64::from(p.cmdline_len))
-        .is_none()
-    {
+    if p.cmdline_phys.checked_add(u64::from(p.cmdline_len)).is_none() {
         return Err(BootParamsError::CmdlineOutOfRange(p.cmdline_phys));
     }
     let (initrd, initrd_size) = p.initrd.unwrap_or((0, 0));
     if initrd.checked_add(initrd_size).is_none() {
-        return Err(BootParamsError::InitrdOutOfRange {
-            phys: initrd,
-            size: initrd_size,
-        });
+        return Err(BootParamsError::InitrdOutOfRange { phys: initrd, size: initrd_size });
     }
 
     /* 0x070 */
@@ -369,22 +349,14 @@ pub fn e820_from(
         return Ok(());
     };
     while let Some(hi) = next_boundary(Some(lo)) {
-        let kind = regions
-            .iter()
-            .filter(|r| r.start <= lo && hi <= r.end)
-            .map(|r| r.kind)
-            .max();
+        let kind = regions.iter().filter(|r| r.start <= lo && hi <= r.end).map(|r| r.kind).max();
         if let Some(kind) = kind {
             let withheld = withhold().any(|w| w.start <= lo && hi <= w.end);
             let ty = e820_type(kind, withheld) as u32;
             match pending.as_mut() {
                 Some(p) if p.kind == ty && p.addr + p.size == lo => p.size += hi - lo,
                 _ => {
-                    if let Some(p) = pending.replace(E820Entry {
-                        addr: lo,
-                        size: hi - lo,
-                        kind: ty,
-                    }) {
+                    if let Some(p) = pending.replace(E820Entry { addr: lo, size: hi - lo, kind: ty }) {
                         emit(p);
                     }
                 }
@@ -494,19 +466,10 @@ mod tests {
         assert_eq!(h(offset_of!(SetupHeader, ramdisk_image)), RAMDISK_IMAGE);
         assert_eq!(h(offset_of!(SetupHeader, ramdisk_size)), RAMDISK_SIZE);
         assert_eq!(h(offset_of!(SetupHeader, cmd_line_ptr)), CMD_LINE_PTR);
-        assert_eq!(
-            h(offset_of!(SetupHeader, kernel_alignment)),
-            KERNEL_ALIGNMENT
-        );
+        assert_eq!(h(offset_of!(SetupHeader, kernel_alignment)), KERNEL_ALIGNMENT);
         assert_eq!(h(offset_of!(SetupHeader, cmdline_size)), CMDLINE_SIZE);
-        assert_eq!(
-            h(offset_of!(SetupHeader, hardware_subarch)),
-            HARDWARE_SUBARCH
-        );
-        assert_eq!(
-            h(offset_of!(SetupHeader, hardware_subarch_data)),
-            HARDWARE_SUBARCH_DATA
-        );
+        assert_eq!(h(offset_of!(SetupHeader, hardware_subarch)), HARDWARE_SUBARCH);
+        assert_eq!(h(offset_of!(SetupHeader, hardware_subarch_data)), HARDWARE_SUBARCH_DATA);
         assert_eq!(h(offset_of!(SetupHeader, setup_data)), SETUP_DATA);
         // The header ends before the EDD MBR signature buffer at 0x290.
         assert!(SETUP_HEADER + core::mem::size_of::<SetupHeader>() <= 0x290);
@@ -602,52 +565,22 @@ mod tests {
             e820: &[],
         };
         assert_eq!(build(&mut page, &base), Ok(()));
-        let p = LinuxBoot {
-            cmdline_len: 2048,
-            ..base
-        };
-        assert_eq!(
-            build(&mut page, &p),
-            Err(BootParamsError::CmdlineTooLong(2048))
-        );
+        let p = LinuxBoot { cmdline_len: 2048, ..base };
+        assert_eq!(build(&mut page, &p), Err(BootParamsError::CmdlineTooLong(2048)));
         assert!(page.iter().all(|&b| b == 0));
-        let p = LinuxBoot {
-            cmdline_phys: u64::MAX,
-            ..base
-        };
-        assert_eq!(
-            build(&mut page, &p),
-            Err(BootParamsError::CmdlineOutOfRange(u64::MAX))
-        );
-        let p = LinuxBoot {
-            initrd: Some((u64::MAX - 1, 2)),
-            ..base
-        };
-        assert!(matches!(
-            build(&mut page, &p),
-            Err(BootParamsError::InitrdOutOfRange { .. })
-        ));
+        let p = LinuxBoot { cmdline_phys: u64::MAX, ..base };
+        assert_eq!(build(&mut page, &p), Err(BootParamsError::CmdlineOutOfRange(u64::MAX)));
+        let p = LinuxBoot { initrd: Some((u64::MAX - 1, 2)), ..base };
+        assert!(matches!(build(&mut page, &p), Err(BootParamsError::InitrdOutOfRange { .. })));
         let many = [E820Entry::new(0, 1, E820Type::Ram); E820_MAX + 1];
-        let p = LinuxBoot {
-            e820: &many,
-            ..base
-        };
-        assert_eq!(
-            build(&mut page, &p),
-            Err(BootParamsError::TooManyE820Entries(129))
-        );
-        let p = LinuxBoot {
-            e820: &many[..E820_MAX],
-            ..base
-        };
+        let p = LinuxBoot { e820: &many, ..base };
+        assert_eq!(build(&mut page, &p), Err(BootParamsError::TooManyE820Entries(129)));
+        let p = LinuxBoot { e820: &many[..E820_MAX], ..base };
         assert_eq!(build(&mut page, &p), Ok(()));
         assert_eq!(page[E820_ENTRIES], 128);
         let bad = [E820Entry::new(u64::MAX, 2, E820Type::Ram)];
         let p = LinuxBoot { e820: &bad, ..base };
-        assert_eq!(
-            build(&mut page, &p),
-            Err(BootParamsError::E820EntryOutOfRange(0))
-        );
+        assert_eq!(build(&mut page, &p), Err(BootParamsError::E820EntryOutOfRange(0)));
         let s = std::format!("{}", BootParamsError::TooManyE820Entries(200));
         assert!(s.contains("0xc8") && s.contains("0x80"), "{s}");
     }
@@ -673,10 +606,7 @@ mod tests {
         assert_eq!(build(&mut page, &boot(kept.len())), Ok(()));
         let over = "x".repeat(kept.len() + 1);
         assert_eq!(linux_cmdline(&over), Err(BootParamsError::CmdlineTooLong(2048)));
-        assert_eq!(
-            build(&mut page, &boot(over.len())),
-            Err(BootParamsError::CmdlineTooLong(2048))
-        );
+        assert_eq!(build(&mut page, &boot(over.len())), Err(BootParamsError::CmdlineTooLong(2048)));
         assert_eq!(linux_cmdline("").unwrap().as_str(), "");
     }
 
@@ -690,21 +620,17 @@ mod tests {
         m.add(0, 0x9_f000, RegionKind::Usable).unwrap();
         m.add(0x9_f000, 0x1000, RegionKind::Reserved).unwrap();
         m.add(0x10_0000, 0x7ff0_0000, RegionKind::Usable).unwrap();
-        m.add(0x7ff0_0000, 0x10_0000, RegionKind::AcpiReclaimable)
-            .unwrap();
+        m.add(0x7ff0_0000, 0x10_0000, RegionKind::AcpiReclaimable).unwrap();
         m.add(0x8000_0000, 0x1000, RegionKind::AcpiNvs).unwrap();
         m.add(0xfee0_0000, 0x1000, RegionKind::Reserved).unwrap();
         m.add(0x1_0000_0000, 0x1000, RegionKind::Defective).unwrap();
         let mut out = heapless::Vec::new();
         let withhold = [
-            0x9_e000..0x9_f000,   // touches the reserved page: merges with it
-            0x10_0000..0x20_0000, // co-kernel image
-            0x30_0000..0x30_0000, // empty: ignored
-            Range {
-                start: 0x50_0000,
-                end: 0x40_0000,
-            }, // inverted: ignored
-            0xa_0000..0xb_0000,   // a hole: stays a hole
+            0x9_e000..0x9_f000,                         // touches the reserved page: merges with it
+            0x10_0000..0x20_0000,                       // co-kernel image
+            0x30_0000..0x30_0000,                       // empty: ignored
+            Range { start: 0x50_0000, end: 0x40_0000 }, // inverted: ignored
+            0xa_0000..0xb_0000,                         // a hole: stays a hole
         ];
         e820_from(&m, &withhold, &mut out).unwrap();
         use E820Type::*;
@@ -736,14 +662,9 @@ mod tests {
     fn e820_too_many() {
         let mut m = MemoryMap::new();
         m.add(0, 0x1000_0000, RegionKind::Usable).unwrap();
-        let withhold: Vec<_> = (0..100u64)
-            .map(|i| 0x10_0000 + i * 0x2000..0x10_1000 + i * 0x2000)
-            .collect();
+        let withhold: Vec<_> = (0..100u64).map(|i| 0x10_0000 + i * 0x2000..0x10_1000 + i * 0x2000).collect();
         let mut out = heapless::Vec::new();
-        assert_eq!(
-            e820_from(&m, &withhold, &mut out),
-            Err(BootParamsError::TooManyE820Entries(201))
-        );
+        assert_eq!(e820_from(&m, &withhold, &mut out), Err(BootParamsError::TooManyE820Entries(201)));
         assert_eq!(out.len(), E820_MAX);
         e820_from(&m, &withhold[..63], &mut out).unwrap();
         assert_eq!(out.len(), 127);

@@ -61,11 +61,7 @@ impl KernelImage {
         let Some(end) = addr.checked_add(len) else {
             return false;
         };
-        len > 0
-            && self
-                .segments
-                .iter()
-                .any(|(r, _)| r.start <= addr && end <= r.end)
+        len > 0 && self.segments.iter().any(|(r, _)| r.start <= addr && end <= r.end)
     }
 
     /// Whether `addr` lies inside an executable segment.
@@ -292,14 +288,7 @@ mod tests {
     use crate::guest::elf::{PF_R, PF_W, Segment};
 
     fn seg(vaddr: u64, memsz: u64, flags: u32) -> Segment {
-        Segment {
-            file_offset: 0,
-            filesz: 0,
-            memsz,
-            paddr: vaddr.wrapping_sub(KERNEL_MAP_START),
-            vaddr,
-            flags,
-        }
+        Segment { file_offset: 0, filesz: 0, memsz, paddr: vaddr.wrapping_sub(KERNEL_MAP_START), vaddr, flags }
     }
 
     /// Linux-like: text (RX), data (RW), the zero-based per-CPU segment, init+bss (RWX).
@@ -313,22 +302,14 @@ mod tests {
         ] {
             segments.push(s).unwrap();
         }
-        KernelImage::new(&Vmlinux {
-            entry_phys: 0x100_0000,
-            segments,
-            phys_start: 0,
-            phys_end: 0,
-        })
+        KernelImage::new(&Vmlinux { entry_phys: 0x100_0000, segments, phys_start: 0, phys_end: 0 })
     }
 
     const DATA: u64 = 0xffff_ffff_8200_1000;
     const TEXT: u64 = 0xffff_ffff_8100_2000;
 
     fn expect(image: &KernelImage) -> Expect<'_> {
-        Expect {
-            vcpu: 0xffff_8000_0012_3000,
-            image: Some(image),
-        }
+        Expect { vcpu: 0xffff_8000_0012_3000, image: Some(image) }
     }
 
     #[test]
@@ -348,20 +329,12 @@ mod tests {
     fn decodes_every_call() {
         let i = image();
         let e = expect(&i);
-        assert_eq!(
-            decode(call::LOAD_IDT.into(), DATA, &e),
-            Ok(Call::LoadIdt { desc: DATA })
-        );
+        assert_eq!(decode(call::LOAD_IDT.into(), DATA, &e), Ok(Call::LoadIdt { desc: DATA }));
         assert_eq!(decode(call::REGISTER_VCPU.into(), e.vcpu, &e), Ok(Call::RegisterVcpu));
-        assert_eq!(
-            decode(call::SET_TIMER.into(), u64::MAX, &e),
-            Ok(Call::SetTimer { deadline: u64::MAX })
-        );
-        for (nr, op) in [
-            (call::IRQ_MASK, LineOp::Mask),
-            (call::IRQ_UNMASK, LineOp::Unmask),
-            (call::IRQ_EOI, LineOp::Eoi),
-        ] {
+        assert_eq!(decode(call::SET_TIMER.into(), u64::MAX, &e), Ok(Call::SetTimer { deadline: u64::MAX }));
+        for (nr, op) in
+            [(call::IRQ_MASK, LineOp::Mask), (call::IRQ_UNMASK, LineOp::Unmask), (call::IRQ_EOI, LineOp::Eoi)]
+        {
             assert_eq!(decode(nr.into(), 15, &e), Ok(Call::Line { op, line: 15 }));
             assert_eq!(decode(nr.into(), 16, &e), Err(Refusal::BadLine));
             assert_eq!(decode(nr.into(), 1 << 32, &e), Err(Refusal::BadLine));
@@ -384,26 +357,13 @@ mod tests {
         assert_eq!(decode(0, 0, &e), Err(Refusal::UnknownCall));
         assert_eq!(decode(call::REPLAY.into(), 0, &e), Err(Refusal::UnknownCall));
         assert_eq!(decode(99, 0, &e), Err(Refusal::UnknownCall));
-        assert_eq!(
-            decode(u64::from(call::LOAD_IDT) | 1 << 32, DATA, &e),
-            Err(Refusal::UnknownCall)
-        );
-        assert_eq!(
-            decode(call::REGISTER_VCPU.into(), e.vcpu + 8, &e),
-            Err(Refusal::WrongVcpu)
-        );
+        assert_eq!(decode(u64::from(call::LOAD_IDT) | 1 << 32, DATA, &e), Err(Refusal::UnknownCall));
+        assert_eq!(decode(call::REGISTER_VCPU.into(), e.vcpu + 8, &e), Err(Refusal::WrongVcpu));
         // A desc_ptr on a stack, in user memory or straddling a segment's end.
         for p in [0xffff_c900_0000_1000, 0x7fff_0000_0000, 0xffff_ffff_827f_fffa, u64::MAX] {
-            assert_eq!(
-                decode(call::LOAD_IDT.into(), p, &e),
-                Err(Refusal::DescOutsideImage),
-                "{p:#x}"
-            );
+            assert_eq!(decode(call::LOAD_IDT.into(), p, &e), Err(Refusal::DescOutsideImage), "{p:#x}");
         }
-        let none = Expect {
-            vcpu: 0,
-            image: None,
-        };
+        let none = Expect { vcpu: 0, image: None };
         assert_eq!(decode(call::LOAD_IDT.into(), DATA, &none), Err(Refusal::NoImage));
     }
 
@@ -460,10 +420,7 @@ mod tests {
         assert_eq!(gate_target(gate(DATA, 0x8e), Some(&i)), None, "not executable");
         assert_eq!(gate_target(gate(0xffff_8000_0010_0000, 0x8e), Some(&i)), None);
         // Without an image (the in-kernel synthetic guest) only the form is checked.
-        assert_eq!(
-            gate_target(gate(0xffff_8000_0010_0000, 0x8e), None),
-            Some(0xffff_8000_0010_0000)
-        );
+        assert_eq!(gate_target(gate(0xffff_8000_0010_0000, 0x8e), None), Some(0xffff_8000_0010_0000));
         assert_eq!(gate_target(gate(0x0000_8000_0000_0000, 0x8e), None), None, "non-canonical");
         assert_eq!(gate_target(gate(0x00ff_8000_0000_0000, 0x8e), None), None, "non-canonical");
         assert_eq!(gate_target(gate(0xff00_0000_0000_0000, 0x8e), None), None, "57-bit only");

@@ -168,10 +168,7 @@ pub enum ElfError {
 impl fmt::Display for ElfError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::TooSmall => write!(
-                f,
-                "the Linux image is smaller than an ELF64 header ({EHDR_SIZE:#x} bytes)"
-            ),
+            Self::TooSmall => write!(f, "the Linux image is smaller than an ELF64 header ({EHDR_SIZE:#x} bytes)"),
             Self::BadMagic => write!(
                 f,
                 "the Linux image is not an ELF file (no \\x7fELF magic); an uncompressed vmlinux is needed, not a bzImage"
@@ -180,49 +177,38 @@ impl fmt::Display for ElfError {
             Self::NotLittleEndian => {
                 write!(f, "the Linux image is not a little-endian ELF file")
             }
-            Self::NotExecutable(t) => write!(
-                f,
-                "the Linux image has ELF type {t:#x}, not an executable (ET_EXEC, 0x2)"
-            ),
-            Self::WrongMachine(m) => write!(
-                f,
-                "the Linux image is for ELF machine {m:#x}, not x86_64 (EM_X86_64, 0x3e)"
-            ),
+            Self::NotExecutable(t) => {
+                write!(f, "the Linux image has ELF type {t:#x}, not an executable (ET_EXEC, 0x2)")
+            }
+            Self::WrongMachine(m) => {
+                write!(f, "the Linux image is for ELF machine {m:#x}, not x86_64 (EM_X86_64, 0x3e)")
+            }
             Self::BadHeaderSize => write!(
                 f,
                 "the Linux image's ELF header or program header size is not the ELF64 size ({EHDR_SIZE:#x} and {PHDR_SIZE:#x} bytes)"
             ),
-            Self::ProgramHeadersOutOfFile => write!(
-                f,
-                "the Linux image's program header table runs past the end of the file"
-            ),
-            Self::TooManySegments => write!(
-                f,
-                "the Linux image has more than {MAX_SEGMENTS:#x} loadable segments"
-            ),
-            Self::SegmentOutOfFile { index } => write!(
-                f,
-                "program header {index:#x} of the Linux image points past the end of the file"
-            ),
-            Self::FileSizeExceedsMemSize { index } => write!(
-                f,
-                "program header {index:#x} of the Linux image has more bytes in the file than in memory"
-            ),
-            Self::AddressOverflow { index } => write!(
-                f,
-                "program header {index:#x} of the Linux image runs past the end of the 64-bit address space"
-            ),
-            Self::SegmentsOverlap { a, b } => write!(
-                f,
-                "program headers {a:#x} and {b:#x} of the Linux image overlap in physical memory"
-            ),
+            Self::ProgramHeadersOutOfFile => {
+                write!(f, "the Linux image's program header table runs past the end of the file")
+            }
+            Self::TooManySegments => write!(f, "the Linux image has more than {MAX_SEGMENTS:#x} loadable segments"),
+            Self::SegmentOutOfFile { index } => {
+                write!(f, "program header {index:#x} of the Linux image points past the end of the file")
+            }
+            Self::FileSizeExceedsMemSize { index } => {
+                write!(f, "program header {index:#x} of the Linux image has more bytes in the file than in memory")
+            }
+            Self::AddressOverflow { index } => {
+                write!(f, "program header {index:#x} of the Linux image runs past the end of the 64-bit address space")
+            }
+            Self::SegmentsOverlap { a, b } => {
+                write!(f, "program headers {a:#x} and {b:#x} of the Linux image overlap in physical memory")
+            }
             Self::NoLoadSegments => {
                 write!(f, "the Linux image has no loadable segment")
             }
-            Self::EntryNotInSegment(e) => write!(
-                f,
-                "the Linux image's entry point {e:#x} is not inside any loadable segment"
-            ),
+            Self::EntryNotInSegment(e) => {
+                write!(f, "the Linux image's entry point {e:#x} is not inside any loadable segment")
+            }
             Self::UnalignedSegment { index } => write!(
                 f,
                 "program header {index:#x} of the Linux image has a bad alignment (p_align not a power of two, or p_vaddr and p_offset disagree modulo p_align)"
@@ -263,20 +249,10 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::Elf(e) => write!(f, "{e}"),
-            Self::Write {
-                segment,
-                paddr,
-                why,
-            } => write!(
-                f,
-                "could not copy segment {segment:#x} of the Linux image to {paddr:#x}: {why}"
-            ),
-            Self::Zero {
-                segment,
-                paddr,
-                len,
-                why,
-            } => write!(
+            Self::Write { segment, paddr, why } => {
+                write!(f, "could not copy segment {segment:#x} of the Linux image to {paddr:#x}: {why}")
+            }
+            Self::Zero { segment, paddr, len, why } => write!(
                 f,
                 "could not zero {len:#x} bytes at {paddr:#x} for segment {segment:#x} of the Linux image: {why}"
             ),
@@ -425,9 +401,7 @@ pub fn parse(image: &[u8]) -> Result<Vmlinux, ElfError> {
         if ph.paddr.checked_add(ph.memsz).is_none() || ph.vaddr.checked_add(ph.memsz).is_none() {
             return Err(ElfError::AddressOverflow { index });
         }
-        if ph.align > 1
-            && (!ph.align.is_power_of_two() || (ph.vaddr ^ ph.offset) & (ph.align - 1) != 0)
-        {
+        if ph.align > 1 && (!ph.align.is_power_of_two() || (ph.vaddr ^ ph.offset) & (ph.align - 1) != 0) {
             return Err(ElfError::UnalignedSegment { index });
         }
         let seg = Segment {
@@ -451,28 +425,12 @@ pub fn parse(image: &[u8]) -> Result<Vmlinux, ElfError> {
             }
         }
     }
-    let phys_start = segments
-        .iter()
-        .map(|s| s.paddr)
-        .min()
-        .ok_or(ElfError::NoLoadSegments)?;
-    let phys_end = segments
-        .iter()
-        .map(Segment::phys_end)
-        .max()
-        .unwrap_or(phys_start);
-    if !segments
-        .iter()
-        .any(|s| s.paddr <= entry && entry < s.phys_end())
-    {
+    let phys_start = segments.iter().map(|s| s.paddr).min().ok_or(ElfError::NoLoadSegments)?;
+    let phys_end = segments.iter().map(Segment::phys_end).max().unwrap_or(phys_start);
+    if !segments.iter().any(|s| s.paddr <= entry && entry < s.phys_end()) {
         return Err(ElfError::EntryNotInSegment(entry));
     }
-    Ok(Vmlinux {
-        entry_phys: entry,
-        segments,
-        phys_start,
-        phys_end,
-    })
+    Ok(Vmlinux { entry_phys: entry, segments, phys_start, phys_end })
 }
 
 /// The descriptor of the first note named `name` with type `ty` in any `PT_NOTE` segment of
@@ -525,40 +483,22 @@ pub type ZeroFn<'a> = dyn FnMut(u64, u64) -> Result<(), &'static str> + 'a;
 ///
 /// `v` is re-checked against `image` (each segment's file bytes must be inside it), so a
 /// `Vmlinux` from another image yields an error, not a panic.
-pub fn load(
-    image: &[u8],
-    v: &Vmlinux,
-    write: &mut WriteFn<'_>,
-    zero: &mut ZeroFn<'_>,
-) -> Result<(), LoadError> {
+pub fn load(image: &[u8], v: &Vmlinux, write: &mut WriteFn<'_>, zero: &mut ZeroFn<'_>) -> Result<(), LoadError> {
     for (segment, s) in v.segments.iter().enumerate() {
-        let bytes = file_bytes(image, s.file_offset, s.filesz)
-            .ok_or(ElfError::SegmentOutOfFile { index: segment })?;
+        let bytes = file_bytes(image, s.file_offset, s.filesz).ok_or(ElfError::SegmentOutOfFile { index: segment })?;
         if s.filesz > s.memsz {
             return Err(ElfError::FileSizeExceedsMemSize { index: segment }.into());
         }
-        let tail_start = s
-            .paddr
-            .checked_add(s.filesz)
-            .ok_or(ElfError::AddressOverflow { index: segment })?;
+        let tail_start = s.paddr.checked_add(s.filesz).ok_or(ElfError::AddressOverflow { index: segment })?;
         if s.paddr.checked_add(s.memsz).is_none() {
             return Err(ElfError::AddressOverflow { index: segment }.into());
         }
         if !bytes.is_empty() {
-            write(s.paddr, bytes).map_err(|why| LoadError::Write {
-                segment,
-                paddr: s.paddr,
-                why,
-            })?;
+            write(s.paddr, bytes).map_err(|why| LoadError::Write { segment, paddr: s.paddr, why })?;
         }
         let len = s.memsz - s.filesz;
         if len != 0 {
-            zero(tail_start, len).map_err(|why| LoadError::Zero {
-                segment,
-                paddr: tail_start,
-                len,
-                why,
-            })?;
+            zero(tail_start, len).map_err(|why| LoadError::Zero { segment, paddr: tail_start, len, why })?;
         }
     }
     Ok(())
@@ -569,7 +509,6 @@ pub fn load(
 pub mod sample {
     use super::*;
     use alloc::vec::Vec;
-
 
     pub fn load_ph(offset: u64, paddr: u64, filesz: u64, memsz: u64) -> Phdr {
         Phdr {
@@ -621,16 +560,8 @@ pub mod sample {
         let text = load_ph(0x1000, 0x100_0000, 0x2000, 0x2000);
         let mut data = load_ph(0x3000, 0x100_2000, 0x800, 0x3000);
         data.flags = PF_R | PF_W;
-        let note = Phdr {
-            p_type: PT_NOTE,
-            flags: PF_R,
-            offset: 0x3800,
-            vaddr: 0,
-            paddr: 0,
-            filesz: 0,
-            memsz: 0,
-            align: 4,
-        };
+        let note =
+            Phdr { p_type: PT_NOTE, flags: PF_R, offset: 0x3800, vaddr: 0, paddr: 0, filesz: 0, memsz: 0, align: 4 };
         let stack = Phdr {
             p_type: 0x6474_e551,
             flags: PF_R | PF_W,
@@ -796,10 +727,7 @@ mod tests {
         let ok = load_ph(0x1000, 0x100_0000, 0x1000, 0x1000);
         assert!(t(&[ok], 0x100_0000).is_ok());
         assert_eq!(
-            t(
-                &[ok, load_ph(0x1000, 0x200_0000, 0x4000, 0x4000)],
-                0x100_0000
-            ),
+            t(&[ok, load_ph(0x1000, 0x200_0000, 0x4000, 0x4000)], 0x100_0000),
             Err(ElfError::SegmentOutOfFile { index: 1 })
         );
         assert_eq!(
@@ -811,47 +739,27 @@ mod tests {
             Err(ElfError::FileSizeExceedsMemSize { index: 0 })
         );
         assert_eq!(
-            t(
-                &[load_ph(0x1000, u64::MAX - 0xfff, 0x1000, 0x1000)],
-                0x100_0000
-            ),
+            t(&[load_ph(0x1000, u64::MAX - 0xfff, 0x1000, 0x1000)], 0x100_0000),
             Err(ElfError::AddressOverflow { index: 0 })
         );
         let mut v = ok;
         v.vaddr = u64::MAX - 0x10;
         v.align = 0;
-        assert_eq!(
-            t(&[v], 0x100_0000),
-            Err(ElfError::AddressOverflow { index: 0 })
-        );
+        assert_eq!(t(&[v], 0x100_0000), Err(ElfError::AddressOverflow { index: 0 }));
         let mut overlapping = load_ph(0x2000, 0x100_0fff, 0x10, 0x10);
         overlapping.align = 1;
-        assert_eq!(
-            t(&[ok, overlapping], 0x100_0000),
-            Err(ElfError::SegmentsOverlap { a: 0, b: 1 })
-        );
+        assert_eq!(t(&[ok, overlapping], 0x100_0000), Err(ElfError::SegmentsOverlap { a: 0, b: 1 }));
         // Touching is fine.
         assert!(t(&[ok, load_ph(0x2000, 0x100_1000, 0x10, 0x10)], 0x100_0000).is_ok());
-        assert_eq!(
-            t(&[ok], 0x100_1000),
-            Err(ElfError::EntryNotInSegment(0x100_1000))
-        );
+        assert_eq!(t(&[ok], 0x100_1000), Err(ElfError::EntryNotInSegment(0x100_1000)));
         let mut bad_align = ok;
         bad_align.align = 0x3000;
-        assert_eq!(
-            t(&[bad_align], 0x100_0000),
-            Err(ElfError::UnalignedSegment { index: 0 })
-        );
+        assert_eq!(t(&[bad_align], 0x100_0000), Err(ElfError::UnalignedSegment { index: 0 }));
         let mut skew = ok;
         skew.offset = 0x1800;
         skew.filesz = 0x100;
-        assert_eq!(
-            t(&[skew], 0x100_0000),
-            Err(ElfError::UnalignedSegment { index: 0 })
-        );
-        let many: Vec<Phdr> = (0..17)
-            .map(|i| load_ph(0x1000, 0x100_0000 + i * 0x1000, 0x10, 0x10))
-            .collect();
+        assert_eq!(t(&[skew], 0x100_0000), Err(ElfError::UnalignedSegment { index: 0 }));
+        let many: Vec<Phdr> = (0..17).map(|i| load_ph(0x1000, 0x100_0000 + i * 0x1000, 0x10, 0x10)).collect();
         assert_eq!(t(&many, 0x100_0000), Err(ElfError::TooManySegments));
         assert!(t(&many[..16], 0x100_0000).is_ok());
         // A bss-only segment may start anywhere in the file, up to its very end.
@@ -865,19 +773,14 @@ mod tests {
     #[test]
     fn bss_segment_past_the_end_of_the_file_is_refused_by_parse() {
         const REPRODUCER: &str = "7f454c4602010100000000000000000002003e0001000000000000010000000040000000000000000000000000000000000000004000380001004000000000000100000006000000001000000000000000000000000000000000000100000000000000000000000000100000000000000000000000000000";
-        let img: Vec<u8> = (0..REPRODUCER.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&REPRODUCER[i..i + 2], 16).unwrap())
-            .collect();
+        let img: Vec<u8> =
+            (0..REPRODUCER.len()).step_by(2).map(|i| u8::from_str_radix(&REPRODUCER[i..i + 2], 16).unwrap()).collect();
         assert_eq!(img.len(), 120);
         assert_eq!(parse(&img), Err(ElfError::SegmentOutOfFile { index: 0 }));
         // The same with a real text segment before it.
         let ok = load_ph(0x1000, 0x100_0000, 0x1000, 0x1000);
         let bss = load_ph(0x7fff_f000, 0x300_0000, 0, 0x1000);
-        assert_eq!(
-            parse(&image(0x100_0000, &[ok, bss], 0x3000)),
-            Err(ElfError::SegmentOutOfFile { index: 1 })
-        );
+        assert_eq!(parse(&image(0x100_0000, &[ok, bss], 0x3000)), Err(ElfError::SegmentOutOfFile { index: 1 }));
     }
 
     #[test]
@@ -902,31 +805,19 @@ mod tests {
         assert_eq!(&mem[..0x2000], &img[0x1000..0x3000]);
         assert_eq!(&mem[0x2000..0x2800], &img[0x3000..0x3800]);
         assert!(mem[0x2800..0x5000].iter().all(|&b| b == 0));
-        assert_eq!(
-            loaded.calls,
-            [('w', base, 0x2000), ('w', base + 0x2000, 0x800), ('z', base + 0x2800, 0x2800)]
-        );
+        assert_eq!(loaded.calls, [('w', base, 0x2000), ('w', base + 0x2000, 0x800), ('z', base + 0x2800, 0x2800)]);
 
         let mut write = |_: u64, _: &[u8]| Err("no memory there");
         let mut zero = |_: u64, _: u64| Ok(());
         assert_eq!(
             load(&img, &v, &mut write, &mut zero),
-            Err(LoadError::Write {
-                segment: 0,
-                paddr: base,
-                why: "no memory there"
-            })
+            Err(LoadError::Write { segment: 0, paddr: base, why: "no memory there" })
         );
         let mut write = |_: u64, _: &[u8]| Ok(());
         let mut zero = |_: u64, _: u64| Err("nope");
         assert_eq!(
             load(&img, &v, &mut write, &mut zero),
-            Err(LoadError::Zero {
-                segment: 1,
-                paddr: base + 0x2800,
-                len: 0x2800,
-                why: "nope"
-            })
+            Err(LoadError::Zero { segment: 1, paddr: base + 0x2800, len: 0x2800, why: "nope" })
         );
         // A description that does not match the image is refused, not followed.
         let mut ok_w = |_: u64, _: &[u8]| Ok(());
@@ -943,10 +834,7 @@ mod tests {
         notes.extend(note(b"Xen\0", 18, &0x100_0123u32.to_le_bytes()));
         notes.extend(note(b"Hauki", 1, b"abc"));
         let img = with_notes(&notes);
-        assert_eq!(
-            find_note(&img, b"Xen", 18),
-            Some(&0x100_0123u32.to_le_bytes()[..])
-        );
+        assert_eq!(find_note(&img, b"Xen", 18), Some(&0x100_0123u32.to_le_bytes()[..]));
         assert_eq!(find_note(&img, b"GNU", 3), Some(&[1u8, 2, 3, 4, 5][..]));
         assert_eq!(find_note(&img, b"Hauki", 1), Some(&b"abc"[..]));
         assert_eq!(find_note(&img, b"Xen", 17), None);
@@ -959,10 +847,7 @@ mod tests {
         assert_eq!(find_note(&with_notes(&bad), b"Xen", 18), None);
         // The final note's padding may be cut off.
         let cut = note(b"Xen\0", 18, &[7; 3]);
-        assert_eq!(
-            find_note(&with_notes(&cut[..cut.len() - 1]), b"Xen", 18),
-            Some(&[7u8; 3][..])
-        );
+        assert_eq!(find_note(&with_notes(&cut[..cut.len() - 1]), b"Xen", 18), Some(&[7u8; 3][..]));
     }
 
     proptest! {

@@ -80,7 +80,8 @@ pub struct Lines {
 impl Lines {
     /// The routes the firmware describes; lines in `reserved` (a bit per IRQ) stay the co-kernel's.
     pub fn new(overrides: &[SourceOverride], reserved: u16) -> Lines {
-        let mut lines = [Line { route: None, reserved: false, linux_masked: true, in_service: false, count: 0 }; ISA_LINES as usize];
+        let mut lines = [Line { route: None, reserved: false, linux_masked: true, in_service: false, count: 0 };
+            ISA_LINES as usize];
         for (irq, line) in lines.iter_mut().enumerate() {
             line.reserved = reserved & (1 << irq) != 0;
             let own = overrides.iter().find(|o| usize::from(o.isa_irq) == irq);

@@ -45,10 +45,7 @@ fn role_word(word: &str) -> Option<Role> {
         ("initrd", Role::Initramfs),
         ("cmdline", Role::Cmdline),
     ];
-    WORDS
-        .iter()
-        .find(|(w, _)| w.eq_ignore_ascii_case(word))
-        .map(|&(_, r)| r)
+    WORDS.iter().find(|(w, _)| w.eq_ignore_ascii_case(word)).map(|&(_, r)| r)
 }
 
 /// The role of a module with command line `module_cmdline` whose contents start with
@@ -77,13 +74,8 @@ pub fn classify(module_cmdline: &str, first_bytes: &[u8]) -> Option<Role> {
             }
         }
     }
-    const INITRAMFS_MAGICS: [&[u8]; 5] = [
-        &[0x1f, 0x8b],
-        b"070701",
-        b"070702",
-        &[0x28, 0xb5, 0x2f, 0xfd],
-        &[0xfd, b'7', b'z', b'X', b'Z', 0x00],
-    ];
+    const INITRAMFS_MAGICS: [&[u8]; 5] =
+        [&[0x1f, 0x8b], b"070701", b"070702", &[0x28, 0xb5, 0x2f, 0xfd], &[0xfd, b'7', b'z', b'X', b'Z', 0x00]];
     if first_bytes.starts_with(b"\x7fELF") {
         Some(Role::Linux)
     } else if INITRAMFS_MAGICS.iter().any(|m| first_bytes.starts_with(m)) {
@@ -144,20 +136,13 @@ pub enum ModuleError {
 impl fmt::Display for ModuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::DuplicateRole {
-                role,
-                first,
-                first_name,
-                second,
-                second_name,
-            } => write!(
+            Self::DuplicateRole { role, first, first_name, second, second_name } => write!(
                 f,
                 "both boot module {first} (\"{first_name}\") and boot module {second} (\"{second_name}\") look like the {role}; name each module's role in its command line"
             ),
-            Self::BundleWithoutLinux => write!(
-                f,
-                "the boot module is a cpio bundle but holds no file named \"vmlinux\""
-            ),
+            Self::BundleWithoutLinux => {
+                write!(f, "the boot module is a cpio bundle but holds no file named \"vmlinux\"")
+            }
             Self::CmdlineNotUtf8 => {
                 write!(f, "the bundle's \"cmdline\" file is not valid UTF-8")
             }
@@ -269,11 +254,7 @@ pub fn select_bundle(archive: &[u8]) -> Result<Bundle<'_>, ModuleError> {
         ),
         None => None,
     };
-    Ok(Bundle {
-        linux,
-        initramfs: initramfs.map(|(_, d)| d),
-        cmdline,
-    })
+    Ok(Bundle { linux, initramfs: initramfs.map(|(_, d)| d), cmdline })
 }
 
 /// Size of a `newc` header: 6-byte magic and 13 fields of 8 hex digits.
@@ -341,18 +322,13 @@ impl fmt::Display for CpioError {
             Self::BadMagic { offset } => {
                 write!(f, "no newc cpio magic (070701) at offset {offset:#x}")
             }
-            Self::BadHex { offset, field } => write!(
-                f,
-                "the {field} field of the entry at offset {offset:#x} is not 8 hex digits"
-            ),
-            Self::BadName { offset } => write!(
-                f,
-                "the name of the entry at offset {offset:#x} is empty or not NUL-terminated"
-            ),
-            Self::NameNotUtf8 { offset } => write!(
-                f,
-                "the name of the entry at offset {offset:#x} is not UTF-8"
-            ),
+            Self::BadHex { offset, field } => {
+                write!(f, "the {field} field of the entry at offset {offset:#x} is not 8 hex digits")
+            }
+            Self::BadName { offset } => {
+                write!(f, "the name of the entry at offset {offset:#x} is empty or not NUL-terminated")
+            }
+            Self::NameNotUtf8 { offset } => write!(f, "the name of the entry at offset {offset:#x} is not UTF-8"),
             Self::MissingTrailer => {
                 write!(f, "the archive ends without a {CPIO_TRAILER} entry")
             }
@@ -390,11 +366,7 @@ pub struct CpioEntries<'a> {
 /// `TRAILER!!!` entry. The first malformed entry yields one `Err` and ends the iteration; so
 /// does an archive that ends without a trailer ([`CpioError::MissingTrailer`]).
 pub fn cpio_entries(archive: &[u8]) -> CpioEntries<'_> {
-    CpioEntries {
-        archive,
-        offset: 0,
-        done: false,
-    }
+    CpioEntries { archive, offset: 0, done: false }
 }
 
 impl<'a> CpioEntries<'a> {
@@ -438,29 +410,20 @@ impl<'a> CpioEntries<'a> {
         let [_, mode, _, _, _, _, filesize, _, _, _, _, namesize, _] = fields;
         let namesize = namesize as usize;
         let filesize = filesize as usize;
-        let name_bytes = rest
-            .get(CPIO_HEADER_SIZE..)
-            .and_then(|r| r.get(..namesize))
-            .ok_or(truncated)?;
+        let name_bytes = rest.get(CPIO_HEADER_SIZE..).and_then(|r| r.get(..namesize)).ok_or(truncated)?;
         let name = match name_bytes.split_last() {
             Some((0, name)) if !name.is_empty() && !name.contains(&0) => name,
             _ => return Err(CpioError::BadName { offset }),
         };
         let name = core::str::from_utf8(name).map_err(|_| CpioError::NameNotUtf8 { offset })?;
         let data_start = align4(CPIO_HEADER_SIZE + namesize).ok_or(truncated)?;
-        let data = rest
-            .get(data_start..)
-            .and_then(|r| r.get(..filesize))
-            .ok_or(truncated)?;
+        let data = rest.get(data_start..).and_then(|r| r.get(..filesize)).ok_or(truncated)?;
         if name == CPIO_TRAILER {
             return Ok(None);
         }
         // The padding after the last data may be missing; the next read reports what follows.
-        let next = data_start
-            .checked_add(filesize)
-            .and_then(align4)
-            .and_then(|n| n.checked_add(offset))
-            .ok_or(truncated)?;
+        let next =
+            data_start.checked_add(filesize).and_then(align4).and_then(|n| n.checked_add(offset)).ok_or(truncated)?;
         self.offset = next;
         Ok(Some(CpioEntry { name, data, mode }))
     }
@@ -509,21 +472,7 @@ pub mod sample {
     pub fn cpio(entries: &[(&str, u32, &[u8])], trailer: bool) -> Vec<u8> {
         let mut out = Vec::new();
         let mut put = |name: &str, mode: u32, data: &[u8]| {
-            let fields = [
-                1,
-                mode,
-                0,
-                0,
-                1,
-                0,
-                data.len() as u32,
-                0,
-                0,
-                0,
-                0,
-                name.len() as u32 + 1,
-                0,
-            ];
+            let fields = [1, mode, 0, 0, 1, 0, data.len() as u32, 0, 0, 0, 0, name.len() as u32 + 1, 0];
             out.extend_from_slice(b"070701");
             for f in fields {
                 out.extend_from_slice(alloc::format!("{f:08X}").as_bytes());
@@ -573,14 +522,8 @@ mod tests {
         assert_eq!(classify("", ELF), Some(Role::Linux));
         assert_eq!(classify("something", GZ), Some(Role::Initramfs));
         assert_eq!(classify("", b"070701000000"), Some(Role::Initramfs));
-        assert_eq!(
-            classify("", &[0x28, 0xb5, 0x2f, 0xfd, 0]),
-            Some(Role::Initramfs)
-        );
-        assert_eq!(
-            classify("", &[0xfd, b'7', b'z', b'X', b'Z', 0, 0]),
-            Some(Role::Initramfs)
-        );
+        assert_eq!(classify("", &[0x28, 0xb5, 0x2f, 0xfd, 0]), Some(Role::Initramfs));
+        assert_eq!(classify("", &[0xfd, b'7', b'z', b'X', b'Z', 0, 0]), Some(Role::Initramfs));
         assert_eq!(classify("", &[0xfd, b'7', b'z', b'X', b'Z']), None);
         assert_eq!(classify("", &[0x1f]), None);
         assert_eq!(classify("", b"console=ttyS0"), None);
@@ -589,20 +532,9 @@ mod tests {
 
     #[test]
     fn selects_modules() {
-        let mods: [(&str, &[u8]); 4] = [
-            ("/boot/hauki.cfg", b"x"),
-            ("initrd", GZ),
-            ("", ELF),
-            ("cmdline", b"console=ttyS0"),
-        ];
-        assert_eq!(
-            select(&mods),
-            Ok(Selection {
-                linux: Some(2),
-                initramfs: Some(1),
-                cmdline: Some(3)
-            })
-        );
+        let mods: [(&str, &[u8]); 4] =
+            [("/boot/hauki.cfg", b"x"), ("initrd", GZ), ("", ELF), ("cmdline", b"console=ttyS0")];
+        assert_eq!(select(&mods), Ok(Selection { linux: Some(2), initramfs: Some(1), cmdline: Some(3) }));
         assert_eq!(select(&[]), Ok(Selection::default()));
         let dup: [(&str, &[u8]); 3] = [("/boot/a.img", ELF), ("x", b""), ("vmlinux", b"")];
         let err = select(&dup).unwrap_err();
@@ -617,10 +549,7 @@ mod tests {
             }
         );
         let msg = std::format!("{err}");
-        assert!(
-            msg.contains("/boot/a.img") && msg.contains("vmlinux") && msg.contains("Linux"),
-            "{msg}"
-        );
+        assert!(msg.contains("/boot/a.img") && msg.contains("vmlinux") && msg.contains("Linux"), "{msg}");
         let long = "initrd ".repeat(30);
         let dup: [(&str, &[u8]); 2] = [(&long, b""), ("", GZ)];
         match select(&dup) {
@@ -631,24 +560,11 @@ mod tests {
 
     #[test]
     fn reads_cpio() {
-        let a = cpio(
-            &[
-                (".", DIR, b""),
-                ("a", REG, b"hello"),
-                ("dir/bb", REG, b""),
-                ("c", REG, b"1234"),
-            ],
-            true,
-        );
+        let a = cpio(&[(".", DIR, b""), ("a", REG, b"hello"), ("dir/bb", REG, b""), ("c", REG, b"1234")], true);
         let got: Vec<_> = cpio_entries(&a).collect();
         assert_eq!(
             got,
-            [
-                Ok((".", &b""[..])),
-                Ok(("a", &b"hello"[..])),
-                Ok(("dir/bb", &b""[..])),
-                Ok(("c", &b"1234"[..])),
-            ]
+            [Ok((".", &b""[..])), Ok(("a", &b"hello"[..])), Ok(("dir/bb", &b""[..])), Ok(("c", &b"1234"[..])),]
         );
         // Anything after the trailer is not read.
         let mut more = a.clone();
@@ -658,10 +574,7 @@ mod tests {
         let mut lc = cpio(&[("x", REG, b"abcdefghijk")], true);
         lc[5] = b'2';
         lc[6 + 6 * 8..6 + 7 * 8].copy_from_slice(b"0000000b");
-        assert_eq!(
-            cpio_entries(&lc).next(),
-            Some(Ok(("x", &b"abcdefghijk"[..])))
-        );
+        assert_eq!(cpio_entries(&lc).next(), Some(Ok(("x", &b"abcdefghijk"[..]))));
         assert_eq!(cpio_entries(&lc).count(), 1);
     }
 
@@ -682,24 +595,12 @@ mod tests {
             let r = last(&a[..cut]);
             assert!(matches!(r, Some(Err(_))), "cut at {cut}: {r:?}");
         }
-        assert_eq!(
-            last(&a[..50]),
-            Some(Err(CpioError::Truncated { offset: 0 }))
-        );
-        assert_eq!(
-            last(&a[..115]),
-            Some(Err(CpioError::Truncated { offset: 0 }))
-        );
+        assert_eq!(last(&a[..50]), Some(Err(CpioError::Truncated { offset: 0 })));
+        assert_eq!(last(&a[..115]), Some(Err(CpioError::Truncated { offset: 0 })));
         assert_eq!(last(&a[..120]), Some(Err(CpioError::MissingTrailer)));
         let mut bad = a.clone();
         bad[6 + 6 * 8 + 3] = b'g';
-        assert_eq!(
-            last(&bad),
-            Some(Err(CpioError::BadHex {
-                offset: 0,
-                field: "filesize"
-            }))
-        );
+        assert_eq!(last(&bad), Some(Err(CpioError::BadHex { offset: 0, field: "filesize" })));
         let mut bad = a.clone();
         bad[0] = b'1';
         assert_eq!(last(&bad), Some(Err(CpioError::BadMagic { offset: 0 })));
@@ -739,31 +640,13 @@ mod tests {
         );
         assert_eq!(
             select_bundle(&a),
-            Ok(Bundle {
-                linux: ELF,
-                initramfs: Some(GZ),
-                cmdline: Some("console=ttyS0 quiet"),
-            })
+            Ok(Bundle { linux: ELF, initramfs: Some(GZ), cmdline: Some("console=ttyS0 quiet") })
         );
         let only = cpio(&[("vmlinux", REG, ELF)], true);
-        assert_eq!(
-            select_bundle(&only),
-            Ok(Bundle {
-                linux: ELF,
-                initramfs: None,
-                cmdline: None
-            })
-        );
+        assert_eq!(select_bundle(&only), Ok(Bundle { linux: ELF, initramfs: None, cmdline: None }));
         let dir = cpio(&[("vmlinux", DIR, b""), ("cmdline", REG, b"x")], true);
         assert_eq!(select_bundle(&dir), Err(ModuleError::BundleWithoutLinux));
-        let dup = cpio(
-            &[
-                ("vmlinux", REG, ELF),
-                ("initramfs", REG, GZ),
-                ("/initramfs.cpio.zst", REG, b""),
-            ],
-            true,
-        );
+        let dup = cpio(&[("vmlinux", REG, ELF), ("initramfs", REG, GZ), ("/initramfs.cpio.zst", REG, b"")], true);
         let err = select_bundle(&dup).unwrap_err();
         assert_eq!(
             err,
@@ -775,21 +658,13 @@ mod tests {
                 second_name: name("/initramfs.cpio.zst"),
             }
         );
-        let bad_utf8 = cpio(
-            &[("vmlinux", REG, ELF), ("cmdline", REG, &[0xff, 0xfe])],
-            true,
-        );
+        let bad_utf8 = cpio(&[("vmlinux", REG, ELF), ("cmdline", REG, &[0xff, 0xfe])], true);
         assert_eq!(select_bundle(&bad_utf8), Err(ModuleError::CmdlineNotUtf8));
         let no_trailer = cpio(&[("vmlinux", REG, ELF)], false);
-        assert_eq!(
-            select_bundle(&no_trailer),
-            Err(ModuleError::Cpio(CpioError::MissingTrailer))
-        );
+        assert_eq!(select_bundle(&no_trailer), Err(ModuleError::Cpio(CpioError::MissingTrailer)));
         assert_eq!(
             select_bundle(&a[..a.len() - 3]),
-            Err(ModuleError::Cpio(CpioError::Truncated {
-                offset: a.len() - 0x7c
-            }))
+            Err(ModuleError::Cpio(CpioError::Truncated { offset: a.len() - 0x7c }))
         );
     }
 

@@ -65,7 +65,15 @@ impl Watchdog {
     /// A watchdog for a Linux entered with `taken` events counted so far and `resumes` resumes.
     /// `limit` and `boot_limit` are TSC ticks; `checks` ≥ 1.
     pub fn new(limit: u64, boot_limit: u64, checks: u32, taken: u64, resumes: u64) -> Watchdog {
-        Watchdog { limit, boot_limit, checks: checks.max(1), last_taken: taken, last_resumes: resumes, quiet: 0, started: false }
+        Watchdog {
+            limit,
+            boot_limit,
+            checks: checks.max(1),
+            last_taken: taken,
+            last_resumes: resumes,
+            quiet: 0,
+            started: false,
+        }
     }
 
     /// Checks done in a row that found Linux had the CPU and took nothing.
@@ -116,7 +124,14 @@ mod tests {
 
     impl Sim {
         fn new() -> Sim {
-            Sim { w: Watchdog::new(LIMIT, BOOT, CHECKS, 0, 0), now: 0, taken: 0, taken_at: 0, resumes: 0, pending: false }
+            Sim {
+                w: Watchdog::new(LIMIT, BOOT, CHECKS, 0, 0),
+                now: 0,
+                taken: 0,
+                taken_at: 0,
+                resumes: 0,
+                pending: false,
+            }
         }
         /// Advances one period; Linux gets the CPU if `runs`, takes what is pending if `takes`.
         fn period(&mut self, runs: bool, takes: bool) -> Verdict {
@@ -129,7 +144,13 @@ mod tests {
                     self.taken_at = self.now - 1;
                 }
             }
-            let v = self.w.check(Observation { now: self.now, taken: self.taken, taken_at: self.taken_at, resumes: self.resumes, pending: self.pending });
+            let v = self.w.check(Observation {
+                now: self.now,
+                taken: self.taken,
+                taken_at: self.taken_at,
+                resumes: self.resumes,
+                pending: self.pending,
+            });
             if v == Verdict::Heartbeat {
                 self.pending = true;
             }

@@ -44,10 +44,7 @@ impl core::fmt::Display for FreeError {
         match *self {
             Self::Misaligned(a) => write!(f, "cannot free frame {a:#x}: not 4 KiB aligned"),
             Self::Foreign(a) => {
-                write!(
-                    f,
-                    "cannot free frame {a:#x}: it is not managed by the frame allocator"
-                )
+                write!(f, "cannot free frame {a:#x}: it is not managed by the frame allocator")
             }
             Self::DoubleFree(a) => write!(f, "cannot free frame {a:#x}: it is already free"),
         }
@@ -97,9 +94,8 @@ impl FrameAllocator {
             total_frames: 0,
             lost_frames: 0,
         };
-        let reserved_frames = |r: &Range<u64>| {
-            align_down(r.start, FRAME_SIZE)..align_up(r.end, FRAME_SIZE).unwrap_or(u64::MAX)
-        };
+        let reserved_frames =
+            |r: &Range<u64>| align_down(r.start, FRAME_SIZE)..align_up(r.end, FRAME_SIZE).unwrap_or(u64::MAX);
         for usable in map.usable_above(floor) {
             let Some(start) = align_up(usable.start, FRAME_SIZE) else {
                 continue;
@@ -133,11 +129,7 @@ impl FrameAllocator {
     fn add_initial(&mut self, r: Range<u64>) {
         // Usable regions are sorted and disjoint, and pieces are produced in address order.
         if self.free.is_full() {
-            log::warn!(
-                "frame allocator: free-range list full, ignoring RAM {:#x}..{:#x}",
-                r.start,
-                r.end
-            );
+            log::warn!("frame allocator: free-range list full, ignoring RAM {:#x}..{:#x}", r.start, r.end);
             return;
         }
         let n = frames_in(&r);
@@ -301,36 +293,20 @@ mod tests {
         m.add(0, 0x9_fc00, RegionKind::Usable).unwrap();
         m.add(MIB, 7 * MIB, RegionKind::Usable).unwrap();
         m.add(8 * MIB, 0x1000, RegionKind::Reserved).unwrap();
-        m.add(
-            8 * MIB + 0x1000,
-            8 * MIB - 0x1000 + 0x800,
-            RegionKind::Usable,
-        )
-        .unwrap();
+        m.add(8 * MIB + 0x1000, 8 * MIB - 0x1000 + 0x800, RegionKind::Usable).unwrap();
         m.normalize();
         m
     }
 
     #[test]
     fn new_excludes_floor_reserved_and_partial_frames() {
-        let fa = FrameAllocator::new(
-            &simple_map(),
-            MIB,
-            std::slice::from_ref(&(2 * MIB + 5..2 * MIB + 0x1001)),
-        )
-        .unwrap();
+        let fa =
+            FrameAllocator::new(&simple_map(), MIB, std::slice::from_ref(&(2 * MIB + 5..2 * MIB + 0x1001))).unwrap();
         // 7 MiB + (8 MiB - 4 KiB) (the partial 0x800 tail is dropped) - 2 reserved frames.
         let expect = (7 * MIB + 8 * MIB - 0x1000) / FRAME_SIZE - 2;
         assert_eq!(fa.total_frames(), expect);
         assert_eq!(fa.free_frames(), expect);
-        assert_eq!(
-            fa.free_ranges(),
-            &[
-                MIB..2 * MIB,
-                2 * MIB + 0x2000..8 * MIB,
-                8 * MIB + 0x1000..16 * MIB
-            ]
-        );
+        assert_eq!(fa.free_ranges(), &[MIB..2 * MIB, 2 * MIB + 0x2000..8 * MIB, 8 * MIB + 0x1000..16 * MIB]);
     }
 
     #[test]
@@ -355,10 +331,7 @@ mod tests {
         assert_eq!(fa.try_free(a + 1), Err(FreeError::Misaligned(a + 1)));
         assert_eq!(fa.try_free(0x1000), Err(FreeError::Foreign(0x1000)));
         assert_eq!(fa.try_free(8 * MIB), Err(FreeError::Foreign(8 * MIB)));
-        assert_eq!(
-            fa.try_free(a + FRAME_SIZE),
-            Err(FreeError::DoubleFree(a + FRAME_SIZE))
-        );
+        assert_eq!(fa.try_free(a + FRAME_SIZE), Err(FreeError::DoubleFree(a + FRAME_SIZE)));
         assert_eq!(fa.free_frames(), before);
         fa.free(a);
         assert_eq!(fa.free_frames(), before + 1);

@@ -79,9 +79,7 @@ impl Region {
         if len == 0 {
             return Ok(None);
         }
-        let end = start
-            .checked_add(len)
-            .ok_or(MemMapError::AddressOverflow { start, len })?;
+        let end = start.checked_add(len).ok_or(MemMapError::AddressOverflow { start, len })?;
         Ok(Some(Region { start, end, kind }))
     }
 }
@@ -118,23 +116,17 @@ pub enum MemMapError {
 impl fmt::Display for MemMapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::TooManyRegions => write!(
-                f,
-                "the boot memory map has more than {MAX_REGIONS} entries, which is more than Hauki can hold"
-            ),
+            Self::TooManyRegions => {
+                write!(f, "the boot memory map has more than {MAX_REGIONS} entries, which is more than Hauki can hold")
+            }
             Self::AddressOverflow { start, len } => write!(
                 f,
                 "memory map entry at {start:#x} with length {len:#x} runs past the end of the 64-bit address space"
             ),
-            Self::NoUsableAboveOneMiB => write!(
-                f,
-                "no usable RAM is left above 1 MiB once the kernel, boot info and modules are set aside"
-            ),
-            Self::KernelNotInUsableRam {
-                kernel_start,
-                kernel_end,
-                conflict,
-            } => write!(
+            Self::NoUsableAboveOneMiB => {
+                write!(f, "no usable RAM is left above 1 MiB once the kernel, boot info and modules are set aside")
+            }
+            Self::KernelNotInUsableRam { kernel_start, kernel_end, conflict } => write!(
                 f,
                 "the kernel image [{kernel_start:#x}, {kernel_end:#x}) is not wholly in usable RAM: it overlaps {:?} memory [{:#x}, {:#x})",
                 conflict.kind, conflict.start, conflict.end
@@ -158,9 +150,7 @@ impl Default for MemoryMap {
 impl MemoryMap {
     /// An empty map.
     pub const fn new() -> Self {
-        Self {
-            regions: heapless::Vec::new(),
-        }
+        Self { regions: heapless::Vec::new() }
     }
 
     /// Add an entry. A zero length is ignored. The map is not normalized by this call.
@@ -200,9 +190,7 @@ impl MemoryMap {
 
     /// Usable ranges at or above `floor`, clipped at `floor` (meaningful on a normalized map).
     pub fn usable_above(&self, floor: u64) -> impl Iterator<Item = Range<u64>> + '_ {
-        self.usable()
-            .filter(move |r| r.end > floor)
-            .map(move |r| r.start.max(floor)..r.end)
+        self.usable().filter(move |r| r.end > floor).map(move |r| r.start.max(floor)..r.end)
     }
 
     /// The lowest `align`-aligned range of `size` bytes of usable RAM at or above `floor` that
@@ -240,27 +228,13 @@ impl MemoryMap {
         };
         let mut cursor = kernel.start;
         while cursor < kernel.end {
-            match map
-                .regions
-                .iter()
-                .find(|r| r.start <= cursor && cursor < r.end)
-            {
+            match map.regions.iter().find(|r| r.start <= cursor && cursor < r.end) {
                 Some(r) if r.kind == RegionKind::Usable => cursor = r.end,
                 Some(r) => return Err(err(*r)),
                 None => {
                     // A hole: it ends where the next region starts.
-                    let end = map
-                        .regions
-                        .iter()
-                        .map(|r| r.start)
-                        .filter(|&s| s > cursor)
-                        .min()
-                        .unwrap_or(u64::MAX);
-                    return Err(err(Region {
-                        start: cursor,
-                        end,
-                        kind: RegionKind::Reserved,
-                    }));
+                    let end = map.regions.iter().map(|r| r.start).filter(|&s| s > cursor).min().unwrap_or(u64::MAX);
+                    return Err(err(Region { start: cursor, end, kind: RegionKind::Reserved }));
                 }
             }
         }
@@ -285,11 +259,7 @@ pub struct Collector {
 impl Collector {
     /// Nothing collected yet.
     pub const fn new() -> Self {
-        Self {
-            map: MemoryMap::new(),
-            batch: heapless::Vec::new(),
-            merges: 0,
-        }
+        Self { map: MemoryMap::new(), batch: heapless::Vec::new(), merges: 0 }
     }
 
     /// Batches merged into the map so far: one per [`MAX_REGIONS`] entries added (the work is
@@ -330,9 +300,7 @@ impl Collector {
     /// The normalized map of everything added (with [`MemoryMap::normalize`]'s policy when the
     /// result needs more than [`MAX_REGIONS`] regions).
     pub fn finish(self) -> MemoryMap {
-        MemoryMap {
-            regions: canonical(&[self.map.regions(), &self.batch]),
-        }
+        MemoryMap { regions: canonical(&[self.map.regions(), &self.batch]) }
     }
 }
 
@@ -375,8 +343,7 @@ const SWEEP_MAX: usize = 2 * MAX_REGIONS;
 /// pass that keeps, per kind, how many regions are open.
 fn sweep(parts: &[&[Region]], mut emit: impl FnMut(Region)) {
     // (address, kind, opens): a region opens at `start` and closes at `end`.
-    let mut events: heapless::Vec<(u64, RegionKind, bool), { 2 * SWEEP_MAX }> =
-        heapless::Vec::new();
+    let mut events: heapless::Vec<(u64, RegionKind, bool), { 2 * SWEEP_MAX }> = heapless::Vec::new();
     for r in parts.iter().flat_map(|p| p.iter()).filter(|r| r.start < r.end) {
         if events.push((r.start, r.kind, true)).is_err() || events.push((r.end, r.kind, false)).is_err() {
             break;
@@ -400,18 +367,11 @@ fn sweep(parts: &[&[Region]], mut emit: impl FnMut(Region)) {
         let Some(&(hi, _, _)) = events.get(i) else {
             break;
         };
-        let kind = RegionKind::ALL
-            .into_iter()
-            .rev()
-            .find(|&k| open.get(k as usize).is_some_and(|&n| n > 0));
+        let kind = RegionKind::ALL.into_iter().rev().find(|&k| open.get(k as usize).is_some_and(|&n| n > 0));
         match (kind, pending.as_mut()) {
             (Some(k), Some(p)) if p.kind == k && p.end == lo => p.end = hi,
             (Some(k), _) => {
-                if let Some(p) = pending.replace(Region {
-                    start: lo,
-                    end: hi,
-                    kind: k,
-                }) {
+                if let Some(p) = pending.replace(Region { start: lo, end: hi, kind: k }) {
                     emit(p);
                 }
             }
@@ -457,13 +417,7 @@ mod tests {
         let mut m = MemoryMap::new();
         m.add(0x1000, 0, Usable).unwrap();
         assert!(m.regions().is_empty());
-        assert_eq!(
-            m.add(u64::MAX - 1, 2, Usable),
-            Err(MemMapError::AddressOverflow {
-                start: u64::MAX - 1,
-                len: 2
-            })
-        );
+        assert_eq!(m.add(u64::MAX - 1, 2, Usable), Err(MemMapError::AddressOverflow { start: u64::MAX - 1, len: 2 }));
         m.add(u64::MAX - 1, 1, Usable).unwrap();
         for i in 1..MAX_REGIONS as u64 {
             m.add(i * 0x1000, 0x1000, Usable).unwrap();
@@ -493,10 +447,7 @@ mod tests {
                 r(0x100_0000, 0x120_0000, AcpiNvs),
             ]
         );
-        assert_eq!(
-            m.usable_bytes(),
-            0xa_0000 + 0x10_0000 + (0x100_0000 - 0x20_1000)
-        );
+        assert_eq!(m.usable_bytes(), 0xa_0000 + 0x10_0000 + (0x100_0000 - 0x20_1000));
         assert_eq!(m.max_usable_end(), 0x100_0000);
         let above: std::vec::Vec<_> = m.usable_above(0x18_0000).collect();
         assert_eq!(above, [0x18_0000..0x20_0000, 0x20_1000..0x100_0000]);
@@ -560,22 +511,12 @@ mod tests {
     }
 
     fn kind() -> impl Strategy<Value = RegionKind> {
-        prop_oneof![
-            Just(Usable),
-            Just(AcpiReclaimable),
-            Just(AcpiNvs),
-            Just(Reserved),
-            Just(Defective)
-        ]
+        prop_oneof![Just(Usable), Just(AcpiReclaimable), Just(AcpiNvs), Just(Reserved), Just(Defective)]
     }
 
     /// Most restrictive kind covering byte `a` of the raw input, if any.
     fn oracle(input: &[Region], a: u64) -> Option<RegionKind> {
-        input
-            .iter()
-            .filter(|r| r.start <= a && a < r.end)
-            .map(|r| r.kind)
-            .max()
+        input.iter().filter(|r| r.start <= a && a < r.end).map(|r| r.kind).max()
     }
 
     #[test]

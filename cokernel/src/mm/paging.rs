@@ -66,10 +66,7 @@ impl fmt::Display for MapError {
                 "cannot map virtual {virt:#x} to physical {phys:#x}: both must be 4 KiB aligned and the physical range must lie below 2^52"
             ),
             Self::NonCanonical { virt } => {
-                write!(
-                    f,
-                    "virtual address {virt:#x} is not canonical, so it cannot be mapped"
-                )
+                write!(f, "virtual address {virt:#x} is not canonical, so it cannot be mapped")
             }
             Self::AlreadyMapped { virt } => {
                 write!(f, "virtual address {virt:#x} is already mapped")
@@ -77,10 +74,9 @@ impl fmt::Display for MapError {
             Self::OutOfFrames => {
                 write!(f, "ran out of physical frames while building page tables")
             }
-            Self::WriteAndExecute { virt } => write!(
-                f,
-                "refused to map {virt:#x} writable and executable (W^X): add NO_EXECUTE or drop WRITABLE"
-            ),
+            Self::WriteAndExecute { virt } => {
+                write!(f, "refused to map {virt:#x} writable and executable (W^X): add NO_EXECUTE or drop WRITABLE")
+            }
         }
     }
 }
@@ -106,11 +102,7 @@ const fn is_canonical(virt: u64) -> bool {
 }
 
 const fn sign_extend(virt: u64) -> u64 {
-    if virt & (1 << 47) != 0 {
-        virt | 0xffff_0000_0000_0000
-    } else {
-        virt
-    }
+    if virt & (1 << 47) != 0 { virt | 0xffff_0000_0000_0000 } else { virt }
 }
 
 fn flags_of(entry: u64) -> PageTableFlags {
@@ -139,10 +131,7 @@ impl<M: PhysMem> Mapper<M> {
     /// table it references), and every frame any `frames` source passed to [`map`](Self::map)
     /// yields is free RAM reachable through `mem`, not used for anything else.
     pub unsafe fn new(pml4_phys: u64, mem: M) -> Self {
-        Self {
-            pml4: pml4_phys & ADDR_MASK,
-            mem,
-        }
+        Self { pml4: pml4_phys & ADDR_MASK, mem }
     }
 
     /// Physical address of the PML4 (the value for CR3).
@@ -207,12 +196,8 @@ impl<M: PhysMem> Mapper<M> {
         if !is_canonical(virt) {
             return Err(MapError::NonCanonical { virt });
         }
-        let len = len
-            .checked_next_multiple_of(SIZE_4K)
-            .ok_or(MapError::NonCanonical { virt })?;
-        let last = virt
-            .checked_add(len - 1)
-            .ok_or(MapError::NonCanonical { virt })?;
+        let len = len.checked_next_multiple_of(SIZE_4K).ok_or(MapError::NonCanonical { virt })?;
+        let last = virt.checked_add(len - 1).ok_or(MapError::NonCanonical { virt })?;
         if last >> 47 != virt >> 47 {
             return Err(MapError::NonCanonical { virt: 1 << 47 });
         }
@@ -230,16 +215,11 @@ impl<M: PhysMem> Mapper<M> {
         let mut off = 0;
         while off < len {
             let (v, p) = (virt + off, phys + off);
-            let huge_fits =
-                allow_huge && v % SIZE_2M == 0 && p % SIZE_2M == 0 && len - off >= SIZE_2M;
+            let huge_fits = allow_huge && v % SIZE_2M == 0 && p % SIZE_2M == 0 && len - off >= SIZE_2M;
             let pd = self.descend_create(self.pml4, v, 4, 2, flags, frames)?;
             let pde = self.read(pd, index(v, 2));
             if huge_fits && !present(pde) {
-                self.write(
-                    pd,
-                    index(v, 2),
-                    p | (flags | PageTableFlags::HUGE_PAGE).bits(),
-                );
+                self.write(pd, index(v, 2), p | (flags | PageTableFlags::HUGE_PAGE).bits());
                 off += SIZE_2M;
             } else {
                 let pt = self.descend_create(pd, v, 2, 1, flags, frames)?;
@@ -376,13 +356,7 @@ impl<M: PhysMem> Mapper<M> {
         self.walk(self.pml4, 4, 0, f);
     }
 
-    fn walk(
-        &self,
-        table: u64,
-        level: u32,
-        base: u64,
-        f: &mut dyn FnMut(u64, u64, u64, PageTableFlags),
-    ) {
+    fn walk(&self, table: u64, level: u32, base: u64, f: &mut dyn FnMut(u64, u64, u64, PageTableFlags)) {
         let size = span(level);
         for i in 0..ENTRIES {
             let e = self.read(table, i);
@@ -418,9 +392,7 @@ mod tests {
 
     impl Pool {
         fn new(n: usize) -> Self {
-            Self {
-                tables: (0..n).map(|_| UnsafeCell::new(PageTable::new())).collect(),
-            }
+            Self { tables: (0..n).map(|_| UnsafeCell::new(PageTable::new())).collect() }
         }
     }
 
@@ -465,39 +437,18 @@ mod tests {
         // 4 KiB + 2 MiB + 4 KiB, with matching 2 MiB alignment in the middle.
         let virt = 0xffff_8000_0000_0000 + SIZE_2M - SIZE_4K;
         let phys = 0x4000_0000 + SIZE_2M - SIZE_4K;
-        m.map(virt, phys, SIZE_2M + 2 * SIZE_4K, RW, true, &mut frames)
-            .unwrap();
+        m.map(virt, phys, SIZE_2M + 2 * SIZE_4K, RW, true, &mut frames).unwrap();
         let l = leaves(&m);
         assert_eq!(l.len(), 3);
         assert_eq!((l[0].0, l[0].1, l[0].2), (virt, phys, SIZE_4K));
-        assert_eq!(
-            (l[1].0, l[1].1, l[1].2),
-            (virt + SIZE_4K, phys + SIZE_4K, SIZE_2M)
-        );
-        assert!(
-            l[1].3
-                .contains(PageTableFlags::HUGE_PAGE | RW | PageTableFlags::PRESENT)
-        );
-        assert_eq!(
-            m.translate(virt + SIZE_4K + 0x12345),
-            Some((phys + SIZE_4K + 0x12345, l[1].3))
-        );
+        assert_eq!((l[1].0, l[1].1, l[1].2), (virt + SIZE_4K, phys + SIZE_4K, SIZE_2M));
+        assert!(l[1].3.contains(PageTableFlags::HUGE_PAGE | RW | PageTableFlags::PRESENT));
+        assert_eq!(m.translate(virt + SIZE_4K + 0x12345), Some((phys + SIZE_4K + 0x12345, l[1].3)));
         assert_eq!(m.translate(virt - 1), None);
         // No huge page without permission.
-        m.map(
-            0x20_0000,
-            0x20_0000,
-            SIZE_2M,
-            PageTableFlags::empty(),
-            false,
-            &mut frames,
-        )
-        .unwrap();
+        m.map(0x20_0000, 0x20_0000, SIZE_2M, PageTableFlags::empty(), false, &mut frames).unwrap();
         assert_eq!(leaves(&m).len(), 3 + 512);
-        assert_eq!(
-            m.translate(0x20_0000 + 5),
-            Some((0x20_0005, PageTableFlags::PRESENT))
-        );
+        assert_eq!(m.translate(0x20_0000 + 5), Some((0x20_0005, PageTableFlags::PRESENT)));
     }
 
     #[test]
@@ -512,55 +463,30 @@ mod tests {
         );
         assert_eq!(
             m.map(0x1001, 0x1000, 0x1000, RW, true, &mut frames),
-            Err(MapError::Misaligned {
-                virt: 0x1001,
-                phys: 0x1000
-            })
+            Err(MapError::Misaligned { virt: 0x1001, phys: 0x1000 })
         );
         assert_eq!(
             m.map(0x1000, 0x10, 0x1000, RW, true, &mut frames),
-            Err(MapError::Misaligned {
-                virt: 0x1000,
-                phys: 0x10
-            })
+            Err(MapError::Misaligned { virt: 0x1000, phys: 0x10 })
         );
         assert_eq!(
             m.map(0x1000, PHYS_LIMIT - 0x1000, 0x2000, RW, true, &mut frames),
-            Err(MapError::Misaligned {
-                virt: 0x1000,
-                phys: PHYS_LIMIT - 0x1000
-            })
+            Err(MapError::Misaligned { virt: 0x1000, phys: PHYS_LIMIT - 0x1000 })
         );
-        assert_eq!(
-            m.map(1 << 47, 0, 0x1000, RW, true, &mut frames),
-            Err(MapError::NonCanonical { virt: 1 << 47 })
-        );
+        assert_eq!(m.map(1 << 47, 0, 0x1000, RW, true, &mut frames), Err(MapError::NonCanonical { virt: 1 << 47 }));
         assert_eq!(
             m.map((1 << 47) - 0x1000, 0, 0x2000, RW, true, &mut frames),
             Err(MapError::NonCanonical { virt: 1 << 47 })
         );
         assert_eq!(
             m.map(0xffff_ffff_ffff_f000, 0, 0x2000, RW, true, &mut frames),
-            Err(MapError::NonCanonical {
-                virt: 0xffff_ffff_ffff_f000
-            })
+            Err(MapError::NonCanonical { virt: 0xffff_ffff_ffff_f000 })
         );
         assert!(leaves(&m).is_empty());
         assert_eq!(frames(), Some(POOL_BASE + SIZE_4K), "no frame was consumed");
         // The very last page of the address space is fine.
-        m.map(
-            0xffff_ffff_ffff_f000,
-            0x5000,
-            0x1000,
-            PageTableFlags::empty(),
-            true,
-            &mut frames,
-        )
-        .unwrap();
-        assert_eq!(
-            m.translate(0xffff_ffff_ffff_ffff),
-            Some((0x5fff, PageTableFlags::PRESENT))
-        );
+        m.map(0xffff_ffff_ffff_f000, 0x5000, 0x1000, PageTableFlags::empty(), true, &mut frames).unwrap();
+        assert_eq!(m.translate(0xffff_ffff_ffff_ffff), Some((0x5fff, PageTableFlags::PRESENT)));
         assert!(std::format!("{}", MapError::WriteAndExecute { virt: 0x1000 }).contains("0x1000"));
     }
 
@@ -569,8 +495,7 @@ mod tests {
         let pool = Pool::new(8);
         let mut m = mapper(&pool);
         let mut frames = source(&pool);
-        m.map(0x4000_0000, 0, SIZE_2M, RW, true, &mut frames)
-            .unwrap();
+        m.map(0x4000_0000, 0, SIZE_2M, RW, true, &mut frames).unwrap();
         assert_eq!(
             m.map(0x4000_0000 + 0x3000, 0, 0x1000, RW, true, &mut frames),
             Err(MapError::AlreadyMapped { virt: 0x4000_3000 })
@@ -580,15 +505,9 @@ mod tests {
             Err(MapError::AlreadyMapped { virt: 0x4000_0000 })
         );
         let mut none = || None;
-        assert_eq!(
-            m.map(0x8000_0000, 0, 0x1000, RW, true, &mut none),
-            Err(MapError::OutOfFrames)
-        );
+        assert_eq!(m.map(0x8000_0000, 0, 0x1000, RW, true, &mut none), Err(MapError::OutOfFrames));
         let mut bad = || Some(0x123);
-        assert_eq!(
-            m.map(0x8000_0000, 0, 0x1000, RW, true, &mut bad),
-            Err(MapError::OutOfFrames)
-        );
+        assert_eq!(m.map(0x8000_0000, 0, 0x1000, RW, true, &mut bad), Err(MapError::OutOfFrames));
     }
 
     #[test]
@@ -596,18 +515,15 @@ mod tests {
         let pool = Pool::new(16);
         let mut m = mapper(&pool);
         let mut frames = source(&pool);
-        m.map(0x10_0000, 0x80_0000, 4 * SIZE_4K, RW, true, &mut frames)
-            .unwrap();
+        m.map(0x10_0000, 0x80_0000, 4 * SIZE_4K, RW, true, &mut frames).unwrap();
         assert_eq!(m.unmap_4k(0x10_1000 + 7), Some(0x80_1000));
         assert_eq!(m.unmap_4k(0x10_1000), None);
         assert_eq!(m.translate(0x10_1000), None);
         assert_eq!(m.translate(0x10_2000).map(|t| t.0), Some(0x80_2000));
-        m.map(0x10_1000, 0x90_0000, SIZE_4K, RW, true, &mut frames)
-            .unwrap();
+        m.map(0x10_1000, 0x90_0000, SIZE_4K, RW, true, &mut frames).unwrap();
         assert_eq!(m.translate(0x10_1000).map(|t| t.0), Some(0x90_0000));
         // Huge leaves are not split.
-        m.map(0x4000_0000, 0, SIZE_2M, RW, true, &mut frames)
-            .unwrap();
+        m.map(0x4000_0000, 0, SIZE_2M, RW, true, &mut frames).unwrap();
         assert_eq!(m.unmap_4k(0x4000_1000), None);
         assert_eq!(m.translate(0x4000_1000).map(|t| t.0), Some(0x1000));
         // A 2 MiB map over an emptied page table falls back to 4 KiB pages.
@@ -615,12 +531,7 @@ mod tests {
             m.unmap_4k(0x10_0000 + k * SIZE_4K);
         }
         m.map(0, 0, SIZE_2M, RW, true, &mut frames).unwrap();
-        assert!(
-            leaves(&m)
-                .iter()
-                .filter(|l| l.0 < SIZE_2M)
-                .all(|l| l.2 == SIZE_4K)
-        );
+        assert!(leaves(&m).iter().filter(|l| l.0 < SIZE_2M).all(|l| l.2 == SIZE_4K));
     }
 
     #[test]
@@ -630,15 +541,9 @@ mod tests {
         // SAFETY: the pool is exclusively ours and no mapper exists yet.
         unsafe {
             let pml4 = &mut *pool.tables[0].get();
-            pml4[0].set_addr(
-                x86_64::PhysAddr::new(POOL_BASE + SIZE_4K),
-                PageTableFlags::PRESENT,
-            );
+            pml4[0].set_addr(x86_64::PhysAddr::new(POOL_BASE + SIZE_4K), PageTableFlags::PRESENT);
             let pdpt = &mut *pool.tables[1].get();
-            pdpt[1].set_addr(
-                x86_64::PhysAddr::new(0x1_0000_0000),
-                PageTableFlags::PRESENT | PageTableFlags::HUGE_PAGE,
-            );
+            pdpt[1].set_addr(x86_64::PhysAddr::new(0x1_0000_0000), PageTableFlags::PRESENT | PageTableFlags::HUGE_PAGE);
         }
         let mut m = mapper(&pool);
         let mut next = 2u64;
@@ -651,20 +556,10 @@ mod tests {
         assert_eq!(leaves(&m), [(SIZE_1G, 0x1_0000_0000, SIZE_1G, t.1)]);
         assert_eq!(
             m.map(SIZE_1G + SIZE_2M, 0, 0x1000, RW, true, &mut frames),
-            Err(MapError::AlreadyMapped {
-                virt: SIZE_1G + SIZE_2M
-            })
+            Err(MapError::AlreadyMapped { virt: SIZE_1G + SIZE_2M })
         );
         // Mapping writable under the read-only PML4 entry makes the intermediate writable.
-        m.map(
-            0x1000,
-            0x1000,
-            0x1000,
-            RW | PageTableFlags::USER_ACCESSIBLE,
-            true,
-            &mut frames,
-        )
-        .unwrap();
+        m.map(0x1000, 0x1000, 0x1000, RW | PageTableFlags::USER_ACCESSIBLE, true, &mut frames).unwrap();
         // SAFETY: the mapper only touches the pool through short-lived raw accesses.
         let pml4e = unsafe { (&*pool.tables[0].get())[0].flags() };
         assert!(pml4e.contains(PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE));
@@ -681,11 +576,7 @@ mod tests {
     }
 
     fn req() -> impl Strategy<Value = Req> {
-        let bases = prop_oneof![
-            Just(0x4000_0000u64),
-            Just(0xffff_8000_0000_0000),
-            Just(0x7fff_f000_0000)
-        ];
+        let bases = prop_oneof![Just(0x4000_0000u64), Just(0xffff_8000_0000_0000), Just(0x7fff_f000_0000)];
         let flags = prop_oneof![
             Just(PageTableFlags::empty()),
             Just(RW),
@@ -693,30 +584,13 @@ mod tests {
             Just(RW | PageTableFlags::GLOBAL),
             Just(PageTableFlags::USER_ACCESSIBLE),
         ];
-        (
-            bases,
-            0u64..4096,
-            1u64..1100,
-            any::<bool>(),
-            any::<bool>(),
-            0u64..64,
-            flags,
-        )
-            .prop_map(|(base, slot, pages, huge, same_align, pslot, flags)| {
+        (bases, 0u64..4096, 1u64..1100, any::<bool>(), any::<bool>(), 0u64..64, flags).prop_map(
+            |(base, slot, pages, huge, same_align, pslot, flags)| {
                 let virt = base + slot * SIZE_4K;
-                let phys = if same_align {
-                    pslot * SIZE_2M + virt % SIZE_2M
-                } else {
-                    pslot * 0x7000
-                };
-                Req {
-                    virt,
-                    phys,
-                    pages,
-                    huge,
-                    flags,
-                }
-            })
+                let phys = if same_align { pslot * SIZE_2M + virt % SIZE_2M } else { pslot * 0x7000 };
+                Req { virt, phys, pages, huge, flags }
+            },
+        )
     }
 
     proptest! {

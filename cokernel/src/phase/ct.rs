@@ -143,11 +143,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn ref_triangle(p: u32) -> u32 {
-        if p < HALF {
-            2 * p
-        } else {
-            u32::MAX - 2 * (p - HALF)
-        }
+        if p < HALF { 2 * p } else { u32::MAX - 2 * (p - HALF) }
     }
     fn ref_square(p: u32) -> u32 {
         if p >= HALF { u32::MAX } else { 0 }
@@ -163,11 +159,7 @@ mod tests {
 
     fn check_unary(p: u32) {
         assert_eq!(triangle(p), ref_triangle(p), "triangle {p:#x}");
-        assert_eq!(
-            triangle_branchy(p),
-            ref_triangle(p),
-            "triangle_branchy {p:#x}"
-        );
+        assert_eq!(triangle_branchy(p), ref_triangle(p), "triangle_branchy {p:#x}");
         assert_eq!(square(p), ref_square(p), "square {p:#x}");
         assert_eq!(saw(p), p);
         assert_eq!(fold(p, 1), triangle(p));
@@ -177,39 +169,17 @@ mod tests {
     fn check_binary(a: u32, b: u32) {
         assert_eq!(select(u32::MAX, a, b), a);
         assert_eq!(select(0, a, b), b);
-        assert_eq!(
-            mask_if_lt(a, b),
-            if a < b { u32::MAX } else { 0 },
-            "{a} < {b}"
-        );
+        assert_eq!(mask_if_lt(a, b), if a < b { u32::MAX } else { 0 }, "{a} < {b}");
         assert_eq!(mask_if_eq(a, b), if a == b { u32::MAX } else { 0 });
         assert_eq!(mask_if_eq(a, a), u32::MAX);
         assert_eq!(phase_diff(a, b), ref_diff(a, b));
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        for x in [
-            0,
-            lo.wrapping_sub(1),
-            lo,
-            hi,
-            hi.wrapping_add(1),
-            u32::MAX,
-            a ^ b,
-        ] {
+        for x in [0, lo.wrapping_sub(1), lo, hi, hi.wrapping_add(1), u32::MAX, a ^ b] {
             assert_eq!(clamp(x, lo, hi), x.clamp(lo, hi));
         }
     }
 
-    const EDGES: [u32; 9] = [
-        0,
-        1,
-        HALF - 1,
-        HALF,
-        HALF + 1,
-        1 << 30,
-        3 << 30,
-        u32::MAX - 1,
-        u32::MAX,
-    ];
+    const EDGES: [u32; 9] = [0, 1, HALF - 1, HALF, HALF + 1, 1 << 30, 3 << 30, u32::MAX - 1, u32::MAX];
 
     #[test]
     fn strided_exhaustive_unary() {
@@ -236,10 +206,7 @@ mod tests {
         }
         // Well inside the 1e-3 of full scale the API promises, and the documented constant.
         assert!(max_err < f64::from(SINE_ONE) * 1e-3);
-        assert!(
-            max_err <= SINE_MAX_ERROR_LSB as f64,
-            "max error {max_err} LSB"
-        );
+        assert!(max_err <= SINE_MAX_ERROR_LSB as f64, "max error {max_err} LSB");
         // Exact at the quarter points.
         assert_eq!(sine(0), 0);
         assert_eq!(sine(1 << 30), SINE_ONE);

@@ -41,11 +41,7 @@ pub struct Welford {
 impl Welford {
     /// No samples yet.
     pub const fn new() -> Self {
-        Self {
-            n: 0,
-            mean: 0.0,
-            m2: 0.0,
-        }
+        Self { n: 0, mean: 0.0, m2: 0.0 }
     }
 
     /// Adds one sample.
@@ -68,11 +64,7 @@ impl Welford {
 
     /// Sample variance `m2 / (n − 1)`; 0 for fewer than two samples.
     pub fn variance(&self) -> f64 {
-        if self.n < 2 {
-            0.0
-        } else {
-            self.m2 / (self.n - 1) as f64
-        }
+        if self.n < 2 { 0.0 } else { self.m2 / (self.n - 1) as f64 }
     }
 }
 
@@ -86,10 +78,7 @@ pub struct TTest {
 impl TTest {
     /// No measurements yet.
     pub const fn new() -> Self {
-        Self {
-            fixed: Welford::new(),
-            random: Welford::new(),
-        }
+        Self { fixed: Welford::new(), random: Welford::new() }
     }
 
     /// Adds one measurement of `cycles` for `class`.
@@ -190,11 +179,7 @@ pub struct XorShift64(pub u64);
 impl XorShift64 {
     /// A generator from `seed`; a zero seed (a fixed point of xorshift) is replaced by a constant.
     pub const fn new(seed: u64) -> Self {
-        Self(if seed == 0 {
-            0x2545_F491_4F6C_DD1D
-        } else {
-            seed
-        })
+        Self(if seed == 0 { 0x2545_F491_4F6C_DD1D } else { seed })
     }
 
     /// The next 64 random bits (never 0 as long as the state is non-zero).
@@ -214,11 +199,7 @@ impl XorShift64 {
 
     /// A class chosen uniformly at random.
     pub fn next_class(&mut self) -> Class {
-        if self.next_u64() >> 63 == 0 {
-            Class::Fixed
-        } else {
-            Class::Random
-        }
+        if self.next_u64() >> 63 == 0 { Class::Fixed } else { Class::Random }
     }
 }
 
@@ -245,23 +226,9 @@ mod tests {
 
     #[test]
     fn sqrt_is_accurate() {
-        for &x in &[
-            1e-300,
-            1e-10,
-            0.25,
-            1.0,
-            2.0,
-            3.0,
-            1e10,
-            12345.678,
-            1e300,
-            f64::MAX,
-        ] {
+        for &x in &[1e-300, 1e-10, 0.25, 1.0, 2.0, 3.0, 1e10, 12345.678, 1e300, f64::MAX] {
             let s = sqrt(x);
-            assert!(
-                (s - x.sqrt()).abs() <= x.sqrt() * 4.0 * f64::EPSILON,
-                "{x}: {s}"
-            );
+            assert!((s - x.sqrt()).abs() <= x.sqrt() * 4.0 * f64::EPSILON, "{x}: {s}");
         }
         assert_eq!(sqrt(0.0), 0.0);
         assert!(sqrt(-1.0).is_nan());

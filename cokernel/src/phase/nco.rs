@@ -128,11 +128,7 @@ mod tests {
         // 50 Hz from a 1 kHz tick for one hour: 180 000 cycles expected.
         let rate = 1_000u64;
         let ticks = 3_600 * rate;
-        for &(freq_mhz, expected_cycles) in &[
-            (50_000u64, 180_000u64),
-            (1_000, 3_600),
-            (333_333, 1_199_998),
-        ] {
+        for &(freq_mhz, expected_cycles) in &[(50_000u64, 180_000u64), (1_000, 3_600), (333_333, 1_199_998)] {
             let n = Nco::from_frequency(freq_mhz, rate);
             // Count cycles over the hour in chunks, exactly.
             let mut nco = n;
@@ -146,10 +142,7 @@ mod tests {
             }
             // Quantisation of the step is at most half an LSB: |error| ≤ ticks / 2^33 cycles.
             let max_err = ticks.div_ceil(1 << 33) + 1;
-            assert!(
-                cycles.abs_diff(expected_cycles) <= max_err,
-                "{freq_mhz} mHz: {cycles} cycles"
-            );
+            assert!(cycles.abs_diff(expected_cycles) <= max_err, "{freq_mhz} mHz: {cycles} cycles");
             // And the mean frequency agrees to within rate / 2^33 Hz.
             let actual_mhz = u128::from(n.step()) * u128::from(rate) * 1000;
             let ideal = u128::from(freq_mhz) << 32;

@@ -62,22 +62,10 @@ pub fn simulate<const N: usize>(tasks: &[SimTask], horizon: u64) -> Vec<SimResul
     let mut state: Vec<State, N> = Vec::new();
     let mut results: Vec<SimResult, N> = Vec::new();
     for t in tasks {
-        let total = if t.period == 0 || t.phase >= horizon {
-            0
-        } else {
-            (horizon - t.phase).div_ceil(t.period)
-        };
+        let total = if t.period == 0 || t.phase >= horizon { 0 } else { (horizon - t.phase).div_ceil(t.period) };
         // Cannot fail: at most N tasks.
-        let _ = state.push(State {
-            released: 0,
-            done: 0,
-            total,
-            remaining: t.exec,
-        });
-        let _ = results.push(SimResult {
-            jobs: total,
-            ..SimResult::default()
-        });
+        let _ = state.push(State { released: 0, done: 0, total, remaining: t.exec });
+        let _ = results.push(SimResult { jobs: total, ..SimResult::default() });
     }
     let release_of = |t: &SimTask, j: u64| t.phase + j * t.period; // < horizon for j < total
 
@@ -135,26 +123,14 @@ mod tests {
     use proptest::prelude::*;
 
     fn task(period: u64, phase: u64, exec: u64, prio: u8) -> SimTask {
-        SimTask {
-            period,
-            phase,
-            exec,
-            prio,
-        }
+        SimTask { period, phase, exec, prio }
     }
 
     #[test]
     fn single_task() {
         let r: Vec<SimResult, 1> = simulate(&[task(10, 3, 4, 0)], 100);
         // Releases at 3, 13, …, 93: 10 jobs, each answered in exactly 4.
-        assert_eq!(
-            r[0],
-            SimResult {
-                worst_response: 4,
-                jobs: 10,
-                misses: 0
-            }
-        );
+        assert_eq!(r[0], SimResult { worst_response: 4, jobs: 10, misses: 0 });
     }
 
     #[test]
@@ -162,22 +138,8 @@ mod tests {
         // High: period 5, exec 2. Low: period 10, exec 4, both released at 0.
         // 0-2 H, 2-5 L (3 done), 5-7 H, 7-8 L completes at 8 → response 8.
         let r: Vec<SimResult, 2> = simulate(&[task(5, 0, 2, 2), task(10, 0, 4, 1)], 10);
-        assert_eq!(
-            r[0],
-            SimResult {
-                worst_response: 2,
-                jobs: 2,
-                misses: 0
-            }
-        );
-        assert_eq!(
-            r[1],
-            SimResult {
-                worst_response: 8,
-                jobs: 1,
-                misses: 0
-            }
-        );
+        assert_eq!(r[0], SimResult { worst_response: 2, jobs: 2, misses: 0 });
+        assert_eq!(r[1], SimResult { worst_response: 8, jobs: 1, misses: 0 });
         // The same with the low task given the higher priority: H waits 4 at first.
         let r: Vec<SimResult, 2> = simulate(&[task(5, 0, 2, 1), task(10, 0, 4, 2)], 10);
         assert_eq!(r[0].worst_response, 6);
@@ -192,14 +154,7 @@ mod tests {
         assert_eq!(r[1].worst_response, 6);
         // Overload: utilisation 1.2; the low task's backlog grows and it misses; all jobs finish.
         let r: Vec<SimResult, 2> = simulate(&[task(10, 0, 6, 2), task(10, 0, 6, 1)], 50);
-        assert_eq!(
-            r[0],
-            SimResult {
-                worst_response: 6,
-                jobs: 5,
-                misses: 0
-            }
-        );
+        assert_eq!(r[0], SimResult { worst_response: 6, jobs: 5, misses: 0 });
         assert_eq!(r[1].jobs, 5);
         // High runs 0-6, 10-16, …, 40-46; low gets the gaps: its jobs complete at 18, 30, 48,
         // 54, 60 (responses 18, 20, 28, 24, 20), all late.
@@ -209,33 +164,12 @@ mod tests {
 
     #[test]
     fn degenerate_inputs() {
-        let r: Vec<SimResult, 4> = simulate(
-            &[
-                task(0, 0, 5, 1),
-                task(10, 100, 5, 1),
-                task(10, 0, 0, 1),
-                task(1, 0, 1, 0),
-            ],
-            100,
-        );
+        let r: Vec<SimResult, 4> =
+            simulate(&[task(0, 0, 5, 1), task(10, 100, 5, 1), task(10, 0, 0, 1), task(1, 0, 1, 0)], 100);
         assert_eq!(r[0].jobs, 0);
         assert_eq!(r[1].jobs, 0);
-        assert_eq!(
-            r[2],
-            SimResult {
-                worst_response: 0,
-                jobs: 10,
-                misses: 0
-            }
-        );
-        assert_eq!(
-            r[3],
-            SimResult {
-                worst_response: 1,
-                jobs: 100,
-                misses: 0
-            }
-        );
+        assert_eq!(r[2], SimResult { worst_response: 0, jobs: 10, misses: 0 });
+        assert_eq!(r[3], SimResult { worst_response: 1, jobs: 100, misses: 0 });
         // More tasks than N: only the first N are simulated.
         let r: Vec<SimResult, 1> = simulate(&[task(10, 0, 1, 0), task(10, 0, 9, 9)], 10);
         assert_eq!(r.len(), 1);
@@ -278,22 +212,14 @@ mod tests {
         const PERIOD: u64 = 1000;
         let mk = |golden: bool| -> [SimTask; 16] {
             core::array::from_fn(|i| {
-                let phase = if golden {
-                    weyl::offset(i as u64, PERIOD)
-                } else {
-                    0
-                };
+                let phase = if golden { weyl::offset(i as u64, PERIOD) } else { 0 };
                 task(PERIOD, phase, 60, 16 - i as u8)
             })
         };
         let rn: Vec<SimResult, 16> = simulate(&mk(false), 10 * PERIOD);
         let rg: Vec<SimResult, 16> = simulate(&mk(true), 10 * PERIOD);
         let worst = |r: &Vec<SimResult, 16>| r.iter().map(|x| x.worst_response).max().unwrap();
-        println!(
-            "16 × (period 1000, exec 60): worst response naive {} golden {}",
-            worst(&rn),
-            worst(&rg)
-        );
+        println!("16 × (period 1000, exec 60): worst response naive {} golden {}", worst(&rn), worst(&rg));
         assert_eq!(worst(&rn), 960);
         assert!(worst(&rg) < worst(&rn));
     }

@@ -103,10 +103,7 @@ mod tests {
                 let pts: Vec<u64, 256> = offsets(n, period);
                 assert!(pts.iter().all(|&x| x < period));
                 let g = gaps(&pts, period);
-                assert!(
-                    distinct_up_to_rounding(&g) <= 3,
-                    "period {period} n {n}: {g:?}"
-                );
+                assert!(distinct_up_to_rounding(&g) <= 3, "period {period} n {n}: {g:?}");
                 let min = *g.iter().min().unwrap();
                 let max = *g.iter().max().unwrap();
                 let n128 = n as u128;
@@ -120,14 +117,8 @@ mod tests {
                     assert!(min as u128 * n128 * 1000 >= period as u128 * 449, "n {n}");
                 }
                 // Measured: max gap ≤ 1.94·period/n + 1, and ≤ φ²·min gap + 2.
-                assert!(
-                    (max as u128).saturating_sub(1) * n128 * 100 <= period as u128 * 194,
-                    "n {n}"
-                );
-                assert!(
-                    max as u128 * 1_000_000 <= (min as u128 + 2) * 2_618_034,
-                    "n {n}"
-                );
+                assert!((max as u128).saturating_sub(1) * n128 * 100 <= period as u128 * 194, "n {n}");
+                assert!(max as u128 * 1_000_000 <= (min as u128 + 2) * 2_618_034, "n {n}");
             }
         }
     }

@@ -111,7 +111,15 @@ pub struct Periodic {
 
 impl Periodic {
     pub const fn new(name: &'static str) -> Self {
-        Periodic { name, prio: 100, period_ns: 1_000_000, phase_ns: 0, deadline_ns: None, budget_ns: 0, epoch_tsc: None }
+        Periodic {
+            name,
+            prio: 100,
+            period_ns: 1_000_000,
+            phase_ns: 0,
+            deadline_ns: None,
+            budget_ns: 0,
+            epoch_tsc: None,
+        }
     }
     /// Count the phase from this TSC value instead of from the moment of `spawn`: tasks that
     /// share an epoch are released in a fixed relation to each other.

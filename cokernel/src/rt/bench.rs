@@ -103,7 +103,10 @@ fn replay_task(_: usize) -> ! {
 fn guest_forward_and_replay() {
     use crate::arch::{apic, guest};
     let target = bench_guest_handler as *const () as u64;
-    let lo = (target & 0xffff) | (u64::from(crate::arch::gdt::KERNEL_CS) << 16) | (0x8e << 40) | ((target >> 16) & 0xffff) << 48;
+    let lo = (target & 0xffff)
+        | (u64::from(crate::arch::gdt::KERNEL_CS) << 16)
+        | (0x8e << 40)
+        | ((target >> 16) & 0xffff) << 48;
     let idt = &raw mut BENCH_IDT;
     // SAFETY: the bench's own table, written before it is registered.
     unsafe {
@@ -130,7 +133,12 @@ fn guest_forward_and_replay() {
         }
         native += NATIVE_TSC.load(core::sync::atomic::Ordering::Relaxed) - t0;
     }
-    emit("forward_interrupt", N, fwd * 1000 / N, "self-IPI sent to the first instruction of the guest's gate (EOI, decision, exact-frame jump)");
+    emit(
+        "forward_interrupt",
+        N,
+        fwd * 1000 / N,
+        "self-IPI sent to the first instruction of the guest's gate (EOI, decision, exact-frame jump)",
+    );
     emit("native_interrupt", N, native * 1000 / N, "self-IPI sent to a co-kernel handler, for comparison");
     // Replay: the event arrives while a task runs; the task blocks; the guest gets it.
     Event::new("replay", 202).priority(70).spawn(replay_task).expect("replay task");
@@ -143,7 +151,12 @@ fn guest_forward_and_replay() {
         replay += guest_rec!(bench_guest_tsc) - REPLAY_T0.with(|t| *t);
     }
     guest::set_active(false);
-    emit("replay_interrupt", N, replay * 1000 / N, "a task blocks with a guest event logged: its last instruction to the guest's gate (kernel call, switch, replay)");
+    emit(
+        "replay_interrupt",
+        N,
+        replay * 1000 / N,
+        "a task blocks with a guest event logged: its last instruction to the guest's gate (kernel call, switch, replay)",
+    );
 }
 
 fn kcall() -> u64 {
@@ -244,7 +257,12 @@ fn sched_cycle(n: usize) {
     }
     let mut name: heapless::String<32> = heapless::String::new();
     let _ = core::fmt::write(&mut name, format_args!("sched_cycle/{n}"));
-    emit(&name, RELEASES, total * 1000 / RELEASES, "per release: expire + select + complete + select, scheduler core only");
+    emit(
+        &name,
+        RELEASES,
+        total * 1000 / RELEASES,
+        "per release: expire + select + complete + select, scheduler core only",
+    );
 }
 
 fn dummy(_: usize) -> ! {
@@ -258,7 +276,12 @@ fn latency_with_tasks() {
     let mut spawned = 1usize; // the latency task itself
     for n in [1usize, 16, 64, 256] {
         while spawned < n {
-            Periodic::new("dummy").priority(10).period_ns(10_000_000_000).phase_ns(10_000_000_000 + spawned as u64).spawn(dummy).expect("dummy");
+            Periodic::new("dummy")
+                .priority(10)
+                .period_ns(10_000_000_000)
+                .phase_ns(10_000_000_000 + spawned as u64)
+                .spawn(dummy)
+                .expect("dummy");
             spawned += 1;
         }
         api::idle_until(20_000_000, || false); // let set-up finish

@@ -134,12 +134,8 @@ pub struct Gains {
 }
 
 /// Gains that control [`Plant::MOTOR`] well at 1 kHz: kp 20, ki 60, kd 1.5, setpoint weight 0.7.
-pub const DEMO_GAINS: Gains = Gains {
-    kp: 20 * ONE,
-    ki: 60 * ONE,
-    kd: from_milli(1500),
-    setpoint_weight: from_milli(700),
-};
+pub const DEMO_GAINS: Gains =
+    Gains { kp: 20 * ONE, ki: 60 * ONE, kd: from_milli(1500), setpoint_weight: from_milli(700) };
 
 /// A PID controller in Q16.16; see the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,11 +157,7 @@ pub struct Pid {
 impl Pid {
     /// A controller with `gains` and output limits (swapped if given the wrong way round).
     pub const fn new(gains: Gains, out_min: Fx, out_max: Fx) -> Self {
-        let (lo, hi) = if out_min <= out_max {
-            (out_min, out_max)
-        } else {
-            (out_max, out_min)
-        };
+        let (lo, hi) = if out_min <= out_max { (out_min, out_max) } else { (out_max, out_min) };
         Self {
             kp: gains.kp,
             ki: gains.ki,
@@ -181,12 +173,7 @@ impl Pid {
 
     /// Current gains.
     pub const fn gains(&self) -> Gains {
-        Gains {
-            kp: self.kp,
-            ki: self.ki,
-            kd: self.kd,
-            setpoint_weight: self.setpoint_weight,
-        }
+        Gains { kp: self.kp, ki: self.ki, kd: self.kd, setpoint_weight: self.setpoint_weight }
     }
 
     /// Changes the gains without a bump (the integral is stored as a term, not an error sum).
@@ -214,10 +201,7 @@ impl Pid {
     pub fn step(&mut self, setpoint: Fx, measured: Fx, dt: Fx) -> Fx {
         let dt = if dt > 0 { dt } else { 0 };
         let error = setpoint.saturating_sub(measured);
-        let p = fx_mul(
-            self.kp,
-            fx_mul(self.setpoint_weight, setpoint).saturating_sub(measured),
-        );
+        let p = fx_mul(self.kp, fx_mul(self.setpoint_weight, setpoint).saturating_sub(measured));
         let d = if self.primed && dt > 0 {
             let rate = fx_div(measured.saturating_sub(self.prev_measured), dt);
             fx_mul(self.kd, rate).saturating_neg()
@@ -228,9 +212,7 @@ impl Pid {
         self.primed = true;
 
         // ki·error·dt in Q·.32: (Q16 × Q16 = Q32) × Q16 = Q48, back to Q32.
-        let di = clamp_acc(
-            ((self.ki as i128) * (error as i128)).saturating_mul(dt as i128) >> FRAC_BITS,
-        );
+        let di = clamp_acc(((self.ki as i128) * (error as i128)).saturating_mul(dt as i128) >> FRAC_BITS);
         let candidate = clamp_acc(self.integral.saturating_add(di));
         let unsat = p.saturating_add(from_acc(candidate)).saturating_add(d);
         // Conditional integration: don't wind further into a saturated output.
@@ -238,9 +220,7 @@ impl Pid {
         if !winding_up {
             self.integral = candidate;
         }
-        p.saturating_add(from_acc(self.integral))
-            .saturating_add(d)
-            .clamp(self.out_min, self.out_max)
+        p.saturating_add(from_acc(self.integral)).saturating_add(d).clamp(self.out_min, self.out_max)
     }
 }
 
@@ -265,13 +245,7 @@ impl Plant {
 
     /// A plant at rest at position 0 with no load.
     pub const fn new(gain: Fx, damping: Fx) -> Self {
-        Self {
-            position: 0,
-            velocity: 0,
-            gain,
-            damping,
-            load: 0,
-        }
+        Self { position: 0, velocity: 0, gain, damping, load: 0 }
     }
 
     /// Position θ (rad).
@@ -343,10 +317,7 @@ mod tests {
 
     /// Time (ms) after which the trace stays within `band` of `target`.
     fn settling_ms(trace: &[Fx], target: Fx, band: Fx) -> usize {
-        trace
-            .iter()
-            .rposition(|&x| (x - target).abs() > band)
-            .map_or(0, |i| i + 1)
+        trace.iter().rposition(|&x| (x - target).abs() > band).map_or(0, |i| i + 1)
     }
 
     #[test]
@@ -378,18 +349,11 @@ mod tests {
         let (trace, _) = run(ONE, 2000, &mut plant, &mut pid);
         let dip = *trace.iter().min().unwrap();
         let recover = settling_ms(&trace, ONE, ONE / 100);
-        println!(
-            "load step: dip to {} mrad, back within 1 % after {recover} ms",
-            to_milli(dip)
-        );
+        println!("load step: dip to {} mrad, back within 1 % after {recover} ms", to_milli(dip));
         assert!(recover < 800, "recovery {recover} ms");
         assert!((trace[trace.len() - 1] - ONE).abs() < ONE / 500);
         // Steady state: u = 1.5 = kp·(b − 1)·setpoint + integral, so the integral is 7.5.
-        assert!(
-            (pid.integral() - 15 * ONE / 2).abs() < ONE / 20,
-            "integral {}",
-            to_milli(pid.integral())
-        );
+        assert!((pid.integral() - 15 * ONE / 2).abs() < ONE / 20, "integral {}", to_milli(pid.integral()));
     }
 
     #[test]
@@ -401,10 +365,7 @@ mod tests {
         let (trace, max_out) = run(from_int(10), 5000, &mut plant, &mut pid);
         let peak = *trace.iter().max().unwrap();
         let settle = settling_ms(&trace, from_int(10), ONE / 10);
-        println!(
-            "saturated 10 rad step (|u| <= 2): peak {} mrad, within 0.1 rad after {settle} ms",
-            to_milli(peak)
-        );
+        println!("saturated 10 rad step (|u| <= 2): peak {} mrad, within 0.1 rad after {settle} ms", to_milli(peak));
         assert!(max_out <= 2 * ONE);
         assert!(peak < from_int(10) + ONE / 10, "peak {}", to_milli(peak));
         assert!(settle < 2500, "settling {settle} ms");
@@ -412,12 +373,7 @@ mod tests {
 
     #[test]
     fn reset_and_limits() {
-        let gains = Gains {
-            kp: 5 * ONE,
-            ki: ONE,
-            kd: 0,
-            setpoint_weight: ONE,
-        };
+        let gains = Gains { kp: 5 * ONE, ki: ONE, kd: 0, setpoint_weight: ONE };
         let mut pid = Pid::new(gains, LIMIT, -LIMIT); // swapped
         let u = pid.step(from_int(1000), 0, DT);
         assert_eq!(u, LIMIT);
@@ -427,12 +383,7 @@ mod tests {
         // No integral with dt = 0.
         assert_eq!(pid.step(ONE, 0, 0), 5 * ONE);
         assert_eq!(pid.integral(), 0);
-        pid.set_gains(Gains {
-            kp: 0,
-            ki: 0,
-            kd: ONE,
-            setpoint_weight: ONE,
-        });
+        pid.set_gains(Gains { kp: 0, ki: 0, kd: ONE, setpoint_weight: ONE });
         assert_eq!(pid.gains().kd, ONE);
         // Measurement rising at 1 unit/s with kd 1: output −1 (derivative on measurement).
         let u = pid.step(ONE, fx_mul(ONE, DT), DT);

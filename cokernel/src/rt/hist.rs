@@ -32,11 +32,7 @@ pub const BUCKET0_NS: u64 = 500;
 pub const fn bucket_of(ns: u64) -> usize {
     let q = ns / BUCKET0_NS;
     let bits = (u64::BITS - q.leading_zeros()) as usize;
-    if bits < BUCKETS - 1 {
-        bits
-    } else {
-        BUCKETS - 1
-    }
+    if bits < BUCKETS - 1 { bits } else { BUCKETS - 1 }
 }
 
 /// The smallest latency in bucket `i`: 0 for bucket 0, `500·2^(i−1)` ns otherwise. Indices past
@@ -51,11 +47,7 @@ pub const fn bucket_lower_bound_ns(i: usize) -> u64 {
 /// bucket (and indices past it).
 #[inline]
 pub const fn bucket_upper_bound_ns(i: usize) -> Option<u64> {
-    if i + 1 < BUCKETS {
-        Some(BUCKET0_NS << i)
-    } else {
-        None
-    }
+    if i + 1 < BUCKETS { Some(BUCKET0_NS << i) } else { None }
 }
 
 /// Latency statistics; see the module documentation.
@@ -84,14 +76,7 @@ impl Default for LatencyStats {
 impl LatencyStats {
     /// Empty statistics.
     pub const fn new() -> Self {
-        Self {
-            samples: 0,
-            min_ns: 0,
-            max_ns: 0,
-            sum_ns: 0,
-            hist: [0; BUCKETS],
-            misses: 0,
-        }
+        Self { samples: 0, min_ns: 0, max_ns: 0, sum_ns: 0, hist: [0; BUCKETS], misses: 0 }
     }
 
     /// Records one latency. O(1).
@@ -197,10 +182,7 @@ mod tests {
         }
         s.record_miss();
         assert_eq!(s.samples, 3);
-        assert_eq!(
-            (s.min_ns, s.max_ns, s.avg_ns(), s.sum_ns()),
-            (300, 5000, 2000, 6000)
-        );
+        assert_eq!((s.min_ns, s.max_ns, s.avg_ns(), s.sum_ns()), (300, 5000, 2000, 6000));
         assert_eq!(s.hist[0], 1);
         assert_eq!(s.hist[1], 1);
         assert_eq!(s.hist[4], 1);

@@ -6,11 +6,11 @@
 pub mod api;
 #[cfg(target_os = "none")]
 pub mod bench;
+pub mod control;
+pub mod hist;
 pub mod prio;
 pub mod sched;
 #[cfg(target_os = "none")]
 pub mod tasks;
 pub mod timerq;
-pub mod control;
-pub mod hist;
 pub mod windows;

@@ -35,7 +35,6 @@ impl<const N: usize> OneShots<N> {
         OneShots { heap: [NIL; N], len: 0, when: [0; N], seq: [0; N], pos: [NOT_QUEUED; N] }
     }
 
-
     /// Arms (or re-arms) `t`'s timer for `when`; `seq` orders equal expiries.
     pub fn arm(&mut self, t: TaskId, when: u64, seq: u64) {
         let ti = usize::from(t);

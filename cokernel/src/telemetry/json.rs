@@ -183,9 +183,7 @@ impl<W: Write> Write for Escaper<'_, '_, W> {
             match c {
                 '"' => self.rec.put("\\\""),
                 '\\' => self.rec.put("\\\\"),
-                c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                    self.rec.put_fmt(format_args!("\\u{:04x}", c as u32))
-                }
+                c if (c as u32) < 0x20 || c == '\u{7f}' => self.rec.put_fmt(format_args!("\\u{:04x}", c as u32)),
                 c => self.rec.put(c.encode_utf8(&mut buf)),
             }
         }

@@ -105,10 +105,9 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
             "bad-acpi",
             format_args!("the ACPI RSDP or RSDT/XSDT is malformed (bad signature or checksum); check the firmware."),
         ),
-        Err(acpi::Error::NoMadt) => fatal(
-            "no-madt",
-            format_args!("ACPI has no MADT (APIC table): the interrupt controllers cannot be found."),
-        ),
+        Err(acpi::Error::NoMadt) => {
+            fatal("no-madt", format_args!("ACPI has no MADT (APIC table): the interrupt controllers cannot be found."))
+        }
     };
 
     pic::remap_and_mask();
@@ -219,7 +218,9 @@ fn parse_boot_info(protocol: u32, magic: u32, info: u64) -> BootInfo {
 /// rest of RAM.
 const DEFAULT_POOL_MIB: u64 = 64;
 
-fn init_memory(boot: &BootInfo) -> (mm::Stats, Option<Result<linux::Plan, linux::PlanError>>, heapless::Vec<core::ops::Range<u64>, 8>) {
+fn init_memory(
+    boot: &BootInfo,
+) -> (mm::Stats, Option<Result<linux::Plan, linux::PlanError>>, heapless::Vec<core::ops::Range<u64>, 8>) {
     let image = mm::image_phys();
     if let Err(e) = boot.memory.check_kernel(image.clone()) {
         fatal("memory-map-overlaps-kernel", format_args!("{e}"));
@@ -266,7 +267,9 @@ fn init_memory(boot: &BootInfo) -> (mm::Stats, Option<Result<linux::Plan, linux:
         let Some(start) = frames.alloc_contiguous(bytes / crate::mm::frame::FRAME_SIZE, 2 << 20) else {
             fatal(
                 "not-enough-memory",
-                format_args!("no {mib} MiB of contiguous RAM for the co-kernel's pool beside Linux; give the machine more memory or lower hauki.pool_mib"),
+                format_args!(
+                    "no {mib} MiB of contiguous RAM for the co-kernel's pool beside Linux; give the machine more memory or lower hauki.pool_mib"
+                ),
             );
         };
         let mut pool_map = crate::mm::memmap::MemoryMap::new();
@@ -313,7 +316,12 @@ enum LinuxMode {
 }
 
 /// Returns the entry and boot_params of a Linux to run as the guest, if asked for.
-fn start_linux(boot: &BootInfo, cpu: &cpu::Features, plan: Option<Result<linux::Plan, linux::PlanError>>, withheld: &[core::ops::Range<u64>]) -> Option<(u64, u64)> {
+fn start_linux(
+    boot: &BootInfo,
+    cpu: &cpu::Features,
+    plan: Option<Result<linux::Plan, linux::PlanError>>,
+    withheld: &[core::ops::Range<u64>],
+) -> Option<(u64, u64)> {
     let line = boot.cmdline.as_str();
     let plan = match plan {
         None => {
@@ -351,14 +359,22 @@ fn start_linux(boot: &BootInfo, cpu: &cpu::Features, plan: Option<Result<linux::
     // Linux) and Linux gets a copy of the initramfs in its own RAM at every start.
     let guest = mode == LinuxMode::Guest;
     let mut withhold: heapless::Vec<core::ops::Range<u64>, 12> = heapless::Vec::new();
-    for r in withheld.iter().cloned().chain(guest.then(|| page_out(&plan.image))).chain(plan.initrd.as_ref().filter(|_| guest).map(page_out)) {
+    for r in withheld
+        .iter()
+        .cloned()
+        .chain(guest.then(|| page_out(&plan.image)))
+        .chain(plan.initrd.as_ref().filter(|_| guest).map(page_out))
+    {
         let _ = withhold.push(r);
     }
     let initrd_at = if guest && plan.initrd.is_some() {
         match linux::initrd_slot(&plan, boot, &withhold) {
             Some(a) => Some(a),
             None => {
-                refuse("no-room-for-initramfs", format_args!("no free RAM below 2 GiB above the kernel takes Linux's copy of the initramfs"));
+                refuse(
+                    "no-room-for-initramfs",
+                    format_args!("no free RAM below 2 GiB above the kernel takes Linux's copy of the initramfs"),
+                );
                 return None;
             }
         }
@@ -387,28 +403,37 @@ fn start_linux(boot: &BootInfo, cpu: &cpu::Features, plan: Option<Result<linux::
     }
     let handover = mode == LinuxMode::Handover;
     console::record("linux", |r| {
-        r.str("state", match mode {
-            LinuxMode::Handover => "handover",
-            LinuxMode::Guest => "guest",
-            LinuxMode::Load => "loaded",
-        })
-            .hex("entry", plan.vmlinux.entry_phys)
-            .hex("load_start", plan.vmlinux.phys_start)
-            .hex("load_end", plan.vmlinux.phys_end)
-            .u64("initrd_bytes", plan.initrd.as_ref().map_or(0, |r| r.end - r.start))
-            .str("cmdline", &plan.cmdline)
-            .u64("e820_entries", prep.e820_entries as u64)
-            .u64("modules_moved", plan.moves.len() as u64)
-            .hex("boot_params", prep.boot_params)
-            .hex("handoff", prep.handoff);
+        r.str(
+            "state",
+            match mode {
+                LinuxMode::Handover => "handover",
+                LinuxMode::Guest => "guest",
+                LinuxMode::Load => "loaded",
+            },
+        )
+        .hex("entry", plan.vmlinux.entry_phys)
+        .hex("load_start", plan.vmlinux.phys_start)
+        .hex("load_end", plan.vmlinux.phys_end)
+        .u64("initrd_bytes", plan.initrd.as_ref().map_or(0, |r| r.end - r.start))
+        .str("cmdline", &plan.cmdline)
+        .u64("e820_entries", prep.e820_entries as u64)
+        .u64("modules_moved", plan.moves.len() as u64)
+        .hex("boot_params", prep.boot_params)
+        .hex("handoff", prep.handoff);
     });
     if handover {
-        log::info!("handing the machine to Linux at {:#x} (hauki.linux=handover): the real-time side stops here", plan.vmlinux.entry_phys);
+        log::info!(
+            "handing the machine to Linux at {:#x} (hauki.linux=handover): the real-time side stops here",
+            plan.vmlinux.entry_phys
+        );
         console::release_console();
         linux::handover(plan.vmlinux.entry_phys, prep.boot_params);
     }
     if mode == LinuxMode::Guest {
-        log::info!("starting Linux as the idle task at {:#x}; COM1 is Linux's console from here", plan.vmlinux.entry_phys);
+        log::info!(
+            "starting Linux as the idle task at {:#x}; COM1 is Linux's console from here",
+            plan.vmlinux.entry_phys
+        );
         return Some((plan.vmlinux.entry_phys, prep.boot_params));
     }
     log::info!(
@@ -442,15 +467,21 @@ fn emit_boot_record(b: &BootReport) {
             .str("tsc_source", b.tsc_source.name())
             .u64("lapic_timer_hz", b.lapic_timer_hz)
             .u64("boot_ns", b.boot_ns)
-            .str("boot_protocol", match b.protocol {
-                Protocol::Multiboot2 => "multiboot2",
-                Protocol::Pvh => "pvh",
-            })
-            .str("firmware", match b.firmware {
-                Firmware::Bios => "bios",
-                Firmware::Uefi => "uefi",
-                Firmware::Unknown => "unknown",
-            })
+            .str(
+                "boot_protocol",
+                match b.protocol {
+                    Protocol::Multiboot2 => "multiboot2",
+                    Protocol::Pvh => "pvh",
+                },
+            )
+            .str(
+                "firmware",
+                match b.firmware {
+                    Firmware::Bios => "bios",
+                    Firmware::Uefi => "uefi",
+                    Firmware::Unknown => "unknown",
+                },
+            )
             .str("cpu_vendor", &b.cpu.vendor)
             .str("cpu_model", &b.cpu.brand)
             .fmt("cpu_signature", format_args!("{}/{}/{}", b.cpu.family, b.cpu.model, b.cpu.stepping))

@@ -61,7 +61,6 @@ unsafe extern "C" {
     static hauki_probe_write_done: u8;
 }
 
-
 /// Whether a byte at `addr` can be read: `Ok(())` or `Err(vector)`.
 pub fn probe_read(addr: u64) -> Result<(), u8> {
     // SAFETY: the probe reads one byte; a fault there is caught by `fixup` and returned.
@@ -188,22 +187,10 @@ fn report(f: &TrapFrame, fatal: bool) {
         if hint.is_some() { " — " } else { "" },
         hint.unwrap_or("")
     ));
-    line(format_args!(
-        "  rax {:#018x} rbx {:#018x} rcx {:#018x} rdx {:#018x}",
-        f.rax, f.rbx, f.rcx, f.rdx
-    ));
-    line(format_args!(
-        "  rsi {:#018x} rdi {:#018x} rbp {:#018x} rsp {:#018x}",
-        f.rsi, f.rdi, f.rbp, f.rsp
-    ));
-    line(format_args!(
-        "  r8  {:#018x} r9  {:#018x} r10 {:#018x} r11 {:#018x}",
-        f.r8, f.r9, f.r10, f.r11
-    ));
-    line(format_args!(
-        "  r12 {:#018x} r13 {:#018x} r14 {:#018x} r15 {:#018x}",
-        f.r12, f.r13, f.r14, f.r15
-    ));
+    line(format_args!("  rax {:#018x} rbx {:#018x} rcx {:#018x} rdx {:#018x}", f.rax, f.rbx, f.rcx, f.rdx));
+    line(format_args!("  rsi {:#018x} rdi {:#018x} rbp {:#018x} rsp {:#018x}", f.rsi, f.rdi, f.rbp, f.rsp));
+    line(format_args!("  r8  {:#018x} r9  {:#018x} r10 {:#018x} r11 {:#018x}", f.r8, f.r9, f.r10, f.r11));
+    line(format_args!("  r12 {:#018x} r13 {:#018x} r14 {:#018x} r15 {:#018x}", f.r12, f.r13, f.r14, f.r15));
     line(format_args!("  rflags {:#x} cs {:#x} ss {:#x} cr3 {cr3:#x}", f.rflags, f.cs, f.ss));
     if fatal {
         super::vga::fatal_screen(format_args!(

@@ -34,10 +34,8 @@ struct CpuTables {
 // SAFETY: written only on the boot CPU before other CPUs run (one copy per CPU comes with SMP).
 unsafe impl Sync for CpuTables {}
 
-static TABLES: CpuTables = CpuTables {
-    gdt: UnsafeCell::new(GlobalDescriptorTable::empty()),
-    tss: UnsafeCell::new(TaskStateSegment::new()),
-};
+static TABLES: CpuTables =
+    CpuTables { gdt: UnsafeCell::new(GlobalDescriptorTable::empty()), tss: UnsafeCell::new(TaskStateSegment::new()) };
 
 /// Builds and loads the GDT and TSS, reloads every segment register.
 pub fn init() {

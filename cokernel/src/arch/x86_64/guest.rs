@@ -323,7 +323,11 @@ pub fn replay_on_resume(resumed: &mut TrapFrame) {
     // Linux user code on an LDT stack segment (16-bit code): an IRETQ restores only RSP[15:0]
     // there, and Linux's espfix is what restores the rest. Linux returns to such a context
     // itself: a no-op event (its timer vector; an early clock event is harmless) goes in first.
-    if !forwarded && resumed.cs & 3 == 3 && resumed.ss & 4 != 0 && gate_target(hauki_abi::guest::VECTOR_LINUX_TIMER).is_some() {
+    if !forwarded
+        && resumed.cs & 3 == 3
+        && resumed.ss & 4 != 0
+        && gate_target(hauki_abi::guest::VECTOR_LINUX_TIMER).is_some()
+    {
         enter_guest_handler(resumed);
         forward(hauki_abi::guest::VECTOR_LINUX_TIMER);
         LDT_RETURNS.fetch_add(1, Ordering::Relaxed);

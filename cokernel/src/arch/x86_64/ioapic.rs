@@ -85,5 +85,9 @@ pub fn all() -> heapless::Vec<IoApic, 8> {
 
 /// The IO-APIC and pin that take `gsi`.
 pub fn for_gsi(gsi: u32) -> Option<(IoApic, u32)> {
-    IOAPICS.lock().iter().find(|io| gsi >= io.gsi_base && gsi < io.gsi_base + io.pins).map(|io| (*io, gsi - io.gsi_base))
+    IOAPICS
+        .lock()
+        .iter()
+        .find(|io| gsi >= io.gsi_base && gsi < io.gsi_base + io.pins)
+        .map(|io| (*io, gsi - io.gsi_base))
 }

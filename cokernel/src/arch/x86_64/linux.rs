@@ -12,18 +12,18 @@
 //! tests this loader end to end.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use core::ops::Range;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hauki_abi::guest::{self as abi, Handoff};
 
+use super::watchdog::Failure;
 use super::{mm, tsc};
 use crate::bootinfo::BootInfo;
 use crate::guest::bootparams::{self, BOOT_PARAMS_SIZE, COMMAND_LINE_SIZE, E820_MAX, LinuxBoot};
 use crate::guest::calls::{self, Call, KernelImage, LineOp, Refusal, Stop};
 use crate::guest::elf::{self, ElfError, Vmlinux};
 use crate::guest::lines::Lines;
-use super::watchdog::Failure;
 use crate::guest::modules::{self, ModuleError};
 use crate::mm::memmap::MemMapError;
 
@@ -97,11 +97,12 @@ impl fmt::Display for PlanError {
                 "Linux loads at {:#x}..{:#x}, over the co-kernel at {:#x}..{:#x}",
                 linux.start, linux.end, cokernel.start, cokernel.end
             ),
-            PlanError::NoRoomToMove { size } => write!(
-                f,
-                "a boot module of {size} bytes lies where Linux must load, and no free RAM can take it"
-            ),
-            PlanError::CmdlineTooLong(n) => write!(f, "the Linux command line is {n} bytes; at most {} fit", COMMAND_LINE_SIZE - 1),
+            PlanError::NoRoomToMove { size } => {
+                write!(f, "a boot module of {size} bytes lies where Linux must load, and no free RAM can take it")
+            }
+            PlanError::CmdlineTooLong(n) => {
+                write!(f, "the Linux command line is {n} bytes; at most {} fit", COMMAND_LINE_SIZE - 1)
+            }
             PlanError::CmdlineNotText => write!(f, "the Linux command-line module is not UTF-8 text"),
         }
     }
@@ -150,7 +151,11 @@ pub fn plan(boot: &BootInfo, cokernel: Range<u64>) -> Result<Option<Plan>, PlanE
             let sel = modules::select(&list).map_err(PlanError::Modules)?;
             let linux = sel.linux.ok_or(PlanError::NoLinux)?;
             let cmd = match sel.cmdline {
-                Some(i) => Some(core::str::from_utf8(spans[i].1).map_err(|_| PlanError::CmdlineNotText)?.trim_end_matches(['\0', '\n', ' '])),
+                Some(i) => Some(
+                    core::str::from_utf8(spans[i].1)
+                        .map_err(|_| PlanError::CmdlineNotText)?
+                        .trim_end_matches(['\0', '\n', ' ']),
+                ),
                 None => None,
             };
             (spans[linux].0.clone(), sel.initramfs.map(|i| spans[i].0.clone()), cmd)
@@ -241,7 +246,14 @@ pub struct Prepared {
 /// is handed the whole machine and must boot as on a plain PC.
 /// `initrd_at`: where the initramfs is copied for Linux (guest mode: the module itself stays the
 /// co-kernel's, for restarts); `None` passes it in place.
-pub fn prepare(plan: &Plan, boot: &BootInfo, withhold: &[Range<u64>], features: u64, guest: bool, initrd_at: Option<u64>) -> Result<Prepared, &'static str> {
+pub fn prepare(
+    plan: &Plan,
+    boot: &BootInfo,
+    withhold: &[Range<u64>],
+    features: u64,
+    guest: bool,
+    initrd_at: Option<u64>,
+) -> Result<Prepared, &'static str> {
     let bp = mm::alloc_frame().ok_or("no frame for boot_params")?;
     let cmd = mm::alloc_frame().ok_or("no frame for the command line")?;
     let ho = mm::alloc_frame().ok_or("no frame for the handoff page")?;
@@ -448,7 +460,9 @@ pub fn keep(plan: &Plan, prep: &Prepared, initrd_at: Option<u64>) -> Result<(), 
     for (i, p) in pages.iter().enumerate() {
         let f = mm::alloc_frame().ok_or("no frame to keep Linux's boot pages")?;
         // SAFETY: both are 4 KiB frames of the co-kernel's pool, mapped in the direct map.
-        unsafe { core::ptr::copy_nonoverlapping(mm::phys_to_virt(*p) as *const u8, mm::phys_to_virt(f) as *mut u8, 4096) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(mm::phys_to_virt(*p) as *const u8, mm::phys_to_virt(f) as *mut u8, 4096)
+        };
         pristine[i] = f;
     }
     LINUX_IMAGE.call_once(|| KernelImage::new(&plan.vmlinux));
@@ -470,7 +484,9 @@ pub fn reload() -> Result<(u64, u64), &'static str> {
     for (p, q) in pages.iter().zip(pristine) {
         // SAFETY: pool frames, mapped; the originals are Linux's boot pages, unused while it is
         // being reloaded.
-        unsafe { core::ptr::copy_nonoverlapping(mm::phys_to_virt(q) as *const u8, mm::phys_to_virt(*p) as *mut u8, 4096) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(mm::phys_to_virt(q) as *const u8, mm::phys_to_virt(*p) as *mut u8, 4096)
+        };
     }
     Ok((plan.vmlinux.entry_phys, pages[0]))
 }

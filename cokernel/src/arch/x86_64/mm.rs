@@ -18,9 +18,9 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
+use x86_64::PhysAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags, Cr4, Cr4Flags};
 use x86_64::structures::paging::{PageTable, PageTableFlags as F, PhysFrame};
-use x86_64::PhysAddr;
 
 use crate::mm::frame::{FRAME_SIZE, FrameAllocator};
 use crate::mm::memmap::{MemoryMap, RegionKind};
@@ -251,14 +251,10 @@ pub fn alloc_stack() -> u64 {
     let slot = STACK_SLOTS.fetch_add(1, Ordering::Relaxed);
     let bottom = STACKS_BASE + slot * STACK_STRIDE + FRAME_SIZE;
     with_space(|s| {
-        let phys = s
-            .frames
-            .alloc_contiguous(STACK_SIZE / FRAME_SIZE, FRAME_SIZE)
-            .expect("out of memory for a kernel stack");
+        let phys =
+            s.frames.alloc_contiguous(STACK_SIZE / FRAME_SIZE, FRAME_SIZE).expect("out of memory for a kernel stack");
         let frames = &mut s.frames;
-        s.mapper
-            .map(bottom, phys, STACK_SIZE, KERNEL_RW, false, &mut || frames.alloc())
-            .expect("stack mapping");
+        s.mapper.map(bottom, phys, STACK_SIZE, KERNEL_RW, false, &mut || frames.alloc()).expect("stack mapping");
     });
     bottom + STACK_SIZE
 }

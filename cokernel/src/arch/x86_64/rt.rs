@@ -13,8 +13,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::cpu::rdtsc;
 use super::idt::TrapFrame;
 use super::{gdt, mm, timer};
-use crate::rt::sched::{Error, Outcome, Scheduler, Spec};
 use crate::rt::prio::TaskId;
+use crate::rt::sched::{Error, Outcome, Scheduler, Spec};
 
 /// Kernel-call numbers (RAX at `int 0xf2`; arguments in RDI, RSI).
 pub mod call {
@@ -156,7 +156,9 @@ pub unsafe fn initial_frame(top: u64, rip: u64, rdi: u64, rsi: u64) -> u64 {
 /// Creates a task running `entry(arg)` on a new stack (behind a guard page).
 pub fn spawn(spec: Spec, entry: Entry, arg: usize) -> Result<TaskId, Error> {
     // SAFETY: a stack just mapped for this task, which nothing else uses.
-    let frame = unsafe { initial_frame(mm::alloc_stack(), task_start as *const () as u64, entry as *const () as u64, arg as u64) };
+    let frame = unsafe {
+        initial_frame(mm::alloc_stack(), task_start as *const () as u64, entry as *const () as u64, arg as u64)
+    };
     let t = with(|s| s.spawn(spec, frame))?;
     with(rearm);
     Ok(t)

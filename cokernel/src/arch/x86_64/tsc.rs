@@ -77,7 +77,8 @@ fn by_hpet(phys: u64) -> Option<u64> {
             let c = reg(0xf0).read_volatile();
             if wide { c } else { c & 0xffff_ffff }
         };
-        let elapsed = |from: u64, to: u64| if wide { to.wrapping_sub(from) } else { to.wrapping_sub(from) & 0xffff_ffff };
+        let elapsed =
+            |from: u64, to: u64| if wide { to.wrapping_sub(from) } else { to.wrapping_sub(from) & 0xffff_ffff };
         let window_ticks = 1_000_000_000_000 / period_fs; // 1 ms
         // A TSC read bracketed by two counter reads at most 10 µs apart, else again: under
         // emulation the host may stop the guest between two reads, and a calibration that

@@ -83,11 +83,12 @@ pub fn init(line: &str) {
     RESTART.store(u8::from(cmdline::get(line, "hauki.linux_failure") != Some("halt")), Ordering::Relaxed);
     // At most a day; 0 turns the watchdog off.
     let ms_key = |key: &str, default: u64| {
-        cmdline::number(line, key, 0..=86_400_000).unwrap_or_else(|e| {
-            log::warn!("{e}; keeping the default {default} ms");
-            None
-        })
-        .unwrap_or(default)
+        cmdline::number(line, key, 0..=86_400_000)
+            .unwrap_or_else(|e| {
+                log::warn!("{e}; keeping the default {default} ms");
+                None
+            })
+            .unwrap_or(default)
     };
     let ms = ms_key("hauki.linux_watchdog_ms", DEFAULT_WATCHDOG_MS);
     WATCHDOG_TICKS.store(tsc::ns_to_ticks(ms * 1_000_000), Ordering::Relaxed);
@@ -141,7 +142,8 @@ pub fn check() {
     let w = match &mut *state {
         Some((e, w)) if *e == entries => w,
         s => {
-            let w = Watchdog::new(limit, BOOT_WATCHDOG_TICKS.load(Ordering::Relaxed), CHECKS_PER_LIMIT, o.taken, o.resumes);
+            let w =
+                Watchdog::new(limit, BOOT_WATCHDOG_TICKS.load(Ordering::Relaxed), CHECKS_PER_LIMIT, o.taken, o.resumes);
             &mut s.insert((entries, w)).1
         }
     };
@@ -149,7 +151,9 @@ pub fn check() {
         Verdict::Alive => {}
         Verdict::Heartbeat => {
             HEARTBEATS.fetch_add(1, Ordering::Relaxed);
-            x86_64::instructions::interrupts::without_interrupts(|| guest::log_pending(hauki_abi::guest::VECTOR_LINUX_TIMER));
+            x86_64::instructions::interrupts::without_interrupts(|| {
+                guest::log_pending(hauki_abi::guest::VECTOR_LINUX_TIMER)
+            });
         }
         Verdict::Stuck { waited, booting } => {
             STUCK_WAITED.store(waited, Ordering::Relaxed);
@@ -175,7 +179,8 @@ pub fn take_over_frame() -> Option<*mut TrapFrame> {
     irqchip::reset();
     // SAFETY: the take-over stack is the co-kernel's, used by nothing else (the dead Linux's
     // context is abandoned; a second take-over comes only after `enter_guest` left this stack).
-    let frame = unsafe { super::rt::initial_frame(STACK_TOP.load(Ordering::Relaxed), take_over as *const () as u64, 0, 0) };
+    let frame =
+        unsafe { super::rt::initial_frame(STACK_TOP.load(Ordering::Relaxed), take_over as *const () as u64, 0, 0) };
     Some(frame as *mut TrapFrame)
 }
 
@@ -197,7 +202,9 @@ extern "C" fn take_over() -> ! {
     FAILURES.fetch_add(1, Ordering::Relaxed);
     let stopped = pci::stop_bus_masters();
     let restarts = RESTARTS.load(Ordering::Relaxed);
-    let restart = RESTART.load(Ordering::Relaxed) == 1 && why != Failure::PoweredOff && restarts < MAX_RESTARTS.load(Ordering::Relaxed);
+    let restart = RESTART.load(Ordering::Relaxed) == 1
+        && why != Failure::PoweredOff
+        && restarts < MAX_RESTARTS.load(Ordering::Relaxed);
     console::record("linux", |r| {
         r.str("state", why.name())
             .str("action", if restart { "restart" } else { "halt" })
@@ -242,7 +249,10 @@ extern "C" fn take_over() -> ! {
 pub mod testing {
     use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-    use super::{BOOT_WATCHDOG_TICKS, CHECK_PERIOD_NS, CHECKS_PER_LIMIT, Failure, STUCK_BOOTING, STUCK_WAITED, WATCHDOG_TICKS, tsc};
+    use super::{
+        BOOT_WATCHDOG_TICKS, CHECK_PERIOD_NS, CHECKS_PER_LIMIT, Failure, STUCK_BOOTING, STUCK_WAITED, WATCHDOG_TICKS,
+        tsc,
+    };
 
     pub(super) static DRY_RUN: AtomicBool = AtomicBool::new(false);
     pub(super) static CAUGHT: AtomicU8 = AtomicU8::new(0);
@@ -255,7 +265,8 @@ pub mod testing {
         BOOT_WATCHDOG_TICKS.store(tsc::ns_to_ticks(boot_limit_ms * 1_000_000), Ordering::Relaxed);
         let first = CHECK_PERIOD_NS.swap(limit_ms * 1_000_000 / u64::from(CHECKS_PER_LIMIT), Ordering::Relaxed) == 0;
         if first {
-            crate::rt::tasks::watchdog::start(limit_ms * 1_000_000 / u64::from(CHECKS_PER_LIMIT)).expect("the watchdog task starts");
+            crate::rt::tasks::watchdog::start(limit_ms * 1_000_000 / u64::from(CHECKS_PER_LIMIT))
+                .expect("the watchdog task starts");
         }
     }
 

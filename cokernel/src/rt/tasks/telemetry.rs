@@ -18,7 +18,12 @@ static PERIOD: Shared<u64> = Shared::new(0);
 pub fn start(period_ns: u64, exit_after: Option<u64>) -> Result<(), Error> {
     EXIT_AFTER.with(|e| *e = exit_after);
     PERIOD.with(|p| *p = period_ns);
-    Periodic::new("telemetry").priority(super::PRIO_TELEMETRY).period_ns(period_ns).phase_ns(period_ns).spawn(run).map(|_| ())
+    Periodic::new("telemetry")
+        .priority(super::PRIO_TELEMETRY)
+        .period_ns(period_ns)
+        .phase_ns(period_ns)
+        .spawn(run)
+        .map(|_| ())
 }
 
 const MAX_REPORTED: usize = 32;
@@ -137,7 +142,9 @@ fn run(_: usize) -> ! {
         // after they are back on.
         let windows = x86_64::instructions::interrupts::without_interrupts(|| *crate::arch::timer::WINDOWS.lock());
         publish_status(&window, misses_total, &tasks, &windows);
-        if crate::arch::guest::active() || crate::arch::watchdog::FAILURES.load(core::sync::atomic::Ordering::Relaxed) > 0 {
+        if crate::arch::guest::active()
+            || crate::arch::watchdog::FAILURES.load(core::sync::atomic::Ordering::Relaxed) > 0
+        {
             emit_guest(&windows);
         }
         if EXIT_AFTER.with(|e| *e).is_some_and(|n| reports >= n) {
@@ -219,7 +226,12 @@ fn emit_windows(windows: &crate::rt::windows::Windows) {
 
 /// The co-kernel's state as text for Linux (`/proc/hauki/status`): the latency summary, every
 /// task's statistics, what the co-kernel does for Linux, and the worst hardware-off windows.
-fn publish_status(window: &LatencyStats, misses_total: u64, tasks: &[(TaskId, &'static str, u8, Kind, TaskStats)], windows: &crate::rt::windows::Windows) {
+fn publish_status(
+    window: &LatencyStats,
+    misses_total: u64,
+    tasks: &[(TaskId, &'static str, u8, Kind, TaskStats)],
+    windows: &crate::rt::windows::Windows,
+) {
     use crate::arch::{guest, irqchip, rt, watchdog};
     use core::fmt::Write;
     use core::sync::atomic::Ordering::Relaxed;
@@ -236,7 +248,11 @@ fn publish_status(window: &LatencyStats, misses_total: u64, tasks: &[(TaskId, &'
         window.max_ns,
         misses_total
     );
-    let _ = writeln!(t, "{:<12} {:>4} {:>8} {:>10} {:>10} {:>7} {:>8} {:>10} {:>10}", "task", "prio", "kind", "period_ns", "releases", "misses", "overruns", "worst_ns", "cpu_ms");
+    let _ = writeln!(
+        t,
+        "{:<12} {:>4} {:>8} {:>10} {:>10} {:>7} {:>8} {:>10} {:>10}",
+        "task", "prio", "kind", "period_ns", "releases", "misses", "overruns", "worst_ns", "cpu_ms"
+    );
     for (_, name, prio, kind, st) in tasks {
         let (k, period) = (kind_name(kind), period_ns(kind));
         let _ = writeln!(

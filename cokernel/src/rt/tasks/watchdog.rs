@@ -7,7 +7,12 @@ use crate::rt::sched::Error;
 
 /// Starts the task with period `period_ns`.
 pub fn start(period_ns: u64) -> Result<(), Error> {
-    Periodic::new("watchdog").priority(super::PRIO_WATCHDOG).period_ns(period_ns).phase_ns(period_ns).spawn(run).map(|_| ())
+    Periodic::new("watchdog")
+        .priority(super::PRIO_WATCHDOG)
+        .period_ns(period_ns)
+        .phase_ns(period_ns)
+        .spawn(run)
+        .map(|_| ())
 }
 
 fn run(_: usize) -> ! {
