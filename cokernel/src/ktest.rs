@@ -647,10 +647,8 @@ struct GuestIdt([u64; 512]);
 static mut GUEST_IDT: GuestIdt = GuestIdt([0; 512]);
 
 fn guest_gate(v: u8, target: u64) {
-    let lo = (target & 0xffff)
-        | (u64::from(crate::arch::gdt::KERNEL_CS) << 16)
-        | (0x8e << 40)
-        | ((target >> 16) & 0xffff) << 48;
+    let lo =
+        (target & 0xffff) | (u64::from(arch::gdt::KERNEL_CS) << 16) | (0x8e << 40) | ((target >> 16) & 0xffff) << 48;
     let hi = target >> 32;
     let idt = &raw mut GUEST_IDT;
     // SAFETY: the test's own table, written before it is registered.

@@ -63,7 +63,7 @@ pub struct Bench {
     /// Name shown in progress lines.
     pub name: &'static str,
     /// Measure.
-    pub run: fn(&BenchCtx) -> Result<Vec<Metric>, String>,
+    pub run: fn(&BenchCtx<'_>) -> Result<Vec<Metric>, String>,
 }
 
 /// Every bench, in order.
@@ -87,7 +87,7 @@ const SWITCH_TARGET: u64 = 500;
 
 /// Boots the co-kernel under `-icount shift=0,sleep=off` (`-cpu max`) with `append`, waits for it
 /// to exit with success, returns the telemetry.
-fn run_icount(c: &BenchCtx, name: &str, append: &str) -> Result<Records, String> {
+fn run_icount(c: &BenchCtx<'_>, name: &str, append: &str) -> Result<Records, String> {
     let dir = c.dir.join(name);
     let (c1, c2) = Qemu::paths(&dir);
     let cfg = {
@@ -118,7 +118,7 @@ fn metric(name: &str, value: u64, unit: &'static str, target_max: Option<u64>, n
 
 /// The in-kernel benchmarks (`hauki.bench=1`): kernel call, context switch, scheduler cost and
 /// release latency with 1, 16, 64 and 256 tasks.
-fn rt_core(c: &BenchCtx) -> Result<Vec<Metric>, String> {
+fn rt_core(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     let recs = run_icount(c, "rt-core", "hauki.bench=1")?;
     let mut out = Vec::new();
     for r in recs.events("bench") {
@@ -160,7 +160,7 @@ fn latency_summary(recs: &Records) -> Result<(u64, u64, u64, u64, u64), String> 
 
 /// The 10 kHz latency task, alone and under the demo workload, for 5 reporting periods (5 s of
 /// virtual time) each.
-fn rt_latency(c: &BenchCtx) -> Result<Vec<Metric>, String> {
+fn rt_latency(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     let mut out = Vec::new();
     for (name, append) in [("alone", "hauki.exit_after_reports=5 hauki.demo=0"), ("demo", "hauki.exit_after_reports=5")]
     {
@@ -180,7 +180,7 @@ fn rt_latency(c: &BenchCtx) -> Result<Vec<Metric>, String> {
 
 /// Four equal-period workers (1 ms, 20 us of work each): worst response of any of them with
 /// golden-ratio phase offsets against all released at once.
-fn rt_stagger(c: &BenchCtx) -> Result<Vec<Metric>, String> {
+fn rt_stagger(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     let mut out = Vec::new();
     for (name, append) in
         [("naive", "hauki.exit_after_reports=3 hauki.stagger=off"), ("golden", "hauki.exit_after_reports=3")]
@@ -213,7 +213,7 @@ const BOOT_TARGET_NS: u64 = 5_000_000;
 /// Boot-time runs (deterministic under icount, so they should agree).
 const BOOT_RUNS: usize = 3;
 
-fn image_size(c: &BenchCtx) -> Result<Vec<Metric>, String> {
+fn image_size(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     let bytes = std::fs::read(&c.elf).map_err(|e| format!("cannot read {}: {e}", c.elf.display()))?;
     let phdrs = elf::program_headers(&bytes).map_err(|e| format!("{}: {e}", c.elf.display()))?;
     Ok(vec![
@@ -244,7 +244,7 @@ fn image_size(c: &BenchCtx) -> Result<Vec<Metric>, String> {
     ])
 }
 
-fn boot_time(c: &BenchCtx) -> Result<Vec<Metric>, String> {
+fn boot_time(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     let mut runs = Vec::new();
     for i in 1..=BOOT_RUNS {
         let dir = c.dir.join(format!("boot-{i}"));
@@ -346,7 +346,7 @@ pub fn run_all(ws: &Workspace, tools: &Tools) -> Result<ExitCode, String> {
 
 /// Linux as the idle task, under icount: time to the shell prompt (wall and virtual), and the
 /// latency task's worst case while Linux boots and while it idles at the prompt.
-fn linux_guest(c: &BenchCtx) -> Result<Vec<Metric>, String> {
+fn linux_guest(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     use std::time::{Duration, Instant};
     let (vmlinux, initrd) = crate::linux::build_all(c.ws)?;
     let bundle =
@@ -424,7 +424,7 @@ fn linux_guest(c: &BenchCtx) -> Result<Vec<Metric>, String> {
 /// The latency task while Linux idles and while it runs the stress battery (CPU hogs, fork/exec,
 /// find, /proc readers, pipes, console output, memory pressure), and the worst hardware-off
 /// windows, under icount.
-fn linux_stress(c: &BenchCtx) -> Result<Vec<Metric>, String> {
+fn linux_stress(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     let r = crate::suite::stress_run(&c.dir.join("linux-stress"), &c.elf, STRESS_BENCH_SECS)?;
     let mut m = vec![
         metric(

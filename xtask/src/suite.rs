@@ -202,7 +202,7 @@ fn x2apic_skip_reason(tools: &Tools) -> String {
 
 /// One KTAP run: every result becomes its own summary entry; problems with the run itself (plan, exit
 /// status, timeout) add a failing `<name>` entry.
-fn ktest_run(ctx: &Ctx, sum: &mut Summary, name: &str, elf: &Path, cpu: &str, smp: u32, icount: bool) {
+fn ktest_run(ctx: &Ctx<'_>, sum: &mut Summary, name: &str, elf: &Path, cpu: &str, smp: u32, icount: bool) {
     let dir = ctx.dir(name);
     let (c1, c2) = Qemu::paths(&dir);
     let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline("") };
@@ -256,7 +256,7 @@ fn ktest_run(ctx: &Ctx, sum: &mut Summary, name: &str, elf: &Path, cpu: &str, sm
 /// A named system test.
 struct SysTest {
     name: &'static str,
-    run: fn(&Ctx, &Path, &Path) -> Status,
+    run: fn(&Ctx<'_>, &Path, &Path) -> Status,
 }
 
 const SYSTEM_TESTS: &[SysTest] = &[
@@ -311,7 +311,7 @@ struct PvhCase<'a> {
     verify: &'a dyn Fn(&Records) -> Result<(), String>,
 }
 
-fn run_pvh(ctx: &Ctx, elf: &Path, c: &PvhCase) -> Status {
+fn run_pvh(ctx: &Ctx<'_>, elf: &Path, c: &PvhCase<'_>) -> Status {
     let dir = ctx.dir(c.name);
     let (c1, c2) = Qemu::paths(&dir);
     let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline(c.append) };
@@ -369,7 +369,7 @@ fn exit_after_boot() -> String {
     format!("{}=1", hauki_abi::cmdline::EXIT_AFTER_BOOT)
 }
 
-fn pvh_xapic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn pvh_xapic(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let append = exit_after_boot();
     let verify = |r: &Records| expect_record(r, "boot", &boot_expects(Some("xapic"), 1));
     run_pvh(
@@ -389,7 +389,7 @@ fn pvh_xapic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
     )
 }
 
-fn pvh_x2apic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn pvh_x2apic(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     if !ctx.tools.has_tcg_x2apic() {
         return Status::Skip(x2apic_skip_reason(ctx.tools));
     }
@@ -412,7 +412,7 @@ fn pvh_x2apic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
     )
 }
 
-fn pvh_smp2(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn pvh_smp2(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let append = exit_after_boot();
     let verify = |r: &Records| {
         expect_record(r, "boot", &boot_expects(None, 2))?;
@@ -441,7 +441,7 @@ fn pvh_smp2(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
 }
 
 /// Boot the ISO (BIOS or UEFI), wait for the boot record, kill QEMU, check the record.
-fn run_iso(ctx: &Ctx, name: &str, iso: &Path, uefi: bool, expects: &[Expect]) -> Status {
+fn run_iso(ctx: &Ctx<'_>, name: &str, iso: &Path, uefi: bool, expects: &[Expect]) -> Status {
     let dir = ctx.dir(name);
     let (c1, c2) = Qemu::paths(&dir);
     if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -482,14 +482,14 @@ fn run_iso(ctx: &Ctx, name: &str, iso: &Path, uefi: bool, expects: &[Expect]) ->
     outcome(&q, result)
 }
 
-fn iso_bios(ctx: &Ctx, _elf: &Path, iso: &Path) -> Status {
+fn iso_bios(ctx: &Ctx<'_>, _elf: &Path, iso: &Path) -> Status {
     let mut ex = boot_expects(Some("xapic"), 1);
     ex.push(Expect::Eq("boot_protocol", json!("multiboot2")));
     ex.push(Expect::EqIfPresent("firmware", json!("bios")));
     run_iso(ctx, "iso-bios", iso, false, &ex)
 }
 
-fn iso_uefi(ctx: &Ctx, _elf: &Path, iso: &Path) -> Status {
+fn iso_uefi(ctx: &Ctx<'_>, _elf: &Path, iso: &Path) -> Status {
     let mut ex = boot_expects(Some("xapic"), 1);
     ex.push(Expect::Eq("boot_protocol", json!("multiboot2")));
     ex.push(Expect::Eq("firmware", json!("uefi")));
@@ -498,7 +498,7 @@ fn iso_uefi(ctx: &Ctx, _elf: &Path, iso: &Path) -> Status {
 
 /// Inject an exception; want an exception record satisfying `expects` and the fatal exit status.
 fn fault(
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     elf: &Path,
     name: &str,
     inject: &str,
@@ -544,21 +544,21 @@ const PF_FIELDS: &[Expect] =
 const UD_FIELDS: &[Expect] = &[Expect::Present("rip"), Expect::Present("regs")];
 const STACK_FIELDS: &[Expect] = &[Expect::Present("rip"), Expect::Present("regs")];
 
-fn fault_pf(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn fault_pf(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     fault(ctx, elf, "fault-report/pf", "pf", PF_FIELDS, &[14])
 }
 
-fn fault_ud(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn fault_ud(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     fault(ctx, elf, "fault-report/ud", "ud", UD_FIELDS, &[6])
 }
 
-fn fault_stack(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn fault_stack(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     fault(ctx, elf, "fault-report/stack", "stack", STACK_FIELDS, &[14, 8])
 }
 
 /// Want a fatal record with `reason` and the fatal exit status. `exit_after_boot` is set so that a boot
 /// that wrongly succeeds ends at once (status 33) instead of idling until the safety bound.
-fn fatal(ctx: &Ctx, elf: &Path, name: &str, cpu: &str, machine: &str, reason: &'static str) -> Status {
+fn fatal(ctx: &Ctx<'_>, elf: &Path, name: &str, cpu: &str, machine: &str, reason: &'static str) -> Status {
     let verify =
         |r: &Records| expect_record(r, hauki_abi::telemetry::EVENT_FATAL, &[Expect::Eq("reason", json!(reason))]);
     let append = exit_after_boot();
@@ -581,16 +581,16 @@ fn fatal(ctx: &Ctx, elf: &Path, name: &str, cpu: &str, machine: &str, reason: &'
 
 /// No ACPI at all. Not `q35,acpi=off`: there SeaBIOS builds its own (revision 0) ACPI tables when QEMU
 /// provides none, so an RSDP is still found. `microvm,acpi=off` (qboot, no ACPI) really has none.
-fn no_acpi(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn no_acpi(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     fatal(ctx, elf, "no-acpi", "qemu64", "microvm,acpi=off", "no-rsdp")
 }
 
-fn no_apic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn no_apic(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     fatal(ctx, elf, "no-apic", "qemu64,-apic", "q35", "no-apic")
 }
 
 /// 6 MiB of RAM: too little for the heap and tables; the co-kernel must say so and stop.
-fn low_memory(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn low_memory(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let verify = |r: &Records| {
         expect_record(r, hauki_abi::telemetry::EVENT_FATAL, &[Expect::Eq("reason", json!("not-enough-memory"))])
     };
@@ -662,7 +662,7 @@ fn rt_checks(r: &Records, want_demo: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn rt_latency(ctx: &Ctx, elf: &Path, name: &str, cpu: &str, append: &str, demo: bool) -> Status {
+fn rt_latency(ctx: &Ctx<'_>, elf: &Path, name: &str, cpu: &str, append: &str, demo: bool) -> Status {
     let verify = |r: &Records| rt_checks(r, demo);
     run_pvh(
         ctx,
@@ -681,20 +681,20 @@ fn rt_latency(ctx: &Ctx, elf: &Path, name: &str, cpu: &str, append: &str, demo: 
     )
 }
 
-fn rt_latency_x2apic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn rt_latency_x2apic(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     if !ctx.tools.has_tcg_x2apic() {
         return Status::Skip(x2apic_skip_reason(ctx.tools));
     }
     rt_latency(ctx, elf, "rt-latency-x2apic", "max", "hauki.exit_after_reports=3", true)
 }
 
-fn rt_latency_xapic(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn rt_latency_xapic(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     rt_latency(ctx, elf, "rt-latency-xapic", "qemu64", "hauki.exit_after_reports=3 hauki.demo=0", false)
 }
 
 /// Under plain TCG (no icount) time is the host's and emulation is not real time, so misses are
 /// not judged here; the tasks must run and report.
-fn rt_tcg_runs(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn rt_tcg_runs(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let verify = |r: &Records| {
         let lat: Vec<&serde_json::Value> = r.events("latency").collect();
         if lat.len() < 2 || lat.iter().any(|l| l["samples"].as_u64().unwrap_or(0) == 0) {
@@ -728,7 +728,7 @@ fn quiet_console(con: &mut ShellConsole, bound: Duration) -> Result<(), String> 
 
 /// Drives the busybox shell: banner, prompt, `uname -r` ending in -hauki, the pseudo filesystems,
 /// exit statuses, then `poweroff` (QEMU exit status 0).
-fn drive_linux_shell(con: &mut crate::console::ShellConsole) -> Result<(), String> {
+fn drive_linux_shell(con: &mut ShellConsole) -> Result<(), String> {
     let bound = hard_timeout();
     con.expect("is up; type 'poweroff' to end.", bound)?;
     con.expect("# ", bound)?;
@@ -758,7 +758,7 @@ fn drive_linux_shell(con: &mut crate::console::ShellConsole) -> Result<(), Strin
     }
 }
 
-fn report_console_failure(con: &crate::console::ShellConsole, e: String) -> Status {
+fn report_console_failure(con: &ShellConsole, e: String) -> Status {
     let text = con.text();
     let tail: Vec<&str> = text.lines().rev().take(30).collect();
     println!("    console ({}), last lines:", con.log_path().display());
@@ -770,8 +770,8 @@ fn report_console_failure(con: &crate::console::ShellConsole, e: String) -> Stat
 
 /// The patched kernel still boots without the co-kernel: build it (cached), boot it with the
 /// initramfs, drive the shell over COM1, power off.
-fn linux_bare_boot(ctx: &Ctx, _elf: &Path, _iso: &Path) -> Status {
-    let ws = crate::util::Workspace::locate();
+fn linux_bare_boot(ctx: &Ctx<'_>, _elf: &Path, _iso: &Path) -> Status {
+    let ws = Workspace::locate();
     let (vmlinux, initrd) = match crate::linux::build_all(&ws) {
         Ok(x) => x,
         Err(e) => return Status::Fail(format!("the Linux guest does not build: {e}")),
@@ -781,7 +781,7 @@ fn linux_bare_boot(ctx: &Ctx, _elf: &Path, _iso: &Path) -> Status {
     let boot = Boot::Linux { vmlinux, initrd, cmdline: "console=ttyS0 panic=-1".into() };
     let mut cfg = QemuConfig::test(boot, "max", &c1, &c2);
     cfg.extra = vec!["-nic".into(), "user,model=virtio-net-pci".into()];
-    let mut con = match crate::console::ShellConsole::spawn(&dir, &cfg) {
+    let mut con = match ShellConsole::spawn(&dir, &cfg) {
         Ok(c) => c,
         Err(e) => return Status::Fail(e),
     };
@@ -794,12 +794,12 @@ fn linux_bare_boot(ctx: &Ctx, _elf: &Path, _iso: &Path) -> Status {
 /// Boots the co-kernel with the Linux bundle as its boot module and `cokernel_args`, COM1 on a
 /// shell console; returns the console and the telemetry file.
 fn boot_cokernel_with_linux(
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     elf: &Path,
     name: &str,
     cokernel_args: &str,
     icount: Option<u8>,
-) -> Result<(crate::console::ShellConsole, PathBuf), Status> {
+) -> Result<(ShellConsole, PathBuf), Status> {
     boot_with_linux_in(&ctx.dir(name), elf, cokernel_args, icount).map_err(Status::Fail)
 }
 
@@ -809,7 +809,7 @@ pub fn boot_with_linux_in(
     elf: &Path,
     cokernel_args: &str,
     icount: Option<u8>,
-) -> Result<(crate::console::ShellConsole, PathBuf), String> {
+) -> Result<(ShellConsole, PathBuf), String> {
     boot_with_linux_initramfs(dir, elf, cokernel_args, icount, None, None)
 }
 
@@ -821,8 +821,8 @@ fn boot_with_linux_initramfs(
     icount: Option<u8>,
     initramfs: Option<&Path>,
     vmlinux: Option<&Path>,
-) -> Result<(crate::console::ShellConsole, PathBuf), String> {
-    let ws = crate::util::Workspace::locate();
+) -> Result<(ShellConsole, PathBuf), String> {
+    let ws = Workspace::locate();
     let bundle = crate::linux::build_all(&ws)
         .and_then(|(v, i)| {
             let i = initramfs.map_or(i, Path::to_path_buf);
@@ -843,14 +843,14 @@ fn boot_with_linux_initramfs(
     cfg.extra = vec!["-initrd".into(), bundle.display().to_string()];
     cfg.icount = icount.is_some();
     cfg.icount_shift = icount.unwrap_or(0);
-    let con = crate::console::ShellConsole::spawn(&dir, &cfg)?;
+    let con = ShellConsole::spawn(&dir, &cfg)?;
     Ok((con, c2))
 }
 
 /// The co-kernel's loader end to end: it takes the bundle (vmlinux, initramfs, command line) as
 /// its boot module, validates and loads the kernel, builds boot_params and the handoff page, and
 /// (hauki.linux=handover) gives Linux the machine; the shell must work.
-fn linux_loader_handover(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn linux_loader_handover(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, "linux-loader-handover", "hauki.linux=handover", None)
     {
         Ok(x) => x,
@@ -878,7 +878,7 @@ fn linux_loader_handover(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
 /// co-kernel's page-table slots shared, Linux's soft interrupt flag, the real-time tasks running
 /// throughout. Under deterministic virtual time (icount) the shell must work and the latency task
 /// must miss no deadline, from the co-kernel's boot through Linux's boot and a shell workload.
-fn linux_guest_beside_rt(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn linux_guest_beside_rt(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let (mut con, c2) = match boot_cokernel_with_linux(
         ctx,
         elf,
@@ -970,8 +970,8 @@ fn run_selftests(con: &mut ShellConsole, bound: Duration) -> Result<Vec<Selftest
 /// Linux is still Linux: Linux's own x86 selftests (64-bit, from the same 6.12 source) give the
 /// same result under the co-kernel as on the same kernel booted bare in the same QEMU (where the
 /// co-kernel's hooks are inactive: the stock code paths). Plain TCG; results printed side by side.
-fn linux_selftests(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
-    let ws = crate::util::Workspace::locate();
+fn linux_selftests(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
+    let ws = Workspace::locate();
     let initramfs = match crate::linux::build_selftests_initramfs(&ws) {
         Ok(i) => i,
         Err(e) => return Status::Fail(format!("the selftests do not build: {e}")),
@@ -983,18 +983,16 @@ fn linux_selftests(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
         let (c1, c2) = Qemu::paths(&dir);
         let boot = Boot::Linux { vmlinux, initrd: initramfs.clone(), cmdline: "console=ttyS0 panic=-1".into() };
         let cfg = QemuConfig::test(boot, "max", &c1, &c2);
-        let mut con = crate::console::ShellConsole::spawn(&dir, &cfg)?;
-        run_selftests(&mut con, bound).map_err(|e| {
+        let mut con = ShellConsole::spawn(&dir, &cfg)?;
+        run_selftests(&mut con, bound).inspect_err(|e| {
             let _ = report_console_failure(&con, e.clone());
-            e
         })
     })();
     let guest = (|| {
         let dir = ctx.dir("linux-selftests-x86-guest");
         let (mut con, _) = boot_with_linux_initramfs(&dir, elf, "hauki.linux=guest", None, Some(&initramfs), None)?;
-        run_selftests(&mut con, bound).map_err(|e| {
+        run_selftests(&mut con, bound).inspect_err(|e| {
             let _ = report_console_failure(&con, e.clone());
-            e
         })
     })();
     let (bare, guest) = match (bare, guest) {
@@ -1057,8 +1055,8 @@ const SPLATS: &[&str] = &[
 /// irq-state tracing, DEBUG_ENTRY, DEBUG_IRQFLAGS, the lock-up and stall detectors) boots under the
 /// co-kernel and runs the stress battery with the real-time tasks going; its log must hold no
 /// splat, and lockdep must still be on at the end (a splat turns it off).
-fn linux_debug_lockdep(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
-    let ws = crate::util::Workspace::locate();
+fn linux_debug_lockdep(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
+    let ws = Workspace::locate();
     let r = (|| -> Result<String, String> {
         let vmlinux = crate::linux::build_flavour(&ws, crate::linux::Flavour::Debug)?;
         let dir = ctx.dir("linux-debug-lockdep");
@@ -1076,9 +1074,8 @@ fn linux_debug_lockdep(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
             poweroff(&mut con, bound)?;
             Ok(format!("{lockdep}\n--dmesg--\n{log}"))
         })();
-        steps.map_err(|e| {
+        steps.inspect_err(|e| {
             let _ = report_console_failure(&con, e.clone());
-            e
         })
     })();
     let out = match r {
@@ -1169,9 +1166,8 @@ pub fn stress_run(dir: &Path, elf: &Path, secs: u64) -> Result<StressRun, String
             windows,
         })
     };
-    steps().map_err(|e| {
+    steps().inspect_err(|e| {
         let _ = report_console_failure(&con, e.clone());
-        e
     })
 }
 
@@ -1179,7 +1175,7 @@ pub fn stress_run(dir: &Path, elf: &Path, secs: u64) -> Result<StressRun, String
 /// fork/exec, find, /proc readers, pipes, console output, memory pressure) the latency task misses
 /// no deadline and its worst case stays within a small factor of the idle worst case. Prints the
 /// hardware-off window table, symbolized.
-fn linux_stress_battery(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn linux_stress_battery(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let r = match stress_run(&ctx.dir("linux-stress-battery"), elf, STRESS_TEST_SECS) {
         Ok(r) => r,
         Err(e) => return Status::Fail(e),
@@ -1188,7 +1184,7 @@ fn linux_stress_battery(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
         "    {}; latency max {} ns idle, {} ns under the battery ({} samples), {} misses",
         r.summary, r.idle_max_ns, r.stress_max_ns, r.stress_samples, r.misses
     );
-    let ws = crate::util::Workspace::locate();
+    let ws = Workspace::locate();
     for w in r.windows.iter().take(8) {
         println!("      window {:>7} ns x{:<6} {}", w.max_ns, w.count, crate::telemetry::symbolize(&ws, w.site));
     }
@@ -1303,7 +1299,7 @@ const FAULT_ICOUNT_SHIFT: u8 = 5;
 /// report soft lock-ups and hung tasks; panics (from a process, an interrupt, a corrupted or
 /// exhausted stack) reach the co-kernel — and every time the co-kernel reports on COM2, restarts
 /// Linux, which comes back to a working shell, and the latency task misses no deadline.
-fn linux_faults(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn linux_faults(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let args = format!(
         "hauki.linux=guest hauki.report_ms=250 hauki.demo=0 hauki.latency_period_us=1000 hauki.linux_watchdog_ms={FAULT_WATCHDOG_MS}"
     );
@@ -1450,8 +1446,8 @@ fn guest_devices_are_paravirtual(con: &mut ShellConsole, bound: Duration) -> Res
 
 /// A corrupt kernel image is refused with a clear record, and the real-time side keeps its
 /// deadlines (3 reports under icount, zero misses).
-fn linux_loader_refuses_bad_image(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
-    let ws = crate::util::Workspace::locate();
+fn linux_loader_refuses_bad_image(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
+    let ws = Workspace::locate();
     let dir = ctx.dir("linux-loader-refuses-bad-image");
     let _ = std::fs::create_dir_all(&dir);
     // An ELF header that lies: right magic, then garbage.
@@ -1497,7 +1493,7 @@ fn linux_loader_refuses_bad_image(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status 
 }
 
 /// No HPET: the TSC must be calibrated against the PIT, and come out plausible.
-fn pvh_pit(ctx: &Ctx, elf: &Path, _iso: &Path) -> Status {
+fn pvh_pit(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let append = exit_after_boot();
     let verify = |r: &Records| {
         let mut e = boot_expects(Some("xapic"), 1);

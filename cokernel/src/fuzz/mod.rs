@@ -13,6 +13,8 @@
 //! Built only for the host, with the `fuzz` feature (and for the unit tests); never part of the
 //! kernel. docs/fuzzing.md says what each target checks and how to run it.
 
+use alloc::vec::Vec;
+
 mod seeds;
 mod targets;
 
@@ -103,7 +105,7 @@ impl<'a> Reader<'a> {
 #[derive(Default)]
 pub struct Writer {
     /// The bytes so far.
-    pub out: alloc::vec::Vec<u8>,
+    pub out: Vec<u8>,
 }
 
 impl Writer {

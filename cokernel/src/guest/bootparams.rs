@@ -472,7 +472,7 @@ mod tests {
         assert_eq!(h(offset_of!(SetupHeader, hardware_subarch_data)), HARDWARE_SUBARCH_DATA);
         assert_eq!(h(offset_of!(SetupHeader, setup_data)), SETUP_DATA);
         // The header ends before the EDD MBR signature buffer at 0x290.
-        assert!(SETUP_HEADER + core::mem::size_of::<SetupHeader>() <= 0x290);
+        assert!(SETUP_HEADER + size_of::<SetupHeader>() <= 0x290);
         // The e820 table ends at the documented 0xcd0 padding.
         assert_eq!(E820_TABLE + E820_MAX * E820_ENTRY_SIZE, 0xcd0);
     }

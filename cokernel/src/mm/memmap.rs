@@ -449,7 +449,7 @@ mod tests {
         );
         assert_eq!(m.usable_bytes(), 0xa_0000 + 0x10_0000 + (0x100_0000 - 0x20_1000));
         assert_eq!(m.max_usable_end(), 0x100_0000);
-        let above: std::vec::Vec<_> = m.usable_above(0x18_0000).collect();
+        let above: Vec<_> = m.usable_above(0x18_0000).collect();
         assert_eq!(above, [0x18_0000..0x20_0000, 0x20_1000..0x100_0000]);
     }
 
@@ -575,7 +575,7 @@ mod tests {
             for &(s, l, k) in &entries {
                 c.add(s * 0x1000, l * 0x1000, k).unwrap();
             }
-            let raw: std::vec::Vec<Region> = entries
+            let raw: Vec<Region> = entries
                 .iter()
                 .map(|&(s, l, k)| r(s * 0x1000, (s + l) * 0x1000, k))
                 .collect();

@@ -88,7 +88,7 @@ fn native_handler(_f: &mut crate::arch::idt::TrapFrame) {
     NATIVE_TSC.store(cpu::rdtsc(), core::sync::atomic::Ordering::Relaxed);
 }
 
-static REPLAY_T0: crate::rt::api::Shared<u64> = crate::rt::api::Shared::new(0);
+static REPLAY_T0: api::Shared<u64> = api::Shared::new(0);
 
 fn replay_task(_: usize) -> ! {
     loop {
@@ -171,7 +171,7 @@ fn kcall() -> u64 {
     per
 }
 
-static PING_RESULT: crate::rt::api::Shared<Option<u64>> = crate::rt::api::Shared::new(None);
+static PING_RESULT: api::Shared<Option<u64>> = api::Shared::new(None);
 const PINGS: u64 = 2000;
 const PONG_PORT: u16 = 201;
 

@@ -303,8 +303,8 @@ mod tests {
     }
 
     /// Runs the demo loop for `ms` milliseconds; returns (trace of positions, max |output|).
-    fn run(setpoint: Fx, ms: usize, plant: &mut Plant, pid: &mut Pid) -> (std::vec::Vec<Fx>, Fx) {
-        let mut trace = std::vec::Vec::with_capacity(ms);
+    fn run(setpoint: Fx, ms: usize, plant: &mut Plant, pid: &mut Pid) -> (Vec<Fx>, Fx) {
+        let mut trace = Vec::with_capacity(ms);
         let mut max_out = 0;
         for _ in 0..ms {
             let u = pid.step(setpoint, plant.position(), DT);

@@ -45,7 +45,7 @@ pub struct TrapFrame {
     pub rsp: u64,
     pub ss: u64,
 }
-const _: () = assert!(core::mem::size_of::<TrapFrame>() == 22 * 8);
+const _: () = assert!(size_of::<TrapFrame>() == 22 * 8);
 
 /// Vector assignments of the co-kernel.
 pub mod vectors {
@@ -77,7 +77,7 @@ struct Gate {
     offset_high: u32,
     reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<Gate>() == 16);
+const _: () = assert!(size_of::<Gate>() == 16);
 
 impl Gate {
     const MISSING: Gate =
@@ -119,7 +119,7 @@ pub fn init() {
     gates[3].attributes = 0xee;
     gates[4].attributes = 0xee;
     let ptr = x86_64::structures::DescriptorTablePointer {
-        limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16,
+        limit: (size_of::<[Gate; 256]>() - 1) as u16,
         base: x86_64::VirtAddr::new(IDT.0.get() as u64),
     };
     // SAFETY: the table is 'static and every gate points to a stub in this image.
@@ -178,7 +178,7 @@ fn record_rf(frame: &mut TrapFrame) {
 /// the real-time core registers the wake-up vector (borrowed here).
 pub fn probe_interrupt_rf() -> bool {
     register(vectors::WAKEUP, record_rf);
-    super::apic::send_ipi(super::apic::id(), u32::from(vectors::WAKEUP));
+    apic::send_ipi(apic::id(), u32::from(vectors::WAKEUP));
     for _ in 0..1_000_000 {
         if PROBED_RF.load(Ordering::Relaxed) != u64::MAX {
             break;

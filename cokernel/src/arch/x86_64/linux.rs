@@ -498,7 +498,7 @@ static ENTRY_IDT_LOADS: AtomicU64 = AtomicU64::new(0);
 pub static ENTRY_TO_IDT_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// How often Linux handed over an IDT.
-pub static LINUX_IDT_LOADS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+pub static LINUX_IDT_LOADS: AtomicU64 = AtomicU64::new(0);
 
 /// Runs Linux as the idle task: the idle context (this one) enters Linux's 64-bit entry with
 /// interrupts off and a top-level table that identity-maps the low 4 GiB (the boot protocol) and

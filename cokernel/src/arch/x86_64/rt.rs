@@ -134,7 +134,7 @@ extern "C" fn task_start(entry: usize, arg: usize) -> ! {
 /// `top` must be the top of a mapped kernel stack that nothing else uses.
 pub unsafe fn initial_frame(top: u64, rip: u64, rdi: u64, rsi: u64) -> u64 {
     let ret_slot = top - 8;
-    let frame = (ret_slot - core::mem::size_of::<TrapFrame>() as u64) & !0xf;
+    let frame = (ret_slot - size_of::<TrapFrame>() as u64) & !0xf;
     let f = TrapFrame {
         rip,
         cs: u64::from(gdt::KERNEL_CS),
