@@ -244,7 +244,7 @@ fn ioapic_masked() -> TestResult {
 
 fn apic_mode_matches() -> TestResult {
     let r = arch::boot_report();
-    let forced = crate::cmdline::get(&r.cmdline, "hauki.apic") == Some("xapic");
+    let forced = crate::cmdline::get(&r.cmdline, hauki_abi::cmdline::APIC) == Some("xapic");
     let want = if r.cpu.x2apic && !forced { apic::Mode::X2Apic } else { apic::Mode::XApic };
     ensure!(apic::mode() == Some(want), "APIC mode {:?}, CPUID x2apic={}", apic::mode(), r.cpu.x2apic);
     ensure!(

@@ -57,6 +57,34 @@ pub mod cmdline {
     pub const EXIT_AFTER_BOOT: &str = "hauki.exit_after_boot";
     /// `hauki.inject=pf|gp|ud|de|bp|df|stack`: raise this exception after boot (tests of the report path).
     pub const INJECT: &str = "hauki.inject";
+    /// `hauki.latency_period_us=N`: period of the latency task (default 100 µs).
+    pub const LATENCY_PERIOD_US: &str = "hauki.latency_period_us";
+    /// `hauki.report_ms=N`: telemetry reporting period (default 1000 ms).
+    pub const REPORT_MS: &str = "hauki.report_ms";
+    /// `hauki.exit_after_reports=N`: exit with SUCCESS after N telemetry reports.
+    pub const EXIT_AFTER_REPORTS: &str = "hauki.exit_after_reports";
+    /// `hauki.demo=0`: start only the system tasks (latency, telemetry, watchdog), not the demo workload.
+    pub const DEMO: &str = "hauki.demo";
+    /// `hauki.stagger=off`: release equal-period workers at the same instant.
+    pub const STAGGER: &str = "hauki.stagger";
+    /// `hauki.bench=1`: run the in-kernel benchmarks instead of the tasks, then exit.
+    pub const BENCH: &str = "hauki.bench";
+    /// `hauki.linux=guest|handover`: what to do with a loaded Linux (absent: load and check only).
+    pub const LINUX: &str = "hauki.linux";
+    /// `hauki.linux_failure=restart|halt`: what follows a Linux panic, reboot, fault or lock-up.
+    pub const LINUX_FAILURE: &str = "hauki.linux_failure";
+    /// `hauki.linux_watchdog_ms=N`: how long Linux may go without taking an event (0: no watchdog).
+    pub const LINUX_WATCHDOG_MS: &str = "hauki.linux_watchdog_ms";
+    /// `hauki.linux_boot_watchdog_ms=N`: the same limit until Linux takes its first event.
+    pub const LINUX_BOOT_WATCHDOG_MS: &str = "hauki.linux_boot_watchdog_ms";
+    /// `hauki.linux_max_restarts=N`: restarts before Linux is left halted.
+    pub const LINUX_MAX_RESTARTS: &str = "hauki.linux_max_restarts";
+    /// `hauki.pool_mib=N`: memory the co-kernel keeps for itself when Linux is loaded.
+    pub const POOL_MIB: &str = "hauki.pool_mib";
+    /// `hauki.apic=xapic`: use xAPIC mode even where x2APIC exists.
+    pub const APIC: &str = "hauki.apic";
+    /// `hauki.timer=lapic`: use the LAPIC one-shot timer even where TSC-deadline exists.
+    pub const TIMER: &str = "hauki.timer";
 }
 
 /// The soft-cli contract between the co-kernel and the Linux guest (version 1).

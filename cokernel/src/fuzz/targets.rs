@@ -504,7 +504,7 @@ fn check_against_oracle(regions: &[Region], raw: &[Region]) {
 pub fn cmdline(data: &[u8]) {
     let line = String::from_utf8_lossy(data);
     let line = line.as_ref();
-    let mut keys: Vec<&str> = alloc::vec!["hauki.pool_mib", "hauki.linux", "k", ""];
+    let mut keys: Vec<&str> = alloc::vec![hauki_abi::cmdline::POOL_MIB, hauki_abi::cmdline::LINUX, "k", ""];
     keys.extend(line.split_ascii_whitespace().take(8).map(|w| w.split('=').next().unwrap_or(w)));
     for key in keys {
         let naive = line

@@ -111,7 +111,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     };
 
     pic::remap_and_mask();
-    let force_xapic = cmdline::get(line, "hauki.apic") == Some("xapic");
+    let force_xapic = cmdline::get(line, keys::APIC) == Some("xapic");
     let apic_mode = apic::init(cpu.x2apic, force_xapic);
     if idt::probe_interrupt_rf() {
         log::info!("this CPU sets RF in external interrupts' frames (an emulator quirk): the co-kernel clears it");
@@ -125,7 +125,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     }
     super::irqchip::init(&platform.overrides);
     let (tsc_hz, tsc_source) = tsc::calibrate(cpu.tsc_hz_stated, platform.hpet_phys);
-    let force_lapic = cmdline::get(line, "hauki.timer") == Some("lapic");
+    let force_lapic = cmdline::get(line, keys::TIMER) == Some("lapic");
     let timer = timer::init(cpu.tsc_deadline, force_lapic);
     let cpus = smp::park_secondaries(&platform);
     x86_64::instructions::interrupts::enable();
@@ -178,7 +178,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
         fatal::exit(if ok { debug_exit::SUCCESS } else { debug_exit::FAILURE });
     }
     #[allow(unreachable_code)]
-    if cmdline::flag(line, "hauki.bench") {
+    if cmdline::flag(line, keys::BENCH) {
         context::set(Context::Test);
         crate::rt::bench::run();
     }
@@ -258,7 +258,7 @@ fn init_memory(
     // With Linux to run, the co-kernel keeps a pool and leaves the rest of RAM to Linux.
     if let Some(Ok(_)) = &plan {
         let line = boot.cmdline.as_str();
-        let bytes = cmdline::mib(line, "hauki.pool_mib").unwrap_or_else(|e| {
+        let bytes = cmdline::mib(line, keys::POOL_MIB).unwrap_or_else(|e| {
             log::warn!("{e}; the co-kernel keeps the default {DEFAULT_POOL_MIB} MiB");
             None
         });
@@ -336,7 +336,7 @@ fn start_linux(
         }
         Some(Ok(p)) => p,
     };
-    let mode = match cmdline::get(line, "hauki.linux") {
+    let mode = match cmdline::get(line, keys::LINUX) {
         Some("handover") => LinuxMode::Handover,
         Some("guest") => LinuxMode::Guest,
         _ => LinuxMode::Load,
@@ -526,7 +526,9 @@ fn inject(what: &str) {
         "stack" => {
             overflow(0);
         }
-        other => log::warn!("hauki.inject={other}: unknown fault (pf, gp, ud, de, bp, stack); ignored"),
+        other => {
+            log::warn!("{}={other}: unknown fault (pf, gp, ud, de, bp, stack); ignored", keys::INJECT)
+        }
     }
     let _ = exceptions::TAKEN.load(core::sync::atomic::Ordering::Relaxed);
     context::set(Context::Boot);

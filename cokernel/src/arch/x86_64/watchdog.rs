@@ -80,7 +80,7 @@ static STUCK_BOOTING: AtomicU8 = AtomicU8::new(0);
 
 /// Reads the policy from the command line and sets aside the stack the take-over runs on.
 pub fn init(line: &str) {
-    RESTART.store(u8::from(cmdline::get(line, "hauki.linux_failure") != Some("halt")), Ordering::Relaxed);
+    RESTART.store(u8::from(cmdline::get(line, hauki_abi::cmdline::LINUX_FAILURE) != Some("halt")), Ordering::Relaxed);
     // At most a day; 0 turns the watchdog off.
     let ms_key = |key: &str, default: u64| {
         cmdline::number(line, key, 0..=86_400_000)
@@ -90,12 +90,12 @@ pub fn init(line: &str) {
             })
             .unwrap_or(default)
     };
-    let ms = ms_key("hauki.linux_watchdog_ms", DEFAULT_WATCHDOG_MS);
+    let ms = ms_key(hauki_abi::cmdline::LINUX_WATCHDOG_MS, DEFAULT_WATCHDOG_MS);
     WATCHDOG_TICKS.store(tsc::ns_to_ticks(ms * 1_000_000), Ordering::Relaxed);
-    let boot_ms = ms_key("hauki.linux_boot_watchdog_ms", DEFAULT_BOOT_WATCHDOG_MS).max(ms);
+    let boot_ms = ms_key(hauki_abi::cmdline::LINUX_BOOT_WATCHDOG_MS, DEFAULT_BOOT_WATCHDOG_MS).max(ms);
     BOOT_WATCHDOG_TICKS.store(tsc::ns_to_ticks(boot_ms * 1_000_000), Ordering::Relaxed);
     CHECK_PERIOD_NS.store(ms * 1_000_000 / u64::from(CHECKS_PER_LIMIT), Ordering::Relaxed);
-    match cmdline::number(line, "hauki.linux_max_restarts", 0..=u64::MAX) {
+    match cmdline::number(line, hauki_abi::cmdline::LINUX_MAX_RESTARTS, 0..=u64::MAX) {
         Ok(Some(n)) => MAX_RESTARTS.store(n, Ordering::Relaxed),
         Ok(None) => {}
         Err(e) => log::warn!("{e}; keeping the default {DEFAULT_MAX_RESTARTS}"),

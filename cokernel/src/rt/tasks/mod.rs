@@ -46,16 +46,16 @@ pub fn start(line: &str, vga: bool) {
 }
 
 fn start_inner(line: &str, vga: bool) -> Result<(), Error> {
-    let latency_period = ns_option(line, "hauki.latency_period_us", 100_000, 1000);
-    let report_period = ns_option(line, "hauki.report_ms", 1_000_000_000, 1_000_000);
-    if !cmdline::get(line, "hauki.demo").is_some_and(|v| v == "0" || v == "off") {
+    let latency_period = ns_option(line, hauki_abi::cmdline::LATENCY_PERIOD_US, 100_000, 1000);
+    let report_period = ns_option(line, hauki_abi::cmdline::REPORT_MS, 1_000_000_000, 1_000_000);
+    if !cmdline::get(line, hauki_abi::cmdline::DEMO).is_some_and(|v| v == "0" || v == "off") {
         control::start()?;
-        phase::start(cmdline::get(line, "hauki.stagger") != Some("off"))?;
+        phase::start(cmdline::get(line, hauki_abi::cmdline::STAGGER) != Some("off"))?;
         if vga {
             display::start()?;
         }
     }
-    let exit_after = cmdline::get(line, "hauki.exit_after_reports").and_then(|v| v.parse().ok());
+    let exit_after = cmdline::get(line, hauki_abi::cmdline::EXIT_AFTER_REPORTS).and_then(|v| v.parse().ok());
     telemetry::start(report_period, exit_after)?;
     if let Some(period) = crate::arch::watchdog::check_period_ns() {
         watchdog::start(period)?;
