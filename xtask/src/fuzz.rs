@@ -162,14 +162,21 @@ pub fn run(ws: &Workspace, opts: &FuzzOpts) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cargo fuzz ARGS` on the nightly toolchain, in the workspace root.
-fn fuzz_cmd(ws: &Workspace, args: &[&str]) -> Command {
+/// `cargo` of the nightly toolchain, in the workspace root.
+pub fn nightly_cargo(ws: &Workspace) -> Command {
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", "nightly", "cargo", "fuzz"]).args(args).current_dir(&ws.root);
+    cmd.args(["run", "nightly", "cargo"]).current_dir(&ws.root);
     // What `cargo xtask` inherited from the pinned toolchain must not leak into nightly's build.
     for var in ["CARGO", "RUSTC", "RUSTDOC", "RUSTUP_TOOLCHAIN", "CARGO_TARGET_DIR"] {
         cmd.env_remove(var);
     }
+    cmd
+}
+
+/// `cargo fuzz ARGS` on the nightly toolchain, in the workspace root.
+fn fuzz_cmd(ws: &Workspace, args: &[&str]) -> Command {
+    let mut cmd = nightly_cargo(ws);
+    cmd.arg("fuzz").args(args);
     cmd
 }
 
@@ -204,9 +211,14 @@ fn fuzz_one(ws: &Workspace, name: &str, seconds: u32) -> Result<Outcome, String>
     Ok(outcome)
 }
 
-/// Installs what the targets need when it is missing: nightly (minimal profile) and cargo-fuzz.
-fn ensure_tools() -> Result<(), String> {
-    let quiet = |cmd: &mut Command| cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+/// Whether `cmd` runs and succeeds, its output discarded.
+fn quiet(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Installs the nightly toolchain (minimal profile) when it is missing, and the rustup
+/// `components` it lacks (`clippy` for `cargo xtask test`'s `lint/clippy-fuzz`).
+pub fn ensure_nightly(components: &[&str]) -> Result<(), String> {
     if !quiet(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])) {
         println!(
             "==> the fuzz targets need a nightly toolchain (cargo-fuzz's sanitizer flags); the crates stay on the pinned stable one"
@@ -214,6 +226,19 @@ fn ensure_tools() -> Result<(), String> {
         println!("==> installing it: rustup toolchain install nightly --profile minimal");
         run_status(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
     }
+    for c in components {
+        let tool = if *c == "clippy" { "clippy-driver" } else { c };
+        if !quiet(Command::new("rustup").args(["run", "nightly", tool, "--version"])) {
+            println!("==> installing nightly's {c}: rustup component add {c} --toolchain nightly");
+            run_status(Command::new("rustup").args(["component", "add", c, "--toolchain", "nightly"]))?;
+        }
+    }
+    Ok(())
+}
+
+/// Installs what the targets need when it is missing: nightly (minimal profile) and cargo-fuzz.
+fn ensure_tools() -> Result<(), String> {
+    ensure_nightly(&[])?;
     if !quiet(Command::new("rustup").args(["run", "nightly", "cargo", "fuzz", "--version"])) {
         println!("==> installing cargo-fuzz (cargo install cargo-fuzz --locked; a few minutes the first time)");
         run_status(cargo().args(["install", "cargo-fuzz", "--locked"]))?;

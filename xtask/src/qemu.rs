@@ -175,6 +175,12 @@ pub fn kernel_cmdline(extra: &str) -> String {
     if extra.trim().is_empty() { base } else { format!("{base} {}", extra.trim()) }
 }
 
+/// Co-kernel command-line arguments, `key=value` separated by spaces, for [`kernel_cmdline`]'s `extra`.
+/// The keys are [`hauki_abi::cmdline`]'s constants, so xtask names none as a literal.
+pub fn cokernel_args(args: &[(&str, &dyn std::fmt::Display)]) -> String {
+    args.iter().map(|(key, value)| format!("{key}={value}")).collect::<Vec<_>>().join(" ")
+}
+
 /// Copy the OVMF variable store template to `dest` (a fresh, writable copy per boot).
 pub fn fresh_ovmf_vars(ovmf: &Ovmf, dest: &Path) -> Result<(PathBuf, PathBuf), String> {
     std::fs::copy(&ovmf.vars, dest)

@@ -1,0 +1,127 @@
+//! Host steps: the crates' unit tests, the fuzz checks on stable, the generated ABI header, and the
+//! lint and format checks (`lint/*`). Nothing is built for QEMU here.
+
+use std::process::Command;
+
+use super::{Ctx, Status, Test};
+use crate::util::{cargo, show};
+
+pub(super) fn tests() -> Vec<Test> {
+    tests![Host:
+        unit::cokernel,
+        unit::hauki_abi,
+        unit::xtask,
+        fuzz_smoke,
+        abi_header,
+        lint::fmt,
+        lint::clippy,
+        lint::clippy_cokernel,
+        lint::clippy_cokernel_ktest,
+        lint::clippy_fuzz,
+    ]
+}
+
+/// `cargo ARGS` in the workspace root, its output shown as it runs (test runners' progress).
+fn cargo_step(ctx: &Ctx<'_>, args: &[&str]) -> Status {
+    let mut cmd = cargo();
+    cmd.current_dir(&ctx.ws.root).args(args);
+    println!("    {}", show(&cmd));
+    match cmd.status() {
+        Ok(s) if s.success() => Status::Pass,
+        Ok(s) => Status::Fail(format!("`cargo {}` failed ({s}); see its output above", args.join(" "))),
+        Err(e) => Status::Fail(format!("cannot run cargo: {e}")),
+    }
+}
+
+/// Runs `cmd` with its output captured: nothing is shown when it succeeds; when it fails, all of it
+/// (the diagnostics or the diff) is printed and `what` is the reason.
+fn checked_step(mut cmd: Command, what: &str) -> Status {
+    println!("    {}", show(&cmd));
+    match cmd.output() {
+        Ok(o) if o.status.success() => Status::Pass,
+        Ok(o) => {
+            for text in [&o.stdout, &o.stderr] {
+                let text = String::from_utf8_lossy(text);
+                if !text.trim().is_empty() {
+                    println!("{}", text.trim_end());
+                }
+            }
+            Status::Fail(format!("{what} (`{}`: {}); its output is above", show(&cmd), o.status))
+        }
+        Err(e) => Status::Fail(format!("cannot run {}: {e}", show(&cmd))),
+    }
+}
+
+/// The crates' unit tests.
+mod unit {
+    use super::{Ctx, Status, cargo_step};
+
+    pub(super) fn cokernel(ctx: &Ctx<'_>) -> Status {
+        cargo_step(ctx, &["test", "-p", "cokernel", "--lib"])
+    }
+
+    pub(super) fn hauki_abi(ctx: &Ctx<'_>) -> Status {
+        cargo_step(ctx, &["test", "-p", "hauki-abi"])
+    }
+
+    pub(super) fn xtask(ctx: &Ctx<'_>) -> Status {
+        cargo_step(ctx, &["test", "-p", "xtask"])
+    }
+}
+
+/// Every fuzz target over its seed corpus and a few thousand mutations, on stable (docs/fuzzing.md).
+fn fuzz_smoke(ctx: &Ctx<'_>) -> Status {
+    cargo_step(ctx, &["test", "-p", "cokernel", "--features", "fuzz", "--test", "fuzz_smoke", "--", "--nocapture"])
+}
+
+/// The C header of the ABI must be what shared-abi generates (one source of truth).
+fn abi_header(ctx: &Ctx<'_>) -> Status {
+    println!("    {} and its patch match shared-abi", crate::abi::HEADER);
+    match crate::abi::check(ctx.ws) {
+        Ok(()) => Status::Pass,
+        Err(e) => Status::Fail(e),
+    }
+}
+
+/// Formatting (rustfmt.toml) and clippy with warnings denied: the workspace on the host, the
+/// co-kernel on its own target with and without the KTAP runner, the fuzz crate on nightly.
+mod lint {
+    use super::{Ctx, Status, checked_step};
+    use crate::deps::KERNEL_TARGET;
+    use crate::util::cargo;
+
+    pub(super) fn fmt(ctx: &Ctx<'_>) -> Status {
+        let mut cmd = cargo();
+        cmd.current_dir(&ctx.ws.root).args(["fmt", "--all", "--check"]);
+        checked_step(cmd, "not formatted as rustfmt.toml says; `cargo fmt --all` formats it")
+    }
+
+    fn clippy_step(ctx: &Ctx<'_>, args: &[&str]) -> Status {
+        let mut cmd = cargo();
+        cmd.current_dir(&ctx.ws.root).arg("clippy").args(args).args(["--", "-D", "warnings"]);
+        checked_step(cmd, "clippy found something")
+    }
+
+    pub(super) fn clippy(ctx: &Ctx<'_>) -> Status {
+        clippy_step(ctx, &["--workspace", "--all-targets"])
+    }
+
+    pub(super) fn clippy_cokernel(ctx: &Ctx<'_>) -> Status {
+        clippy_step(ctx, &["-p", "cokernel", "--target", KERNEL_TARGET])
+    }
+
+    pub(super) fn clippy_cokernel_ktest(ctx: &Ctx<'_>) -> Status {
+        clippy_step(ctx, &["-p", "cokernel", "--target", KERNEL_TARGET, "--features", "ktest"])
+    }
+
+    /// The cargo-fuzz crate (its own workspace) with the nightly toolchain `cargo xtask fuzz` uses,
+    /// installed with clippy when missing; a nightly that cannot be had fails the step.
+    pub(super) fn clippy_fuzz(ctx: &Ctx<'_>) -> Status {
+        if let Err(e) = crate::fuzz::ensure_nightly(&["clippy"]) {
+            return Status::Fail(format!("no nightly toolchain with clippy for the fuzz crate: {e}"));
+        }
+        let mut cmd = crate::fuzz::nightly_cargo(ctx.ws);
+        cmd.args(["clippy", "--manifest-path", "fuzz/Cargo.toml", "--all-targets", "--", "-D", "warnings"]);
+        checked_step(cmd, "clippy (nightly) found something in the fuzz crate")
+    }
+}

@@ -1,0 +1,178 @@
+//! Linux is still Linux, judged by Linux's own checks: its x86 selftests give the same results
+//! under the co-kernel as bare, and its debug build (lockdep and the entry, irq-state and lock-up
+//! checks) finds nothing to complain about beside the real-time tasks.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hauki_abi::cmdline;
+
+use super::linux_guest::{boot_with_linux_initramfs, poweroff, quiet_console, report_console_failure};
+use super::{Ctx, Status, Test, hard_timeout};
+use crate::console::ShellConsole;
+use crate::qemu::{Boot, Qemu, QemuConfig, cokernel_args};
+
+pub(super) fn tests() -> Vec<Test> {
+    tests![System: linux_selftests_x86, linux_debug_lockdep]
+}
+
+/// One selftest's outcome: name, exit status, its `[FAIL]` lines.
+type Selftest = (String, i32, Vec<String>);
+
+/// Runs `hauki-selftests` on a booted Linux; its results in order.
+fn run_selftests(con: &mut ShellConsole, bound: Duration) -> Result<Vec<Selftest>, String> {
+    con.expect("is up; type 'poweroff' to end.", bound)?;
+    con.expect("# ", bound)?;
+    quiet_console(con, bound)?;
+    let (out, status) = con.run("hauki-selftests", bound * 10)?;
+    if status != 0 || !out.contains("hauki-selftests: done") {
+        return Err(format!("hauki-selftests did not finish (status {status}):\n{out}"));
+    }
+    let results = out
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("selftest")).then_some(())?;
+            let name = w.next()?.to_string();
+            (w.next() == Some("exit")).then_some(())?;
+            let prefix = format!("{name}: ");
+            let fails = out.lines().filter_map(|f| f.trim_start().strip_prefix(&prefix)).map(str::to_string).collect();
+            Some((name, w.next()?.parse().ok()?, fails))
+        })
+        .collect();
+    poweroff(con, bound)?;
+    Ok(results)
+}
+
+/// Linux is still Linux: Linux's own x86 selftests (64-bit, from the same 6.12 source) give the
+/// same result under the co-kernel as on the same kernel booted bare in the same QEMU (where the
+/// co-kernel's hooks are inactive: the stock code paths). Plain TCG; results printed side by side.
+fn linux_selftests_x86(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
+    let initramfs = match crate::linux::build_selftests_initramfs(ctx.ws) {
+        Ok(i) => i,
+        Err(e) => return Status::Fail(format!("the selftests do not build: {e}")),
+    };
+    let bound = hard_timeout();
+    let bare = (|| {
+        let (vmlinux, _) = crate::linux::build_all(ctx.ws)?;
+        let dir = ctx.dir_with("bare");
+        let (c1, c2) = Qemu::paths(&dir);
+        let boot = Boot::Linux { vmlinux, initrd: initramfs.clone(), cmdline: crate::linux::DEFAULT_CMDLINE.into() };
+        let cfg = QemuConfig::test(boot, "max", &c1, &c2);
+        let mut con = ShellConsole::spawn(&dir, &cfg)?;
+        run_selftests(&mut con, bound).inspect_err(|e| {
+            let _ = report_console_failure(&con, e.clone());
+        })
+    })();
+    let guest = (|| {
+        let dir = ctx.dir_with("guest");
+        let args = cokernel_args(&[(cmdline::LINUX, &"guest")]);
+        let (mut con, _) = boot_with_linux_initramfs(&dir, elf, &args, None, Some(&initramfs), None)?;
+        run_selftests(&mut con, bound).inspect_err(|e| {
+            let _ = report_console_failure(&con, e.clone());
+        })
+    })();
+    let (bare, guest) = match (bare, guest) {
+        (Ok(b), Ok(g)) => (b, g),
+        (Err(e), _) => return Status::Fail(format!("bare Linux: {e}")),
+        (_, Err(e)) => return Status::Fail(format!("Linux under the co-kernel: {e}")),
+    };
+    let word = |s: i32| match s {
+        0 => "pass",
+        4 => "skip",
+        _ => "FAIL",
+    };
+    let mut differ = Vec::new();
+    println!("    {:<28} {:>6} {:>14}", "selftest", "bare", "under Hauki");
+    for (name, b, _) in &bare {
+        let g = guest.iter().find(|x| &x.0 == name);
+        println!("    {:<28} {:>6} {:>14}", name, word(*b), g.map_or("missing", |g| word(g.1)));
+        if let Some(g) = g.filter(|g| g.1 != *b) {
+            for f in &g.2 {
+                println!("      under Hauki: {f}");
+            }
+        }
+        if g.map(|g| g.1) != Some(*b) {
+            differ.push(name.clone());
+        }
+    }
+    let passed = bare.iter().filter(|x| x.1 == 0).count();
+    if bare.len() != guest.len() || !differ.is_empty() {
+        return Status::Fail(format!(
+            "selftests differ under the co-kernel: {differ:?} ({} bare, {} guest)",
+            bare.len(),
+            guest.len()
+        ));
+    }
+    if passed == 0 {
+        return Status::Fail("no selftest passed even on bare Linux".into());
+    }
+    Status::Pass
+}
+
+/// Kernel log lines that mean something is wrong: lockdep and irq-state splats, entry-code and
+/// sleeping-in-atomic checks, lock-ups and stalls.
+const SPLATS: &[&str] = &[
+    "WARNING:",
+    "BUG:",
+    "possible recursive locking",
+    "inconsistent lock state",
+    "possible circular locking",
+    "irq event stamp",
+    "raw_local_irq_restore() called with IRQs enabled",
+    "soft lockup",
+    "hung_task",
+    "rcu: INFO",
+    "self-detected stall",
+    "workqueue lockup",
+    "Oops",
+];
+
+/// Linux behaves exactly like Linux, checked by Linux itself: the debug build (lockdep with
+/// irq-state tracing, DEBUG_ENTRY, DEBUG_IRQFLAGS, the lock-up and stall detectors) boots under the
+/// co-kernel and runs the stress battery with the real-time tasks going; its log must hold no
+/// splat, and lockdep must still be on at the end (a splat turns it off).
+fn linux_debug_lockdep(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
+    let r = (|| -> Result<String, String> {
+        let vmlinux = crate::linux::build_flavour(ctx.ws, crate::linux::Flavour::Debug)?;
+        let args = cokernel_args(&[(cmdline::LINUX, &"guest")]);
+        let (mut con, _) = boot_with_linux_initramfs(&ctx.dir(), elf, &args, None, None, Some(&vmlinux))?;
+        let bound = hard_timeout();
+        let steps = (|| -> Result<String, String> {
+            con.expect("is up; type 'poweroff' to end.", bound * 2)?;
+            con.expect("# ", bound)?;
+            let (out, _) = con.run("hauki-stress 5", bound * 2)?;
+            if !out.contains("hauki-stress:") {
+                return Err(format!("the stress battery did not run: {out}"));
+            }
+            let (lockdep, _) = con.run("grep -c 'lock-classes' /proc/lockdep_stats; cat /proc/sys/kernel/prove_locking 2>/dev/null; cat /proc/lockdep_stats | grep 'debug_locks'", bound)?;
+            let (log, _) = con.run("dmesg", bound)?;
+            poweroff(&mut con, bound)?;
+            Ok(format!("{lockdep}\n--dmesg--\n{log}"))
+        })();
+        steps.inspect_err(|e| {
+            let _ = report_console_failure(&con, e.clone());
+        })
+    })();
+    let out = match r {
+        Ok(o) => o,
+        Err(e) => return Status::Fail(e),
+    };
+    let (stats, log) = out.split_once("--dmesg--").unwrap_or((&out, ""));
+    if !log.contains("Lock dependency validator") {
+        return Status::Fail("the debug kernel does not run lockdep".into());
+    }
+    let debug_locks_on =
+        stats.lines().any(|l| l.trim_start().starts_with("debug_locks:") && l.trim_end().ends_with(" 1"));
+    let bad: Vec<&str> = log.lines().filter(|l| SPLATS.iter().any(|s| l.contains(s))).collect();
+    if !bad.is_empty() || !debug_locks_on {
+        return Status::Fail(format!(
+            "the debug kernel complained (debug_locks on: {debug_locks_on}):\n{}\n{stats}",
+            bad.join("\n")
+        ));
+    }
+    println!(
+        "    lockdep, DEBUG_ENTRY, DEBUG_IRQFLAGS: boot and a 5 s stress battery beside the real-time tasks, no splat"
+    );
+    Status::Pass
+}
