@@ -4,12 +4,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use hauki_abi::cmdline;
 use serde_json::{Value, json};
 
 use crate::build;
 use crate::deps::Tools;
 use crate::elf;
-use crate::qemu::{Boot, Com, Qemu, QemuConfig, STATUS_SUCCESS, explain_status, kernel_cmdline};
+use crate::qemu::{Boot, Com, Qemu, QemuConfig, STATUS_SUCCESS, cokernel_args, explain_status, kernel_cmdline};
 use crate::suite::hard_timeout;
 use crate::telemetry::Records;
 use crate::util::Workspace;
@@ -119,7 +120,7 @@ fn metric(name: &str, value: u64, unit: &'static str, target_max: Option<u64>, n
 /// The in-kernel benchmarks (`hauki.bench=1`): kernel call, context switch, scheduler cost and
 /// release latency with 1, 16, 64 and 256 tasks.
 fn rt_core(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
-    let recs = run_icount(c, "rt-core", "hauki.bench=1")?;
+    let recs = run_icount(c, "rt-core", &cokernel_args(&[(cmdline::BENCH, &1)]))?;
     let mut out = Vec::new();
     for r in recs.events("bench") {
         let name = r["name"].as_str().unwrap_or("?");
@@ -162,9 +163,11 @@ fn latency_summary(recs: &Records) -> Result<(u64, u64, u64, u64, u64), String> 
 /// virtual time) each.
 fn rt_latency(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     let mut out = Vec::new();
-    for (name, append) in [("alone", "hauki.exit_after_reports=5 hauki.demo=0"), ("demo", "hauki.exit_after_reports=5")]
+    let reports = (cmdline::EXIT_AFTER_REPORTS, &5 as &dyn std::fmt::Display);
+    for (name, append) in
+        [("alone", cokernel_args(&[reports, (cmdline::DEMO, &0)])), ("demo", cokernel_args(&[reports]))]
     {
-        let recs = run_icount(c, &format!("rt-latency-{name}"), append)?;
+        let recs = run_icount(c, &format!("rt-latency-{name}"), &append)?;
         let (min, avg, max, samples, misses) = latency_summary(&recs)?;
         out.push(metric(
             &format!("rt.latency.{name}.max"),
@@ -182,10 +185,11 @@ fn rt_latency(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
 /// golden-ratio phase offsets against all released at once.
 fn rt_stagger(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     let mut out = Vec::new();
+    let reports = (cmdline::EXIT_AFTER_REPORTS, &3 as &dyn std::fmt::Display);
     for (name, append) in
-        [("naive", "hauki.exit_after_reports=3 hauki.stagger=off"), ("golden", "hauki.exit_after_reports=3")]
+        [("naive", cokernel_args(&[reports, (cmdline::STAGGER, &"off")])), ("golden", cokernel_args(&[reports]))]
     {
-        let recs = run_icount(c, &format!("rt-stagger-{name}"), append)?;
+        let recs = run_icount(c, &format!("rt-stagger-{name}"), &append)?;
         let last = recs.events("phase").last().ok_or("no phase records")?;
         let worst: Vec<u64> = last["worker_worst_response_ns"]
             .as_array()
@@ -249,7 +253,7 @@ fn boot_time(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     for i in 1..=BOOT_RUNS {
         let dir = c.dir.join(format!("boot-{i}"));
         let (c1, c2) = Qemu::paths(&dir);
-        let cmdline = kernel_cmdline(&format!("{}=1", hauki_abi::cmdline::EXIT_AFTER_BOOT));
+        let cmdline = kernel_cmdline(&cokernel_args(&[(cmdline::EXIT_AFTER_BOOT, &1)]));
         let mut cfg = QemuConfig::test(Boot::Kernel { elf: c.elf.clone(), cmdline }, "qemu64", &c1, &c2);
         cfg.icount = true;
         let mut q = Qemu::spawn(&dir, &cfg, hard_timeout())?;
@@ -354,7 +358,10 @@ fn linux_guest(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     let dir = c.dir.join("linux-guest");
     let (c1, c2) = Qemu::paths(&dir);
     let mut cfg = QemuConfig::test(
-        Boot::Kernel { elf: c.elf.clone(), cmdline: kernel_cmdline("hauki.linux=guest hauki.report_ms=250") },
+        Boot::Kernel {
+            elf: c.elf.clone(),
+            cmdline: kernel_cmdline(&cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &250)])),
+        },
         "max",
         &c1,
         &c2,

@@ -4,16 +4,20 @@
 //! Linux comes from Debian's `linux-source-6.12` tarball (offline-friendly), extracted once into the
 //! cache (`$HAUKI_CACHE`, else `$XDG_CACHE_HOME/hauki`, else `~/.cache/hauki`), never into the repo.
 //! A build is keyed by the source version, the patch series, the config fragment and this recipe's
-//! version: an unchanged key reuses the cached `vmlinux` (seconds); a changed one rebuilds (about 4
-//! minutes on 2 cores) in a hard-linked copy of the pristine tree with `linux-patch/series` applied.
+//! version: an unchanged key reuses the cached `vmlinux` (seconds); a changed one rebuilds (about 8
+//! minutes per flavour on 2 cores) in a hard-linked copy of the pristine tree with
+//! `linux-patch/series` applied, showing how many of the expected objects make has compiled
+//! ([`crate::meter`]).
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{BufRead, BufReader, Read, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
+use crate::meter::Meter;
 use crate::util::{Workspace, last_lines, run_status, show};
 
 /// Bump when the build steps below change in a way that changes the output.
@@ -84,6 +88,24 @@ impl Flavour {
         match self {
             Flavour::Default => VMLINUX,
             Flavour::Debug => "vmlinux-debug",
+        }
+    }
+
+    /// Objects a build compiles, as counted when this was written (the Linux 6.12 tree with the
+    /// series and the fragments); a build remembers its own count for the next one
+    /// ([`expected_objects`]).
+    fn typical_objects(self) -> u64 {
+        match self {
+            Flavour::Default => 1190,
+            Flavour::Debug => 1220,
+        }
+    }
+
+    /// The name of the cache file holding the object count of the last build.
+    fn objects_file(self) -> &'static str {
+        match self {
+            Flavour::Default => "objects-default",
+            Flavour::Debug => "objects-debug",
         }
     }
 
@@ -193,13 +215,100 @@ fn compile(ws: &Workspace, cache: &Path, dir: &Path, version: &str, flavour: Fla
     run_logged(make(&["allnoconfig", &format!("KCONFIG_ALLCONFIG={}", frag.display())]), &log)?;
     check_config(&config, &obj.join(".config"))?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
-    println!("==> building Linux {version} (about 4 minutes on 2 cores; log: {})", log.display());
-    run_logged(make(&[&format!("-j{jobs}"), "vmlinux"]), &log)?;
+    let (expected, from) = expected_objects(cache, flavour);
+    println!(
+        "==> building Linux {version} ({flavour:?}): about {expected} objects ({from}), about 8 minutes on 2 cores; log: {}",
+        log.display()
+    );
+    let mut meter = Meter::new("linux build", "objects", expected);
+    let built = run_counted(make(&[&format!("-j{jobs}"), "vmlinux"]), &log, &mut meter);
+    meter.finish(if built.is_ok() { "done" } else { "failed" });
+    built?;
+    let _ = std::fs::write(cache.join(flavour.objects_file()), format!("{}\n", meter.done()));
     std::fs::copy(obj.join("vmlinux"), dir.join(VMLINUX)).map_err(|e| format!("vmlinux: {e}"))?;
     std::fs::copy(obj.join(".config"), dir.join("config")).map_err(|e| format!(".config: {e}"))?;
     // The tree and objects are large; the cache keeps only what runs.
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// The objects the next build of `flavour` is expected to compile, and where the figure comes from.
+fn expected_objects(cache: &Path, flavour: Flavour) -> (u64, &'static str) {
+    let last = std::fs::read_to_string(cache.join(flavour.objects_file())).ok().and_then(|t| t.trim().parse().ok());
+    match last {
+        Some(n) if n > 0 => (n, "as many as the last build"),
+        _ => (flavour.typical_objects(), "a typical build"),
+    }
+}
+
+/// Whether a line of kbuild's output (`V=0`, the default) says an object is being compiled:
+/// `  CC      kernel/fork.o`, `  AS      arch/x86/entry/entry_64.o`.
+fn is_object_line(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    line.starts_with("  ")
+        && matches!(words.next(), Some("CC" | "AS"))
+        && words.next().is_some_and(|path| path.ends_with(".o"))
+        && words.next().is_none()
+}
+
+/// Calls `each` with every line `r` gives (invalid UTF-8 replaced: reading must never stop early,
+/// or the child would block on a full pipe).
+fn for_each_line(r: impl Read, mut each: impl FnMut(&str)) {
+    let mut r = BufReader::new(r);
+    let mut buf = Vec::new();
+    while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+        each(String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']));
+        buf.clear();
+    }
+}
+
+/// Runs `cmd` with its output appended to `log`, counting on `meter` every object it compiles.
+fn run_counted(mut cmd: Command, log: &Path, meter: &mut Meter) -> Result<(), String> {
+    let open = || {
+        std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| format!("{}: {e}", log.display()))
+    };
+    let (mut out_log, mut err_log) = (open()?, open()?);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", show(&cmd)))?;
+    let keep = |tail: &mut VecDeque<String>, line: &str| {
+        if tail.len() == 30 {
+            tail.pop_front();
+        }
+        tail.push_back(line.to_string());
+    };
+    let stderr = child.stderr.take();
+    let errors = std::thread::spawn(move || {
+        let mut tail = VecDeque::new();
+        if let Some(e) = stderr {
+            for_each_line(e, |line| {
+                let _ = writeln!(err_log, "{line}");
+                keep(&mut tail, line);
+            });
+        }
+        tail
+    });
+    let mut tail = VecDeque::new();
+    if let Some(out) = child.stdout.take() {
+        for_each_line(out, |line| {
+            let _ = writeln!(out_log, "{line}");
+            if is_object_line(line) {
+                meter.inc();
+            }
+            keep(&mut tail, line);
+        });
+    }
+    let status = child.wait().map_err(|e| format!("{}: {e}", show(&cmd)))?;
+    let err_tail = errors.join().unwrap_or_default();
+    if status.success() {
+        return Ok(());
+    }
+    let lines: Vec<String> = err_tail.into_iter().chain(tail).collect();
+    Err(format!(
+        "`{}` failed ({status}); last lines (full log: {}):\n{}",
+        show(&cmd),
+        log.display(),
+        last_lines(&lines.join("\n"), 30).join("\n")
+    ))
 }
 
 fn run_logged(mut cmd: Command, log: &Path) -> Result<(), String> {
@@ -362,8 +471,8 @@ pub fn build_selftests_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
     let tree = ensure_source(&cache_dir(), &version)?;
     let out = ws.hauki_dir().join("selftests-x86");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    println!("==> building Linux's x86 selftests (64-bit, static) into {}", ws.rel(&out));
     let log = out.join("build.log");
+    println!("==> building Linux's x86 selftests (64-bit, static) into {}; log: {}", ws.rel(&out), ws.rel(&log));
     let mut make = Command::new("make");
     make.arg("-C")
         .arg(tree.join("tools/testing/selftests/x86"))
@@ -414,6 +523,11 @@ fn write_initramfs(ws: &Workspace, name: &str, extra: &[(String, Vec<u8>)]) -> R
         c.file(path, 0o755, data);
     }
     let archive = c.finish();
+    let what = if extra.is_empty() { String::new() } else { format!(" and {} selftests", extra.len()) };
+    println!(
+        "==> initramfs {name}: busybox, linux-patch/initramfs{what} ({} KiB before gzip -9)",
+        archive.len() / 1024
+    );
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&archive).map_err(|e| e.to_string())?;
     let bytes = gz.finish().map_err(|e| e.to_string())?;
@@ -485,6 +599,52 @@ mod tests {
     #[test]
     fn series_skips_comments_and_blanks() {
         assert_eq!(parse_series("# x\n\n 0001-a.patch \n0002-b.patch\n"), vec!["0001-a.patch", "0002-b.patch"]);
+    }
+
+    #[test]
+    fn compiled_objects_are_counted() {
+        let out = [
+            "make[1]: Entering directory '/c/obj'",
+            "  GEN     Makefile",
+            "  HOSTCC  scripts/basic/fixdep",
+            "  CC      kernel/bounds.s",
+            "  CC      init/main.o",
+            "  AS      arch/x86/entry/entry_64.o",
+            "  AR      init/built-in.a",
+            "  LD      vmlinux.o",
+            "init/main.c:1: warning: CC init/x.o",
+            "  CC      init/version.o",
+        ];
+        let counted: Vec<&str> = out.into_iter().filter(|l| is_object_line(l)).collect();
+        assert_eq!(
+            counted,
+            ["  CC      init/main.o", "  AS      arch/x86/entry/entry_64.o", "  CC      init/version.o"]
+        );
+    }
+
+    #[test]
+    fn a_build_counts_and_logs_its_objects_and_remembers_them() {
+        let dir = std::env::temp_dir().join(format!("hauki-linux-count-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(expected_objects(&dir, Flavour::Debug), (1220, "a typical build"));
+        let log = dir.join("build.log");
+        let mut sh = Command::new("/bin/sh");
+        sh.args(["-c", "printf '  CC      a.o\\n  AR      a.a\\n  CC      b.o\\n\\377\\n'; echo warn >&2"]);
+        let mut meter = Meter::new("test build", "objects", 2);
+        run_counted(sh, &log, &mut meter).unwrap();
+        assert_eq!(meter.done(), 2);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(text.contains("  AR      a.a") && text.contains("warn"), "{text:?}");
+        let mut fail = Command::new("/bin/sh");
+        fail.args(["-c", "echo '  CC      c.o'; echo 'c.c: error: no' >&2; exit 2"]);
+        let e = run_counted(fail, &log, &mut meter).unwrap_err();
+        assert!(e.contains("c.c: error: no") && e.contains("exit status: 2"), "{e}");
+        assert_eq!(meter.done(), 3);
+        std::fs::write(dir.join(Flavour::Debug.objects_file()), "1234\n").unwrap();
+        assert_eq!(expected_objects(&dir, Flavour::Debug), (1234, "as many as the last build"));
+        assert_eq!(expected_objects(&dir, Flavour::Default).0, 1190);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod elf;
 mod fuzz;
 mod ktap;
 mod linux;
+mod meter;
 mod progress;
 mod qemu;
 mod suite;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
-use hauki_abi::debug_exit;
+use hauki_abi::{cmdline, debug_exit};
 
 use crate::args::{Accel, RunOpts};
 use crate::build::Artifacts;
@@ -171,7 +171,7 @@ impl QemuConfig {
 
 /// The co-kernel command line for `-kernel` boots: always with the debug-exit key, then `extra`.
 pub fn kernel_cmdline(extra: &str) -> String {
-    let base = format!("{}=1", hauki_abi::cmdline::DEBUG_EXIT);
+    let base = cokernel_args(&[(cmdline::DEBUG_EXIT, &1)]);
     if extra.trim().is_empty() { base } else { format!("{base} {}", extra.trim()) }
 }
 
@@ -246,9 +246,9 @@ pub fn run_interactive(ws: &Workspace, tools: &Tools, o: &RunOpts, out: &Artifac
     } else {
         let mut extra = o.cokernel_append.clone().unwrap_or_default();
         if o.handover {
-            extra.push_str(" hauki.linux=handover");
+            extra = format!("{extra} {}", cokernel_args(&[(cmdline::LINUX, &"handover")]));
         } else if !o.no_linux {
-            extra.push_str(" hauki.linux=guest");
+            extra = format!("{extra} {}", cokernel_args(&[(cmdline::LINUX, &"guest")]));
         }
         Boot::Kernel { elf: out.elf.clone(), cmdline: kernel_cmdline(&extra) }
     };
@@ -522,7 +522,8 @@ mod tests {
 
     #[test]
     fn test_machine_command() {
-        let boot = Boot::Kernel { elf: "/k.elf".into(), cmdline: kernel_cmdline("hauki.exit_after_boot=1") };
+        let append = cokernel_args(&[(cmdline::EXIT_AFTER_BOOT, &1)]);
+        let boot = Boot::Kernel { elf: "/k.elf".into(), cmdline: kernel_cmdline(&append) };
         let cfg = QemuConfig::test(boot, "qemu64", Path::new("/d/com1.log"), Path::new("/d/com2.jsonl"));
         let a = cfg.args();
         assert_eq!(a[pos(&a, "-machine") + 1], "q35");
@@ -600,5 +601,8 @@ mod tests {
         assert_eq!(a[pos(&a, "-append") + 1], "hauki.debug_exit=1");
         assert!(cfg.display_line().contains("-append hauki.debug_exit=1"));
         assert_eq!(kernel_cmdline("  a=1 "), "hauki.debug_exit=1 a=1");
+        let args = cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &250), (cmdline::DEMO, &0)]);
+        assert_eq!(args, "hauki.linux=guest hauki.report_ms=250 hauki.demo=0");
+        assert_eq!(cokernel_args(&[]), "");
     }
 }

@@ -1,10 +1,11 @@
 //! Host steps: the crates' unit tests, the fuzz checks on stable, the generated ABI header, and the
 //! lint and format checks (`lint/*`). Nothing is built for QEMU here.
 
+use std::path::Path;
 use std::process::Command;
 
 use super::{Ctx, Status, Test};
-use crate::util::{cargo, show};
+use crate::util::{cargo, shell_quote};
 
 pub(super) fn tests() -> Vec<Test> {
     tests![Host:
@@ -21,14 +22,25 @@ pub(super) fn tests() -> Vec<Test> {
     ]
 }
 
+/// `cmd` as a user would type it, the program by its name (`cargo`, not the toolchain's path).
+fn typed(cmd: &Command) -> String {
+    let program = Path::new(cmd.get_program()).file_name().unwrap_or(cmd.get_program());
+    let mut s = program.to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&shell_quote(&a.to_string_lossy()));
+    }
+    s
+}
+
 /// `cargo ARGS` in the workspace root, its output shown as it runs (test runners' progress).
 fn cargo_step(ctx: &Ctx<'_>, args: &[&str]) -> Status {
     let mut cmd = cargo();
     cmd.current_dir(&ctx.ws.root).args(args);
-    println!("    {}", show(&cmd));
+    println!("    {}", typed(&cmd));
     match cmd.status() {
         Ok(s) if s.success() => Status::Pass,
-        Ok(s) => Status::Fail(format!("`cargo {}` failed ({s}); see its output above", args.join(" "))),
+        Ok(s) => Status::Fail(format!("`{}` failed ({s}); see its output above", typed(&cmd))),
         Err(e) => Status::Fail(format!("cannot run cargo: {e}")),
     }
 }
@@ -36,7 +48,7 @@ fn cargo_step(ctx: &Ctx<'_>, args: &[&str]) -> Status {
 /// Runs `cmd` with its output captured: nothing is shown when it succeeds; when it fails, all of it
 /// (the diagnostics or the diff) is printed and `what` is the reason.
 fn checked_step(mut cmd: Command, what: &str) -> Status {
-    println!("    {}", show(&cmd));
+    println!("    {}", typed(&cmd));
     match cmd.output() {
         Ok(o) if o.status.success() => Status::Pass,
         Ok(o) => {
@@ -46,9 +58,9 @@ fn checked_step(mut cmd: Command, what: &str) -> Status {
                     println!("{}", text.trim_end());
                 }
             }
-            Status::Fail(format!("{what} (`{}`: {}); its output is above", show(&cmd), o.status))
+            Status::Fail(format!("{what} (`{}`: {}); its output is above", typed(&cmd), o.status))
         }
-        Err(e) => Status::Fail(format!("cannot run {}: {e}", show(&cmd))),
+        Err(e) => Status::Fail(format!("cannot run {}: {e}", typed(&cmd))),
     }
 }
 
@@ -123,5 +135,29 @@ mod lint {
         let mut cmd = crate::fuzz::nightly_cargo(ctx.ws);
         cmd.args(["clippy", "--manifest-path", "fuzz/Cargo.toml", "--all-targets", "--", "-D", "warnings"]);
         checked_step(cmd, "clippy (nightly) found something in the fuzz crate")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("/bin/sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    #[test]
+    fn a_checked_step_fails_with_the_command_and_passes_quietly() {
+        assert_eq!(checked_step(sh("echo fine"), "x"), Status::Pass);
+        let Status::Fail(why) = checked_step(sh("echo a-diff; echo a-warning >&2; exit 3"), "clippy found something")
+        else {
+            panic!("a failing command passed");
+        };
+        assert!(why.starts_with("clippy found something (`sh -c 'echo a-diff; echo a-warning >&2; exit 3'`"), "{why}");
+        assert!(why.contains("exit status: 3"), "{why}");
+        let Status::Fail(why) = checked_step(Command::new("/nonexistent/tool"), "x") else { panic!() };
+        assert!(why.starts_with("cannot run tool"), "{why}");
     }
 }

@@ -55,6 +55,7 @@ fn linux_selftests_x86(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let bound = hard_timeout();
     let bare = (|| {
         let (vmlinux, _) = crate::linux::build_all(ctx.ws)?;
+        println!("    bare Linux: booting, running hauki-selftests");
         let dir = ctx.dir_with("bare");
         let (c1, c2) = Qemu::paths(&dir);
         let boot = Boot::Linux { vmlinux, initrd: initramfs.clone(), cmdline: crate::linux::DEFAULT_CMDLINE.into() };
@@ -65,6 +66,7 @@ fn linux_selftests_x86(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
         })
     })();
     let guest = (|| {
+        println!("    Linux under the co-kernel: booting, running hauki-selftests");
         let dir = ctx.dir_with("guest");
         let args = cokernel_args(&[(cmdline::LINUX, &"guest")]);
         let (mut con, _) = boot_with_linux_initramfs(&dir, elf, &args, None, Some(&initramfs), None)?;
@@ -136,6 +138,7 @@ fn linux_debug_lockdep(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let r = (|| -> Result<String, String> {
         let vmlinux = crate::linux::build_flavour(ctx.ws, crate::linux::Flavour::Debug)?;
         let args = cokernel_args(&[(cmdline::LINUX, &"guest")]);
+        println!("    the debug kernel under the co-kernel: booting, a 5 s stress battery, then its log");
         let (mut con, _) = boot_with_linux_initramfs(&ctx.dir(), elf, &args, None, None, Some(&vmlinux))?;
         let bound = hard_timeout();
         let steps = (|| -> Result<String, String> {

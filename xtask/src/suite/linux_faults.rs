@@ -138,7 +138,10 @@ fn linux_faults_are_linux_s(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let mut steps = || -> Result<(), String> {
         con.expect(UP, bound)?;
         con.expect("# ", bound)?;
-        let mut report = Vec::new();
+        println!(
+            "    Linux is up under icount shift={FAULT_ICOUNT_SHIFT}; {} failures to provoke, each reported as it ends",
+            PROVOKED.len()
+        );
         for p in PROVOKED {
             let before = failures(&c2).len();
             let (last, setup) = p.commands.split_last().expect("a command");
@@ -183,11 +186,11 @@ fn linux_faults_are_linux_s(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
             if !out.contains("alive-again") {
                 return Err(format!("{}: no working shell afterwards: {out:?}", p.what));
             }
-            report.push(format!(
-                "{} -> {}{detail}",
+            println!(
+                "    {} -> {}{detail}",
                 p.what,
                 p.cokernel_says.map_or("Linux carries on".to_string(), |s| format!("{s}, restarted"))
-            ));
+            );
         }
         let recs = Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default());
         let want = PROVOKED.iter().filter(|p| p.cokernel_says.is_some()).count() as u64;
@@ -197,9 +200,6 @@ fn linux_faults_are_linux_s(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
         }
         let misses: u64 = recs.events("latency").filter_map(|l| l["misses"].as_u64()).sum();
         let max = recs.events("latency").filter_map(|l| l["max_ns"].as_u64()).max().unwrap_or(0);
-        for l in &report {
-            println!("    {l}");
-        }
         println!("    latency max {max} ns (virtual) over the run, {misses} misses");
         if misses != 0 {
             return Err(format!("the latency task missed {misses} deadlines while Linux failed and restarted"));

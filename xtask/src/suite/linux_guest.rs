@@ -80,6 +80,7 @@ fn linux_bare_boot(ctx: &Ctx<'_>, _elf: &Path, _iso: &Path) -> Status {
         Ok(x) => x,
         Err(e) => return Status::Fail(format!("the Linux guest does not build: {e}")),
     };
+    println!("    booting the patched Linux bare (no co-kernel); driving its shell on COM1");
     let dir = ctx.dir();
     let (c1, c2) = Qemu::paths(&dir);
     let boot = Boot::Linux { vmlinux, initrd, cmdline: crate::linux::DEFAULT_CMDLINE.into() };
@@ -155,6 +156,7 @@ pub(super) fn boot_with_linux_initramfs(
 /// (hauki.linux=handover) gives Linux the machine; the shell must work.
 fn linux_loader_handover(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let args = cokernel_args(&[(cmdline::LINUX, &"handover")]);
+    println!("    the co-kernel loads Linux and hands it the machine; driving Linux's shell on COM1");
     let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, &args, None) {
         Ok(x) => x,
         Err(s) => return s,
@@ -183,6 +185,7 @@ fn linux_loader_handover(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
 /// must miss no deadline, from the co-kernel's boot through Linux's boot and a shell workload.
 fn linux_guest_beside_rt(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let args = cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &500)]);
+    println!("    Linux as the idle task under icount: its boot, a shell workload, its paravirtual devices");
     let (mut con, c2) = match boot_cokernel_with_linux(ctx, elf, &args, Some(0)) {
         Ok(x) => x,
         Err(s) => return s,
@@ -363,6 +366,9 @@ pub struct StressRun {
 /// `hauki-stress SECS` and reads the latency records of both phases and the window table.
 pub fn stress_run(dir: &Path, elf: &Path, secs: u64) -> Result<StressRun, String> {
     let args = cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &500)]);
+    println!(
+        "    Linux as the idle task under icount: booting, idling 3 s at its prompt, then hauki-stress {secs} (virtual s)"
+    );
     let (mut con, c2) = boot_with_linux_in(dir, elf, &args, Some(0))?;
     let bound = hard_timeout();
     let latency = |c2: &Path| -> Vec<serde_json::Value> {
