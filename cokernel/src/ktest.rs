@@ -12,12 +12,35 @@ use core::sync::atomic::Ordering;
 use crate::arch::{self, apic, cpu, exceptions, idt, ioapic, mm, pic, timer, tsc};
 use x86_64::structures::paging::PageTableFlags as F;
 
-type TestResult = Result<(), alloc::string::String>;
+/// Why a test did not pass: it failed, or it does not apply on this machine (KTAP `# SKIP`).
+enum Verdict {
+    Fail(alloc::string::String),
+    Skip(&'static str),
+}
+
+impl From<&str> for Verdict {
+    fn from(s: &str) -> Verdict {
+        Verdict::Fail(s.into())
+    }
+}
+
+impl From<alloc::string::String> for Verdict {
+    fn from(s: alloc::string::String) -> Verdict {
+        Verdict::Fail(s)
+    }
+}
+
+type TestResult = Result<(), Verdict>;
+
+/// Whether the clock is instruction-counted (`hauki.ktest_clock=virtual`): only then is timing judged.
+fn virtual_clock() -> bool {
+    crate::cmdline::get(&arch::boot_report().cmdline, hauki_abi::cmdline::KTEST_CLOCK) == Some("virtual")
+}
 
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)+) => {
         if !$cond {
-            return Err(alloc::format!($($fmt)+));
+            return Err(Verdict::Fail(alloc::format!($($fmt)+)));
         }
     };
 }
@@ -72,7 +95,8 @@ pub fn run() -> bool {
     for (i, (name, t)) in TESTS.iter().enumerate() {
         match t() {
             Ok(()) => arch::console::console_write(format_args!("ok {} {name}\n", i + 1)),
-            Err(why) => {
+            Err(Verdict::Skip(why)) => arch::console::console_write(format_args!("ok {} {name} # SKIP {why}\n", i + 1)),
+            Err(Verdict::Fail(why)) => {
                 failed += 1;
                 arch::console::console_write(format_args!("# {name}: {why}\nnot ok {} {name}\n", i + 1));
             }
@@ -559,6 +583,9 @@ fn dudect_run(f: fn(u32) -> u32, fixed: u32) -> (f64, u64) {
 }
 
 fn dudect_constant_time() -> TestResult {
+    if !virtual_clock() {
+        return Err(Verdict::Skip("timing is judged under -icount only (this clock follows the host)"));
+    }
     let (t, n) = dudect_run(ct::triangle, 0xffff_ffff);
     arch::console::console_write(format_args!("# dudect triangle: |t| = {:.2} over {n} runs\n", t.abs()));
     let constant = dudect::TTest::t_is_constant_time(t);
@@ -567,6 +594,9 @@ fn dudect_constant_time() -> TestResult {
 }
 
 fn dudect_detects_branchy() -> TestResult {
+    if !virtual_clock() {
+        return Err(Verdict::Skip("timing is judged under -icount only (this clock follows the host)"));
+    }
     let (t, n) = dudect_run(ct::triangle_branchy, 0xffff_ffff);
     arch::console::console_write(format_args!("# dudect branchy control: |t| = {:.2} over {n} runs\n", t.abs()));
     let constant = dudect::TTest::t_is_constant_time(t);

@@ -85,6 +85,9 @@ pub mod cmdline {
     pub const APIC: &str = "hauki.apic";
     /// `hauki.timer=lapic`: use the LAPIC one-shot timer even where TSC-deadline exists.
     pub const TIMER: &str = "hauki.timer";
+    /// `hauki.ktest_clock=virtual`: the in-kernel tests run under instruction counting, so the tests
+    /// that judge timing (the constant-time check) are judged; on a host-timed clock they are skipped.
+    pub const KTEST_CLOCK: &str = "hauki.ktest_clock";
 }
 
 /// The soft-cli contract between the co-kernel and the Linux guest (version 1).

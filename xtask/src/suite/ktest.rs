@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use super::{Ctx, Status, Summary, TAIL, Test, hard_timeout, x2apic_skip_reason};
 use crate::ktap;
-use crate::qemu::{Boot, Com, Qemu, QemuConfig, STATUS_FAILURE, STATUS_SUCCESS, explain_status, kernel_cmdline};
+use crate::qemu::{
+    Boot, Com, Qemu, QemuConfig, STATUS_FAILURE, STATUS_SUCCESS, cokernel_args, explain_status, kernel_cmdline,
+};
 
 pub(super) fn tests() -> Vec<Test> {
     tests![Ktest: ktest_xapic, ktest_x2apic, ktest_smp2, ktest_icount]
@@ -39,7 +41,9 @@ fn ktest_run(ctx: &Ctx<'_>, sum: &mut Summary, elf: &Path, cpu: &str, smp: u32, 
     println!("    KTAP under -cpu {cpu} -smp {smp}{how}");
     let dir = ctx.dir();
     let (c1, c2) = Qemu::paths(&dir);
-    let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline("") };
+    // Under icount the clock counts instructions: the kernel then judges its timing tests.
+    let clock = if icount { cokernel_args(&[(hauki_abi::cmdline::KTEST_CLOCK, &"virtual")]) } else { String::new() };
+    let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline(&clock) };
     let mut cfg = QemuConfig::test(boot, cpu, &c1, &c2);
     cfg.smp = smp;
     cfg.icount = icount;
