@@ -153,6 +153,12 @@ fn ensure_source(cache: &Path, version: &str) -> Result<PathBuf, String> {
     Ok(tree)
 }
 
+/// The pristine Linux tree in the cache (extracted on first use), for tools that read it as it is
+/// (`scripts/checkpatch.pl`).
+pub fn source_tree() -> Result<PathBuf, String> {
+    ensure_source(&cache_dir(), &source_version()?)
+}
+
 /// Builds (or takes from the cache) the patched kernel; returns `target/hauki/vmlinux`.
 pub fn build_kernel(ws: &Workspace) -> Result<PathBuf, String> {
     build_flavour(ws, Flavour::Default)

@@ -19,6 +19,7 @@ pub(super) fn tests() -> Vec<Test> {
         lint::clippy_cokernel,
         lint::clippy_cokernel_ktest,
         lint::clippy_fuzz,
+        lint::checkpatch,
     ]
 }
 
@@ -136,6 +137,34 @@ mod lint {
         cmd.args(["clippy", "--manifest-path", "fuzz/Cargo.toml", "--all-targets", "--", "-D", "warnings"]);
         checked_step(cmd, "clippy (nightly) found something in the fuzz crate")
     }
+
+    /// The kernel's `scripts/checkpatch.pl` (from the cached pristine tree) over every patch of
+    /// `linux-patch/series`: no error, no warning. Its options are `linux-patch/checkpatch.conf`'s
+    /// (one place; linux-patch/README.md says why a check is off).
+    pub(super) fn checkpatch(ctx: &Ctx<'_>) -> Status {
+        let conf = ctx.ws.root.join("linux-patch/checkpatch.conf");
+        let options = match std::fs::read_to_string(&conf) {
+            Ok(text) => checkpatch_options(&text),
+            Err(e) => return Status::Fail(format!("{}: {e}", conf.display())),
+        };
+        let (tree, patches) = match (crate::linux::source_tree(), crate::linux::series(ctx.ws)) {
+            (Ok(tree), Ok(patches)) => (tree, patches),
+            (Err(e), _) | (_, Err(e)) => return Status::Fail(e),
+        };
+        let mut cmd = std::process::Command::new("perl");
+        cmd.current_dir(&tree).arg("scripts/checkpatch.pl").args(options).args(patches);
+        checked_step(cmd, "checkpatch.pl found something in linux-patch/")
+    }
+
+    /// The options of a checkpatch.conf: words of the lines that are not comments.
+    pub(super) fn checkpatch_options(text: &str) -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#'))
+            .flat_map(str::split_whitespace)
+            .map(String::from)
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -146,6 +175,12 @@ mod tests {
         let mut c = Command::new("/bin/sh");
         c.args(["-c", script]);
         c
+    }
+
+    #[test]
+    fn checkpatch_options_skip_comments() {
+        let text = "# why\n--show-types\n\n  --ignore FILE_PATH_CHANGES  \n";
+        assert_eq!(lint::checkpatch_options(text), ["--show-types", "--ignore", "FILE_PATH_CHANGES"]);
     }
 
     #[test]
