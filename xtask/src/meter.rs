@@ -1,12 +1,16 @@
 //! Progress of a long step that counts its work (the Linux build counts the objects make
 //! compiles): a progress bar with an estimate of the time left on stderr when that is a terminal,
-//! and otherwise (CI logs) one line on stdout, beside the other `==>` lines, every [`LINE_EVERY`],
-//! such as `linux build: 41% (490/1190 objects), ~5 min left`.
+//! and otherwise (CI logs) one line on stdout, beside the other `==>` lines, every [`LINE_EVERY`]
+//! (counted or not), such as `linux build: 41% (490/1190 objects), ~5 min left`.
 //!
 //! The expected total is an estimate (the last build's count): the count may pass it, and the
 //! meter then says the step is finishing instead of claiming more than 99%.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -21,18 +25,22 @@ pub struct Meter {
     label: String,
     unit: &'static str,
     total: u64,
-    done: u64,
+    done: Arc<AtomicU64>,
     start: Instant,
-    last_line: Instant,
     bar: Option<ProgressBar>,
+    /// Without a terminal: the thread printing a line every [`LINE_EVERY`] (even while nothing is
+    /// counted, as during the final link), stopped by dropping the sender.
+    ticker: Option<(Sender<()>, JoinHandle<()>)>,
 }
 
 impl Meter {
     /// A meter for `label` expecting about `total` units of work (`unit`, plural).
     pub fn new(label: &str, unit: &'static str, total: u64) -> Meter {
-        let now = Instant::now();
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total.max(1));
+        let total = total.max(1);
+        let start = Instant::now();
+        let done = Arc::new(AtomicU64::new(0));
+        let (bar, ticker) = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total);
             let style = ProgressStyle::with_template(&format!(
                 "{{prefix}}: [{{bar:30}}] {{pos}}/~{{len}} {unit} ({{percent}}%), {{elapsed}} so far, ~{{eta}} left"
             ))
@@ -41,47 +49,61 @@ impl Meter {
             bar.set_style(style);
             bar.set_prefix(label.to_string());
             bar.enable_steady_tick(Duration::from_secs(1));
-            bar
-        });
-        Meter { label: label.to_string(), unit, total: total.max(1), done: 0, start: now, last_line: now, bar }
+            (Some(bar), None)
+        } else {
+            let (stop, stopped) = mpsc::channel::<()>();
+            let (label, count) = (label.to_string(), Arc::clone(&done));
+            let thread = std::thread::spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(LINE_EVERY) {
+                    let line = progress_line(&label, unit, count.load(Ordering::Relaxed), total, start.elapsed());
+                    println!("{line}");
+                }
+            });
+            (None, Some((stop, thread)))
+        };
+        Meter { label: label.to_string(), unit, total, done, start, bar, ticker }
     }
 
     /// One more unit of work done.
     pub fn inc(&mut self) {
-        self.done += 1;
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(bar) = &self.bar {
-            if self.done >= self.total {
+            if done >= self.total {
                 // Past the estimate: keep the bar short of full until the step ends.
-                self.total = self.done + self.done / 50 + 1;
+                self.total = done + done / 50 + 1;
                 bar.set_length(self.total);
             }
-            bar.set_position(self.done);
-        } else if self.last_line.elapsed() >= LINE_EVERY {
-            self.last_line = Instant::now();
-            println!("{}", progress_line(&self.label, self.unit, self.done, self.total, self.start.elapsed()));
+            bar.set_position(done);
         }
     }
 
     /// How much work was counted.
     pub fn done(&self) -> u64 {
-        self.done
+        self.done.load(Ordering::Relaxed)
     }
 
-    /// The step ended: the bar is cleared, and one line says how much was done in how long.
-    pub fn finish(&self, how: &str) {
+    /// Stops the bar or the periodic lines.
+    fn stop(&mut self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+        if let Some((stop, thread)) = self.ticker.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
+    }
+
+    /// The step ended: the bar or the lines stop, and one line says how much was done in how long.
+    pub fn finish(&mut self, how: &str) {
+        self.stop();
         let secs = self.start.elapsed().as_secs();
-        println!("{}: {how}, {} {} in {}:{:02}", self.label, self.done, self.unit, secs / 60, secs % 60);
+        println!("{}: {how}, {} {} in {}:{:02}", self.label, self.done(), self.unit, secs / 60, secs % 60);
     }
 }
 
 impl Drop for Meter {
     fn drop(&mut self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        self.stop();
     }
 }
 
@@ -114,6 +136,17 @@ fn approx(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_meter_counts_and_stops() {
+        let mut m = Meter::new("test step", "objects", 3);
+        for _ in 0..5 {
+            m.inc();
+        }
+        assert_eq!(m.done(), 5);
+        m.finish("done");
+        m.finish("twice is harmless");
+    }
 
     #[test]
     fn lines_say_how_far_and_how_long() {
