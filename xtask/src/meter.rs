@@ -42,12 +42,13 @@ impl Meter {
         let (bar, ticker) = if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(total);
             let style = ProgressStyle::with_template(&format!(
-                "{{prefix}}: [{{bar:30}}] {{pos}}/~{{len}} {unit} ({{percent}}%), {{elapsed}} so far, ~{{eta}} left"
+                "{{prefix}}: [{{bar:30}}] {{pos}}/~{{len}} {unit} ({{percent}}%), {{elapsed}} so far, {{msg}}"
             ))
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
             bar.set_style(style);
             bar.set_prefix(label.to_string());
+            bar.set_message(time_left(0, total, Duration::ZERO));
             bar.enable_steady_tick(Duration::from_secs(1));
             (Some(bar), None)
         } else {
@@ -74,6 +75,7 @@ impl Meter {
                 bar.set_length(self.total);
             }
             bar.set_position(done);
+            bar.set_message(time_left(done, self.total, self.start.elapsed()));
         }
     }
 
@@ -115,13 +117,19 @@ pub fn progress_line(label: &str, unit: &str, done: u64, total: u64, elapsed: Du
         return format!("{label}: {done} {unit} (past the ~{total} expected), finishing");
     }
     let percent = done * 100 / total;
-    let left = if done < MIN_FOR_ESTIMATE {
+    format!("{label}: {percent}% ({done}/{total} {unit}), {}", time_left(done, total, elapsed))
+}
+
+/// `~T left` from the rate so far, once enough work was counted to trust it.
+fn time_left(done: u64, total: u64, elapsed: Duration) -> String {
+    if done >= total {
+        "finishing".to_string()
+    } else if done < MIN_FOR_ESTIMATE {
         "estimating the time left".to_string()
     } else {
         let secs = elapsed.as_secs_f64() * (total - done) as f64 / done as f64;
         format!("{} left", approx(secs))
-    };
-    format!("{label}: {percent}% ({done}/{total} {unit}), {left}")
+    }
 }
 
 /// A duration for humans: `~40 s`, `~4 min`.
