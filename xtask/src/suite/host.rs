@@ -99,19 +99,27 @@ fn abi_header(ctx: &Ctx<'_>) -> Status {
 /// Formatting (rustfmt.toml) and clippy with warnings denied: the workspace on the host, the
 /// co-kernel on its own target with and without the KTAP runner, the fuzz crate on nightly.
 mod lint {
+    use std::io::IsTerminal;
+
     use super::{Ctx, Status, checked_step};
     use crate::deps::KERNEL_TARGET;
     use crate::util::cargo;
 
+    /// The tools' output is captured and shown later: in colour when ours goes to a terminal, plain
+    /// in logs (rustfmt's `auto` would colour a pipe).
+    fn color() -> &'static str {
+        if std::io::stdout().is_terminal() { "always" } else { "never" }
+    }
+
     pub(super) fn fmt(ctx: &Ctx<'_>) -> Status {
         let mut cmd = cargo();
-        cmd.current_dir(&ctx.ws.root).args(["fmt", "--all", "--check"]);
+        cmd.current_dir(&ctx.ws.root).args(["fmt", "--all", "--check", "--", "--color", color()]);
         checked_step(cmd, "not formatted as rustfmt.toml says; `cargo fmt --all` formats it")
     }
 
     fn clippy_step(ctx: &Ctx<'_>, args: &[&str]) -> Status {
         let mut cmd = cargo();
-        cmd.current_dir(&ctx.ws.root).arg("clippy").args(args).args(["--", "-D", "warnings"]);
+        cmd.current_dir(&ctx.ws.root).args(["clippy", "--color", color()]).args(args).args(["--", "-D", "warnings"]);
         checked_step(cmd, "clippy found something")
     }
 
@@ -134,7 +142,17 @@ mod lint {
             return Status::Fail(format!("no nightly toolchain with clippy for the fuzz crate: {e}"));
         }
         let mut cmd = crate::fuzz::nightly_cargo(ctx.ws);
-        cmd.args(["clippy", "--manifest-path", "fuzz/Cargo.toml", "--all-targets", "--", "-D", "warnings"]);
+        cmd.args([
+            "clippy",
+            "--color",
+            color(),
+            "--manifest-path",
+            "fuzz/Cargo.toml",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]);
         checked_step(cmd, "clippy (nightly) found something in the fuzz crate")
     }
 
