@@ -173,13 +173,32 @@ pub fn build_flavour(ws: &Workspace, flavour: Flavour) -> Result<PathBuf, String
     let cached = dir.join(VMLINUX);
     let out = ws.hauki_dir().join(flavour.vmlinux());
     if !cached.exists() {
-        compile(ws, &cache, &dir, &version, flavour)?;
+        let _lock = build_lock(&cache, &key)?;
+        if !cached.exists() {
+            compile(ws, &cache, &dir, &version, flavour)?;
+        } else {
+            println!("==> Linux {version} with the patch series ({flavour:?}): built meanwhile ({})", dir.display());
+        }
     } else {
         println!("==> Linux {version} with the patch series ({flavour:?}): cached ({})", dir.display());
     }
     std::fs::create_dir_all(ws.hauki_dir()).map_err(|e| e.to_string())?;
     std::fs::copy(&cached, &out).map_err(|e| format!("copy {} -> {}: {e}", cached.display(), out.display()))?;
     Ok(out)
+}
+
+/// One build of a key at a time: another xtask building the same kernel (a second test run, another
+/// terminal) is waited for, and its result taken, instead of its tree being removed under it. The
+/// lock is held until the returned file is dropped.
+fn build_lock(cache: &Path, key: &str) -> Result<std::fs::File, String> {
+    std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
+    let path = cache.join(format!("linux-{key}.lock"));
+    let lock = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if lock.try_lock().is_err() {
+        println!("==> waiting for another xtask building the same Linux (it holds {})", path.display());
+        lock.lock().map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(lock)
 }
 
 fn compile(ws: &Workspace, cache: &Path, dir: &Path, version: &str, flavour: Flavour) -> Result<(), String> {
@@ -231,8 +250,11 @@ fn compile(ws: &Workspace, cache: &Path, dir: &Path, version: &str, flavour: Fla
     meter.finish(if built.is_ok() { "done" } else { "failed" });
     built?;
     let _ = std::fs::write(cache.join(flavour.objects_file()), format!("{}\n", meter.done()));
-    std::fs::copy(obj.join("vmlinux"), dir.join(VMLINUX)).map_err(|e| format!("vmlinux: {e}"))?;
+    // Complete or absent: a build that is not waited for (see `build_lock`) never copies half a file.
+    let partial = dir.join("vmlinux.partial");
+    std::fs::copy(obj.join("vmlinux"), &partial).map_err(|e| format!("vmlinux: {e}"))?;
     std::fs::copy(obj.join(".config"), dir.join("config")).map_err(|e| format!(".config: {e}"))?;
+    std::fs::rename(&partial, dir.join(VMLINUX)).map_err(|e| format!("vmlinux: {e}"))?;
     // The tree and objects are large; the cache keeps only what runs.
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
@@ -650,6 +672,18 @@ mod tests {
         std::fs::write(dir.join(Flavour::Debug.objects_file()), "1234\n").unwrap();
         assert_eq!(expected_objects(&dir, Flavour::Debug), (1234, "as many as the last build"));
         assert_eq!(expected_objects(&dir, Flavour::Default).0, 1190);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn one_build_of_a_key_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("hauki-linux-lock-{}", std::process::id()));
+        let held = build_lock(&dir, "k1").unwrap();
+        let other = std::fs::File::create(dir.join("linux-k1.lock")).unwrap();
+        assert!(other.try_lock().is_err(), "a second build of the key must wait");
+        assert!(build_lock(&dir, "k2").is_ok(), "another key does not wait");
+        drop(held);
+        assert!(other.try_lock().is_ok(), "the lock ends with the build");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
