@@ -368,6 +368,7 @@ fn linux_guest(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     );
     cfg.icount = true;
     cfg.extra = vec!["-initrd".into(), bundle.display().to_string()];
+    println!("    Linux as the idle task under icount: time to its shell prompt, then 2 s idle at it");
     let start = Instant::now();
     let mut con = crate::console::ShellConsole::spawn(&dir, &cfg)?;
     let bound = Duration::from_secs(300);
