@@ -13,6 +13,7 @@ mod deps;
 mod elf;
 mod fuzz;
 mod ktap;
+mod layers;
 mod linux;
 mod meter;
 mod progress;
@@ -60,6 +61,12 @@ const COMMANDS: &[Command] = &[
         run: cmd_abi,
     },
     Command {
+        name: "layers",
+        summary: "Check the co-kernel's layering (no upward edge, no cycle) and print its module graph.",
+        usage: "cargo xtask layers [--dot]   (--dot: Graphviz, e.g. `cargo xtask layers --dot | dot -Tsvg > layers.svg`)",
+        run: cmd_layers,
+    },
+    Command {
         name: "linux",
         summary: "Build the Linux guest: the patched 6.12 vmlinux (cached outside the repo) and the busybox initramfs.",
         usage: "cargo xtask linux",
@@ -99,6 +106,21 @@ fn cmd_abi(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
     abi::write(ws)?;
     println!("==> wrote {} and {}", abi::HEADER, abi::PATCH);
     Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_layers(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
+    let dot = match args {
+        [] => false,
+        [a] if a == "--dot" => true,
+        _ => return Err(format!("usage: {}", "cargo xtask layers [--dot]")),
+    };
+    print!("{}", layers::graph(&ws.root)?.render(dot));
+    let verdict = layers::check(&ws.root);
+    match &verdict {
+        Ok(summary) => eprintln!("==> layers: {summary}"),
+        Err(violations) => eprintln!("==> layers: violations:\n{violations}"),
+    }
+    Ok(if verdict.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn cmd_linux(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {

@@ -1,16 +1,10 @@
-//! The real-time core: tasks, scheduler, timer queue, synchronisation, latency statistics, and
-//! the demo controller. `sched`, `prio` and `timerq` are pure logic tested on the host; the task
-//! API and the built-in tasks run on the co-kernel.
+//! The real-time core's pure logic, tested on the host: the scheduler, priorities, the timer
+//! queue, the controller's model, latency histograms and the hardware-off window table. The task
+//! API and the tasks themselves are in `crate::tasks`; the scheduler's home in `crate::kernel`.
 
-#[cfg(target_os = "none")]
-pub mod api;
-#[cfg(target_os = "none")]
-pub mod bench;
 pub mod control;
 pub mod hist;
 pub mod prio;
 pub mod sched;
-#[cfg(target_os = "none")]
-pub mod tasks;
 pub mod timerq;
 pub mod windows;

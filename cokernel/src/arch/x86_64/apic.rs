@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use x86_64::registers::model_specific::Msr;
 
-use super::idt::vectors;
+use super::frame::vectors;
 
 const IA32_APIC_BASE: u32 = 0x1b;
 const BASE_ENABLE: u64 = 1 << 11;

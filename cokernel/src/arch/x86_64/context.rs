@@ -1,6 +1,6 @@
 //! Which context the CPU is running, for exception reports ("which context faulted").
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -18,6 +18,23 @@ pub enum Context {
 const NAMES: [&str; 4] = ["cokernel-boot", "cokernel-idle", "cokernel-ktest", "cokernel-inject"];
 
 static CURRENT: AtomicU8 = AtomicU8::new(Context::Boot as u8);
+/// The kernel's "which task runs" (no lock: called from fault context), once tasks exist.
+static TASK_NAME: AtomicUsize = AtomicUsize::new(0);
+
+/// Where [`current`] asks for the running task's name.
+pub fn set_task_name_source(f: fn() -> Option<&'static str>) {
+    TASK_NAME.store(f as usize, Ordering::Release);
+}
+
+fn task_name() -> Option<&'static str> {
+    let f = TASK_NAME.load(Ordering::Acquire);
+    if f == 0 {
+        return None;
+    }
+    // SAFETY: only `set_task_name_source` stores here, and it stores such a function.
+    let f = unsafe { core::mem::transmute::<usize, fn() -> Option<&'static str>>(f) };
+    f()
+}
 
 pub fn set(c: Context) {
     CURRENT.store(c as u8, Ordering::Relaxed);
@@ -25,7 +42,7 @@ pub fn set(c: Context) {
 
 /// The running context: a real-time task's name once tasks run, else the co-kernel phase.
 pub fn current() -> &'static str {
-    if let Some(name) = super::rt::current_name().filter(|n| *n != "idle") {
+    if let Some(name) = task_name().filter(|n| *n != "idle") {
         return name;
     }
     NAMES.get(usize::from(CURRENT.load(Ordering::Relaxed))).copied().unwrap_or("unknown")

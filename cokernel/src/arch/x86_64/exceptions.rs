@@ -8,7 +8,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::idt::TrapFrame;
+use super::frame::TrapFrame;
 use super::{console, context, fatal};
 
 const NAMES: [(&str, &str); 32] = [

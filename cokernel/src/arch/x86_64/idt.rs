@@ -1,13 +1,15 @@
 //! The IDT: one gate per vector, all 256, each to a stub in `trap.S` that pushes a uniform frame and
 //! calls [`hauki_trap`].
 //!
-//! Dispatch: CPU exceptions (0..32) go to `exceptions`; the APIC timer, spurious and error vectors
-//! to their handlers; anything else is counted as unexpected and acknowledged. Later issues
-//! register device and Linux vectors through [`register`].
+//! Dispatch is registered, not named: the kernel above installs its dispatcher with
+//! [`set_dispatcher`] and device handlers with [`register`]. Until then (and in a kernel that
+//! registers none) [`default_dispatch`] reports CPU exceptions, runs registered handlers, counts
+//! spurious and unexpected vectors and acknowledges the rest.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use super::frame::{TrapFrame, vectors};
 use super::{apic, exceptions, gdt};
 
 core::arch::global_asm!(include_str!("trap.S"), options(att_syntax));
@@ -15,55 +17,6 @@ core::arch::global_asm!(include_str!("trap.S"), options(att_syntax));
 unsafe extern "C" {
     /// First of 256 stubs, 16 bytes apart.
     static hauki_trap_stubs: u8;
-}
-
-/// What the stubs push (lowest address first).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TrapFrame {
-    pub r15: u64,
-    pub r14: u64,
-    pub r13: u64,
-    pub r12: u64,
-    pub r11: u64,
-    pub r10: u64,
-    pub r9: u64,
-    pub r8: u64,
-    pub rbp: u64,
-    pub rdi: u64,
-    pub rsi: u64,
-    pub rdx: u64,
-    pub rcx: u64,
-    pub rbx: u64,
-    pub rax: u64,
-    pub vector: u64,
-    pub error_code: u64,
-    // The hardware frame.
-    pub rip: u64,
-    pub cs: u64,
-    pub rflags: u64,
-    pub rsp: u64,
-    pub ss: u64,
-}
-const _: () = assert!(size_of::<TrapFrame>() == 22 * 8);
-
-/// Vector assignments of the co-kernel.
-pub mod vectors {
-    /// Legacy PIC, remapped here and masked; 0x27 and 0x2f can still arrive as spurious.
-    pub const PIC_BASE: u8 = 0x20;
-    use hauki_abi::guest;
-    /// The co-kernel's one-shot timer.
-    pub const TIMER: u8 = guest::VECTOR_COKERNEL_TIMER;
-    /// Wakes a parked or idle CPU (no handler work).
-    pub const WAKEUP: u8 = guest::VECTOR_COKERNEL_WAKEUP;
-    /// Kernel calls from real-time tasks (`int 0xf2`).
-    pub const KCALL: u8 = guest::VECTOR_COKERNEL_KCALL;
-    /// Linux turned its soft interrupt flag on with events logged (`int 0xf3`).
-    pub const UPCALL: u8 = guest::VECTOR_UPCALL;
-    /// LAPIC error interrupt.
-    pub const APIC_ERROR: u8 = 0xfe;
-    /// LAPIC spurious-interrupt vector (must end in 0xf on old xAPICs).
-    pub const SPURIOUS: u8 = 0xff;
 }
 
 #[repr(C)]
@@ -197,8 +150,18 @@ pub fn interrupt_rf_quirk() -> bool {
     INTERRUPT_RF_QUIRK.load(Ordering::Relaxed)
 }
 
-/// Called by every stub with the frame it built; returns the frame to resume (a different one
-/// when the scheduler switches tasks).
+/// Decides what a trap means and returns the frame to resume (a different one when the kernel
+/// switches contexts). Runs with interrupts off; the entry has counted the vector and fixed RF.
+pub type Dispatcher = fn(&mut TrapFrame) -> *mut TrapFrame;
+
+static DISPATCH: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs the kernel's dispatcher for every vector.
+pub fn set_dispatcher(d: Dispatcher) {
+    DISPATCH.store(d as usize, Ordering::Release);
+}
+
+/// Called by every stub with the frame it built; returns the frame to resume.
 #[unsafe(no_mangle)]
 extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
     let v = frame.vector as usize;
@@ -207,59 +170,56 @@ extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
         // An external interrupt or NMI (or `int n`, which pushes RF clear anyway).
         frame.rflags &= !RFLAGS_RF;
     }
+    let d = DISPATCH.load(Ordering::Acquire);
+    if d == 0 {
+        return default_dispatch(frame);
+    }
+    // SAFETY: only `set_dispatcher` stores here, and it stores a `Dispatcher`.
+    let d: Dispatcher = unsafe { core::mem::transmute::<usize, Dispatcher>(d) };
+    d(frame)
+}
+
+/// Dispatch with no kernel above: exceptions are reported ([`exceptions::handle`]), registered
+/// handlers run, spurious and unexpected vectors are counted; the frame resumes.
+pub fn default_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
+    let v = frame.vector as u8;
     if v < 32 {
-        if !super::mm::is_cokernel_code(frame.rip)
-            && super::guest::in_guest_context()
-            && super::guest::forward_exception(frame, v as u8)
-        {
-            super::guest::FORWARDED.fetch_add(1, Ordering::Relaxed);
-            return frame; // the guest's fault: its own handler runs, on its own terms
-        }
-        if !super::mm::is_cokernel_code(frame.rip) && super::guest::in_guest_context() {
-            // Linux faulted with no handler of its own yet (early boot): Linux is dead, the
-            // co-kernel is not. The switch point takes the idle context over.
-            super::watchdog::linux_faulted(v as u8, frame.rip);
-            return super::rt::switch_point(frame);
-        }
         exceptions::handle(frame);
         return frame;
     }
-    let vector = v as u8;
-    match vector {
-        vectors::SPURIOUS | 0x27 | 0x2f => {
-            SPURIOUS.fetch_add(1, Ordering::Relaxed);
-            return frame; // no EOI for spurious interrupts
-        }
-        vectors::KCALL => return super::rt::kcall(frame),
-        vectors::UPCALL => {
-            // `int` from Linux (nothing to acknowledge) or Linux's self-IPI on its way to user
-            // mode (in service: acknowledge). Then the switch point replays.
-            if apic::in_service(vectors::UPCALL) {
-                apic::eoi();
-            }
-            super::guest::UPCALLS.fetch_add(1, Ordering::Relaxed);
-            return super::rt::switch_point(frame);
-        }
-        _ => {}
+    if take_spurious(v) {
+        return frame;
     }
-    let h = HANDLERS[v].load(Ordering::Acquire);
-    if h != 0 {
-        // SAFETY: only `register` stores here, and it stores a `Handler`.
-        let h: Handler = unsafe { core::mem::transmute::<usize, Handler>(h) };
-        h(frame);
-    } else if super::guest::active() && !super::guest::is_cokernel_vector(vector) {
-        if vector >> 4 == hauki_abi::guest::ISA_VECTOR_BASE >> 4 {
-            super::irqchip::on_arrival(vector); // a level line is masked until Linux's EOI
-        }
-        apic::eoi();
-        if super::guest::on_guest_interrupt(frame, vector) {
-            return frame; // delivered to the guest at the trap's exit
-        }
-        return super::rt::switch_point(frame);
-    } else {
-        // Counted and reported by telemetry; never printed from here (the console may be busy).
-        UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+    if !run_handler(frame) {
+        count_unexpected();
     }
     apic::eoi();
-    super::rt::switch_point(frame)
+    frame
+}
+
+/// Counts `v` if it is a spurious vector (LAPIC, or the legacy PIC's 7 and 15), which gets no EOI.
+pub fn take_spurious(v: u8) -> bool {
+    if matches!(v, vectors::SPURIOUS | 0x27 | 0x2f) {
+        SPURIOUS.fetch_add(1, Ordering::Relaxed);
+        return true;
+    }
+    false
+}
+
+/// Runs the handler [`register`]ed for the frame's vector; false if there is none.
+pub fn run_handler(frame: &mut TrapFrame) -> bool {
+    let h = HANDLERS[frame.vector as usize & 0xff].load(Ordering::Acquire);
+    if h == 0 {
+        return false;
+    }
+    // SAFETY: only `register` stores here, and it stores a `Handler`.
+    let h: Handler = unsafe { core::mem::transmute::<usize, Handler>(h) };
+    h(frame);
+    true
+}
+
+/// An interrupt on a vector nobody handles: counted and reported by telemetry, never printed from
+/// here (the console may be busy).
+pub fn count_unexpected() {
+    UNEXPECTED.fetch_add(1, Ordering::Relaxed);
 }

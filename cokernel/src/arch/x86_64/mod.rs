@@ -1,32 +1,28 @@
-//! x86_64: bring-up and ownership of the machine (GDT/TSS/IDT, exceptions, memory, ACPI, LAPIC,
-//! IO-APIC, PIC, TSC, one-shot timer, secondary CPUs).
+//! x86_64: the hardware layer. Frames and vectors, IDT gates and the trap entry, GDT/TSS, the CPU,
+//! paging, LAPIC, IO-APIC and PIC, TSC and the one-shot timer, ACPI, PCI, serial, console and VGA,
+//! secondary CPUs. Nothing here knows tasks or Linux: the kernel above registers its dispatcher,
+//! handlers and callbacks (`idt::set_dispatcher`, `idt::register`, `timer::set_callback`,
+//! `context::set_task_name_source`).
 
 pub mod acpi;
 pub mod apic;
-mod boot;
 pub mod console;
 pub mod context;
 pub mod cpu;
 pub mod exceptions;
 pub mod fatal;
+pub mod frame;
 pub mod gdt;
-pub mod guest;
 pub mod idt;
 pub mod ioapic;
-pub mod irqchip;
-pub mod linux;
 pub mod mm;
 pub mod pci;
 pub mod pic;
-pub mod rt;
 pub mod serial;
 pub mod smp;
 pub mod timer;
 pub mod tsc;
 pub mod vga;
-pub mod watchdog;
-
-pub use boot::{BootReport, boot_report};
 
 core::arch::global_asm!(include_str!("../../../../boot/entry.S"), options(att_syntax));
 

@@ -3,7 +3,7 @@
 
 use x86_64::instructions::port::Port;
 
-use super::idt::vectors::PIC_BASE;
+use super::frame::vectors::PIC_BASE;
 
 pub fn remap_and_mask() {
     let mut m_cmd = Port::<u8>::new(0x20);

@@ -1,4 +1,4 @@
-//! The real-time core on x86_64: where the scheduler lives, how tasks start, how a trap becomes a
+//! The scheduler's home: where the one `Scheduler` lives, how tasks start, how a trap becomes a
 //! context switch, and the kernel-call gate (`int 0xf2`).
 //!
 //! Every context (idle and each task) is saved as a [`TrapFrame`] on its own stack. A trap saves
@@ -10,9 +10,11 @@ use alloc::boxed::Box;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::cpu::rdtsc;
-use super::idt::TrapFrame;
-use super::{gdt, mm, timer};
+use crate::arch::cpu::rdtsc;
+use crate::arch::frame::{self, TrapFrame};
+use crate::arch::idt;
+use crate::arch::{context, mm, timer};
+use crate::guest::{supervisor, vcpu, vtimer};
 use crate::rt::prio::TaskId;
 use crate::rt::sched::{Error, Outcome, Scheduler, Spec};
 
@@ -42,20 +44,11 @@ static SCHED: Cell = Cell(UnsafeCell::new(None));
 static RUNNING: AtomicBool = AtomicBool::new(false);
 /// The deadline the one-shot timer is armed for (u64::MAX: disarmed).
 static ARMED: AtomicU64 = AtomicU64::new(u64::MAX);
-/// Linux's clock-event deadline (`SET_TIMER`; u64::MAX: none). The one-shot timer serves the
-/// earlier of it and the tasks' next expiry.
-static LINUX_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
-/// Linux timer events raised.
-pub static LINUX_TIMER_EVENTS: AtomicU64 = AtomicU64::new(0);
-/// Linux's `SET_TIMER` calls.
-pub static LINUX_TIMER_SETS: AtomicU64 = AtomicU64::new(0);
-
-/// Linux's `SET_TIMER` call (from Linux's context: interrupts go off here, contract I1).
+/// Linux's `SET_TIMER` call (from Linux's context: interrupts go off here, contract I1): the
+/// deadline is Linux's ([`vtimer`]); the one-shot timer is re-armed if it is now the earliest.
 pub fn set_linux_timer(deadline: u64) {
-    LINUX_TIMER_SETS.fetch_add(1, Ordering::Relaxed);
     x86_64::instructions::interrupts::without_interrupts(|| {
-        LINUX_DEADLINE.store(deadline, Ordering::Relaxed);
-        super::guest::VCPU.set_timer_deadline(deadline);
+        vtimer::set(deadline);
         if running() {
             // SAFETY: interrupts are off on the real-time CPU.
             if let Some(s) = unsafe { (*SCHED.0.get()).as_deref_mut() } {
@@ -63,22 +56,6 @@ pub fn set_linux_timer(deadline: u64) {
             }
         }
     });
-}
-
-/// Linux is gone: its clock-event deadline with it.
-pub fn clear_linux_timer() {
-    LINUX_DEADLINE.store(u64::MAX, Ordering::Relaxed);
-}
-
-/// Linux's deadline has passed: its timer event is logged, and delivered when Linux resumes with
-/// its flag on (the switch point replays it).
-fn expire_linux(now: u64) {
-    if LINUX_DEADLINE.load(Ordering::Relaxed) <= now {
-        LINUX_DEADLINE.store(u64::MAX, Ordering::Relaxed);
-        super::guest::VCPU.set_timer_deadline(u64::MAX);
-        LINUX_TIMER_EVENTS.fetch_add(1, Ordering::Relaxed);
-        super::guest::log_pending(hauki_abi::guest::VECTOR_LINUX_TIMER);
-    }
 }
 
 /// Runs `f` on the scheduler with interrupts off.
@@ -102,7 +79,8 @@ pub fn init() {
     // SAFETY: before RUNNING is set nothing else reads SCHED; interrupts are off around the store.
     x86_64::instructions::interrupts::without_interrupts(|| unsafe { *SCHED.0.get() = Some(s) });
     timer::set_callback(on_timer);
-    super::idt::register(super::idt::vectors::WAKEUP, super::guest::on_wakeup);
+    idt::register(frame::vectors::WAKEUP, vcpu::on_wakeup);
+    context::set_task_name_source(current_name);
     RUNNING.store(true, Ordering::Release);
 }
 
@@ -126,38 +104,11 @@ extern "C" fn task_start(entry: usize, arg: usize) -> ! {
     f(arg)
 }
 
-/// Writes the frame of a context that starts at `rip(rdi, rsi)` on the stack whose top is `top`,
-/// as if interrupted there with a fresh stack (interrupts on, RSP ≡ 8 mod 16 at entry, a zero
-/// return address ending the frame-pointer chain); returns the frame's address.
-///
-/// # Safety
-/// `top` must be the top of a mapped kernel stack that nothing else uses.
-pub unsafe fn initial_frame(top: u64, rip: u64, rdi: u64, rsi: u64) -> u64 {
-    let ret_slot = top - 8;
-    let frame = (ret_slot - size_of::<TrapFrame>() as u64) & !0xf;
-    let f = TrapFrame {
-        rip,
-        cs: u64::from(gdt::KERNEL_CS),
-        rflags: 0x202,
-        rsp: ret_slot,
-        ss: u64::from(gdt::KERNEL_DS),
-        rdi,
-        rsi,
-        ..TrapFrame::default()
-    };
-    // SAFETY: both addresses lie in that stack (the caller's contract).
-    unsafe {
-        (ret_slot as *mut u64).write(0);
-        (frame as *mut TrapFrame).write(f);
-    }
-    frame
-}
-
 /// Creates a task running `entry(arg)` on a new stack (behind a guard page).
 pub fn spawn(spec: Spec, entry: Entry, arg: usize) -> Result<TaskId, Error> {
     // SAFETY: a stack just mapped for this task, which nothing else uses.
     let frame = unsafe {
-        initial_frame(mm::alloc_stack(), task_start as *const () as u64, entry as *const () as u64, arg as u64)
+        frame::initial_frame(mm::alloc_stack(), task_start as *const () as u64, entry as *const () as u64, arg as u64)
     };
     let t = with(|s| s.spawn(spec, frame))?;
     with(rearm);
@@ -166,7 +117,7 @@ pub fn spawn(spec: Spec, entry: Entry, arg: usize) -> Result<TaskId, Error> {
 
 fn on_timer(now: u64) {
     ARMED.store(u64::MAX, Ordering::Relaxed);
-    expire_linux(now);
+    vtimer::expire(now);
     if running() {
         // SAFETY: timer interrupt context: interrupts are off.
         let s = unsafe { (*SCHED.0.get()).as_deref_mut() };
@@ -178,7 +129,7 @@ fn on_timer(now: u64) {
 
 /// Programs the one-shot timer for the earliest armed task timer or Linux's deadline, if it changed.
 fn rearm(s: &mut Scheduler) {
-    let linux = LINUX_DEADLINE.load(Ordering::Relaxed);
+    let linux = vtimer::deadline();
     let next = match s.next_expiry() {
         Some(t) => Some(t.min(linux)),
         None => (linux != u64::MAX).then_some(linux),
@@ -207,7 +158,7 @@ pub fn switch_point(frame: &mut TrapFrame) -> *mut TrapFrame {
 }
 
 fn resume(s: &mut Scheduler, frame: &mut TrapFrame, now: u64) -> *mut TrapFrame {
-    if super::guest::active() {
+    if vcpu::active() {
         // The guest shares the LAPIC and may have masked the timer while our deadline was armed:
         // a deadline that has passed without an interrupt is handled now and the timer re-armed.
         let armed = ARMED.load(Ordering::Relaxed);
@@ -215,7 +166,7 @@ fn resume(s: &mut Scheduler, frame: &mut TrapFrame, now: u64) -> *mut TrapFrame 
             ARMED.store(u64::MAX, Ordering::Relaxed);
             s.expire(now);
         }
-        expire_linux(now);
+        vtimer::expire(now);
     }
     let cur = s.current();
     s.task_mut(cur).frame = frame as *mut TrapFrame as u64;
@@ -223,7 +174,7 @@ fn resume(s: &mut Scheduler, frame: &mut TrapFrame, now: u64) -> *mut TrapFrame 
     rearm(s);
     if next == crate::rt::sched::IDLE {
         // Linux died: the idle context is taken over (its old frame abandoned).
-        if let Some(f) = super::watchdog::take_over_frame() {
+        if let Some(f) = supervisor::take_over_frame() {
             s.task_mut(next).frame = f as u64;
             return f;
         }
@@ -236,7 +187,7 @@ fn resume(s: &mut Scheduler, frame: &mut TrapFrame, now: u64) -> *mut TrapFrame 
     }
     if next == crate::rt::sched::IDLE {
         // SAFETY: the idle context's saved frame, written by the trap that interrupted it.
-        super::guest::replay_on_resume(unsafe { &mut *f });
+        vcpu::replay_on_resume(unsafe { &mut *f });
     }
     f
 }

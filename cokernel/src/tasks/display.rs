@@ -4,8 +4,8 @@
 
 use crate::arch::mm;
 use crate::phase::ct::SINE_ONE;
-use crate::rt::api::{self, Periodic};
 use crate::rt::sched::Error;
+use crate::tasks::api::{self, Periodic};
 
 const COLS: usize = 80;
 const WAVE_ROWS: usize = 15;

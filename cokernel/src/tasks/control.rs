@@ -1,9 +1,9 @@
 //! The demo control loop: a PID controller at 1 kHz driving a simulated DC motor (fixed point, no
 //! floats in the loop) to a setpoint that steps between two positions every two seconds.
 
-use crate::rt::api::{self, Periodic, Shared};
 use crate::rt::control::{self as ctl, DEMO_GAINS, Fx, Pid, Plant};
 use crate::rt::sched::Error;
+use crate::tasks::api::{self, Periodic, Shared};
 
 pub const PERIOD_NS: u64 = 1_000_000;
 /// Setpoint square wave: ±SETPOINT, switching every HALF_CYCLE steps.

@@ -13,8 +13,8 @@
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 
-use crate::arch::rt::{self as glue, ERROR_BIT, Entry, call};
 use crate::arch::{cpu, tsc};
+use crate::kernel::sched::{self as glue, ERROR_BIT, Entry, call};
 use crate::rt::prio::TaskId;
 use crate::rt::sched::{Error, Kind, Spec};
 

@@ -4,12 +4,13 @@
 //! real-time work (it writes with interrupts on).
 
 use crate::arch::console;
-use crate::arch::rt as glue;
-use crate::rt::api::{Periodic, Shared};
+use crate::kernel::counters;
+use crate::kernel::sched as glue;
 use crate::rt::control::to_milli;
 use crate::rt::hist::{self, LatencyStats};
 use crate::rt::prio::TaskId;
 use crate::rt::sched::{Error, Kind, TaskStats};
+use crate::tasks::api::{Periodic, Shared};
 use hauki_abi::debug_exit;
 
 static EXIT_AFTER: Shared<Option<u64>> = Shared::new(None);
@@ -51,7 +52,7 @@ fn run(_: usize) -> ! {
     let mut reports = 0u64;
     let mut last_misses = 0u64;
     loop {
-        crate::rt::api::wait_next_period();
+        crate::tasks::api::wait_next_period();
         reports += 1;
         let window = super::latency::STATS.with(|s| {
             let w = *s;
@@ -140,12 +141,11 @@ fn run(_: usize) -> ! {
         }
         // One copy of the window table per report, with interrupts off for the copy only; sorted
         // after they are back on.
-        let windows = x86_64::instructions::interrupts::without_interrupts(|| *crate::arch::timer::WINDOWS.lock());
-        publish_status(&window, misses_total, &tasks, &windows);
-        if crate::arch::guest::active()
-            || crate::arch::watchdog::FAILURES.load(core::sync::atomic::Ordering::Relaxed) > 0
-        {
-            emit_guest(&windows);
+        let windows = counters::windows();
+        let g = counters::guest();
+        publish_status(&window, misses_total, &tasks, &g, &windows);
+        if g.running || g.failures > 0 {
+            emit_guest(&g, &windows);
         }
         if EXIT_AFTER.with(|e| *e).is_some_and(|n| reports >= n) {
             crate::arch::fatal::exit(debug_exit::SUCCESS);
@@ -171,31 +171,25 @@ fn emit_latency(w: &LatencyStats, misses: u64, misses_total: u64) {
 
 /// What the co-kernel does for Linux: events forwarded at once, logged and replayed later, Linux's
 /// clock events, and its device lines.
-fn emit_guest(windows: &crate::rt::windows::Windows) {
-    use crate::arch::{guest, irqchip, linux, rt};
-    use core::sync::atomic::Ordering::Relaxed;
-    let mut lines = [0u64; hauki_abi::guest::ISA_LINES as usize];
-    for (i, l) in lines.iter_mut().enumerate() {
-        *l = irqchip::count(i as u32);
-    }
+fn emit_guest(g: &counters::Guest, windows: &crate::rt::windows::Windows) {
     console::record("guest", |r| {
-        r.bool("soft_irq", guest::soft())
-            .u64("idt_loads", linux::LINUX_IDT_LOADS.load(Relaxed))
-            .u64("entry_to_idt_ns", ticks_ns(linux::ENTRY_TO_IDT_TICKS.load(Relaxed)))
-            .u64("forwarded", guest::FORWARDED.load(Relaxed))
-            .u64("logged", guest::LOGGED.load(Relaxed))
-            .u64("replayed", guest::REPLAYED.load(Relaxed))
-            .u64("upcalls", guest::UPCALLS.load(Relaxed))
-            .u64("no_gate", guest::NO_GATE.load(Relaxed))
-            .u64("timer_events", rt::LINUX_TIMER_EVENTS.load(Relaxed))
-            .u64("timer_sets", rt::LINUX_TIMER_SETS.load(Relaxed))
-            .u64s("line_irqs", &lines)
-            .u64("line_calls_refused", irqchip::REFUSED.load(Relaxed))
-            .bool("running", guest::active())
-            .u64("failures", crate::arch::watchdog::FAILURES.load(Relaxed))
-            .u64("restarts", crate::arch::watchdog::RESTARTS.load(Relaxed))
-            .u64("heartbeats", crate::arch::watchdog::HEARTBEATS.load(Relaxed))
-            .u64("calls_refused", linux::REFUSED_CALLS.load(Relaxed));
+        r.bool("soft_irq", g.soft_irq)
+            .u64("idt_loads", g.idt_loads)
+            .u64("entry_to_idt_ns", g.entry_to_idt_ns)
+            .u64("forwarded", g.events.forwarded)
+            .u64("logged", g.events.logged)
+            .u64("replayed", g.events.replayed)
+            .u64("upcalls", g.events.upcalls)
+            .u64("no_gate", g.events.no_gate)
+            .u64("timer_events", g.timer_events)
+            .u64("timer_sets", g.timer_sets)
+            .u64s("line_irqs", &g.line_irqs)
+            .u64("line_calls_refused", g.line_calls_refused)
+            .bool("running", g.running)
+            .u64("failures", g.failures)
+            .u64("restarts", g.restarts)
+            .u64("heartbeats", g.heartbeats)
+            .u64("calls_refused", g.calls_refused);
     });
     emit_windows(windows);
 }
@@ -216,7 +210,7 @@ fn emit_windows(windows: &crate::rt::windows::Windows) {
     }
     let n = w.len();
     console::record("windows", |r| {
-        r.u64("late_ns", crate::arch::timer::LATE_NS)
+        r.u64("late_ns", counters::LATE_NS)
             .hex_list("sites", &sites[..n])
             .u64s("max_ns", &max_ns[..n])
             .u64s("count", &count[..n])
@@ -230,11 +224,10 @@ fn publish_status(
     window: &LatencyStats,
     misses_total: u64,
     tasks: &[(TaskId, &'static str, u8, Kind, TaskStats)],
+    g: &counters::Guest,
     windows: &crate::rt::windows::Windows,
 ) {
-    use crate::arch::{guest, irqchip, rt, watchdog};
     use core::fmt::Write;
-    use core::sync::atomic::Ordering::Relaxed;
     let mut t: heapless::String<{ hauki_abi::guest::STATUS_TEXT }> = heapless::String::new();
     let up_ms = crate::arch::tsc::ticks_to_ns(crate::arch::cpu::rdtsc()) / 1_000_000;
     let _ = writeln!(t, "Hauki co-kernel {} up {}.{:03} s", env!("CARGO_PKG_VERSION"), up_ms / 1000, up_ms % 1000);
@@ -272,22 +265,17 @@ fn publish_status(
     let _ = writeln!(
         t,
         "linux: soft irq flag {}, failures {}, restarts {}",
-        if guest::soft() { "on" } else { "off" },
-        watchdog::FAILURES.load(Relaxed),
-        watchdog::RESTARTS.load(Relaxed)
+        if g.soft_irq { "on" } else { "off" },
+        g.failures,
+        g.restarts
     );
     let _ = writeln!(
         t,
         "events for linux: forwarded {}, logged {}, replayed {}, upcalls {}, timer events {}",
-        guest::FORWARDED.load(Relaxed),
-        guest::LOGGED.load(Relaxed),
-        guest::REPLAYED.load(Relaxed),
-        guest::UPCALLS.load(Relaxed),
-        rt::LINUX_TIMER_EVENTS.load(Relaxed)
+        g.events.forwarded, g.events.logged, g.events.replayed, g.events.upcalls, g.timer_events
     );
     let _ = write!(t, "linux lines (irq: interrupts):");
-    for irq in 0..hauki_abi::guest::ISA_LINES {
-        let n = irqchip::count(irq);
+    for (irq, &n) in g.line_irqs.iter().enumerate() {
         if n > 0 {
             let _ = write!(t, " {irq}: {n}");
         }
@@ -305,5 +293,5 @@ fn publish_status(
         };
         let _ = writeln!(t, "  {:>8} ns x{:<8} {}", ticks_ns(e.max), e.count, site);
     }
-    guest::STATUS.publish(t.as_bytes());
+    crate::guest::vcpu::STATUS.publish(t.as_bytes());
 }

@@ -2,10 +2,10 @@
 //! against its programmed release (like Xenomai's `latency` or cyclictest). The telemetry task
 //! reports and resets the statistics once per reporting period.
 
-use crate::rt::api::{self, Periodic, Shared};
 use crate::rt::hist::LatencyStats;
 use crate::rt::prio::TaskId;
 use crate::rt::sched::Error;
+use crate::tasks::api::{self, Periodic, Shared};
 
 pub static STATS: Shared<LatencyStats> = Shared::new(LatencyStats::new());
 /// Statistics since boot (never reset).

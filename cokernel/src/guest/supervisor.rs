@@ -10,10 +10,16 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use super::idt::TrapFrame;
-use super::{apic, console, gdt, guest, idt, irqchip, linux, mm, pci, tsc};
+use super::watchdog::{Verdict, Watchdog};
+use super::{irqchip, loader, vcpu, vtimer};
+use crate::arch::frame::{self, TrapFrame};
+use crate::arch::{apic, console, gdt, mm, pci, tsc};
 use crate::cmdline;
-use crate::guest::watchdog::{Verdict, Watchdog};
+
+/// Linux's failures (take-overs), restarts, and the heartbeats the watchdog logged for it.
+pub fn counts() -> (u64, u64, u64) {
+    (FAILURES.load(Ordering::Relaxed), RESTARTS.load(Ordering::Relaxed), HEARTBEATS.load(Ordering::Relaxed))
+}
 
 /// Why Linux stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,9 +66,9 @@ static BOOT_WATCHDOG_TICKS: AtomicU64 = AtomicU64::new(0);
 static MAX_RESTARTS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_RESTARTS);
 static STACK_TOP: AtomicU64 = AtomicU64::new(0);
 /// Linux restarts so far.
-pub static RESTARTS: AtomicU64 = AtomicU64::new(0);
+static RESTARTS: AtomicU64 = AtomicU64::new(0);
 /// Take-overs so far (restarts and halts).
-pub static FAILURES: AtomicU64 = AtomicU64::new(0);
+static FAILURES: AtomicU64 = AtomicU64::new(0);
 
 pub const DEFAULT_WATCHDOG_MS: u64 = 2000;
 /// Until Linux takes its first event (early boot runs with interrupts off for long stretches, and
@@ -73,7 +79,7 @@ pub const DEFAULT_MAX_RESTARTS: u64 = 16;
 /// found it had the CPU and took nothing (and the limit passed).
 pub const CHECKS_PER_LIMIT: u32 = 8;
 /// Heartbeats logged for Linux (the watchdog's spare clock events).
-pub static HEARTBEATS: AtomicU64 = AtomicU64::new(0);
+static HEARTBEATS: AtomicU64 = AtomicU64::new(0);
 /// How long the last stuck Linux had gone without taking an event (TSC ticks), for the report.
 static STUCK_WAITED: AtomicU64 = AtomicU64::new(0);
 static STUCK_BOOTING: AtomicU8 = AtomicU8::new(0);
@@ -107,7 +113,7 @@ pub fn init(line: &str) {
 /// the switch point, which takes the idle context over.
 pub fn linux_stopped(why: Failure) {
     REQUEST.store(why as u8, Ordering::Release);
-    apic::send_ipi(apic::id(), u32::from(idt::vectors::WAKEUP));
+    apic::send_ipi(apic::id(), u32::from(frame::vectors::WAKEUP));
 }
 
 /// The exception (vector, RIP) Linux had no handler for, for the report.
@@ -134,10 +140,10 @@ static STATE: spin::Mutex<Option<(u64, Watchdog)>> = spin::Mutex::new(None);
 /// and asks for a take-over when Linux has stopped taking its events.
 pub fn check() {
     let limit = WATCHDOG_TICKS.load(Ordering::Relaxed);
-    if limit == 0 || !guest::active() || REQUEST.load(Ordering::Acquire) != 0 {
+    if limit == 0 || !vcpu::active() || REQUEST.load(Ordering::Acquire) != 0 {
         return;
     }
-    let (entries, o) = guest::progress();
+    let (entries, o) = vcpu::progress();
     let mut state = STATE.lock();
     let w = match &mut *state {
         Some((e, w)) if *e == entries => w,
@@ -152,7 +158,7 @@ pub fn check() {
         Verdict::Heartbeat => {
             HEARTBEATS.fetch_add(1, Ordering::Relaxed);
             x86_64::instructions::interrupts::without_interrupts(|| {
-                guest::log_pending(hauki_abi::guest::VECTOR_LINUX_TIMER)
+                vcpu::log_pending(hauki_abi::guest::VECTOR_LINUX_TIMER)
             });
         }
         Verdict::Stuck { waited, booting } => {
@@ -174,13 +180,12 @@ pub fn take_over_frame() -> Option<*mut TrapFrame> {
         return None;
     }
     HANDLING.store(req, Ordering::Release);
-    guest::reset();
-    super::rt::clear_linux_timer();
+    vcpu::reset();
+    vtimer::clear();
     irqchip::reset();
     // SAFETY: the take-over stack is the co-kernel's, used by nothing else (the dead Linux's
     // context is abandoned; a second take-over comes only after `enter_guest` left this stack).
-    let frame =
-        unsafe { super::rt::initial_frame(STACK_TOP.load(Ordering::Relaxed), take_over as *const () as u64, 0, 0) };
+    let frame = unsafe { frame::initial_frame(STACK_TOP.load(Ordering::Relaxed), take_over as *const () as u64, 0, 0) };
     Some(frame as *mut TrapFrame)
 }
 
@@ -225,10 +230,10 @@ extern "C" fn take_over() -> ! {
         if restart { "restarting Linux" } else { "Linux stays halted" }
     );
     if restart {
-        match linux::reload() {
+        match loader::reload() {
             Ok((entry, boot_params)) => {
                 RESTARTS.fetch_add(1, Ordering::Relaxed);
-                linux::enter_guest(entry, boot_params);
+                loader::enter_guest(entry, boot_params);
             }
             Err(e) => {
                 console::record("linux", |r| {
@@ -239,7 +244,7 @@ extern "C" fn take_over() -> ! {
         }
     }
     loop {
-        super::idle_once();
+        crate::arch::idle_once();
     }
 }
 
@@ -257,17 +262,14 @@ pub mod testing {
     pub(super) static DRY_RUN: AtomicBool = AtomicBool::new(false);
     pub(super) static CAUGHT: AtomicU8 = AtomicU8::new(0);
 
-    /// Judges with these limits and keeps verdicts instead of acting on them; the first call
-    /// starts the watchdog task.
-    pub fn arm(limit_ms: u64, boot_limit_ms: u64) {
+    /// Judges with these limits and keeps verdicts instead of acting on them. Returns the check
+    /// period (ns) when this is the first call, for the caller to start the watchdog task with.
+    pub fn arm(limit_ms: u64, boot_limit_ms: u64) -> Option<u64> {
         DRY_RUN.store(true, Ordering::Relaxed);
         WATCHDOG_TICKS.store(tsc::ns_to_ticks(limit_ms * 1_000_000), Ordering::Relaxed);
         BOOT_WATCHDOG_TICKS.store(tsc::ns_to_ticks(boot_limit_ms * 1_000_000), Ordering::Relaxed);
-        let first = CHECK_PERIOD_NS.swap(limit_ms * 1_000_000 / u64::from(CHECKS_PER_LIMIT), Ordering::Relaxed) == 0;
-        if first {
-            crate::rt::tasks::watchdog::start(limit_ms * 1_000_000 / u64::from(CHECKS_PER_LIMIT))
-                .expect("the watchdog task starts");
-        }
+        let period = limit_ms * 1_000_000 / u64::from(CHECKS_PER_LIMIT);
+        (CHECK_PERIOD_NS.swap(period, Ordering::Relaxed) == 0).then_some(period)
     }
 
     /// The check period now in force (ns).

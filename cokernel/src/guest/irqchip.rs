@@ -4,19 +4,19 @@
 
 use spin::Mutex;
 
-use super::{apic, ioapic};
+use crate::arch::{acpi, apic, ioapic};
 use crate::guest::lines::{Action, Lines, Refusal, SourceOverride, redirection_entry};
 
 static LINES: Mutex<Option<Lines>> = Mutex::new(None);
 
 /// Calls refused (a line Linux may not have), for telemetry.
-pub static REFUSED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static REFUSED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// The co-kernel's own lines: COM2's IRQ 3 (its telemetry UART).
 const RESERVED: u16 = 1 << hauki_abi::guest::TELEMETRY_IRQ;
 
 /// Takes the MADT's source overrides; every line stays masked until Linux asks for it.
-pub fn init(overrides: &[super::acpi::Override]) {
+pub fn init(overrides: &[acpi::Override]) {
     let mut v: heapless::Vec<SourceOverride, 16> = heapless::Vec::new();
     for o in overrides {
         let _ = v.push(SourceOverride { isa_irq: o.isa_irq, gsi: o.gsi, flags: o.flags });
@@ -60,9 +60,17 @@ pub fn on_arrival(vector: u8) {
     }
 }
 
+/// Line calls refused so far.
+pub fn refused() -> u64 {
+    REFUSED.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Interrupts received on ISA line `irq`.
 pub fn count(irq: u32) -> u64 {
-    LINES.lock().as_ref().and_then(|l| l.line(irq).map(|x| x.count)).unwrap_or(0)
+    // Interrupts off while the lock is held: a line's arrival takes it from trap context.
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        LINES.lock().as_ref().and_then(|l| l.line(irq).map(|x| x.count)).unwrap_or(0)
+    })
 }
 
 /// Every line masked and out of service (the guest that owned them is gone).

@@ -13,17 +13,16 @@
 
 use core::fmt;
 use core::ops::Range;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use hauki_abi::guest::{self as abi, Handoff};
 
-use super::watchdog::Failure;
-use super::{mm, tsc};
+use super::vcpu;
+use crate::arch::{apic, cpu, mm, timer, tsc};
 use crate::bootinfo::BootInfo;
 use crate::guest::bootparams::{self, BOOT_PARAMS_SIZE, COMMAND_LINE_SIZE, E820_MAX, LinuxBoot};
-use crate::guest::calls::{self, Call, KernelImage, LineOp, Refusal, Stop};
+use crate::guest::calls::KernelImage;
 use crate::guest::elf::{self, ElfError, Vmlinux};
-use crate::guest::lines::Lines;
 use crate::guest::modules::{self, ModuleError};
 use crate::mm::memmap::MemMapError;
 
@@ -246,6 +245,7 @@ pub struct Prepared {
 /// is handed the whole machine and must boot as on a plain PC.
 /// `initrd_at`: where the initramfs is copied for Linux (guest mode: the module itself stays the
 /// co-kernel's, for restarts); `None` passes it in place.
+/// `call_gate`: the address Linux calls the co-kernel at (the kernel's handler of Linux's calls).
 pub fn prepare(
     plan: &Plan,
     boot: &BootInfo,
@@ -253,6 +253,7 @@ pub fn prepare(
     features: u64,
     guest: bool,
     initrd_at: Option<u64>,
+    call_gate: u64,
 ) -> Result<Prepared, &'static str> {
     let bp = mm::alloc_frame().ok_or("no frame for boot_params")?;
     let cmd = mm::alloc_frame().ok_or("no frame for the command line")?;
@@ -268,11 +269,11 @@ pub fn prepare(
         h.cokernel_phys_start = withhold.iter().map(|r| r.start).min().unwrap_or(0);
         h.cokernel_phys_end = withhold.iter().map(|r| r.end).max().unwrap_or(0);
         h.pgd = mm::share_top_level();
-        h.call_gate = hauki_linux_call as *const () as u64;
+        h.call_gate = call_gate;
         h.nr_vcpus = 1;
-        h.vcpu_virt = super::guest::VCPU.addr();
+        h.vcpu_virt = vcpu::VCPU.addr();
         h.vcpu_phys = h.vcpu_virt - mm::KERNEL_VIRT_BASE;
-        h.status_virt = super::guest::STATUS.addr();
+        h.status_virt = vcpu::STATUS.addr();
         h.check().map_err(|_| "the handoff page fails its own check")?;
         core::ptr::write_bytes(page(ho), 0, 4096);
         (page(ho) as *mut Handoff).write(h);
@@ -297,123 +298,6 @@ pub fn prepare(
 unsafe extern "C" {
     /// Physical address of the boot page tables (identity + alias of the low 4 GiB), entry.S.
     static hauki_boot_pml4_phys: u64;
-}
-
-/// Linux's kernel image as Linux maps it, from its first start as the guest (restarts reload
-/// the same image): what its calls' pointers and its IDT are checked against.
-static LINUX_IMAGE: spin::Once<KernelImage> = spin::Once::new();
-
-/// Linux's kernel image, once Linux was started as the guest.
-pub fn linux_image() -> Option<&'static KernelImage> {
-    LINUX_IMAGE.get()
-}
-
-/// Calls from Linux (through the handoff's `call_gate`), on Linux's stack, in Linux's context.
-/// Only `RDI` = call number and `RSI` = argument are read, and what `guest::calls` approved; a
-/// refused call returns `u64::MAX` (counted, the first of each kind reported); nothing of Linux's
-/// state is touched.
-extern "C" fn hauki_linux_call(nr: u64, arg: u64) -> u64 {
-    let expect = calls::Expect { vcpu: super::guest::VCPU.addr(), image: linux_image() };
-    let done = calls::decode(nr, arg, &expect).and_then(|c| match c {
-        Call::LoadIdt { desc } => load_idt(desc, expect.image),
-        // Linux's soft interrupt flag goes live (the block this handoff gave).
-        Call::RegisterVcpu => {
-            super::guest::set_soft(true);
-            Ok(0)
-        }
-        Call::SetTimer { deadline } => {
-            super::rt::set_linux_timer(deadline);
-            Ok(0)
-        }
-        Call::Line { op, line } => {
-            let op = match op {
-                LineOp::Mask => Lines::mask,
-                LineOp::Unmask => Lines::unmask,
-                LineOp::Eoi => Lines::eoi,
-            };
-            Ok(super::irqchip::call(op, u64::from(line)))
-        }
-        // Linux stops: the switch point takes this context away (restart or halt); it never
-        // returns to Linux.
-        Call::Shutdown(stop) => {
-            super::watchdog::linux_stopped(match stop {
-                Stop::PoweredOff => Failure::PoweredOff,
-                Stop::Reboot => Failure::Reboot,
-                Stop::Panic => Failure::Panic,
-            });
-            loop {
-                x86_64::instructions::interrupts::enable_and_hlt();
-            }
-        }
-    });
-    let ret = done.unwrap_or_else(|why| refuse(why, nr, arg));
-    report_refusals();
-    ret
-}
-
-/// `LOAD_IDT`: reads the `struct desc_ptr` at `desc` (which `calls::decode` found inside Linux's
-/// image) and registers the IDT it names if `calls::idt` accepts it.
-fn load_idt(desc: u64, image: Option<&KernelImage>) -> Result<u64, Refusal> {
-    let image = image.ok_or(Refusal::NoImage)?;
-    // Linux maps its whole image except what it unmapped itself (freed init memory): probe both
-    // ends of the 10 bytes (at most two pages) so such a pointer is refused, not a fault.
-    let last = desc.checked_add(calls::DESC_PTR_SIZE - 1).ok_or(Refusal::DescOutsideImage)?;
-    if super::exceptions::probe_read(desc).is_err() || super::exceptions::probe_read(last).is_err() {
-        return Err(Refusal::DescUnreadable);
-    }
-    // SAFETY: both ends of the descriptor were just read in Linux's address space (the current
-    // one), and Linux, the only one that could unmap them, is waiting for this call.
-    let raw = unsafe { (desc as *const [u8; calls::DESC_PTR_SIZE as usize]).read_volatile() };
-    let idt = calls::idt(raw, image)?;
-    super::guest::set_idt(idt.base, idt.limit);
-    if LINUX_IDT_LOADS.fetch_add(1, Ordering::Relaxed) == ENTRY_IDT_LOADS.load(Ordering::Relaxed) {
-        let t = super::cpu::rdtsc().saturating_sub(ENTERED_TSC.load(Ordering::Relaxed));
-        ENTRY_TO_IDT_TICKS.store(t, Ordering::Relaxed);
-    }
-    Ok(0)
-}
-
-/// Calls from Linux refused since boot (any `guest::calls::Refusal`).
-pub static REFUSED_CALLS: AtomicU64 = AtomicU64::new(0);
-/// Kinds of refusal seen, and those not reported yet (bit `Refusal::index`).
-static REFUSED_KINDS: AtomicU32 = AtomicU32::new(0);
-static UNREPORTED_KINDS: AtomicU32 = AtomicU32::new(0);
-/// The first refused call of each kind: number and argument.
-static FIRST_REFUSED: [[AtomicU64; 2]; Refusal::ALL.len()] =
-    [const { [AtomicU64::new(0), AtomicU64::new(0)] }; Refusal::ALL.len()];
-
-/// Counts a refused call, keeps the first of its kind for the report, and returns Linux's error.
-fn refuse(why: Refusal, nr: u64, arg: u64) -> u64 {
-    REFUSED_CALLS.fetch_add(1, Ordering::Relaxed);
-    let bit = 1u32 << why.index();
-    if REFUSED_KINDS.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
-        if let Some([n, a]) = FIRST_REFUSED.get(why.index()) {
-            n.store(nr, Ordering::Relaxed);
-            a.store(arg, Ordering::Relaxed);
-        }
-        UNREPORTED_KINDS.fetch_or(bit, Ordering::Release);
-    }
-    u64::MAX
-}
-
-/// One `refused` record on COM2 per kind of refused call, the first time it happens. Only with
-/// interrupts on (Linux's early calls come with them off): a slow UART must never hold the
-/// co-kernel's timer back, so a report made with them off waits for a later call.
-fn report_refusals() {
-    if UNREPORTED_KINDS.load(Ordering::Relaxed) == 0 || !x86_64::instructions::interrupts::are_enabled() {
-        return;
-    }
-    let kinds = UNREPORTED_KINDS.swap(0, Ordering::Acquire);
-    for why in Refusal::ALL.iter().filter(|w| kinds & (1 << w.index()) != 0) {
-        let Some([n, a]) = FIRST_REFUSED.get(why.index()) else { continue };
-        super::console::record("refused", |r| {
-            r.str("source", "linux-call")
-                .str("reason", why.key())
-                .u64("call", n.load(Ordering::Relaxed))
-                .hex("arg", a.load(Ordering::Relaxed))
-                .u64("refused_calls", REFUSED_CALLS.load(Ordering::Relaxed));
-        });
-    }
 }
 
 /// Where Linux's copy of the initramfs goes: the lowest free place above its kernel (2 MiB
@@ -465,7 +349,7 @@ pub fn keep(plan: &Plan, prep: &Prepared, initrd_at: Option<u64>) -> Result<(), 
         };
         pristine[i] = f;
     }
-    LINUX_IMAGE.call_once(|| KernelImage::new(&plan.vmlinux));
+    vcpu::set_image(KernelImage::new(&plan.vmlinux));
     let k = Kept { plan: plan.clone(), pages, pristine, initrd_at };
     x86_64::instructions::interrupts::without_interrupts(|| *KEPT.lock() = Some(k));
     Ok(())
@@ -495,10 +379,23 @@ pub fn reload() -> Result<(u64, u64), &'static str> {
 static ENTERED_TSC: AtomicU64 = AtomicU64::new(0);
 static ENTRY_IDT_LOADS: AtomicU64 = AtomicU64::new(0);
 /// From the last entry into Linux to its first IDT handover (its early boot, interrupts off).
-pub static ENTRY_TO_IDT_TICKS: AtomicU64 = AtomicU64::new(0);
+static ENTRY_TO_IDT_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// How often Linux handed over an IDT.
-pub static LINUX_IDT_LOADS: AtomicU64 = AtomicU64::new(0);
+static LINUX_IDT_LOADS: AtomicU64 = AtomicU64::new(0);
+
+/// Linux registered an IDT: counted, and the first after an entry ends its early boot.
+pub fn note_idt_load() {
+    if LINUX_IDT_LOADS.fetch_add(1, Ordering::Relaxed) == ENTRY_IDT_LOADS.load(Ordering::Relaxed) {
+        let t = cpu::rdtsc().saturating_sub(ENTERED_TSC.load(Ordering::Relaxed));
+        ENTRY_TO_IDT_TICKS.store(t, Ordering::Relaxed);
+    }
+}
+
+/// IDT loads so far, and the ticks from the last entry to its first IDT load.
+pub fn idt_loads() -> (u64, u64) {
+    (LINUX_IDT_LOADS.load(Ordering::Relaxed), ENTRY_TO_IDT_TICKS.load(Ordering::Relaxed))
+}
 
 /// Runs Linux as the idle task: the idle context (this one) enters Linux's 64-bit entry with
 /// interrupts off and a top-level table that identity-maps the low 4 GiB (the boot protocol) and
@@ -506,7 +403,7 @@ pub static LINUX_IDT_LOADS: AtomicU64 = AtomicU64::new(0);
 pub fn enter_guest(entry: u64, boot_params: u64) -> ! {
     x86_64::instructions::interrupts::disable();
     ENTRY_IDT_LOADS.store(LINUX_IDT_LOADS.load(Ordering::Relaxed), Ordering::Relaxed);
-    ENTERED_TSC.store(super::cpu::rdtsc(), Ordering::Relaxed);
+    ENTERED_TSC.store(cpu::rdtsc(), Ordering::Relaxed);
     // SAFETY: reading a linker-initialised constant.
     let boot = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(hauki_boot_pml4_phys)) };
     static ENTRY_PML4: AtomicU64 = AtomicU64::new(0);
@@ -528,7 +425,7 @@ pub fn enter_guest(entry: u64, boot_params: u64) -> ! {
             *t.add(256 + i) = *e;
         }
     }
-    super::guest::set_active(true);
+    vcpu::set_active(true);
     // SAFETY: the new table maps this code and stack (shared slots) and Linux's entry and
     // boot_params (identity); interrupts are off as the protocol requires. From here on this
     // context is Linux.
@@ -561,8 +458,8 @@ unsafe fn jump_to_linux(cr3: u64, entry: u64, boot_params: u64) -> ! {
 /// to `startup_64` with RSI = `boot_params`. The real-time side ends here.
 pub fn handover(entry: u64, boot_params: u64) -> ! {
     x86_64::instructions::interrupts::disable();
-    super::timer::cancel();
-    super::apic::write(super::apic::REG_LVT_TIMER, super::apic::LVT_MASKED);
+    timer::cancel();
+    apic::write(apic::REG_LVT_TIMER, apic::LVT_MASKED);
     // SAFETY: reading a linker-initialised constant.
     let cr3 = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(hauki_boot_pml4_phys)) };
     // SAFETY: the boot tables still map this code (at its high alias) and the stack, and

@@ -5,6 +5,8 @@
 //! Priorities: latency 250 (highest), control 200, phase 150, workers 100–103, Linux's watchdog
 //! 3 (when Linux runs as the guest), display 2, telemetry 1. Command-line knobs are in docs/cmdline.md.
 
+pub mod api;
+pub mod bench;
 pub mod control;
 pub mod display;
 pub mod latency;
@@ -57,7 +59,7 @@ fn start_inner(line: &str, vga: bool) -> Result<(), Error> {
     }
     let exit_after = cmdline::get(line, hauki_abi::cmdline::EXIT_AFTER_REPORTS).and_then(|v| v.parse().ok());
     telemetry::start(report_period, exit_after)?;
-    if let Some(period) = crate::arch::watchdog::check_period_ns() {
+    if let Some(period) = crate::guest::supervisor::check_period_ns() {
         watchdog::start(period)?;
     }
     // Last: creating a task maps its stack with interrupts off (a few microseconds), so the

@@ -1,4 +1,5 @@
-//! From the boot trampoline to a co-kernel that owns the machine, then the boot record.
+//! The boot sequence: from the boot trampoline to a co-kernel that owns the machine, then the boot
+//! record, then the tasks, Linux, the in-kernel tests or the benchmarks.
 //!
 //! Order matters: serial first (so every later failure can be reported), then GDT/IDT (so a fault
 //! is a report, not a triple fault), then the boot information and memory, then the platform.
@@ -9,12 +10,15 @@ use spin::Once;
 use hauki_abi::cmdline as keys;
 use hauki_abi::debug_exit;
 
-use super::context::{self, Context};
-use super::cpu::{self, rdtsc};
-use super::fatal::fatal;
-use super::{acpi, apic, console, exceptions, fatal, gdt, idt, ioapic, linux, mm, pic, smp, timer, tsc, vga};
+use crate::arch::context::{self, Context};
+use crate::arch::cpu::{self, rdtsc};
+use crate::arch::fatal::fatal;
+use crate::arch::{acpi, apic, console, exceptions, fatal, gdt, idt, ioapic, mm, pic, smp, timer, tsc, vga};
 use crate::bootinfo::{self, BootInfo, Firmware, Protocol};
 use crate::cmdline;
+use crate::guest::loader as linux;
+use crate::guest::{irqchip, supervisor};
+use crate::kernel::{linux_calls, sched, trap};
 use crate::mm::frame::FrameAllocator;
 use crate::mm::memmap::MemMapError;
 
@@ -123,7 +127,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
             Err(e) => log::warn!("IO-APIC {} at {:#x}: {e}; left alone", io.id, io.phys),
         }
     }
-    super::irqchip::init(&platform.overrides);
+    irqchip::init(&platform.overrides);
     let (tsc_hz, tsc_source) = tsc::calibrate(cpu.tsc_hz_stated, platform.hpet_phys);
     let force_lapic = cmdline::get(line, keys::TIMER) == Some("lapic");
     let timer = timer::init(cpu.tsc_deadline, force_lapic);
@@ -168,7 +172,8 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
         fatal::exit(debug_exit::SUCCESS);
     }
     let guest = start_linux(&boot, &report.cpu, linux_plan, &withheld);
-    super::rt::init();
+    sched::init();
+    trap::init();
     #[cfg(feature = "ktest")]
     {
         let _ = &guest; // the in-kernel tests run instead of Linux
@@ -180,9 +185,9 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     #[allow(unreachable_code)]
     if cmdline::flag(line, keys::BENCH) {
         context::set(Context::Test);
-        crate::rt::bench::run();
+        crate::tasks::bench::run();
     }
-    crate::rt::tasks::start(line, boot.vga_text && guest.is_none());
+    crate::tasks::start(line, boot.vga_text && guest.is_none());
     if let Some((entry, boot_params)) = guest {
         console::release_console();
         context::set(Context::Idle);
@@ -190,7 +195,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     }
     context::set(Context::Idle);
     loop {
-        super::idle_once();
+        crate::arch::idle_once();
     }
 }
 
@@ -387,7 +392,7 @@ fn start_linux(
         refuse("load-failed", format_args!("{e}"));
         return None;
     }
-    let prep = match linux::prepare(&plan, boot, &withhold, features, guest, initrd_at) {
+    let prep = match linux::prepare(&plan, boot, &withhold, features, guest, initrd_at, linux_calls::gate()) {
         Ok(p) => p,
         Err(e) => {
             refuse("prepare-failed", format_args!("{e}"));
@@ -399,7 +404,7 @@ fn start_linux(
             refuse("prepare-failed", format_args!("{e}"));
             return None;
         }
-        super::watchdog::init(line);
+        supervisor::init(line);
     }
     let handover = mode == LinuxMode::Handover;
     console::record("linux", |r| {

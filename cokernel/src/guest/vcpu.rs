@@ -16,7 +16,10 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hauki_abi::guest::{MASK_DISABLED, MASK_ENABLED, Vcpu};
 
-use super::idt::{TrapFrame, vectors};
+use super::calls::KernelImage;
+
+use crate::arch::frame::{TrapFrame, vectors};
+use crate::arch::{apic, cpu, exceptions, timer};
 
 /// Linux's vCPU block: its soft interrupt flag and the pending summary. Linux writes `mask`
 /// (through its pv irq ops) from its own context; the co-kernel reads and writes it only with
@@ -74,6 +77,20 @@ impl VcpuCell {
     }
 }
 
+/// Linux's kernel image as Linux maps it, from its first start as the guest (restarts reload
+/// the same image): what its calls' pointers and its IDT are checked against.
+static LINUX_IMAGE: spin::Once<KernelImage> = spin::Once::new();
+
+/// Linux's kernel image, once Linux was started as the guest.
+pub fn linux_image() -> Option<&'static KernelImage> {
+    LINUX_IMAGE.get()
+}
+
+/// Records Linux's image at its first start (restarts reload the same image).
+pub fn set_image(image: KernelImage) {
+    LINUX_IMAGE.call_once(|| image);
+}
+
 /// Linux registered its vCPU block: decide by its soft flag from now on.
 static SOFT: AtomicBool = AtomicBool::new(false);
 
@@ -121,13 +138,13 @@ static IDT_BASE: AtomicU64 = AtomicU64::new(0);
 static IDT_LIMIT: AtomicU64 = AtomicU64::new(0);
 static PENDING: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 /// Events delivered at once (the guest was running, its interrupts enabled).
-pub static FORWARDED: AtomicU64 = AtomicU64::new(0);
+static FORWARDED: AtomicU64 = AtomicU64::new(0);
 /// Events logged while a real-time task ran, delivered when the guest resumed.
-pub static REPLAYED: AtomicU64 = AtomicU64::new(0);
+static REPLAYED: AtomicU64 = AtomicU64::new(0);
 /// Events logged for later.
-pub static LOGGED: AtomicU64 = AtomicU64::new(0);
+static LOGGED: AtomicU64 = AtomicU64::new(0);
 /// Events for a vector the guest has no gate for (dropped, counted).
-pub static NO_GATE: AtomicU64 = AtomicU64::new(0);
+static NO_GATE: AtomicU64 = AtomicU64::new(0);
 
 const RFLAGS_IF: u64 = 1 << 9;
 
@@ -142,9 +159,10 @@ pub fn set_idt(base: u64, limit: u16) {
 /// Turning it on starts a new guest for the watchdog: nothing taken yet, waiting from now.
 pub fn set_active(on: bool) {
     if on {
-        TAKEN_AT.store(super::cpu::rdtsc(), Ordering::Relaxed);
+        TAKEN_AT.store(cpu::rdtsc(), Ordering::Relaxed);
         ENTRIES.fetch_add(1, Ordering::Relaxed);
     }
+    timer::set_shared(on);
     ACTIVE.store(on, Ordering::Release);
 }
 
@@ -159,13 +177,13 @@ static RESUMES: AtomicU64 = AtomicU64::new(0);
 
 fn took_event() {
     TAKEN.fetch_add(1, Ordering::Relaxed);
-    TAKEN_AT.store(super::cpu::rdtsc(), Ordering::Relaxed);
+    TAKEN_AT.store(cpu::rdtsc(), Ordering::Relaxed);
 }
 
 /// What the watchdog judges by: the guests started so far, and this one's progress.
 pub fn progress() -> (u64, crate::guest::watchdog::Observation) {
     let o = crate::guest::watchdog::Observation {
-        now: super::cpu::rdtsc(),
+        now: cpu::rdtsc(),
         taken: TAKEN.load(Ordering::Relaxed),
         taken_at: TAKEN_AT.load(Ordering::Relaxed),
         resumes: RESUMES.load(Ordering::Relaxed),
@@ -176,11 +194,6 @@ pub fn progress() -> (u64, crate::guest::watchdog::Observation) {
 
 pub fn active() -> bool {
     ACTIVE.load(Ordering::Acquire)
-}
-
-/// Whether the interrupted context is the guest: guest mode on, and the idle context running.
-pub fn in_guest_context() -> bool {
-    active() && super::rt::current_is_idle()
 }
 
 /// Vectors the co-kernel keeps (never forwarded, never logged).
@@ -206,14 +219,14 @@ pub fn gate_target(v: u8) -> Option<u64> {
     // probe both ends of the gate (16 bytes span at most two pages), so that costs Linux the
     // event, not the co-kernel a fault.
     let last = at.checked_add(crate::guest::calls::GATE_SIZE - 1)?;
-    if super::exceptions::probe_read(at).is_err() || super::exceptions::probe_read(last).is_err() {
+    if exceptions::probe_read(at).is_err() || exceptions::probe_read(last).is_err() {
         return None;
     }
     // SAFETY: both ends were just read in the current address space (the guest's own, or the
     // co-kernel's for tests); nothing changes the mapping between the probe and this read (trap
     // context, interrupts off, one CPU). Any bit pattern is a valid byte array.
     let gate = unsafe { (at as *const [u8; 16]).read_volatile() };
-    crate::guest::calls::gate_target(gate, super::linux::linux_image())
+    crate::guest::calls::gate_target(gate, linux_image())
 }
 
 /// Arranges for the trap exit to jump to the guest's gate for `v`. False if it has none.
@@ -259,7 +272,11 @@ pub fn forward_exception(frame: &mut TrapFrame, v: u8) -> bool {
         return false;
     }
     enter_guest_handler(frame);
-    forward(v)
+    let forwarded = forward(v);
+    if forwarded {
+        FORWARDED.fetch_add(1, Ordering::Relaxed);
+    }
+    forwarded
 }
 
 pub fn pending_any() -> bool {
@@ -280,10 +297,11 @@ fn take_highest() -> Option<u8> {
     None
 }
 
-/// An interrupt for the guest: deliver it now if the guest is the interrupted context with
-/// interrupts enabled, else log it. The co-kernel has already acknowledged it.
-pub fn on_guest_interrupt(frame: &mut TrapFrame, v: u8) -> bool {
-    if in_guest_context() && deliverable(frame) && gate_target(v).is_some() {
+/// An interrupt for the guest: deliver it now if the guest is the interrupted context
+/// (`guest_interrupted`, the kernel's knowledge) with interrupts enabled, else log it. The
+/// co-kernel has already acknowledged it.
+pub fn on_guest_interrupt(frame: &mut TrapFrame, v: u8, guest_interrupted: bool) -> bool {
+    if guest_interrupted && deliverable(frame) && gate_target(v).is_some() {
         enter_guest_handler(frame);
         if forward(v) {
             FORWARDED.fetch_add(1, Ordering::Relaxed);
@@ -318,7 +336,7 @@ pub fn replay_on_resume(resumed: &mut TrapFrame) {
         NO_GATE.fetch_add(1, Ordering::Relaxed);
     }
     if pending_any() {
-        super::apic::send_ipi(super::apic::id(), u32::from(vectors::WAKEUP));
+        apic::send_ipi(apic::id(), u32::from(vectors::WAKEUP));
     }
     // Linux user code on an LDT stack segment (16-bit code): an IRETQ restores only RSP[15:0]
     // there, and Linux's espfix is what restores the rest. Linux returns to such a context
@@ -335,13 +353,48 @@ pub fn replay_on_resume(resumed: &mut TrapFrame) {
 }
 
 /// Returns to Linux user code on an LDT stack segment routed through Linux (see above).
-pub static LDT_RETURNS: AtomicU64 = AtomicU64::new(0);
+static LDT_RETURNS: AtomicU64 = AtomicU64::new(0);
 
 /// The WAKEUP vector: nothing to do but pass through the switch point (which replays).
 pub fn on_wakeup(_frame: &mut TrapFrame) {}
 
 /// Linux turned its flag on with events logged (`int HAUKI_VECTOR_UPCALL`).
-pub static UPCALLS: AtomicU64 = AtomicU64::new(0);
+static UPCALLS: AtomicU64 = AtomicU64::new(0);
+
+/// An upcall arrived (trap context).
+pub fn note_upcall() {
+    UPCALLS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What the co-kernel did with Linux's events since boot.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    /// Delivered at once (Linux was running with its flag on).
+    pub forwarded: u64,
+    /// Logged for later.
+    pub logged: u64,
+    /// Logged, then delivered when Linux resumed.
+    pub replayed: u64,
+    /// Upcalls (Linux turned its flag on with events logged).
+    pub upcalls: u64,
+    /// Events for a vector Linux has no gate for (dropped).
+    pub no_gate: u64,
+    /// Returns to Linux user code on an LDT stack segment routed through Linux.
+    pub ldt_returns: u64,
+}
+
+/// The event counters.
+pub fn counts() -> Counts {
+    let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    Counts {
+        forwarded: r(&FORWARDED),
+        logged: r(&LOGGED),
+        replayed: r(&REPLAYED),
+        upcalls: r(&UPCALLS),
+        no_gate: r(&NO_GATE),
+        ldt_returns: r(&LDT_RETURNS),
+    }
+}
 
 /// The status page Linux shows as `/proc/hauki/status` (ABI `Status`, a seqlock).
 pub struct StatusPage(UnsafeCell<hauki_abi::guest::Status>);

@@ -10,9 +10,9 @@
 //! - `latency/N`: the latency task's release latency with N tasks in the system.
 
 use crate::arch::{console, cpu, fatal, tsc};
-use crate::rt::api::{self, Event, Periodic};
 use crate::rt::sched::{Kind, Scheduler, Spec};
-use crate::rt::tasks::latency;
+use crate::tasks::api::{self, Event, Periodic};
+use crate::tasks::latency;
 use hauki_abi::debug_exit;
 
 fn emit(name: &str, n: u64, per_op_ticks_x1000: u64, note: &str) {
@@ -84,7 +84,7 @@ struct Idt([u64; 512]);
 static mut BENCH_IDT: Idt = Idt([0; 512]);
 static NATIVE_TSC: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
-fn native_handler(_f: &mut crate::arch::idt::TrapFrame) {
+fn native_handler(_f: &mut crate::arch::frame::TrapFrame) {
     NATIVE_TSC.store(cpu::rdtsc(), core::sync::atomic::Ordering::Relaxed);
 }
 
@@ -101,7 +101,8 @@ fn replay_task(_: usize) -> ! {
 }
 
 fn guest_forward_and_replay() {
-    use crate::arch::{apic, guest};
+    use crate::arch::apic;
+    use crate::guest::vcpu as guest;
     let target = bench_guest_handler as *const () as u64;
     let lo = (target & 0xffff)
         | (u64::from(crate::arch::gdt::KERNEL_CS) << 16)

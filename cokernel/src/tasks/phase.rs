@@ -4,9 +4,9 @@
 //! all at the same phase instead, for comparison.
 
 use crate::phase::{ct, nco::Nco, weyl};
-use crate::rt::api::{self, Periodic, Shared};
 use crate::rt::prio::TaskId;
 use crate::rt::sched::Error;
+use crate::tasks::api::{self, Periodic, Shared};
 
 pub const PERIOD_NS: u64 = 1_000_000;
 /// Oscillator frequencies in mHz.

@@ -1,9 +1,9 @@
 //! The watchdog task: every `hauki.linux_watchdog_ms / 8` it asks whether Linux still takes its
-//! events and keeps a heartbeat pending for it ([`crate::arch::watchdog::check`]). A task of its
+//! events and keeps a heartbeat pending for it ([`crate::guest::supervisor::check`]). A task of its
 //! own, so its cadence does not depend on the telemetry period.
 
-use crate::rt::api::Periodic;
 use crate::rt::sched::Error;
+use crate::tasks::api::Periodic;
 
 /// Starts the task with period `period_ns`.
 pub fn start(period_ns: u64) -> Result<(), Error> {
@@ -17,7 +17,7 @@ pub fn start(period_ns: u64) -> Result<(), Error> {
 
 fn run(_: usize) -> ! {
     loop {
-        crate::rt::api::wait_next_period();
-        crate::arch::watchdog::check();
+        crate::tasks::api::wait_next_period();
+        crate::guest::supervisor::check();
     }
 }

@@ -1,0 +1,72 @@
+//! The one place the co-kernel's counters are read from: telemetry and the status page take
+//! snapshots here instead of reaching into each subsystem's statics.
+
+use crate::arch::{timer, tsc};
+use crate::guest::{irqchip, loader, supervisor, vcpu, vtimer};
+use crate::rt::windows::Windows;
+
+/// What the co-kernel has done for Linux since boot.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Guest {
+    /// Linux runs as the idle task now.
+    pub running: bool,
+    /// Linux's soft interrupt flag is live (it registered its vCPU block).
+    pub soft_irq: bool,
+    /// IDTs Linux registered.
+    pub idt_loads: u64,
+    /// From the last entry into Linux to its first IDT registration (its early boot).
+    pub entry_to_idt_ns: u64,
+    /// Linux's events: forwarded, logged, replayed, upcalls, dropped for want of a gate.
+    pub events: vcpu::Counts,
+    /// Linux clock events raised, and its `SET_TIMER` calls.
+    pub timer_events: u64,
+    /// Linux's `SET_TIMER` calls.
+    pub timer_sets: u64,
+    /// Interrupts per ISA line.
+    pub line_irqs: [u64; hauki_abi::guest::ISA_LINES as usize],
+    /// Line calls refused.
+    pub line_calls_refused: u64,
+    /// Take-overs (Linux died or was stuck), restarts, and heartbeats logged by the watchdog.
+    pub failures: u64,
+    /// Restarts of Linux.
+    pub restarts: u64,
+    /// Heartbeats the watchdog logged for Linux.
+    pub heartbeats: u64,
+    /// Calls from Linux refused.
+    pub calls_refused: u64,
+}
+
+/// A snapshot of Linux's counters.
+pub fn guest() -> Guest {
+    let (idt_loads, entry_to_idt) = loader::idt_loads();
+    let (timer_events, timer_sets) = vtimer::counts();
+    let (failures, restarts, heartbeats) = supervisor::counts();
+    let mut line_irqs = [0u64; hauki_abi::guest::ISA_LINES as usize];
+    for (i, l) in line_irqs.iter_mut().enumerate() {
+        *l = irqchip::count(i as u32);
+    }
+    Guest {
+        running: vcpu::active(),
+        soft_irq: vcpu::soft(),
+        idt_loads,
+        entry_to_idt_ns: tsc::ticks_to_ns(entry_to_idt),
+        events: vcpu::counts(),
+        timer_events,
+        timer_sets,
+        line_irqs,
+        line_calls_refused: irqchip::refused(),
+        failures,
+        restarts,
+        heartbeats,
+        calls_refused: super::linux_calls::refused(),
+    }
+}
+
+/// The hardware-off windows the timer attributed late interrupts to (a copy taken with interrupts
+/// off for the copy only).
+pub fn windows() -> Windows {
+    x86_64::instructions::interrupts::without_interrupts(|| *timer::WINDOWS.lock())
+}
+
+/// Arrivals later than this (ns) are attributed to a window.
+pub const LATE_NS: u64 = timer::LATE_NS;

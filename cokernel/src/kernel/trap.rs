@@ -1,0 +1,75 @@
+//! What a trap means, once the kernel runs: the dispatcher the hardware layer's trap entry calls
+//! (registered with [`crate::arch::idt::set_dispatcher`]).
+//!
+//! - A CPU exception in Linux goes to Linux's own gate; one Linux has no gate for means Linux is
+//!   dead (the supervisor takes over); one in the co-kernel is reported by `arch::exceptions`.
+//! - The kernel-call and upcall vectors enter the scheduler.
+//! - A registered handler (timer, devices) runs; any other vector is Linux's when Linux runs:
+//!   acknowledged, and delivered to it now or logged for later.
+//!
+//! Every trap ends at the scheduler's switch point, which picks the context to resume.
+
+use super::sched;
+use crate::arch::frame::{TrapFrame, vectors};
+use crate::arch::idt;
+use crate::arch::{apic, exceptions, mm};
+use crate::guest::{irqchip, supervisor, vcpu};
+
+/// Installs [`dispatch`] for every vector.
+pub fn init() {
+    idt::set_dispatcher(dispatch);
+}
+
+/// Whether the interrupted context is Linux: guest mode on, and the idle context running.
+fn linux_interrupted() -> bool {
+    vcpu::active() && sched::current_is_idle()
+}
+
+fn dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
+    let v = frame.vector as usize;
+    if v < 32 {
+        if !mm::is_cokernel_code(frame.rip) && linux_interrupted() && vcpu::forward_exception(frame, v as u8) {
+            return frame; // Linux's fault: its own handler runs, on its own terms
+        }
+        if !mm::is_cokernel_code(frame.rip) && linux_interrupted() {
+            // Linux faulted with no handler of its own yet (early boot): Linux is dead, the
+            // co-kernel is not. The switch point takes the idle context over.
+            supervisor::linux_faulted(v as u8, frame.rip);
+            return sched::switch_point(frame);
+        }
+        exceptions::handle(frame);
+        return frame;
+    }
+    let vector = v as u8;
+    if idt::take_spurious(vector) {
+        return frame; // no EOI for spurious interrupts
+    }
+    match vector {
+        vectors::KCALL => return sched::kcall(frame),
+        vectors::UPCALL => {
+            // `int` from Linux (nothing to acknowledge) or Linux's self-IPI on its way to user
+            // mode (in service: acknowledge). Then the switch point replays.
+            if apic::in_service(vectors::UPCALL) {
+                apic::eoi();
+            }
+            vcpu::note_upcall();
+            return sched::switch_point(frame);
+        }
+        _ => {}
+    }
+    if idt::run_handler(frame) {
+    } else if vcpu::active() && !vcpu::is_cokernel_vector(vector) {
+        if vector >> 4 == hauki_abi::guest::ISA_VECTOR_BASE >> 4 {
+            irqchip::on_arrival(vector); // a level line is masked until Linux's EOI
+        }
+        apic::eoi();
+        if vcpu::on_guest_interrupt(frame, vector, sched::current_is_idle()) {
+            return frame; // delivered to Linux at the trap's exit
+        }
+        return sched::switch_point(frame);
+    } else {
+        idt::count_unexpected();
+    }
+    apic::eoi();
+    sched::switch_point(frame)
+}

@@ -1,0 +1,257 @@
+//! The one IDT: forwarding to a guest (a synthetic one, standing in for Linux), logging and
+//! replay, its clock event, and its interrupt lines on the IO-APIC.
+
+use super::TestResult;
+use super::rt::run_until;
+use crate::arch::{self, apic, cpu, ioapic, tsc};
+use crate::guest::vcpu as guest;
+use crate::kernel::sched as glue;
+use crate::tasks::api::{self, Event, Shared};
+
+core::arch::global_asm!(
+    r#"
+    .section .guest_test, "ax"
+    .global ktest_guest_ud_handler
+    .global ktest_guest_irq_handler
+    .global ktest_guest_ud
+    .global ktest_guest_ud_insn
+/* The guest's #UD gate: record the frame as a guest handler sees it, skip the ud2, return. */
+ktest_guest_ud_handler:
+    movq %rsp, ktest_seen_rsp(%rip)
+    movq %r12, ktest_seen_r12(%rip)
+    pushq %rax
+    movq 8(%rsp), %rax
+    movq %rax, ktest_seen_rip(%rip)
+    movq 32(%rsp), %rax
+    movq %rax, ktest_seen_frame_rsp(%rip)
+    addq $2, 8(%rsp)
+    incq ktest_ud_count(%rip)
+    popq %rax
+    iretq
+/* The guest's gate for a device vector: count, record the stack, return. */
+ktest_guest_irq_handler:
+    movq %rsp, ktest_irq_rsp(%rip)
+    incq ktest_irq_count(%rip)
+    iretq
+/* Guest code that faults with known registers: returns RSP at the ud2. */
+ktest_guest_ud:
+    pushq %r12
+    movq $0x5eed5eed, %r12
+    movq %rsp, %rax
+ktest_guest_ud_insn:
+    ud2
+    popq %r12
+    ret
+
+    .section .data.ktest_guest, "aw"
+    .balign 8
+    .global ktest_seen_rsp
+    .global ktest_seen_r12
+    .global ktest_seen_rip
+    .global ktest_seen_frame_rsp
+    .global ktest_ud_count
+    .global ktest_irq_count
+    .global ktest_irq_rsp
+ktest_seen_rsp: .quad 0
+ktest_seen_r12: .quad 0
+ktest_seen_rip: .quad 0
+ktest_seen_frame_rsp: .quad 0
+ktest_ud_count: .quad 0
+ktest_irq_count: .quad 0
+ktest_irq_rsp: .quad 0
+    .section .text
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    pub(super) fn ktest_guest_ud_handler();
+    pub(super) fn ktest_guest_irq_handler();
+    fn ktest_guest_ud() -> u64;
+    static ktest_guest_ud_insn: u8;
+    static ktest_seen_rsp: u64;
+    static ktest_seen_r12: u64;
+    static ktest_seen_rip: u64;
+    static ktest_seen_frame_rsp: u64;
+    static ktest_ud_count: u64;
+    static ktest_irq_count: u64;
+}
+
+/// Reads a record the guest handlers write.
+macro_rules! rec {
+    ($sym:ident) => {
+        // SAFETY: a plain, aligned u64 in this image that the guest handlers write; read volatile.
+        unsafe { core::ptr::addr_of!($sym).read_volatile() }
+    };
+}
+
+pub(super) fn irq_count() -> u64 {
+    rec!(ktest_irq_count)
+}
+
+const GUEST_IRQ: u8 = 0x40;
+const GUEST_IRQ_2: u8 = 0x41;
+
+#[repr(C, align(16))]
+struct GuestIdt([u64; 512]);
+static mut GUEST_IDT: GuestIdt = GuestIdt([0; 512]);
+
+pub(super) fn guest_gate(v: u8, target: u64) {
+    let lo =
+        (target & 0xffff) | (u64::from(arch::gdt::KERNEL_CS) << 16) | (0x8e << 40) | ((target >> 16) & 0xffff) << 48;
+    let hi = target >> 32;
+    let idt = &raw mut GUEST_IDT;
+    // SAFETY: the test's own table, written before it is registered.
+    unsafe {
+        (*idt).0[usize::from(v) * 2] = lo;
+        (*idt).0[usize::from(v) * 2 + 1] = hi;
+    }
+}
+
+pub(super) fn guest_on() {
+    guest_gate(6, ktest_guest_ud_handler as *const () as u64);
+    guest_gate(GUEST_IRQ, ktest_guest_irq_handler as *const () as u64);
+    guest_gate(GUEST_IRQ_2, ktest_guest_irq_handler as *const () as u64);
+    guest::set_idt((&raw const GUEST_IDT) as u64, 256 * 16 - 1);
+    guest::set_active(true);
+}
+
+pub(super) fn guest_off() {
+    guest::set_active(false);
+}
+
+pub(super) fn guest_exception_is_forwarded_with_the_exact_frame() -> TestResult {
+    guest_on();
+    let before = rec!(ktest_ud_count);
+    // SAFETY: guest code: its ud2 goes to the guest's #UD gate, which skips it and returns.
+    let rsp_at_fault = unsafe { ktest_guest_ud() };
+    guest_off();
+    let (count, seen_rsp, r12, rip, frame_rsp) = (
+        rec!(ktest_ud_count),
+        rec!(ktest_seen_rsp),
+        rec!(ktest_seen_r12),
+        rec!(ktest_seen_rip),
+        rec!(ktest_seen_frame_rsp),
+    );
+    let insn = core::ptr::addr_of!(ktest_guest_ud_insn) as u64;
+    ensure!(count == before + 1, "the guest's #UD handler ran {} times", count - before);
+    ensure!(rip == insn, "guest saw RIP {rip:#x}, the ud2 is at {insn:#x}");
+    ensure!(frame_rsp == rsp_at_fault, "guest saw the interrupted RSP {frame_rsp:#x}, it was {rsp_at_fault:#x}");
+    ensure!(
+        seen_rsp == (rsp_at_fault & !0xf) - 40,
+        "the guest's handler did not start at the exact hardware frame (RSP {seen_rsp:#x})"
+    );
+    ensure!(r12 == 0x5eed_5eed, "a register changed on the way: r12 = {r12:#x}");
+    Ok(())
+}
+
+pub(super) fn guest_interrupt_is_forwarded_when_the_guest_runs() -> TestResult {
+    guest_on();
+    let count = irq_count;
+    let before = count();
+    let fwd = guest::counts().forwarded;
+    apic::send_ipi(apic::id(), u32::from(GUEST_IRQ));
+    let ok = run_until(50, || count() > before);
+    guest_off();
+    ensure!(ok, "the guest's gate for vector {GUEST_IRQ:#x} never ran");
+    ensure!(guest::counts().forwarded > fwd, "not counted as forwarded");
+    Ok(())
+}
+
+static REPLAY_SEEN_DURING_TASK: Shared<Option<(u64, u64)>> = Shared::new(None);
+
+fn replay_task(_: usize) -> ! {
+    loop {
+        api::wait_event();
+        let count = irq_count;
+        let before = count();
+        apic::send_ipi(apic::id(), u32::from(GUEST_IRQ_2));
+        api::spin_ns(200_000); // the interrupt arrives while this task runs: logged, not delivered
+        REPLAY_SEEN_DURING_TASK.with(|s| *s = Some((before, count())));
+    }
+}
+
+pub(super) fn guest_interrupt_during_a_task_is_replayed_on_resume() -> TestResult {
+    Event::new("replay", 40).priority(90).spawn(replay_task).map_err(|e| alloc::format!("{e:?}"))?;
+    api::yield_now();
+    guest_on();
+    let count = irq_count;
+    let (logged, replayed) = (guest::counts().logged, guest::counts().replayed);
+    api::post(40, 1).map_err(|e| alloc::format!("{e:?}"))?;
+    let done = run_until(100, || REPLAY_SEEN_DURING_TASK.with(|s| s.is_some()));
+    let after_resume = count();
+    guest_off();
+    ensure!(done, "the task did not run");
+    let (before, during) = REPLAY_SEEN_DURING_TASK.with(|s| s.unwrap_or((0, 0)));
+    ensure!(during == before, "the guest's handler ran while a real-time task had the CPU");
+    ensure!(guest::counts().logged > logged, "the event was not logged");
+    ensure!(
+        after_resume == before + 1,
+        "the logged event was delivered {} times after the guest resumed",
+        after_resume - before
+    );
+    ensure!(guest::counts().replayed > replayed, "not counted as replayed");
+    Ok(())
+}
+
+/// Linux's clock event (`SET_TIMER`): raised once at or after the deadline on the Linux timer
+/// vector, forwarded to the guest's gate; a cancelled deadline raises nothing.
+pub(super) fn guest_timer_event_comes_at_the_deadline_and_cancels() -> TestResult {
+    use hauki_abi::guest::VECTOR_LINUX_TIMER;
+    guest_gate(VECTOR_LINUX_TIMER, ktest_guest_irq_handler as *const () as u64);
+    guest_on();
+    let count = irq_count;
+    let events = crate::guest::vtimer::counts().0;
+    let before = count();
+    let deadline = cpu::rdtsc() + tsc::ns_to_ticks(1_000_000);
+    glue::set_linux_timer(deadline);
+    let fired = run_until(50, || count() > before);
+    let seen_at = cpu::rdtsc();
+    let once = run_until(3, || count() > before + 1);
+    // Cancelled: nothing comes.
+    let before2 = count();
+    glue::set_linux_timer(cpu::rdtsc() + tsc::ns_to_ticks(1_000_000));
+    glue::set_linux_timer(u64::MAX);
+    let spurious = run_until(5, || count() > before2);
+    guest_off();
+    ensure!(fired, "the guest's timer gate never ran");
+    ensure!(seen_at >= deadline, "the timer event came before its deadline");
+    ensure!(!once, "one deadline raised more than one event");
+    ensure!(crate::guest::vtimer::counts().0 == events + 1, "not counted once");
+    ensure!(!spurious, "a cancelled deadline still raised an event");
+    Ok(())
+}
+
+/// The pv irqchip on the real IO-APIC: a line Linux unmasks is programmed with its vector,
+/// trigger and polarity; a level line is masked from its arrival until Linux's EOI; refused lines
+/// are refused. Every line is masked again at the end.
+pub(super) fn guest_lines_program_the_ioapic_level_masked_until_eoi() -> TestResult {
+    use crate::guest::irqchip;
+    use crate::guest::lines::Lines;
+    let rte = |gsi: u32| ioapic::for_gsi(gsi).map(|(io, pin)| io.redirection(pin));
+    const MASKED: u64 = 1 << 16;
+    const LEVEL: u64 = 1 << 15;
+    // COM1's line, edge.
+    ensure!(irqchip::call(Lines::unmask, 4) == 0, "unmask 4 refused");
+    let e = rte(4).ok_or("no IO-APIC pin for GSI 4")?;
+    ensure!(e & 0xff == 0x34 && e & (MASKED | LEVEL) == 0, "IRQ 4's entry is {e:#x}");
+    irqchip::on_arrival(0x34);
+    ensure!(rte(4).unwrap_or(0) & MASKED == 0, "an edge line was masked on arrival");
+    // The firmware's level line (ACPI's SCI, IRQ 9, on QEMU).
+    ensure!(irqchip::call(Lines::unmask, 9) == 0, "unmask 9 refused");
+    let l = rte(9).ok_or("no IO-APIC pin for GSI 9")?;
+    ensure!(l & 0xff == 0x39 && l & LEVEL != 0 && l & MASKED == 0, "IRQ 9's entry is {l:#x} (want level, unmasked)");
+    irqchip::on_arrival(0x39);
+    ensure!(rte(9).unwrap_or(0) & MASKED != 0, "a level line stayed unmasked after its arrival");
+    irqchip::call(Lines::unmask, 9);
+    ensure!(rte(9).unwrap_or(0) & MASKED != 0, "a level line in service was unmasked before its EOI");
+    irqchip::call(Lines::eoi, 9);
+    ensure!(rte(9).unwrap_or(0) & MASKED == 0, "Linux's EOI did not unmask the level line");
+    ensure!(irqchip::call(Lines::unmask, 3) == u64::MAX, "the telemetry UART's line was given away");
+    ensure!(irqchip::call(Lines::unmask, 2) == u64::MAX, "IRQ 2 (its input carries IRQ 0) was given away");
+    ensure!(irqchip::call(Lines::unmask, 16) == u64::MAX, "a non-ISA line was accepted");
+    irqchip::call(Lines::mask, 4);
+    irqchip::call(Lines::mask, 9);
+    ensure!(rte(4).unwrap_or(0) & MASKED != 0 && rte(9).unwrap_or(0) & MASKED != 0, "mask left a line open");
+    Ok(())
+}
