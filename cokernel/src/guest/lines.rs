@@ -10,6 +10,7 @@
 //! An edge-triggered line needs nothing (its next edge is a new event).
 //!
 //! Pure state here (host-tested); `arch::x86_64::irqchip` writes the redirection entries.
+#![forbid(unsafe_code)]
 
 use hauki_abi::guest::{ISA_LINES, ISA_VECTOR_BASE};
 

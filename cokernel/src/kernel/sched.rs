@@ -36,11 +36,31 @@ pub mod call {
 /// A failed call returns this bit set with the error number below it.
 pub const ERROR_BIT: u64 = 1 << 63;
 
+/// The one scheduler. Reached only through the three accessors below: [`with`] (task context;
+/// turns interrupts off), [`in_trap`] (interrupts already off) and [`peek`] (read-only, for reports).
 struct Cell(UnsafeCell<Option<&'static mut Scheduler>>);
-// SAFETY: accessed only through `with`, with interrupts off on the real-time CPU.
+// SAFETY: accessed only through the accessors, with interrupts off on the real-time CPU.
 unsafe impl Sync for Cell {}
 
 static SCHED: Cell = Cell(UnsafeCell::new(None));
+
+/// The scheduler, from a context that already has interrupts off (a trap, or inside [`with`]).
+///
+/// # Safety
+/// Interrupts must be off, and the reference must not outlive that section or meet another
+/// from this function (one real-time CPU: nothing else runs meanwhile).
+#[inline(always)]
+unsafe fn in_trap() -> Option<&'static mut Scheduler> {
+    // SAFETY: the caller's contract makes this the only reference while it lives.
+    unsafe { (*SCHED.0.get()).as_deref_mut() }
+}
+
+/// A read-only look at the scheduler (fault reports, the idle check), with interrupts off.
+#[inline(always)]
+fn peek() -> Option<&'static Scheduler> {
+    // SAFETY: read-only; callers run with interrupts off on the real-time CPU, so no `&mut` is live.
+    unsafe { (*SCHED.0.get()).as_deref() }
+}
 static RUNNING: AtomicBool = AtomicBool::new(false);
 /// The deadline the one-shot timer is armed for (u64::MAX: disarmed).
 static ARMED: AtomicU64 = AtomicU64::new(u64::MAX);
@@ -51,7 +71,7 @@ pub fn set_linux_timer(deadline: u64) {
         vtimer::set(deadline);
         if running() {
             // SAFETY: interrupts are off on the real-time CPU.
-            if let Some(s) = unsafe { (*SCHED.0.get()).as_deref_mut() } {
+            if let Some(s) = unsafe { in_trap() } {
                 rearm(s);
             }
         }
@@ -63,7 +83,7 @@ pub fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
     x86_64::instructions::interrupts::without_interrupts(|| {
         // SAFETY: interrupts are off and only this CPU runs real-time code, so this is the only
         // reference for the duration of `f`.
-        let s = unsafe { (*SCHED.0.get()).as_deref_mut() }.expect("real-time core not started");
+        let s = unsafe { in_trap() }.expect("real-time core not started");
         f(s)
     })
 }
@@ -89,9 +109,8 @@ pub fn current_name() -> Option<&'static str> {
     if !running() {
         return None;
     }
-    // SAFETY: read-only peek from fault context with interrupts off; a torn read of a name
-    // reference cannot happen (aligned word-sized fields).
-    let s = unsafe { (*SCHED.0.get()).as_deref() }?;
+    // From fault context too: a read of aligned word-sized fields cannot tear.
+    let s = peek()?;
     Some(s.task(s.current()).name)
 }
 
@@ -120,7 +139,7 @@ fn on_timer(now: u64) {
     vtimer::expire(now);
     if running() {
         // SAFETY: timer interrupt context: interrupts are off.
-        let s = unsafe { (*SCHED.0.get()).as_deref_mut() };
+        let s = unsafe { in_trap() };
         if let Some(s) = s {
             s.expire(now);
         }
@@ -153,7 +172,7 @@ pub fn switch_point(frame: &mut TrapFrame) -> *mut TrapFrame {
         return frame;
     }
     // SAFETY: trap context: interrupts are off.
-    let s = unsafe { (*SCHED.0.get()).as_deref_mut() }.expect("running implies a scheduler");
+    let s = unsafe { in_trap() }.expect("running implies a scheduler");
     resume(s, frame, rdtsc())
 }
 
@@ -197,8 +216,7 @@ pub fn current_is_idle() -> bool {
     if !running() {
         return true;
     }
-    // SAFETY: read-only peek with interrupts off on the real-time CPU.
-    unsafe { (*SCHED.0.get()).as_deref() }.is_none_or(|s| s.current() == crate::rt::sched::IDLE)
+    peek().is_none_or(|s| s.current() == crate::rt::sched::IDLE)
 }
 
 fn encode(r: Result<Outcome, Error>) -> Option<u64> {
@@ -216,7 +234,7 @@ pub fn kcall(frame: &mut TrapFrame) -> *mut TrapFrame {
         return frame;
     }
     // SAFETY: trap context: interrupts are off.
-    let s = unsafe { (*SCHED.0.get()).as_deref_mut() }.expect("running implies a scheduler");
+    let s = unsafe { in_trap() }.expect("running implies a scheduler");
     let now = rdtsc();
     let (a, b) = (frame.rdi, frame.rsi);
     let r = match frame.rax {
@@ -241,6 +259,6 @@ pub fn kcall(frame: &mut TrapFrame) -> *mut TrapFrame {
 /// Posts events to a port from interrupt context (a device handler registered with `idt`).
 pub fn post_from_irq(port: u16, n: u32) -> Result<(), Error> {
     // SAFETY: interrupt context: interrupts are off; the switch happens at the trap's end.
-    let s = unsafe { (*SCHED.0.get()).as_deref_mut() }.ok_or(Error::NoSuchObject)?;
+    let s = unsafe { in_trap() }.ok_or(Error::NoSuchObject)?;
     s.post(port, n)
 }

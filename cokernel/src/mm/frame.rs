@@ -15,6 +15,7 @@
 //!
 //! Allocation is lowest-address first, so early page tables land in low memory, which the boot
 //! code reaches through its identity map of the low 4 GiB.
+#![forbid(unsafe_code)]
 
 use core::ops::Range;
 

@@ -25,6 +25,7 @@
 //!
 //! Only [`dudect`] uses floating point (it is statistics, run off the hot path); everything else
 //! is integer-only, because the bare-metal target has soft-float only.
+#![forbid(unsafe_code)]
 
 pub mod ct;
 pub mod dudect;

@@ -2,5 +2,6 @@
 //!
 //! [`json`] is the record builder (pure, host-tested). The sink that writes to the UART lives in
 //! `arch`; records are written whole, one per line, and human log lines never start with `{`.
+#![forbid(unsafe_code)]
 
 pub mod json;
