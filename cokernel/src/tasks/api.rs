@@ -2,7 +2,7 @@
 //!
 //! ```ignore
 //! Periodic::new("pid").priority(200).period_us(1000).spawn(|_| loop {
-//!     let release = rt::api::wait_next_period();
+//!     let release = tasks::api::wait_next_period();
 //!     // … one control step …
 //! })?;
 //! ```
