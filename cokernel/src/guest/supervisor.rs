@@ -138,18 +138,18 @@ static STATE: spin::Mutex<Option<(u64, Watchdog)>> = spin::Mutex::new(None);
 
 /// One check (the watchdog task, every [`check_period_ns`]): keeps a heartbeat pending for Linux
 /// and asks for a take-over when Linux has stopped taking its events.
-pub fn check() {
+pub fn check(linux_cpu: u64) {
     let limit = WATCHDOG_TICKS.load(Ordering::Relaxed);
     if limit == 0 || !vcpu::active() || REQUEST.load(Ordering::Acquire) != 0 {
         return;
     }
-    let (entries, o) = vcpu::progress();
+    let (entries, mut o) = vcpu::progress();
+    o.cpu = linux_cpu;
     let mut state = STATE.lock();
     let w = match &mut *state {
         Some((e, w)) if *e == entries => w,
         s => {
-            let w =
-                Watchdog::new(limit, BOOT_WATCHDOG_TICKS.load(Ordering::Relaxed), CHECKS_PER_LIMIT, o.taken, o.resumes);
+            let w = Watchdog::new(limit, BOOT_WATCHDOG_TICKS.load(Ordering::Relaxed), CHECKS_PER_LIMIT, o);
             &mut s.insert((entries, w)).1
         }
     };

@@ -188,6 +188,7 @@ pub fn progress() -> (u64, crate::guest::watchdog::Observation) {
         taken_at: TAKEN_AT.load(Ordering::Relaxed),
         resumes: RESUMES.load(Ordering::Relaxed),
         pending: pending_any(),
+        cpu: 0, // the scheduler's to tell (supervisor::check)
     };
     (ENTRIES.load(Ordering::Relaxed), o)
 }

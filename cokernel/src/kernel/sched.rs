@@ -114,6 +114,12 @@ pub fn current_name() -> Option<&'static str> {
     Some(s.task(s.current()).name)
 }
 
+/// CPU time (TSC ticks) the idle context — Linux, when it runs — has had, as accounted at the
+/// last switch away from it.
+pub fn idle_cpu_ticks() -> u64 {
+    with(|s| s.task(crate::rt::sched::IDLE).stats.cpu_time)
+}
+
 /// Task entry: `entry(arg)` never returns.
 pub type Entry = fn(usize) -> !;
 

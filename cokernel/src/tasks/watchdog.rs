@@ -1,5 +1,6 @@
 //! The watchdog task: every `hauki.linux_watchdog_ms / 8` it asks whether Linux still takes its
-//! events and keeps a heartbeat pending for it ([`crate::guest::supervisor::check`]). A task of its
+//! events and keeps a heartbeat pending for it ([`crate::guest::supervisor::check`], told how much
+//! CPU the scheduler has given Linux, the idle context). A task of its
 //! own, so its cadence does not depend on the telemetry period.
 
 use crate::rt::sched::Error;
@@ -18,6 +19,6 @@ pub fn start(period_ns: u64) -> Result<(), Error> {
 fn run(_: usize) -> ! {
     loop {
         crate::tasks::api::wait_next_period();
-        crate::guest::supervisor::check();
+        crate::guest::supervisor::check(crate::kernel::sched::idle_cpu_ticks());
     }
 }
