@@ -173,26 +173,34 @@ impl ShellConsole {
 /// (line breaks inserted anywhere), so it is matched character by character ignoring CR/LF; if it
 /// does not match, the first line is taken as the echo.
 fn strip_echo<'a>(out: &'a str, sent: &str) -> &'a str {
-    // The echo follows the prompt; its first few characters are never wrapped.
+    // The echo follows the prompt; its first few characters are never wrapped. A command typed
+    // before the previous prompt appeared is echoed twice (by the terminal at once, then again by
+    // the shell's line editor after its prompt): the output follows the last complete echo.
     let head: String = sent.chars().take(8).collect();
-    let Some(start) = out.find(&head) else {
-        return out.split_once('\n').map_or("", |x| x.1);
-    };
+    let starts: Vec<usize> = out.match_indices(&head).map(|(i, _)| i).collect();
+    for &start in starts.iter().rev() {
+        if let Some(end) = echo_end(out, start, sent) {
+            return out[end..].split_once('\n').map_or("", |x| x.1);
+        }
+    }
+    out.split_once('\n').map_or("", |x| x.1)
+}
+
+/// Where the echo of `sent` that begins at `start` ends (CR/LF inserted by wrapping ignored).
+fn echo_end(out: &str, start: usize, sent: &str) -> Option<usize> {
     let mut want = sent.chars().peekable();
     for (i, c) in out[start..].char_indices() {
-        let i = start + i;
         if want.peek().is_none() {
-            let rest = &out[i..];
-            return rest.split_once('\n').map_or("", |x| x.1);
+            return Some(start + i);
         }
         if c == '\r' || c == '\n' {
             continue;
         }
         if want.next() != Some(c) {
-            break;
+            return None;
         }
     }
-    out.split_once('\n').map_or("", |x| x.1)
+    want.peek().is_none().then_some(out.len())
 }
 
 impl Drop for ShellConsole {
@@ -205,6 +213,13 @@ impl Drop for ShellConsole {
 #[cfg(test)]
 mod echo_tests {
     use super::strip_echo;
+
+    #[test]
+    fn a_command_typed_ahead_of_the_prompt_is_echoed_twice_and_both_are_removed() {
+        let sent = "echo $((6*7)); echo @@$((5+1))@@ $?";
+        let out = "echo $((6*7)); echo @@$((5+1))@@ $?\r\nhauki:/# echo $((6*7)); echo @@$((5+1))@@ $?\r\n42\r\n";
+        assert_eq!(strip_echo(out, sent), "42\r\n");
+    }
 
     #[test]
     fn wrapped_echo_is_removed() {
