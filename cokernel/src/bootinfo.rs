@@ -687,6 +687,7 @@ pub mod sample {
     }
 
     impl Fake {
+        /// A fake memory holding `bytes` at [`PHYS`].
         pub fn new(bytes: &[u8]) -> Self {
             let mut words = alloc::vec![0u64; bytes.len().div_ceil(8) + 64];
             for (i, b) in bytes.iter().enumerate() {
@@ -708,10 +709,11 @@ pub mod sample {
         }
     }
 
-    /// Appends little-endian integers.
+    /// Appends `x` as 4 little-endian bytes.
     pub fn le32(v: &mut Vec<u8>, x: u32) {
         v.extend_from_slice(&x.to_le_bytes());
     }
+    /// Appends `x` as 8 little-endian bytes.
     pub fn le64(v: &mut Vec<u8>, x: u64) {
         v.extend_from_slice(&x.to_le_bytes());
     }
@@ -723,9 +725,11 @@ pub mod sample {
     }
 
     impl Mb2 {
+        /// No tags yet.
         pub fn new() -> Self {
             Self { tags: Vec::new() }
         }
+        /// Appends a tag of type `typ` with `payload`, padded to 8 bytes.
         pub fn tag(mut self, typ: u32, payload: &[u8]) -> Self {
             le32(&mut self.tags, typ);
             le32(&mut self.tags, 8 + payload.len() as u32);
@@ -735,11 +739,13 @@ pub mod sample {
             }
             self
         }
+        /// Appends a string tag (`typ` 1: command line, 2: boot loader name), NUL added.
         pub fn string(self, typ: u32, s: &[u8]) -> Self {
             let mut p = s.to_vec();
             p.push(0);
             self.tag(typ, &p)
         }
+        /// Appends a memory-map tag (type 6) of `(base, length, type)` areas, 24 bytes each.
         pub fn mmap(self, areas: &[(u64, u64, u32)]) -> Self {
             let mut p = Vec::new();
             le32(&mut p, 24);
@@ -752,6 +758,7 @@ pub mod sample {
             }
             self.tag(6, &p)
         }
+        /// Appends a module tag (type 3): physical `[start, end)` and its command line.
         pub fn module(self, start: u32, end: u32, cmdline: &str) -> Self {
             let mut p = Vec::new();
             le32(&mut p, start);
@@ -760,11 +767,14 @@ pub mod sample {
             p.push(0);
             self.tag(3, &p)
         }
+        /// Appends an ACPI tag with a zeroed RSDP copy: the 2.0 one (type 15, 36 bytes) when
+        /// `new`, else the 1.0 one (type 14, 20 bytes).
         pub fn rsdp(self, new: bool) -> Self {
             let mut p = b"RSD PTR ".to_vec();
             p.resize(if new { 36 } else { 20 }, 0);
             self.tag(if new { 15 } else { 14 }, &p)
         }
+        /// Appends an 80×25 framebuffer tag (type 8) of framebuffer type `typ` (2: EGA text).
         pub fn framebuffer(self, typ: u8) -> Self {
             let mut p = Vec::new();
             le64(&mut p, 0xb8000);
@@ -776,6 +786,7 @@ pub mod sample {
             p.extend_from_slice(&[0, 0]);
             self.tag(8, &p)
         }
+        /// The whole structure: total size and reserved word, the tags, the end tag.
         pub fn build(self) -> Vec<u8> {
             let mut v = Vec::new();
             le32(&mut v, (8 + self.tags.len() + 8) as u32);
@@ -787,12 +798,15 @@ pub mod sample {
         }
     }
 
+    /// [`parse_multiboot2`] on `bytes` placed in a [`Fake`] memory, with the right magic.
     pub fn parse_mb2(bytes: &[u8]) -> Result<BootInfo, BootInfoError> {
         let fake = Fake::new(bytes);
         // SAFETY: the fake memory holds the whole structure and outlives the call.
         unsafe { parse_multiboot2(MULTIBOOT2_MAGIC, PHYS, &fake.p2p()) }
     }
 
+    /// A 128 MiB PC's memory map as GRUB passes it: low RAM, the EBDA and BIOS ROM, RAM from
+    /// 1 MiB, ACPI tables, ACPI NVS and a bad page above 4 GiB.
     pub fn basic_mmap() -> Mb2 {
         Mb2::new().mmap(&[
             (0, 0x9_fc00, 1),
@@ -807,22 +821,31 @@ pub mod sample {
 
     /// Lays out a PVH start info and what it points to, at fixed offsets from `PHYS`.
     pub struct Pvh {
+        /// `hvm_start_info.version` (1: with a memory map).
         pub version: u32,
+        /// The memory map: `(address, size, e820 type)`.
         pub memmap: Vec<(u64, u64, u32)>,
+        /// The command line's bytes as placed (NUL included when the test wants one).
         pub cmdline: Option<Vec<u8>>,
+        /// The modules: `(address, size, command line bytes)`.
         pub modules: Vec<(u64, u64, Option<Vec<u8>>)>,
+        /// `rsdp_paddr` (0: none).
         pub rsdp: u64,
     }
 
-    /// Where the start info, memory map, module list, command line and module command lines
-    /// lie.
+    /// Where the start info lies.
     pub const SI: u64 = PHYS;
+    /// Where the memory map lies.
     pub const MEMMAP: u64 = PHYS + 0x40;
+    /// Where the module list lies.
     pub const MODLIST: u64 = PHYS + 0x200;
+    /// Where the command line lies.
     pub const CMDLINE: u64 = PHYS + 0x400;
-    pub const MODCMD: u64 = PHYS + 0x800; // 0x100 apart
+    /// Where module `i`'s command line lies: `MODCMD + 0x100 * i`.
+    pub const MODCMD: u64 = PHYS + 0x800;
 
     impl Pvh {
+        /// The fake memory's bytes from [`PHYS`]: every structure at its fixed offset.
         pub fn build(&self) -> Vec<u8> {
             let mut m = alloc::vec![0u8; 0x1400];
             let put = |m: &mut Vec<u8>, at: u64, b: &[u8]| {
@@ -867,6 +890,7 @@ pub mod sample {
             m
         }
 
+        /// [`parse_pvh`] on [`Pvh::build`]'s bytes in a [`Fake`] memory.
         pub fn parse(&self) -> Result<BootInfo, BootInfoError> {
             let fake = Fake::new(&self.build());
             // SAFETY: everything the start info references lies inside the fake memory, and
@@ -875,6 +899,8 @@ pub mod sample {
         }
     }
 
+    /// A start info like QEMU's for a 128 MiB machine, with a command line and two modules (the
+    /// second without a command line).
     pub fn pvh() -> Pvh {
         Pvh {
             version: 1,

@@ -30,21 +30,37 @@ const MIN_FREE_AFTER_HEAP: u64 = 4 << 20;
 /// What bring-up found, for the boot record, the tests and later subsystems.
 #[derive(Clone, Debug)]
 pub struct BootReport {
+    /// The boot protocol that started the co-kernel.
     pub protocol: Protocol,
+    /// The firmware the machine booted with.
     pub firmware: Firmware,
+    /// The co-kernel's command line.
     pub cmdline: heapless::String<512>,
+    /// What CPUID says about the boot CPU.
     pub cpu: cpu::Features,
+    /// The local APIC's mode.
     pub apic: apic::Mode,
+    /// The hardware behind the one-shot timer.
     pub timer: timer::Kind,
+    /// TSC ticks per second.
     pub tsc_hz: u64,
+    /// Where `tsc_hz` came from.
     pub tsc_source: tsc::Source,
+    /// The LAPIC timer's input frequency (Hz), measured against the TSC.
     pub lapic_timer_hz: u64,
+    /// Nanoseconds from the boot trampoline's first TSC read to the end of bring-up.
     pub boot_ns: u64,
+    /// The CPUs found and parked.
     pub cpus: smp::Summary,
+    /// IO-APICs the MADT lists.
     pub ioapics: u32,
+    /// Input pins of the IO-APICs that answered.
     pub ioapic_pins: u32,
+    /// Bytes of usable RAM in the boot memory map.
     pub mem_usable_bytes: u64,
+    /// What the page-table setup built.
     pub mm: mm::Stats,
+    /// What ACPI describes.
     pub platform: acpi::Platform,
 }
 

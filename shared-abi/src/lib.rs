@@ -1,10 +1,10 @@
-//! The contract shared by the Hauki co-kernel, its host tools (`xtask`) and, from the Linux issue on, the
-//! patched Linux guest.
+//! The contract shared by the Hauki co-kernel, its host tools (`xtask`) and the patched Linux guest.
 //!
 //! Everything here is plain data: fixed-width integers, no `bool`, `usize` or Rust enums on any wire. A
 //! number once given a meaning is never reused for another (retired numbers stay reserved).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 /// QEMU's `isa-debug-exit` device: the co-kernel ends a test run by writing a code to this port.
 ///
@@ -111,17 +111,28 @@ pub mod guest {
     pub const VERSION_MINOR: u16 = 2;
     /// `boot_params.hdr.hardware_subarch` for a Linux started by Hauki (upstream uses 0..=4).
     pub const SUBARCH_HAUKI: u32 = 5;
-    /// The co-kernel's PML4 slots (Linux's guard hole): copied into every Linux page table.
+    /// The first of the co-kernel's PML4 slots (Linux's guard hole, `0xffff_8000_0000_0000`):
+    /// Linux copies [`Handoff::pgd`] into slots `FIRST_PGD_SLOT..FIRST_PGD_SLOT + PGD_SLOTS` of
+    /// every page table it builds.
     pub const FIRST_PGD_SLOT: u32 = 256;
+    /// How many PML4 slots the co-kernel's range spans (16 × 512 GiB).
     pub const PGD_SLOTS: usize = 16;
     /// Most vCPUs the handoff describes.
     pub const MAX_VCPUS: u32 = 64;
 
-    /// Vectors the co-kernel keeps for itself (Linux must not allocate them).
+    /// Linux's `int` into the co-kernel when it turns its virtual flag on with events pending
+    /// (also sent as a self-IPI when its hardware flag is off): the co-kernel replays them.
+    /// Linux must not allocate this vector, nor the other `VECTOR_*`.
     pub const VECTOR_UPCALL: u8 = 0xf3;
+    /// The vector the co-kernel raises for Linux's clock-event device ([`call::SET_TIMER`]);
+    /// Linux's handler for it is its clock event's.
     pub const VECTOR_LINUX_TIMER: u8 = 0xed;
+    /// The co-kernel's own one-shot timer (LAPIC timer or TSC deadline); never Linux's.
     pub const VECTOR_COKERNEL_TIMER: u8 = 0xf0;
+    /// The co-kernel's wake-up self-IPI (no handler work: it brings a pass through the
+    /// scheduler); never Linux's.
     pub const VECTOR_COKERNEL_WAKEUP: u8 = 0xf1;
+    /// Kernel calls of the co-kernel's real-time tasks (`int 0xf2`); never Linux's.
     pub const VECTOR_COKERNEL_KCALL: u8 = 0xf2;
     /// Linux's device line `n` (ISA IRQ 0..15, minor 2) arrives on vector `ISA_VECTOR_BASE + n`:
     /// Linux's own `ISA_IRQ_VECTOR(n)`, so its legacy vector table needs no change.
@@ -132,13 +143,19 @@ pub mod guest {
     /// not Linux's: Linux claims neither.
     pub const TELEMETRY_IRQ: u32 = 3;
 
-    /// `Handoff::features` bits.
+    /// [`Handoff::features`] bit: the CPU has x2APIC (CPUID.1:ECX bit 21); Linux then sends its
+    /// upcall on the way to user mode as a self-IPI through the x2APIC MSR.
     pub const FEATURE_X2APIC: u64 = 1 << 0;
+    /// [`Handoff::features`] bit: the CPU has the TSC-deadline timer mode.
     pub const FEATURE_TSC_DEADLINE: u64 = 1 << 1;
+    /// [`Handoff::features`] bit: the TSC runs at a constant rate in every power state
+    /// (CPUID 0x80000007 EDX bit 8), so it may serve as Linux's clocksource.
     pub const FEATURE_INVARIANT_TSC: u64 = 1 << 2;
 
-    /// `Vcpu::mask` values: Linux's virtual interrupt flag.
+    /// [`Vcpu::mask`] value: Linux's virtual interrupt flag is on (events may be delivered).
     pub const MASK_ENABLED: u8 = 0;
+    /// [`Vcpu::mask`] value: Linux's virtual interrupt flag is off (events are logged). The
+    /// co-kernel treats every non-zero byte as off.
     pub const MASK_DISABLED: u8 = 1;
 
     /// Calls from Linux into the co-kernel (`Handoff::call_gate`, RDI = number). Numbers are never
@@ -153,13 +170,20 @@ pub mod guest {
         /// The co-kernel raises [`super::VECTOR_LINUX_TIMER`] once, at or after the deadline,
         /// when Linux's virtual flag allows (logged and replayed otherwise). Returns 0.
         pub const SET_TIMER: u32 = 2;
-        /// RSI = ISA IRQ 0..15 (minor 2): mask / unmask / end-of-interrupt of one of Linux's device
-        /// lines. The co-kernel owns the IO-APIC: it applies the firmware's source overrides,
-        /// delivers line `n` on `ISA_VECTOR_BASE + n`, and keeps a level-triggered line masked from
-        /// its arrival until Linux's IRQ_EOI. Returns 0, or u64::MAX for a line it does not give
-        /// Linux (no IO-APIC pin, or the co-kernel's own).
+        /// RSI = ISA IRQ 0..15 (minor 2): Linux masks one of its device lines. The three line
+        /// calls (`IRQ_MASK`, [`IRQ_UNMASK`], [`IRQ_EOI`]) drive the paravirtual irqchip: the
+        /// co-kernel owns the IO-APIC, applies the firmware's source overrides, delivers line `n`
+        /// on `ISA_VECTOR_BASE + n`, and keeps a level-triggered line masked from its arrival
+        /// until Linux's `IRQ_EOI`. Each returns 0, or u64::MAX for a line it does not give Linux
+        /// (no IO-APIC pin, or the co-kernel's own).
         pub const IRQ_MASK: u32 = 3;
+        /// RSI = ISA IRQ 0..15 (minor 2): Linux takes the line; the co-kernel unmasks its IO-APIC
+        /// input unless a level-triggered interrupt on it still waits for Linux's
+        /// [`IRQ_EOI`]. Returns as [`IRQ_MASK`] does.
         pub const IRQ_UNMASK: u32 = 4;
+        /// RSI = ISA IRQ 0..15 (minor 2): Linux finished handling an interrupt of the line; a
+        /// level-triggered line's input, masked since the interrupt arrived, is unmasked again
+        /// unless Linux masked the line. Returns as [`IRQ_MASK`] does.
         pub const IRQ_EOI: u32 = 5;
         /// Deliver pending events now (the virtual flag was just turned on).
         pub const REPLAY: u32 = 6;
@@ -176,33 +200,76 @@ pub mod guest {
         pub const REGISTER_VCPU: u32 = 8;
     }
 
-    /// The handoff page (one per boot). All fields little-endian, fixed width.
+    /// The handoff page (one per boot). All fields little-endian, fixed width. The co-kernel
+    /// writes it once, before it first enters Linux, and never changes it afterwards (a restarted
+    /// Linux gets the same page again); Linux only reads it.
     #[repr(C)]
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Handoff {
-        /* 0x00 */ pub magic: u64,
-        /* 0x08 */ pub version_major: u16,
-        /* 0x0a */ pub version_minor: u16,
-        /* 0x0c */ pub size: u32,
-        /* 0x10 */ pub vcpu_size: u32,
-        /* 0x14 */ pub nr_vcpus: u32,
-        /* 0x18 */ pub features: u64,
-        /* 0x20 */ pub tsc_khz: u64,
-        /* 0x28 */ pub vcpu_phys: u64,
-        /* 0x30 */ pub call_gate: u64,
-        /* 0x38 */ pub cokernel_phys_start: u64,
-        /* 0x40 */ pub cokernel_phys_end: u64,
-        /* 0x48 */ pub upcall_vector: u8,
-        /* 0x49 */ pub linux_timer_vector: u8,
-        /* 0x4a */ pub reserved_vectors: [u8; 6],
-        /* 0x50 */ pub pgd: [u64; PGD_SLOTS],
+        /// [`MAGIC`]; anything else means this is not a Hauki handoff.
+        /* 0x00 */
+        pub magic: u64,
+        /// [`VERSION_MAJOR`] of the writer; the reader refuses another major.
+        /* 0x08 */
+        pub version_major: u16,
+        /// [`VERSION_MINOR`] of the writer; fields and calls marked "minor n" exist from n on.
+        /* 0x0a */
+        pub version_minor: u16,
+        /// Bytes of this structure as the writer knows it (at least `size_of::<Handoff>()`).
+        /* 0x0c */
+        pub size: u32,
+        /// Bytes of one [`Vcpu`] block (`size_of::<Vcpu>()`, 0x80).
+        /* 0x10 */
+        pub vcpu_size: u32,
+        /// vCPU blocks at [`Handoff::vcpu_phys`] (at most [`MAX_VCPUS`]; the co-kernel gives one).
+        /* 0x14 */
+        pub nr_vcpus: u32,
+        /// `FEATURE_*` bits: what the CPU offers that Linux may rely on.
+        /* 0x18 */
+        pub features: u64,
+        /// The TSC rate the co-kernel calibrated, in kHz (Linux's TSC clocksource uses it instead
+        /// of calibrating again).
+        /* 0x20 */
+        pub tsc_khz: u64,
+        /// Physical address of the first vCPU block.
+        /* 0x28 */
+        pub vcpu_phys: u64,
+        /// Virtual address (in the co-kernel's shared range) Linux calls with RDI = a
+        /// [`call`] number and RSI = its argument; the result comes back in RAX.
+        /* 0x30 */
+        pub call_gate: u64,
+        /// Lowest physical address of the memory the co-kernel withholds from Linux (its image,
+        /// pool and boot information, and the boot modules it keeps for restarts). Those ranges
+        /// are reserved in Linux's e820 map; this and `cokernel_phys_end` are their hull.
+        /* 0x38 */
+        pub cokernel_phys_start: u64,
+        /// One past the highest physical address the co-kernel keeps for itself.
+        /* 0x40 */
+        pub cokernel_phys_end: u64,
+        /// [`VECTOR_UPCALL`].
+        /* 0x48 */
+        pub upcall_vector: u8,
+        /// [`VECTOR_LINUX_TIMER`].
+        /* 0x49 */
+        pub linux_timer_vector: u8,
+        /// The vectors Linux must leave alone besides the two above: the co-kernel's timer,
+        /// wake-up and kernel-call vectors, then zeros.
+        /* 0x4a */
+        pub reserved_vectors: [u8; 6],
+        /// The co-kernel's top-level page-table entries for PML4 slots
+        /// [`FIRST_PGD_SLOT`]`..+`[`PGD_SLOTS`]; every entry points at a table the co-kernel
+        /// owns, so mappings it adds later show in Linux's page tables too.
+        /* 0x50 */
+        pub pgd: [u64; PGD_SLOTS],
         /// Virtual address (in the co-kernel's shared range) of the vCPU blocks (minor 1).
         /* 0xd0 */
         pub vcpu_virt: u64,
         /// Virtual address (shared range) of the co-kernel's [`Status`] page (minor 2; 0: none).
         /* 0xd8 */
         pub status_virt: u64,
-        /* 0xe0 */ pub reserved: [u64; 4],
+        /// Zero; room for fields of later minor versions.
+        /* 0xe0 */
+        pub reserved: [u64; 4],
     }
 
     /// Bytes of text a [`Status`] page holds.
@@ -214,29 +281,75 @@ pub mod guest {
     #[repr(C, align(4096))]
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Status {
-        /* 0x00 */ pub seq: u64,
-        /* 0x08 */ pub len: u32,
-        /* 0x0c */ pub reserved: u32,
-        /* 0x10 */ pub text: [u8; STATUS_TEXT],
+        /// The seqlock's sequence: odd while the co-kernel rewrites the page, bumped by 2 per
+        /// rewrite.
+        /* 0x00 */
+        pub seq: u64,
+        /// Bytes of `text` in use (at most [`STATUS_TEXT`]).
+        /* 0x08 */
+        pub len: u32,
+        /// Zero.
+        /* 0x0c */
+        pub reserved: u32,
+        /// UTF-8 text, lines ending in `\n`, not NUL-terminated.
+        /* 0x10 */
+        pub text: [u8; STATUS_TEXT],
     }
 
     /// One virtual CPU of Linux: its soft interrupt flag, the events logged for it, its IDT.
+    ///
+    /// Shared memory on the one CPU both kernels run on: Linux writes `mask`; the co-kernel
+    /// writes `pending_any` and `timer_deadline`, with interrupts off. Neither side trusts what
+    /// the other wrote beyond the byte it reads.
     #[repr(C, align(64))]
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Vcpu {
-        /* 0x00 */ pub mask: u8,
-        /* 0x01 */ pub pending_any: u8,
-        /* 0x02 */ pub pad0: [u8; 6],
-        /* 0x08 */ pub pending: [u64; 4],
-        /* 0x28 */ pub idt_base: u64,
-        /* 0x30 */ pub idt_limit: u16,
-        /* 0x32 */ pub pad1: [u8; 6],
-        /* 0x38 */ pub timer_deadline: u64,
-        /* 0x40 */ pub forwarded: u64,
-        /* 0x48 */ pub replayed: u64,
-        /* 0x50 */ pub upcalls: u64,
-        /* 0x58 */ pub hard_cli_max_tsc: u64,
-        /* 0x60 */ pub reserved: [u64; 4],
+        /// Linux's virtual interrupt flag: [`MASK_ENABLED`] or [`MASK_DISABLED`] (written by
+        /// Linux's `local_irq_*`; read by the co-kernel at every event for Linux).
+        /* 0x00 */
+        pub mask: u8,
+        /// Non-zero while the co-kernel holds events logged for Linux; Linux reads it when it
+        /// turns its flag on and then raises [`VECTOR_UPCALL`].
+        /* 0x01 */
+        pub pending_any: u8,
+        /// Zero (alignment).
+        /* 0x02 */
+        pub pad0: [u8; 6],
+        /// A bitmap of vectors (bit `v % 64` of word `v / 64`) for the logged events. The
+        /// co-kernel keeps the bitmap it acts on in its own memory and leaves this zero.
+        /* 0x08 */
+        pub pending: [u64; 4],
+        /// Base of the IDT Linux registered. The co-kernel keeps the registered IDT in its own
+        /// memory and leaves this zero.
+        /* 0x28 */
+        pub idt_base: u64,
+        /// Limit of the IDT Linux registered (kept by the co-kernel as `idt_base` is; zero).
+        /* 0x30 */
+        pub idt_limit: u16,
+        /// Zero (alignment).
+        /* 0x32 */
+        pub pad1: [u8; 6],
+        /// Linux's armed clock-event deadline (absolute TSC; `u64::MAX`: none), as the co-kernel
+        /// holds it: set by [`call::SET_TIMER`], back to `u64::MAX` when it fires.
+        /* 0x38 */
+        pub timer_deadline: u64,
+        /// Counter slot for events delivered to Linux at once; the co-kernel reports its
+        /// counters on COM2 and leaves this zero.
+        /* 0x40 */
+        pub forwarded: u64,
+        /// Counter slot for events logged and replayed later (zero, as `forwarded`).
+        /* 0x48 */
+        pub replayed: u64,
+        /// Counter slot for upcalls (zero, as `forwarded`).
+        /* 0x50 */
+        pub upcalls: u64,
+        /// Slot for the longest hardware-interrupts-off window in TSC ticks (zero: the co-kernel
+        /// measures those windows itself, from late timer interrupts).
+        /* 0x58 */
+        pub hard_cli_max_tsc: u64,
+        /// Zero; room for fields of later minor versions.
+        /* 0x60 */
+        pub reserved: [u64; 4],
     }
 
     const _: () = {
@@ -267,10 +380,30 @@ pub mod guest {
     /// Why a handoff was refused.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum AbiError {
+        /// `magic` is not [`MAGIC`] (the value found).
         BadMagic(u64),
-        MajorMismatch { found: u16, expected: u16 },
-        TooSmall { size: u32, expected: u32 },
-        VcpuSize { found: u32, expected: u32 },
+        /// `version_major` is not this side's [`VERSION_MAJOR`].
+        MajorMismatch {
+            /// The handoff's major version.
+            found: u16,
+            /// This side's.
+            expected: u16,
+        },
+        /// `size` is smaller than this side's [`Handoff`].
+        TooSmall {
+            /// The handoff's `size`.
+            size: u32,
+            /// `size_of::<Handoff>()` on this side.
+            expected: u32,
+        },
+        /// `vcpu_size` is not this side's `size_of::<Vcpu>()`.
+        VcpuSize {
+            /// The handoff's `vcpu_size`.
+            found: u32,
+            /// `size_of::<Vcpu>()` on this side.
+            expected: u32,
+        },
+        /// `nr_vcpus` is above [`MAX_VCPUS`] (the value found).
         TooManyVcpus(u32),
     }
 
@@ -346,30 +479,42 @@ pub mod guest {
         }
     }
 
-    /// A C type for the header generator.
+    /// A C type for the header generator: the kernel's fixed-width unsigned integer types.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum CType {
+        /// `u8`, 1 byte.
         U8,
+        /// `u16`, 2 bytes.
         U16,
+        /// `u32`, 4 bytes.
         U32,
+        /// `u64`, 8 bytes.
         U64,
     }
 
     /// One field: name, element type, array length (1 = scalar), offset.
     #[derive(Clone, Copy, Debug)]
     pub struct Field {
+        /// The field's name, the same in Rust and C.
         pub name: &'static str,
+        /// Its element type.
         pub ty: CType,
+        /// Elements (1: a scalar, more: an array).
         pub len: usize,
+        /// Byte offset from the start of the struct (`offset_of!`).
         pub offset: usize,
     }
 
     /// One struct: C name, size, alignment, fields in order.
     #[derive(Clone, Copy, Debug)]
     pub struct Struct {
+        /// The C struct's tag (`struct <c_name>`).
         pub c_name: &'static str,
+        /// `size_of` the Rust type, asserted in C too.
         pub size: usize,
+        /// `align_of` the Rust type (`__aligned()` in C).
         pub align: usize,
+        /// Every field in offset order; together they cover every byte (tested).
         pub fields: &'static [Field],
     }
 

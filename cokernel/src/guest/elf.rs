@@ -510,6 +510,8 @@ pub mod sample {
     use super::*;
     use alloc::vec::Vec;
 
+    /// A readable, executable `PT_LOAD` header at `paddr`, linked at Linux's kernel map
+    /// (`0xffff_ffff_8000_0000 + paddr`), 4 KiB aligned.
     pub fn load_ph(offset: u64, paddr: u64, filesz: u64, memsz: u64) -> Phdr {
         Phdr {
             p_type: PT_LOAD,
@@ -576,6 +578,8 @@ pub mod sample {
         image(0x100_0040, &[text, data, note, stack, empty_load], 0x3000)
     }
 
+    /// One ELF note (`namesz`, `descsz`, `type`, name, descriptor), name and descriptor padded
+    /// to 4 bytes; `name` is copied as given (add the NUL for a conforming note).
     pub fn note(name: &[u8], ty: u32, desc: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(&(name.len() as u32).to_le_bytes());
@@ -592,6 +596,8 @@ pub mod sample {
         v
     }
 
+    /// An image with one text segment and a `PT_NOTE` segment holding `notes` at file offset
+    /// 0x2000.
     pub fn with_notes(notes: &[u8]) -> Vec<u8> {
         let text = load_ph(0x1000, 0x100_0000, 0x1000, 0x1000);
         let n = Phdr {

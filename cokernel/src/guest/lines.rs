@@ -17,7 +17,9 @@ use hauki_abi::guest::{ISA_LINES, ISA_VECTOR_BASE};
 /// One interrupt source override from the MADT (ACPI 5.2.12.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SourceOverride {
+    /// The ISA IRQ (0..15) the override moves.
     pub isa_irq: u8,
+    /// The global system interrupt (IO-APIC input) it arrives on instead.
     pub gsi: u32,
     /// MPS INTI flags: bits 0–1 polarity (00 bus default, 01 high, 11 low), bits 2–3 trigger
     /// (00 bus default, 01 edge, 11 level). The ISA default is edge, active high.
@@ -27,8 +29,11 @@ pub struct SourceOverride {
 /// How one ISA line reaches the IO-APIC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Route {
+    /// The global system interrupt: the IO-APIC input the line arrives on.
     pub gsi: u32,
+    /// Level-triggered (ISA default: edge).
     pub level: bool,
+    /// Active low (ISA default: active high).
     pub active_low: bool,
 }
 
@@ -46,7 +51,9 @@ pub enum Refusal {
 /// State of one line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Line {
+    /// How it reaches the IO-APIC; `None` when another IRQ is overridden onto its input.
     pub route: Option<Route>,
+    /// The co-kernel keeps the line: Linux's calls on it are refused.
     pub reserved: bool,
     /// Linux wants it masked (its `irq_mask`, and the initial state).
     pub linux_masked: bool,
@@ -69,7 +76,12 @@ pub enum Action {
     /// Nothing changes at the IO-APIC.
     None,
     /// Write the redirection entry of `gsi` with this mask state.
-    Program { gsi: u32, masked: bool },
+    Program {
+        /// The input whose entry is written.
+        gsi: u32,
+        /// Whether the entry is written masked.
+        masked: bool,
+    },
 }
 
 /// Linux's 16 ISA lines.
@@ -98,6 +110,7 @@ impl Lines {
         Lines { lines }
     }
 
+    /// The state of ISA line `irq`; `None` above 15.
     pub fn line(&self, irq: u32) -> Option<&Line> {
         self.lines.get(irq as usize)
     }

@@ -31,9 +31,12 @@ use crate::mm::memmap::MemMapError;
 pub struct Plan {
     /// Physical bytes of the vmlinux image (inside a module).
     pub image: Range<u64>,
+    /// The image's validated ELF description (segments, entry, load range).
     pub vmlinux: Vmlinux,
     /// Physical range of the initramfs (inside a module).
     pub initrd: Option<Range<u64>>,
+    /// Linux's command line (the command-line module's text, else `console=ttyS0`), checked
+    /// against Linux's limit.
     pub cmdline: bootparams::Cmdline,
     /// Modules in the way of the kernel's load range, to move first: (from, to). `image` and
     /// `initrd` above already name the destinations.
@@ -57,15 +60,32 @@ impl Plan {
     }
 }
 
+/// Why Linux cannot be loaded from the boot modules.
 #[derive(Clone, Debug)]
 pub enum PlanError {
+    /// The modules (or the bundle's cpio archive) could not be told apart.
     Modules(ModuleError),
+    /// No module is a Linux kernel, or a module is not in mapped memory.
     NoLinux,
+    /// The kernel module is not a usable x86_64 vmlinux.
     Elf(ElfError),
+    /// The kernel's load range is not usable RAM.
     NotInRam(MemMapError),
-    OverlapsCokernel { linux: Range<u64>, cokernel: Range<u64> },
-    NoRoomToMove { size: u64 },
+    /// The kernel's load range overlaps the co-kernel's image.
+    OverlapsCokernel {
+        /// Linux's physical load range.
+        linux: Range<u64>,
+        /// The co-kernel image's physical range.
+        cokernel: Range<u64>,
+    },
+    /// A module lies in the kernel's load range and no free RAM can take it.
+    NoRoomToMove {
+        /// Bytes of the module to move.
+        size: u64,
+    },
+    /// The command line is longer than Linux takes (its length in bytes).
     CmdlineTooLong(usize),
+    /// The command-line module is not UTF-8.
     CmdlineNotText,
 }
 
@@ -233,9 +253,13 @@ pub fn load(plan: &Plan) -> Result<(), &'static str> {
 
 /// The pages handed to Linux, all from the co-kernel's pool.
 pub struct Prepared {
+    /// Physical address of Linux's `boot_params` (the zero page; RSI at its entry).
     pub boot_params: u64,
+    /// Physical address of the NUL-terminated command line (a whole page).
     pub cmdline: u64,
+    /// Physical address of the [`Handoff`] page (`hardware_subarch_data`).
     pub handoff: u64,
+    /// Entries of the e820 map written into `boot_params`.
     pub e820_entries: usize,
 }
 

@@ -25,9 +25,13 @@ pub fn counts() -> (u64, u64, u64) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Failure {
+    /// Linux powered itself off (`SHUTDOWN_OFF`): never restarted.
     PoweredOff = 1,
+    /// Linux rebooted (`SHUTDOWN_REBOOT`).
     Reboot = 2,
+    /// Linux panicked (`SHUTDOWN_PANIC`).
     Panic = 3,
+    /// The watchdog found Linux taking no events (`crate::guest::watchdog`).
     Stuck = 4,
     /// A CPU exception Linux had no handler for.
     Fault = 5,
@@ -45,6 +49,8 @@ impl Failure {
         })
     }
 
+    /// The `state` the `linux` record gives (`powered-off`, `rebooted`, `panicked`, `stuck`,
+    /// `faulted`).
     pub fn name(self) -> &'static str {
         match self {
             Failure::PoweredOff => "powered-off",
@@ -70,10 +76,13 @@ static RESTARTS: AtomicU64 = AtomicU64::new(0);
 /// Take-overs so far (restarts and halts).
 static FAILURES: AtomicU64 = AtomicU64::new(0);
 
+/// `hauki.linux_watchdog_ms` when the command line does not set it.
 pub const DEFAULT_WATCHDOG_MS: u64 = 2000;
-/// Until Linux takes its first event (early boot runs with interrupts off for long stretches, and
-/// under emulation on a busy host far longer than on hardware).
+/// `hauki.linux_boot_watchdog_ms` when the command line does not set it: the limit until Linux
+/// takes its first event (early boot runs with interrupts off for long stretches, and under
+/// emulation on a busy host far longer than on hardware).
 pub const DEFAULT_BOOT_WATCHDOG_MS: u64 = 30_000;
+/// `hauki.linux_max_restarts` when the command line does not set it.
 pub const DEFAULT_MAX_RESTARTS: u64 = 16;
 /// Checks per `hauki.linux_watchdog_ms`: Linux is stuck after this many checks in a row that
 /// found it had the CPU and took nothing (and the limit passed).

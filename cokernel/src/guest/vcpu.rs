@@ -29,6 +29,8 @@ pub struct VcpuCell(UnsafeCell<Vcpu>);
 // SAFETY: accesses are single bytes, volatile, on the one CPU Linux and the co-kernel share.
 unsafe impl Sync for VcpuCell {}
 
+/// Linux's one vCPU block, in the co-kernel's image (the shared range): the handoff gives its
+/// address. Starts with the flag off and no deadline.
 pub static VCPU: VcpuCell = VcpuCell(UnsafeCell::new(Vcpu {
     mask: MASK_DISABLED,
     pending_any: 0,
@@ -46,6 +48,7 @@ pub static VCPU: VcpuCell = VcpuCell(UnsafeCell::new(Vcpu {
 }));
 
 impl VcpuCell {
+    /// The block's virtual address (in the co-kernel's range, which Linux maps too).
     pub fn addr(&self) -> u64 {
         self.0.get() as u64
     }
@@ -62,6 +65,7 @@ impl VcpuCell {
         // SAFETY: a byte of the static, read volatile (Linux writes it).
         unsafe { self.mask_ptr().read_volatile() == MASK_ENABLED }
     }
+    /// Sets Linux's virtual flag (as a forwarded gate would clear it, or a reset).
     pub fn set_enabled(&self, on: bool) {
         // SAFETY: as above.
         unsafe { self.mask_ptr().write_volatile(if on { MASK_ENABLED } else { MASK_DISABLED }) }
@@ -99,6 +103,8 @@ pub fn set_soft(on: bool) {
     SOFT.store(on, Ordering::Release);
 }
 
+/// Whether Linux's soft interrupt flag is live: events for it are delivered by its virtual flag
+/// (else by the hardware flag in the interrupted frame).
 pub fn soft() -> bool {
     SOFT.load(Ordering::Acquire)
 }
@@ -193,6 +199,7 @@ pub fn progress() -> (u64, crate::guest::watchdog::Observation) {
     (ENTRIES.load(Ordering::Relaxed), o)
 }
 
+/// Whether the idle context runs the guest (set by [`set_active`]).
 pub fn active() -> bool {
     ACTIVE.load(Ordering::Acquire)
 }
@@ -280,6 +287,7 @@ pub fn forward_exception(frame: &mut TrapFrame, v: u8) -> bool {
     forwarded
 }
 
+/// Whether any event is logged for the guest and not yet delivered.
 pub fn pending_any() -> bool {
     PENDING.iter().any(|w| w.load(Ordering::Relaxed) != 0)
 }
@@ -402,6 +410,7 @@ pub struct StatusPage(UnsafeCell<hauki_abi::guest::Status>);
 // SAFETY: written only by the telemetry task (one writer), read by Linux under the seqlock.
 unsafe impl Sync for StatusPage {}
 
+/// The co-kernel's one status page (its address goes to Linux as `status_virt`).
 pub static STATUS: StatusPage = StatusPage(UnsafeCell::new(hauki_abi::guest::Status {
     seq: 0,
     len: 0,
@@ -410,6 +419,7 @@ pub static STATUS: StatusPage = StatusPage(UnsafeCell::new(hauki_abi::guest::Sta
 }));
 
 impl StatusPage {
+    /// The page's virtual address (in the co-kernel's range, which Linux maps too).
     pub fn addr(&self) -> u64 {
         self.0.get() as u64
     }

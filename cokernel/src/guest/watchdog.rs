@@ -52,9 +52,13 @@ pub enum Verdict {
     Alive,
     /// Log a heartbeat event for Linux.
     Heartbeat,
-    /// Linux is stuck: it has taken no event for `waited` ticks (`booting`: none since it was
-    /// entered).
-    Stuck { waited: u64, booting: bool },
+    /// Linux is stuck: the caller takes the idle context over.
+    Stuck {
+        /// TSC ticks since Linux last took an event (or was entered).
+        waited: u64,
+        /// Linux has taken no event since it was entered (judged by the boot limit).
+        booting: bool,
+    },
 }
 
 /// The watchdog's state across checks (one per Linux; `Watchdog::new` again after a restart).

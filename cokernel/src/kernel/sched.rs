@@ -20,14 +20,23 @@ use crate::rt::sched::{Error, Outcome, Scheduler, Spec};
 
 /// Kernel-call numbers (RAX at `int 0xf2`; arguments in RDI, RSI).
 pub mod call {
+    /// A periodic task's job is done; returns the next job's release (TSC) once it starts.
     pub const WAIT_PERIOD: u64 = 0;
+    /// An event task waits for events on its port; returns how many arrived.
     pub const WAIT_EVENT: u64 = 1;
+    /// RDI = mutex id: take it, blocking (with priority inheritance) while another task owns it.
     pub const MUTEX_LOCK: u64 = 2;
+    /// RDI = mutex id: release it (the caller must own it).
     pub const MUTEX_UNLOCK: u64 = 3;
+    /// RDI = semaphore id: take a unit, blocking while there is none.
     pub const SEM_WAIT: u64 = 4;
+    /// RDI = semaphore id: give a unit back (or wake its highest waiter).
     pub const SEM_POST: u64 = 5;
+    /// RDI = absolute TSC: an event task sleeps until then (returns at once for a periodic one).
     pub const SLEEP_UNTIL: u64 = 6;
+    /// RDI = port, RSI = count: post events to the task bound to the port.
     pub const POST: u64 = 7;
+    /// RDI = semaphore id: take a unit if there is one; returns 1 if taken, 0 if not.
     pub const SEM_TRY_WAIT: u64 = 8;
     /// No operation: just pass through the scheduler (lets the idle context hand over at once).
     pub const YIELD: u64 = 9;

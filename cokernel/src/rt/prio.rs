@@ -7,6 +7,8 @@
 /// Number of priority levels. 0 is the idle level (the co-kernel idle loop, later Linux).
 pub const LEVELS: usize = 256;
 
+/// A set of priorities 0..=255: one bit per priority in four 64-bit groups, and a bit per
+/// non-empty group in `top`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PrioBitmap {
     top: u64,
@@ -14,10 +16,12 @@ pub struct PrioBitmap {
 }
 
 impl PrioBitmap {
+    /// The empty set.
     pub const fn new() -> Self {
         PrioBitmap { top: 0, groups: [0; 4] }
     }
 
+    /// Adds `p`.
     #[inline]
     pub fn set(&mut self, p: u8) {
         let g = usize::from(p >> 6);
@@ -25,6 +29,7 @@ impl PrioBitmap {
         self.top |= 1 << g;
     }
 
+    /// Removes `p`.
     #[inline]
     pub fn clear(&mut self, p: u8) {
         let g = usize::from(p >> 6);
@@ -34,6 +39,7 @@ impl PrioBitmap {
         }
     }
 
+    /// Whether `p` is in the set.
     #[inline]
     pub fn is_set(&self, p: u8) -> bool {
         self.groups[usize::from(p >> 6)] & (1 << (p & 63)) != 0
@@ -59,11 +65,14 @@ pub const NIL: TaskId = TaskId::MAX;
 /// Links of one task in its ready list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Links {
+    /// The task before it at its level ([`NIL`]: it is the head).
     pub prev: TaskId,
+    /// The task after it at its level ([`NIL`]: it is the tail).
     pub next: TaskId,
 }
 
 impl Links {
+    /// In no list.
     pub const UNLINKED: Links = Links { prev: NIL, next: NIL };
 }
 
@@ -81,6 +90,7 @@ impl Default for ReadyLists {
 }
 
 impl ReadyLists {
+    /// Every level empty.
     pub const fn new() -> Self {
         ReadyLists { bitmap: PrioBitmap::new(), head: [NIL; LEVELS], tail: [NIL; LEVELS] }
     }
@@ -137,6 +147,7 @@ impl ReadyLists {
         self.bitmap.highest().map(|p| self.head[usize::from(p)])
     }
 
+    /// The highest non-empty level.
     pub fn highest_level(&self) -> Option<u8> {
         self.bitmap.highest()
     }

@@ -140,6 +140,8 @@ enum Slot {
     Heap,
 }
 
+/// At most one timer per task `0..N` (its next release, or a sleep's end), in release
+/// calendars and a one-shot heap; see the module documentation.
 pub struct TimerQueue<const N: usize> {
     oneshots: OneShots<N>,
     calendars: heapless::Vec<Calendar, MAX_CALENDARS>,
@@ -162,6 +164,7 @@ impl<const N: usize> Default for TimerQueue<N> {
 }
 
 impl<const N: usize> TimerQueue<N> {
+    /// No timer armed.
     pub const fn new() -> Self {
         TimerQueue {
             oneshots: OneShots::new(),
@@ -178,14 +181,17 @@ impl<const N: usize> TimerQueue<N> {
         }
     }
 
+    /// Armed timers (one per task at most).
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether no timer is armed.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// Whether task `t` has an armed timer.
     pub fn is_armed(&self, t: TaskId) -> bool {
         self.slot[usize::from(t)] != Slot::None
     }

@@ -28,6 +28,8 @@ impl Site {
         }
     }
 
+    /// The site a table key stands for ([`Entry::key`]: 1 is user mode, anything else the
+    /// address).
     pub fn from_key(k: u64) -> Site {
         match k {
             1 => Site::User,
@@ -36,8 +38,10 @@ impl Site {
     }
 }
 
+/// One site of the table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Entry {
+    /// The site: 1 for Linux user mode, else the interrupted kernel address (0: a free entry).
     pub key: u64,
     /// Largest lateness seen here (TSC ticks).
     pub max: u64,
@@ -45,8 +49,10 @@ pub struct Entry {
     pub count: u64,
 }
 
+/// Sites the table keeps.
 pub const SITES: usize = 24;
 
+/// The worst [`SITES`] sites where late timer interrupts landed, with their largest lateness.
 #[derive(Clone, Copy, Debug)]
 pub struct Windows {
     entries: [Entry; SITES],
@@ -61,6 +67,7 @@ impl Default for Windows {
 }
 
 impl Windows {
+    /// An empty table.
     pub const fn new() -> Windows {
         Windows { entries: [Entry { key: 0, max: 0, count: 0 }; SITES], dropped: 0 }
     }
@@ -98,6 +105,7 @@ impl Windows {
         v
     }
 
+    /// Forgets every site and the dropped count.
     pub fn clear(&mut self) {
         *self = Windows::new();
     }

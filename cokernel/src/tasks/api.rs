@@ -110,6 +110,8 @@ pub struct Periodic {
 }
 
 impl Periodic {
+    /// A task named `name` with the defaults: priority 100, period 1 ms, released at once,
+    /// deadline = period, no budget.
     pub const fn new(name: &'static str) -> Self {
         Periodic {
             name,
@@ -132,10 +134,12 @@ impl Periodic {
         self.prio = p;
         self
     }
+    /// Time between releases, in ns (must not round to 0 TSC ticks).
     pub const fn period_ns(mut self, ns: u64) -> Self {
         self.period_ns = ns;
         self
     }
+    /// Time between releases, in µs.
     pub const fn period_us(self, us: u64) -> Self {
         self.period_ns(us * 1000)
     }
@@ -155,10 +159,13 @@ impl Periodic {
         self
     }
 
+    /// Creates the task running `entry(0)` on its own stack; it runs its set-up at once, then
+    /// calls [`wait_next_period`] for each job.
     pub fn spawn(self, entry: Entry) -> Result<TaskId, Error> {
         self.spawn_with(entry, 0)
     }
 
+    /// As [`Periodic::spawn`], running `entry(arg)`.
     pub fn spawn_with(self, entry: Entry, arg: usize) -> Result<TaskId, Error> {
         let period = tsc::ns_to_ticks(self.period_ns);
         let spec = Spec {
@@ -184,16 +191,22 @@ pub struct Event {
 }
 
 impl Event {
+    /// A task named `name`, released by events posted to `port` (below
+    /// [`crate::rt::sched::MAX_PORTS`], one task per port), priority 100.
     pub const fn new(name: &'static str, port: u16) -> Self {
         Event { name, prio: 100, port }
     }
+    /// 1 (least urgent) ..= 255 (most urgent); 0 is the idle level.
     pub const fn priority(mut self, p: u8) -> Self {
         self.prio = p;
         self
     }
+    /// Creates the task running `entry(0)` on its own stack; it runs its set-up at once, then
+    /// calls [`wait_event`].
     pub fn spawn(self, entry: Entry) -> Result<TaskId, Error> {
         self.spawn_with(entry, 0)
     }
+    /// As [`Event::spawn`], running `entry(arg)`.
     pub fn spawn_with(self, entry: Entry, arg: usize) -> Result<TaskId, Error> {
         let spec = Spec { name: self.name, prio: self.prio, kind: Kind::Event { port: self.port }, first_release: 0 };
         glue::spawn(spec, entry, arg)
@@ -211,20 +224,26 @@ pub struct Mutex<T> {
 unsafe impl<T: Send> Sync for Mutex<T> {}
 
 impl<T> Mutex<T> {
+    /// A mutex guarding `value` (one of the scheduler's [`crate::rt::sched::MAX_MUTEXES`]).
     pub fn new(value: T) -> Result<Self, Error> {
         Ok(Mutex { id: glue::with(|s| s.mutex_create())?, value: UnsafeCell::new(value) })
     }
 
+    /// Takes the mutex, blocking while another task owns it. Panics if the scheduler refuses:
+    /// from the idle context, by the owner itself, or with a full wait queue or held list.
     pub fn lock(&self) -> MutexGuard<'_, T> {
         kcall(call::MUTEX_LOCK, u64::from(self.id), 0).expect("mutex lock");
         MutexGuard { m: self, _not_send: PhantomData }
     }
 
+    /// The scheduler's id for the mutex.
     pub fn id(&self) -> u16 {
         self.id
     }
 }
 
+/// Access to a [`Mutex`]'s value while the task owns it; dropping it releases the mutex. It
+/// stays with the task that took it (not `Send`).
 pub struct MutexGuard<'a, T> {
     m: &'a Mutex<T>,
     _not_send: PhantomData<*const ()>,
@@ -256,18 +275,24 @@ impl<T> Drop for MutexGuard<'_, T> {
 pub struct Semaphore(u16);
 
 impl Semaphore {
+    /// A semaphore holding `initial` units, at most `max` (`0 < max`, `initial <= max`).
     pub fn new(initial: u32, max: u32) -> Result<Self, Error> {
         glue::with(|s| s.sem_create(initial, max)).map(Semaphore)
     }
+    /// Takes a unit, blocking while there is none. Panics if the scheduler refuses: from the idle
+    /// context, or with a full wait queue.
     pub fn wait(&self) {
         kcall(call::SEM_WAIT, u64::from(self.0), 0).expect("semaphore wait");
     }
+    /// Takes a unit if there is one, without blocking; whether it took one.
     pub fn try_wait(&self) -> bool {
         kcall(call::SEM_TRY_WAIT, u64::from(self.0), 0).expect("semaphore try_wait") == 1
     }
+    /// Gives a unit back, or wakes the highest waiter; refused above the maximum.
     pub fn post(&self) -> Result<(), Error> {
         kcall(call::SEM_POST, u64::from(self.0), 0).map(|_| ())
     }
+    /// Units held now.
     pub fn count(&self) -> u32 {
         glue::with(|s| s.sem_count(self.0)).unwrap_or(0)
     }
@@ -281,6 +306,7 @@ pub struct Queue<T, const N: usize> {
 }
 
 impl<T, const N: usize> Queue<T, N> {
+    /// An empty queue of `N` slots (two semaphores of the scheduler's).
     pub fn new() -> Result<Self, Error> {
         Ok(Queue {
             buf: spin::Mutex::new(heapless::Deque::new()),
@@ -320,6 +346,7 @@ impl<T, const N: usize> Queue<T, N> {
         v
     }
 
+    /// Receives if an item is there, without blocking.
     pub fn try_recv(&self) -> Option<T> {
         if !self.items.try_wait() {
             return None;
@@ -339,10 +366,13 @@ pub struct Shared<T>(UnsafeCell<T>);
 unsafe impl<T: Send> Sync for Shared<T> {}
 
 impl<T> Shared<T> {
+    /// State starting as `v`.
     pub const fn new(v: T) -> Self {
         Shared(UnsafeCell::new(v))
     }
 
+    /// Runs `f` on the state with interrupts off (restored afterwards). `f` must not call `with`
+    /// on the same `Shared` (that would alias the state).
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         x86_64::instructions::interrupts::without_interrupts(|| {
             // SAFETY: interrupts are off on the only CPU that runs real-time code: no other

@@ -23,6 +23,8 @@ fn emit(name: &str, n: u64, per_op_ticks_x1000: u64, note: &str) {
     });
 }
 
+/// Runs every benchmark in turn (each writes its `bench` records), then ends the run with
+/// SUCCESS. Called from the idle context instead of starting the tasks.
 pub fn run() -> ! {
     let k = kcall();
     context_switch(k);

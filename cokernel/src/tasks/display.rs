@@ -14,6 +14,7 @@ const BAR_ROWS: usize = 6;
 const GLYPHS: [u8; 4] = [b'*', b'o', b'+', b'.'];
 const COLORS: [u16; 4] = [0x0e00, 0x0b00, 0x0a00, 0x0d00];
 
+/// Starts the view: a periodic task at 20 Hz, [`super::PRIO_DISPLAY`].
 pub fn start() -> Result<(), Error> {
     Periodic::new("display").priority(super::PRIO_DISPLAY).period_ns(50_000_000).spawn(run).map(|_| ())
 }

@@ -7,12 +7,14 @@ use crate::rt::prio::TaskId;
 use crate::rt::sched::Error;
 use crate::tasks::api::{self, Periodic, Shared};
 
+/// Release latencies of the current reporting window (the telemetry task reads and resets it).
 pub static STATS: Shared<LatencyStats> = Shared::new(LatencyStats::new());
 /// Statistics since boot (never reset).
 pub static TOTAL: Shared<LatencyStats> = Shared::new(LatencyStats::new());
 static TASK: Shared<Option<TaskId>> = Shared::new(None);
 static PERIOD_NS: Shared<u64> = Shared::new(0);
 
+/// Starts the task: periodic with `period_ns`, at [`super::PRIO_LATENCY`].
 pub fn start(period_ns: u64) -> Result<(), Error> {
     PERIOD_NS.with(|p| *p = period_ns);
     let t = Periodic::new("latency").priority(super::PRIO_LATENCY).period_ns(period_ns).spawn(run)?;
@@ -20,10 +22,12 @@ pub fn start(period_ns: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// The latency task, once started.
 pub fn task() -> Option<TaskId> {
     TASK.with(|t| *t)
 }
 
+/// Its period in ns (0 before it starts).
 pub fn period_ns() -> u64 {
     PERIOD_NS.with(|p| *p)
 }

@@ -18,12 +18,19 @@ use crate::arch::fatal::fatal;
 use crate::cmdline;
 use crate::rt::sched::Error;
 
+/// The latency task: above every other task, so it measures the system's release latency.
 pub const PRIO_LATENCY: u8 = 250;
+/// The demo's 1 kHz control loop.
 pub const PRIO_CONTROL: u8 = 200;
+/// The phase engine's oscillator bank.
 pub const PRIO_PHASE: u8 = 150;
+/// The first of the phase engine's workers; worker `k` runs at `PRIO_WORKERS + k`.
 pub const PRIO_WORKERS: u8 = 100;
+/// Linux's watchdog (only when Linux runs as the guest).
 pub const PRIO_WATCHDOG: u8 = 3;
+/// The VGA live view.
 pub const PRIO_DISPLAY: u8 = 2;
+/// The telemetry reporter: the least urgent task, so a slow UART delays no other.
 pub const PRIO_TELEMETRY: u8 = 1;
 
 /// A period from the command line in `unit_ns` units (1 ..= an hour); a bad value is refused by

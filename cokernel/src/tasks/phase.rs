@@ -8,25 +8,38 @@ use crate::rt::prio::TaskId;
 use crate::rt::sched::Error;
 use crate::tasks::api::{self, Periodic, Shared};
 
+/// The oscillator bank's period: 1 ms (its tick rate is 1 kHz).
 pub const PERIOD_NS: u64 = 1_000_000;
 /// Oscillator frequencies in mHz.
 pub const NCO_MILLIHZ: [u64; 4] = [500, 1000, 2500, 7000];
+/// Equal-period workers.
 pub const WORKERS: usize = 4;
+/// The workers' common period.
 pub const WORKER_PERIOD_NS: u64 = 1_000_000;
+/// What each worker's job spins for.
 pub const WORKER_WORK_NS: u64 = 20_000;
 
+/// The oscillator bank after its latest tick, for telemetry and the display.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct State {
+    /// Each oscillator's phase (0.32 fraction of a cycle).
     pub phases: [u32; 4],
+    /// Its sine, Q1.30.
     pub sines: [i32; 4],
+    /// Its triangle wave (`phase::ct::triangle`).
     pub triangles: [u32; 4],
+    /// Ticks so far (0: not run yet).
     pub steps: u64,
 }
 
+/// The latest [`State`], written by the phase task every tick.
 pub static STATE: Shared<State> = Shared::new(State { phases: [0; 4], sines: [0; 4], triangles: [0; 4], steps: 0 });
+/// Each worker's task and release offset (ns after the group's epoch), once started.
 pub static WORKER_IDS: Shared<[Option<(TaskId, u64)>; WORKERS]> = Shared::new([None; WORKERS]);
+/// Whether the workers' releases are staggered by golden-ratio offsets (`hauki.stagger`).
 pub static STAGGERED: Shared<bool> = Shared::new(true);
 
+/// Starts the phase task and the workers, staggered or all at one phase.
 pub fn start(stagger: bool) -> Result<(), Error> {
     STAGGERED.with(|s| *s = stagger);
     Periodic::new("phase").priority(super::PRIO_PHASE).period_ns(PERIOD_NS).spawn(run)?;

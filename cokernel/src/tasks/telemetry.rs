@@ -16,6 +16,8 @@ use hauki_abi::debug_exit;
 static EXIT_AFTER: Shared<Option<u64>> = Shared::new(None);
 static PERIOD: Shared<u64> = Shared::new(0);
 
+/// Starts the reporter: a report every `period_ns` (the first one period after start); with
+/// `exit_after`, the run ends with SUCCESS after that many reports.
 pub fn start(period_ns: u64, exit_after: Option<u64>) -> Result<(), Error> {
     EXIT_AFTER.with(|e| *e = exit_after);
     PERIOD.with(|p| *p = period_ns);

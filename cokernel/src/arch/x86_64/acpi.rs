@@ -23,40 +23,63 @@ impl AcpiHandler for Handler {
     fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
 }
 
+/// One processor the MADT lists (a Local APIC or Local x2APIC entry).
 #[derive(Clone, Copy, Debug)]
 pub struct Cpu {
+    /// Its local APIC ID (the destination of an IPI to it).
     pub apic_id: u32,
+    /// The ACPI processor UID that names it in the DSDT.
     pub acpi_uid: u32,
+    /// Flags bit 0: the CPU is usable now.
     pub enabled: bool,
+    /// Flags bit 1: a disabled CPU that the firmware says can be brought online.
     pub online_capable: bool,
 }
 
+/// One IO-APIC the MADT lists.
 #[derive(Clone, Copy, Debug)]
 pub struct IoApicInfo {
+    /// Its IO-APIC ID.
     pub id: u8,
+    /// Physical address of its register window (IOREGSEL; IOWIN at +0x10).
     pub phys: u64,
+    /// The first global system interrupt its pin 0 takes.
     pub gsi_base: u32,
 }
 
+/// One interrupt source override from the MADT: ISA IRQ `isa_irq` arrives on `gsi`.
 #[derive(Clone, Copy, Debug)]
 pub struct Override {
+    /// The ISA IRQ (0..15) that is moved.
     pub isa_irq: u8,
+    /// The global system interrupt it arrives on.
     pub gsi: u32,
+    /// MPS INTI flags: polarity (bits 0–1) and trigger mode (bits 2–3), `guest::lines` decodes them.
     pub flags: u16,
 }
 
+/// What ACPI says about the machine: interrupt controllers, CPUs and the HPET.
 #[derive(Clone, Debug)]
 pub struct Platform {
+    /// Physical address of the RSDP the boot loader passed (0: it was found by the BIOS search).
     pub rsdp: u64,
+    /// ACPI revision from the RSDP (0: ACPI 1.0, 2 and up: XSDT-based).
     pub revision: u8,
+    /// Physical address of the local APIC's registers (the MADT's, or its 64-bit override).
     pub lapic_phys: u64,
+    /// Every processor listed, the boot CPU included, in MADT order (at most 64 kept).
     pub cpus: heapless::Vec<Cpu, 64>,
+    /// Every IO-APIC listed (at most 8 kept).
     pub ioapics: heapless::Vec<IoApicInfo, 8>,
+    /// Every interrupt source override listed (at most 16 kept).
     pub overrides: heapless::Vec<Override, 16>,
+    /// The MADT's PCAT_COMPAT flag: a pair of 8259 PICs is present (and must be masked).
     pub has_8259: bool,
+    /// Physical address of the HPET's registers, when ACPI lists one.
     pub hpet_phys: Option<u64>,
 }
 
+/// Why ACPI gave no usable platform description.
 #[derive(Clone, Copy, Debug)]
 pub enum Error {
     /// No RSDP from the boot loader, and none found in the BIOS areas.
@@ -67,6 +90,8 @@ pub enum Error {
     NoMadt,
 }
 
+/// Reads the MADT (and the HPET table) from the RSDP the boot loader passed or, on BIOS
+/// firmware, one found in the BIOS areas.
 pub fn discover(rsdp: Option<u64>, firmware: Firmware) -> Result<Platform, Error> {
     // SAFETY: the boot loader's RSDP pointer is taken as given (the crate validates the
     // signature and checksum); the BIOS search is only done on non-UEFI firmware.

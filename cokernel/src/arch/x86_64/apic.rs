@@ -13,26 +13,47 @@ const BASE_ENABLE: u64 = 1 << 11;
 const BASE_X2APIC: u64 = 1 << 10;
 
 // Register offsets (xAPIC MMIO); the x2APIC MSR is 0x800 + offset / 16.
+/// Local APIC ID (xAPIC: bits 31..24; x2APIC: the whole 32-bit ID).
 pub const REG_ID: u32 = 0x20;
+/// Version and number of LVT entries.
 pub const REG_VERSION: u32 = 0x30;
+/// Task priority: interrupts of this priority class and below are held back (the co-kernel
+/// keeps it 0).
 pub const REG_TPR: u32 = 0x80;
+/// End of interrupt: writing 0 retires the highest in-service vector.
 pub const REG_EOI: u32 = 0xb0;
+/// Spurious-interrupt vector register: bit 8 enables the APIC, bits 7..0 the spurious vector.
 pub const REG_SVR: u32 = 0xf0;
+/// In-service register: eight 32-bit words, 0x10 apart, a bit per vector being handled.
 pub const REG_ISR: u32 = 0x100;
+/// Interrupt request register: eight 32-bit words, 0x10 apart, a bit per vector pending.
 pub const REG_IRR: u32 = 0x200;
+/// Error status (write before reading to latch the errors).
 pub const REG_ESR: u32 = 0x280;
+/// Interrupt command register, low word: vector and delivery mode; writing it sends the IPI.
 pub const REG_ICR_LOW: u32 = 0x300;
+/// Interrupt command register, high word (xAPIC): the destination APIC ID in bits 31..24.
 pub const REG_ICR_HIGH: u32 = 0x310;
+/// LVT entry of the local timer: vector, mask bit, mode (one-shot or TSC deadline).
 pub const REG_LVT_TIMER: u32 = 0x320;
+/// LVT entry of the LINT0 pin (where an 8259 would deliver ExtINT); kept masked.
 pub const REG_LVT_LINT0: u32 = 0x350;
+/// LVT entry of the LINT1 pin, wired to NMI on a PC.
 pub const REG_LVT_LINT1: u32 = 0x360;
+/// LVT entry of the APIC's own error interrupt.
 pub const REG_LVT_ERROR: u32 = 0x370;
+/// Local timer initial count: writing it starts a one-shot countdown (0 stops it).
 pub const REG_TIMER_INITIAL: u32 = 0x380;
+/// Local timer current count.
 pub const REG_TIMER_CURRENT: u32 = 0x390;
+/// Local timer divide configuration (`0b1011`: divide by 1).
 pub const REG_TIMER_DIVIDE: u32 = 0x3e0;
 
+/// LVT bit: the entry is masked (its interrupt is not delivered).
 pub const LVT_MASKED: u32 = 1 << 16;
+/// LVT timer mode bits: TSC-deadline mode (`IA32_TSC_DEADLINE` arms the timer).
 pub const LVT_TSC_DEADLINE: u32 = 0b10 << 17;
+/// LVT delivery-mode bits: NMI.
 pub const LVT_NMI: u32 = 0b100 << 8;
 
 const MODE_NONE: u8 = 0;
@@ -42,13 +63,17 @@ const MODE_X2APIC: u8 = 2;
 static MODE: AtomicU8 = AtomicU8::new(MODE_NONE);
 static XAPIC_VIRT: AtomicU64 = AtomicU64::new(0);
 
+/// How the local APIC's registers are reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
+    /// Memory-mapped registers (the 4 KiB page at IA32_APIC_BASE, mapped uncached).
     XApic,
+    /// MSRs `0x800 + offset / 16`; 32-bit APIC IDs.
     X2Apic,
 }
 
 impl Mode {
+    /// The name the boot record uses (`xapic`, `x2apic`).
     pub fn name(self) -> &'static str {
         match self {
             Mode::XApic => "xapic",
@@ -57,6 +82,7 @@ impl Mode {
     }
 }
 
+/// The mode [`init`] chose; `None` before it ran.
 pub fn mode() -> Option<Mode> {
     match MODE.load(Ordering::Relaxed) {
         MODE_XAPIC => Some(Mode::XApic),
@@ -65,6 +91,7 @@ pub fn mode() -> Option<Mode> {
     }
 }
 
+/// Reads the 32-bit register at xAPIC offset `reg` (in either mode); 0 before [`init`].
 pub fn read(reg: u32) -> u32 {
     match MODE.load(Ordering::Relaxed) {
         // SAFETY: x2APIC register MSRs are architectural once x2APIC mode is enabled.
@@ -78,6 +105,7 @@ pub fn read(reg: u32) -> u32 {
     }
 }
 
+/// Writes the 32-bit register at xAPIC offset `reg` (in either mode); nothing before [`init`].
 pub fn write(reg: u32, value: u32) {
     match MODE.load(Ordering::Relaxed) {
         // SAFETY: as in `read`; writing a defined register of our own LAPIC.
@@ -139,6 +167,7 @@ pub fn in_service(v: u8) -> bool {
     read(REG_ISR + 0x10 * (u32::from(v) / 32)) & (1 << (v % 32)) != 0
 }
 
+/// Signals end of interrupt for the highest in-service vector.
 #[inline]
 pub fn eoi() {
     write(REG_EOI, 0);

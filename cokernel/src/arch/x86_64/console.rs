@@ -49,12 +49,16 @@ impl Sink {
 /// Lines and records dropped because the UART was busy.
 pub static DROPPED: AtomicU64 = AtomicU64::new(0);
 
+/// COM1: human lines while the console is the co-kernel's, KTAP output of the in-kernel tests.
 pub static CONSOLE: Sink = Sink::new(CONSOLE_PORT);
+/// COM2: telemetry records and a copy of every human line.
 pub static TELEMETRY: Sink = Sink::new(TELEMETRY_PORT);
 
 /// Cleared when Linux takes COM1 as its console; from then on human lines go to COM2 only.
 static CONSOLE_IS_OURS: AtomicBool = AtomicBool::new(true);
 
+/// Sets up both UARTs and routes the `log` crate's `info` and above to [`line()`]. The first thing
+/// the co-kernel does: every later failure can be reported.
 pub fn init() {
     CONSOLE.with(|u| u.init());
     TELEMETRY.with(|u| u.init());

@@ -2,6 +2,7 @@
 
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
+/// What the CPU runs when no real-time task does: the co-kernel's own phases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Context {
@@ -36,6 +37,7 @@ fn task_name() -> Option<&'static str> {
     f()
 }
 
+/// Records that the CPU now runs `c` (named in exception reports unless a task runs).
 pub fn set(c: Context) {
     CURRENT.store(c as u8, Ordering::Relaxed);
 }

@@ -2,23 +2,36 @@
 
 use raw_cpuid::CpuId;
 
+/// The CPU's identity and the features the co-kernel depends on or reports.
 #[derive(Clone, Debug)]
 pub struct Features {
+    /// Vendor string (leaf 0), e.g. `GenuineIntel`; empty if the CPU gives none.
     pub vendor: heapless::String<16>,
+    /// Brand string (leaves 0x80000002..4), trimmed; empty if the CPU gives none.
     pub brand: heapless::String<48>,
+    /// Display family (leaf 1, extended family folded in).
     pub family: u8,
+    /// Display model (leaf 1, extended model folded in).
     pub model: u8,
+    /// Stepping (leaf 1).
     pub stepping: u8,
+    /// A local APIC exists (leaf 1 EDX bit 9); the co-kernel refuses to boot without one.
     pub apic: bool,
+    /// x2APIC mode is available (leaf 1 ECX bit 21).
     pub x2apic: bool,
+    /// The LAPIC timer has TSC-deadline mode (leaf 1 ECX bit 24).
     pub tsc_deadline: bool,
+    /// The TSC runs at a constant rate in every P-, C- and T-state (leaf 0x80000007 EDX bit 8).
     pub invariant_tsc: bool,
+    /// The hypervisor as `raw-cpuid` identifies it (leaf 0x40000000), when there is one.
     pub hypervisor: Option<heapless::String<16>>,
     /// TSC frequency the CPU (leaf 0x15) or hypervisor (leaf 0x40000010) states, if any.
     pub tsc_hz_stated: Option<u64>,
+    /// The boot CPU's initial APIC ID (leaf 1 EBX bits 31..24).
     pub initial_apic_id: u8,
 }
 
+/// Reads every feature with CPUID (no side effects; callable any time).
 pub fn detect() -> Features {
     let id = CpuId::new();
     let mut vendor = heapless::String::new();
@@ -69,6 +82,7 @@ pub fn detect() -> Features {
     }
 }
 
+/// The time-stamp counter: the co-kernel's one clock (ticks at `tsc::hz()`).
 #[inline(always)]
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC has no side effects; CR4.TSD is clear in ring 0 anyway.

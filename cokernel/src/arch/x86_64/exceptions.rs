@@ -112,6 +112,8 @@ fn fixup(f: &mut TrapFrame) -> bool {
     true
 }
 
+/// A CPU exception (vector < 32) taken in the co-kernel: a probe's fault resumes at the probe's
+/// exit; #DB, NMI and #BP are reported and resume; any other is reported and stops the CPU.
 pub fn handle(f: &mut TrapFrame) {
     TAKEN.fetch_add(1, Ordering::Relaxed);
     if fixup(f) {

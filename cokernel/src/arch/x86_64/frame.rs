@@ -3,32 +3,57 @@
 
 use super::gdt;
 
-/// What the stubs push (lowest address first).
+/// What the stubs push (lowest address first): the general registers of the interrupted
+/// context, the vector and error code, then the frame the CPU pushed. Every saved context is one
+/// of these, on its own stack; whatever a handler writes here is what the context resumes with.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TrapFrame {
+    /// R15 of the interrupted context.
     pub r15: u64,
+    /// R14 of the interrupted context.
     pub r14: u64,
+    /// R13 of the interrupted context.
     pub r13: u64,
+    /// R12 of the interrupted context.
     pub r12: u64,
+    /// R11 of the interrupted context.
     pub r11: u64,
+    /// R10 of the interrupted context.
     pub r10: u64,
+    /// R9 of the interrupted context.
     pub r9: u64,
+    /// R8 of the interrupted context.
     pub r8: u64,
+    /// RBP of the interrupted context (the head of its frame-pointer chain).
     pub rbp: u64,
+    /// RDI of the interrupted context (a kernel call's first argument; a new context's first
+    /// argument).
     pub rdi: u64,
+    /// RSI of the interrupted context (a kernel call's second argument).
     pub rsi: u64,
+    /// RDX of the interrupted context.
     pub rdx: u64,
+    /// RCX of the interrupted context.
     pub rcx: u64,
+    /// RBX of the interrupted context.
     pub rbx: u64,
+    /// RAX of the interrupted context (a kernel call's number going in, its result coming out).
     pub rax: u64,
+    /// The vector the stub was entered for (0..=255).
     pub vector: u64,
+    /// The CPU's error code for vectors that push one, else 0 (pushed by the stub).
     pub error_code: u64,
     // The hardware frame.
+    /// Where the interrupted context resumes.
     pub rip: u64,
+    /// Its code selector; the low two bits are its privilege level (3: user mode).
     pub cs: u64,
+    /// Its RFLAGS (IF is bit 9, RF bit 16).
     pub rflags: u64,
+    /// Its stack pointer.
     pub rsp: u64,
+    /// Its stack selector.
     pub ss: u64,
 }
 const _: () = assert!(size_of::<TrapFrame>() == 22 * 8);

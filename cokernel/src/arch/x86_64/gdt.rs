@@ -17,13 +17,20 @@ use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector
 use x86_64::structures::tss::TaskStateSegment;
 use x86_64::{PrivilegeLevel, VirtAddr};
 
+/// The 64-bit kernel code selector (Linux's `__KERNEL_CS`).
 pub const KERNEL_CS: u16 = 0x10;
+/// The kernel data and stack selector (Linux's `__KERNEL_DS`).
 pub const KERNEL_DS: u16 = 0x18;
+/// The TSS selector (GDT entry 8, as Linux's `GDT_ENTRY_TSS`).
 pub const TSS_SEL: u16 = 8 * 8;
 
+/// IST slot of #DF (Linux's `IST_INDEX_DF` + 1).
 pub const IST_DOUBLE_FAULT: u8 = 1;
+/// IST slot of NMI (Linux's `IST_INDEX_NMI` + 1).
 pub const IST_NMI: u8 = 2;
+/// IST slot of #DB (Linux's `IST_INDEX_DB` + 1).
 pub const IST_DEBUG: u8 = 3;
+/// IST slot of #MC (Linux's `IST_INDEX_MCE` + 1).
 pub const IST_MACHINE_CHECK: u8 = 4;
 
 /// Boot-time-initialized, then read by the CPU; mutated only before `lgdt`/`ltr` or for IST slots.

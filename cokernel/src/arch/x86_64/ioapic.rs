@@ -8,12 +8,17 @@ const REG_VERSION: u32 = 0x01;
 const REG_REDIR: u32 = 0x10;
 const REDIR_MASKED: u64 = 1 << 16;
 
+/// One IO-APIC, mapped and answering.
 #[derive(Clone, Copy, Debug)]
 pub struct IoApic {
+    /// Its IO-APIC ID (from the MADT).
     pub id: u8,
+    /// Physical address of its register window.
     pub phys: u64,
     virt: u64,
+    /// The global system interrupt of its pin 0; pin `p` takes GSI `gsi_base + p`.
     pub gsi_base: u32,
+    /// Its input pins (1..=256, from the version register's maximum redirection entry).
     pub pins: u32,
 }
 
@@ -39,12 +44,16 @@ impl IoApic {
         }
     }
 
+    /// The 64-bit redirection entry of `pin` (vector, delivery, polarity, trigger, mask bit 16,
+    /// destination in bits 63..56). `pin` must be below [`IoApic::pins`].
     pub fn redirection(&self, pin: u32) -> u64 {
         let lo = self.read(REG_REDIR + 2 * pin);
         let hi = self.read(REG_REDIR + 2 * pin + 1);
         (u64::from(hi) << 32) | u64::from(lo)
     }
 
+    /// Writes the redirection entry of `pin` (below [`IoApic::pins`]); the entry is masked while
+    /// its two halves are written, so it is never live half-written.
     pub fn set_redirection(&self, pin: u32, value: u64) {
         // Mask first so the entry is never live half-written.
         self.write(REG_REDIR + 2 * pin, (value as u32) | REDIR_MASKED as u32);
@@ -52,6 +61,7 @@ impl IoApic {
         self.write(REG_REDIR + 2 * pin, value as u32);
     }
 
+    /// Whether `pin`'s entry has its mask bit set.
     pub fn is_masked(&self, pin: u32) -> bool {
         self.redirection(pin) & REDIR_MASKED != 0
     }

@@ -26,14 +26,25 @@ use crate::mm::frame::{FRAME_SIZE, FrameAllocator};
 use crate::mm::memmap::{MemoryMap, RegionKind};
 use crate::mm::paging::{MapError, Mapper, PhysMem};
 
+/// Physical address the co-kernel image is loaded at (1 MiB; `boot/linker.ld`).
 pub const KERNEL_PHYS_BASE: u64 = 0x10_0000;
+/// Where the image is linked: virtual = `KERNEL_VIRT_BASE` + physical (PML4 slot 256).
 pub const KERNEL_VIRT_BASE: u64 = 0xffff_8000_0000_0000;
+/// Start of the heap's virtual range.
 pub const HEAP_BASE: u64 = 0xffff_8100_0000_0000;
+/// Bytes of heap (the `#[global_allocator]`), physically contiguous, mapped by [`init`].
 pub const HEAP_SIZE: u64 = 8 << 20;
+/// Start of the stack slots: slot `n` spans `STACKS_BASE + n * STACK_STRIDE` and holds a
+/// guard page, then a stack of [`STACK_SIZE`].
 pub const STACKS_BASE: u64 = 0xffff_8200_0000_0000;
+/// Virtual distance between two stack slots.
 pub const STACK_STRIDE: u64 = 1 << 20;
+/// Bytes of one kernel stack (task stacks, IST stacks, the take-over stack).
 pub const STACK_SIZE: u64 = 64 << 10;
+/// The direct map: physical address `p` of RAM or ACPI memory is at `PHYS_MAP_BASE + p` after
+/// [`init`].
 pub const PHYS_MAP_BASE: u64 = 0xffff_8400_0000_0000;
+/// Start of the windows onto device registers and firmware tables ([`map_mmio`], [`map_phys`]).
 pub const MMIO_BASE: u64 = 0xffff_8600_0000_0000;
 /// The boot page tables alias the low 4 GiB at KERNEL_VIRT_BASE.
 const BOOT_ALIAS_LIMIT: u64 = 4 << 30;
@@ -61,13 +72,19 @@ macro_rules! sym {
 /// Linker-defined boundaries of the image (virtual addresses).
 #[derive(Clone, Copy, Debug)]
 pub struct ImageLayout {
+    /// Code: `[start, end)`, mapped read-only and executable.
     pub text: (u64, u64),
+    /// Read-only data: `[start, end)`, mapped read-only, not executable.
     pub rodata: (u64, u64),
+    /// Data and bss: `[start, end)`, mapped writable, not executable (except the guard page).
     pub data: (u64, u64),
+    /// The unmapped page below the boot stack.
     pub boot_stack_guard: u64,
+    /// The boot stack: `[bottom, top)`.
     pub boot_stack: (u64, u64),
 }
 
+/// The image's boundaries, from the linker script's symbols.
 pub fn image_layout() -> ImageLayout {
     ImageLayout {
         text: (sym!(__text_start), sym!(__text_end)),
@@ -100,6 +117,8 @@ pub fn kernel_pml4() -> u64 {
 }
 static STACK_SLOTS: AtomicU64 = AtomicU64::new(0);
 
+/// Where physical `phys` is reachable now: the boot alias before [`init`], the direct map after.
+/// Unchecked: the caller knows the address is mapped (see [`phys_to_virt_checked`]).
 pub fn phys_to_virt(phys: u64) -> u64 {
     PHYS_OFFSET.load(Ordering::Relaxed) + phys
 }
@@ -115,6 +134,7 @@ pub fn phys_to_virt_checked(phys: u64, len: u64) -> Option<u64> {
     s.direct.iter().any(|r| r.start <= phys && end <= r.end).then(|| phys_to_virt(phys))
 }
 
+/// The page-table builder's view of physical memory: through [`phys_to_virt`].
 #[derive(Clone, Copy)]
 pub struct Direct;
 
@@ -136,9 +156,13 @@ static SPACE: Mutex<Option<Space>> = Mutex::new(None);
 /// What `init` built, for the boot record and the tests.
 #[derive(Clone, Copy, Debug)]
 pub struct Stats {
+    /// Physical address of the co-kernel's PML4.
     pub page_table_root: u64,
+    /// Bytes the direct map covers (the first MiB, RAM and ACPI memory, page-rounded).
     pub direct_map_bytes: u64,
+    /// Frames left in the allocator once the heap and the tables were taken.
     pub free_frames: u64,
+    /// Frames the allocator manages.
     pub total_frames: u64,
 }
 

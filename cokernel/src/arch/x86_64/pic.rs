@@ -5,6 +5,8 @@ use x86_64::instructions::port::Port;
 
 use super::frame::vectors::PIC_BASE;
 
+/// Reinitialises both 8259s with vector bases 0x20 and 0x28 and masks all 16 lines. Interrupts
+/// must be off.
 pub fn remap_and_mask() {
     let mut m_cmd = Port::<u8>::new(0x20);
     let mut m_data = Port::<u8>::new(0x21);

@@ -14,6 +14,7 @@ pub struct Uart {
 }
 
 impl Uart {
+    /// The UART at I/O port `base` (not touched until [`Uart::init`]).
     pub const fn new(base: u16) -> Self {
         Uart { base }
     }
@@ -44,6 +45,8 @@ impl Uart {
         }
     }
 
+    /// Sends one byte once the transmitter holding register is empty, or after about 100 000
+    /// polls of a UART that never empties (a missing one), so a fault handler never hangs here.
     pub fn write_byte(&self, byte: u8) {
         let mut lsr = Port::<u8>::new(self.base + 5);
         let mut thr = Port::<u8>::new(self.base);
@@ -60,6 +63,7 @@ impl Uart {
         }
     }
 
+    /// Sends `bytes`, each `\n` as `\r\n`.
     pub fn write_bytes(&self, bytes: &[u8]) {
         for &b in bytes {
             if b == b'\n' {

@@ -4,14 +4,19 @@
 use super::acpi::Platform;
 use super::{apic, console};
 
+/// What [`park_secondaries`] found, for the boot record.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Summary {
     /// CPUs the MADT lists as usable (enabled or online-capable), the boot CPU included.
     pub cpus: u32,
+    /// Secondary CPUs sent INIT (all usable ones but the boot CPU).
     pub parked: u32,
+    /// CPUs the MADT lists as neither enabled nor online-capable (left alone).
     pub disabled: u32,
 }
 
+/// Sends INIT to every usable CPU but this one and writes a `cpu` record for each listed CPU
+/// that is not the boot CPU.
 pub fn park_secondaries(p: &Platform) -> Summary {
     let me = apic::id();
     let mut s = Summary::default();

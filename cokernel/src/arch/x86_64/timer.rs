@@ -16,13 +16,17 @@ use x86_64::registers::model_specific::Msr;
 
 const IA32_TSC_DEADLINE: u32 = 0x6e0;
 
+/// The hardware behind the one-shot timer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// The LAPIC timer in TSC-deadline mode: `IA32_TSC_DEADLINE` holds the absolute deadline.
     TscDeadline,
+    /// The LAPIC timer counting down in one-shot mode; deadlines are converted to counts.
     LapicOneshot,
 }
 
 impl Kind {
+    /// The name the boot record uses (`tsc-deadline`, `lapic-oneshot`).
     pub fn name(self) -> &'static str {
         match self {
             Kind::TscDeadline => "tsc-deadline",
@@ -57,10 +61,12 @@ pub fn set_shared(on: bool) {
 /// Called on expiry with the TSC at entry, interrupts off.
 pub type Callback = fn(now: u64);
 
+/// The hardware [`init`] chose (LAPIC one-shot before it ran).
 pub fn kind() -> Kind {
     if KIND.load(Ordering::Relaxed) == 1 { Kind::TscDeadline } else { Kind::LapicOneshot }
 }
 
+/// The LAPIC timer's input frequency in Hz, as [`init`] measured it (divide by 1); 0 before.
 pub fn lapic_hz() -> u64 {
     LAPIC_HZ.load(Ordering::Relaxed)
 }

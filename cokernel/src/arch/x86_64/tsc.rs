@@ -12,14 +12,19 @@ use super::cpu::rdtsc;
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
+/// Where the TSC frequency came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
+    /// Stated by the CPU (leaf 0x15) or the hypervisor (leaf 0x40000010).
     Cpuid,
+    /// Measured against the HPET's main counter (median of three 1 ms windows).
     Hpet,
+    /// Measured against PIT channel 2 (one 2 ms window).
     Pit,
 }
 
 impl Source {
+    /// The name the boot record uses (`cpuid`, `hpet`, `pit`).
     pub fn name(self) -> &'static str {
         match self {
             Source::Cpuid => "cpuid",
@@ -29,6 +34,7 @@ impl Source {
     }
 }
 
+/// TSC ticks per second, as [`calibrate`] determined it; 0 before.
 pub fn hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }

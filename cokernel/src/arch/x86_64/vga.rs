@@ -6,6 +6,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 static PRESENT: AtomicBool = AtomicBool::new(false);
 
+/// Whether a VGA text screen exists at 0xb8000 (the boot information says); without one
+/// [`fatal_screen`] draws nothing.
 pub fn set_present(p: bool) {
     PRESENT.store(p, Ordering::Relaxed);
 }

@@ -19,64 +19,109 @@ use super::timerq::TimerQueue;
 
 /// Task-table size: 256 user tasks plus the system's own.
 pub const MAX_TASKS: usize = 320;
+/// Mutexes that can exist at once.
 pub const MAX_MUTEXES: usize = 64;
+/// Semaphores that can exist at once.
 pub const MAX_SEMS: usize = 128;
+/// Event ports (0..MAX_PORTS), each bound to at most one event task.
 pub const MAX_PORTS: usize = 256;
 /// Mutexes one task may hold at once.
 pub const MAX_HELD: usize = 8;
 /// Waiters one mutex or semaphore queues.
 pub const MAX_WAITERS: usize = 32;
+/// The idle task: the context that called [`Scheduler::new`] (the co-kernel's idle loop, or
+/// Linux), priority 0, always ready.
 pub const IDLE: TaskId = 0;
 
+/// What a blocked task waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
     /// Job done; waiting for the next periodic release.
     Period,
     /// Waiting for an event on the task's port.
     Event,
+    /// Waiting to own this mutex (queued by priority on it).
     Mutex(u16),
+    /// Waiting for a unit of this semaphore (queued by priority on it).
     Sem(u16),
+    /// Sleeping until its one-shot timer expires.
     Sleep,
 }
 
+/// Where a task-table slot stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
+    /// An unused slot.
     Free,
+    /// Runnable (the running task included): in the ready list of its effective priority.
     Ready,
+    /// Not runnable until what it waits for happens.
     Blocked(Wait),
 }
 
+/// What a task has done since it was created (times in TSC ticks).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TaskStats {
+    /// Periodic releases, the late ones (released while the previous job ran) included.
     pub releases: u64,
+    /// Jobs completed.
     pub completions: u64,
+    /// Jobs that missed their deadline: still running at a release after it, or completed
+    /// after it. A job counts once.
     pub misses: u64,
+    /// Jobs that used more CPU time than the task's budget.
     pub overruns: u64,
+    /// Largest response time: completion minus release.
     pub worst_response: u64,
+    /// CPU time accounted to the task at each switch away from it and at each job's end.
     pub cpu_time: u64,
+    /// Times the scheduler switched to it.
     pub switches_in: u64,
 }
 
+/// How a task is released.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// The idle task: never released, never blocks.
     Idle,
-    Periodic { period: u64, deadline: u64, budget: u64 },
-    Event { port: u16 },
+    /// Released every `period` ticks; a job must complete within `deadline` ticks of its
+    /// release and should use at most `budget` ticks of CPU (0: no budget).
+    Periodic {
+        /// Ticks between releases (> 0).
+        period: u64,
+        /// Relative deadline in ticks (> 0).
+        deadline: u64,
+        /// CPU time one job may use before it counts as an overrun (0: unlimited).
+        budget: u64,
+    },
+    /// Released by events posted to `port`.
+    Event {
+        /// The port it is bound to (below [`MAX_PORTS`]).
+        port: u16,
+    },
 }
 
+/// A task control block: one slot of the task table.
 #[derive(Clone, Debug)]
 pub struct Tcb {
+    /// The task's name, for telemetry and fault reports (not necessarily unique).
     pub name: &'static str,
+    /// Free, ready or blocked.
     pub state: State,
+    /// The priority it was created with (1..=255; 0 is the idle task's).
     pub base_prio: u8,
+    /// Its effective priority: `base_prio`, raised by priority inheritance.
     pub prio: u8,
+    /// How it is released.
     pub kind: Kind,
     /// Arch state: the saved trap frame pointer while not running.
     pub frame: u64,
     /// Release time of the current (or last) job.
     pub release: u64,
+    /// A periodic job is released and not yet completed.
     pub job_active: bool,
     job_missed: bool,
+    /// CPU time of the current job so far (checked against the budget when it completes).
     pub job_cpu: u64,
     /// Releases that arrived while the task was not waiting for one (each becomes a job, late).
     pub pending: u32,
@@ -87,6 +132,7 @@ pub struct Tcb {
     held: heapless::Vec<u16, MAX_HELD>,
     /// Value the task's blocked call returns when it resumes.
     pub wake_value: Option<u64>,
+    /// What it has done since it was created.
     pub stats: TaskStats,
 }
 
@@ -164,17 +210,32 @@ struct Sem {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Error {
+    /// All [`MAX_TASKS`] task slots are in use.
     NoFreeTask,
+    /// All [`MAX_MUTEXES`] mutexes (or [`MAX_SEMS`] semaphores) exist already.
     NoFreeObject,
+    /// Priority 0 asked for a task (it is the idle level).
     BadPriority,
+    /// A period or deadline of 0, a port at or above [`MAX_PORTS`], or a semaphore whose
+    /// maximum is 0 or below its initial count.
     BadParameters,
+    /// Another event task is bound to the port.
     PortInUse,
+    /// No such mutex, semaphore or bound port, or an unknown kernel call.
     NoSuchObject,
+    /// The caller unlocks a mutex it does not own.
     NotOwner,
+    /// The caller locks a mutex it owns already (mutexes do not nest).
     AlreadyOwner,
+    /// [`MAX_WAITERS`] tasks wait on the mutex or semaphore already.
     TooManyWaiters,
+    /// The caller holds [`MAX_HELD`] mutexes already.
     TooManyHeld,
+    /// The call does not fit the caller: a job completion from a task that is not periodic,
+    /// an event wait from one that is not an event task, a blocking call from the idle
+    /// context, or a task of kind [`Kind::Idle`].
     WrongKind,
+    /// A post would raise the semaphore above its maximum.
     SemOverflow,
 }
 
@@ -212,6 +273,7 @@ pub enum Outcome {
 /// The tables live on the heap (built in place there), so creating a scheduler needs little
 /// stack and the co-kernel image stays small.
 pub struct Scheduler {
+    /// The task table, [`MAX_TASKS`] slots indexed by [`TaskId`]; slot [`IDLE`] is the idle task.
     pub tasks: Box<[Tcb]>,
     links: Box<[Links]>,
     ready: Box<ReadyLists>,
@@ -221,6 +283,7 @@ pub struct Scheduler {
     ports: [TaskId; MAX_PORTS],
     current: TaskId,
     last_switch: u64,
+    /// Switches from one task to another so far.
     pub switches: u64,
     /// Live tasks in creation order (tasks never exit), so walking them costs what exists.
     live: heapless::Vec<TaskId, MAX_TASKS>,
@@ -229,8 +292,11 @@ pub struct Scheduler {
 /// Parameters of a new task.
 #[derive(Clone, Copy, Debug)]
 pub struct Spec {
+    /// The task's name.
     pub name: &'static str,
+    /// Its base priority, 1 (least urgent) ..= 255 (most urgent).
     pub prio: u8,
+    /// Periodic or event-driven ([`Kind::Idle`] is refused).
     pub kind: Kind,
     /// First release (periodic tasks), absolute.
     pub first_release: u64,
@@ -261,14 +327,17 @@ impl Scheduler {
         s
     }
 
+    /// The running task (the last one [`Scheduler::schedule`] picked).
     pub fn current(&self) -> TaskId {
         self.current
     }
 
+    /// Task `t`'s control block. Panics if `t` is not below [`MAX_TASKS`].
     pub fn task(&self, t: TaskId) -> &Tcb {
         &self.tasks[usize::from(t)]
     }
 
+    /// Task `t`'s control block, to change. Panics if `t` is not below [`MAX_TASKS`].
     pub fn task_mut(&mut self, t: TaskId) -> &mut Tcb {
         &mut self.tasks[usize::from(t)]
     }
@@ -476,6 +545,7 @@ impl Scheduler {
 
     // ---- mutexes with priority inheritance ----
 
+    /// A new unowned mutex; returns its id.
     pub fn mutex_create(&mut self) -> Result<u16, Error> {
         let i = self.mutexes.iter().position(|m| !m.in_use).ok_or(Error::NoFreeObject)?;
         self.mutexes[i] = Mutex { in_use: true, ..Default::default() };
@@ -486,6 +556,7 @@ impl Scheduler {
         self.mutexes.get(usize::from(m)).filter(|x| x.in_use).ok_or(Error::NoSuchObject)
     }
 
+    /// The task that owns mutex `m` (`None`: unowned, or no such mutex).
     pub fn mutex_owner(&self, m: u16) -> Option<TaskId> {
         self.mutex(m).ok().and_then(|x| x.owner)
     }
@@ -533,6 +604,9 @@ impl Scheduler {
             .fold(tcb.base_prio, u8::max)
     }
 
+    /// The current task takes mutex `m`: `Done(0)` when it was free, else the task blocks,
+    /// queued by priority, and the owner (and the owners it waits on in turn) inherit its
+    /// priority. The idle context may not lock.
     pub fn mutex_lock(&mut self, m: u16) -> Result<Outcome, Error> {
         let t = self.current;
         if t == IDLE {
@@ -597,6 +671,8 @@ impl Scheduler {
 
     // ---- counting semaphores ----
 
+    /// A new semaphore holding `initial` units, at most `max` (`0 < max`, `initial <= max`);
+    /// returns its id.
     pub fn sem_create(&mut self, initial: u32, max: u32) -> Result<u16, Error> {
         if max == 0 || initial > max {
             return Err(Error::BadParameters);
@@ -606,10 +682,13 @@ impl Scheduler {
         Ok(i as u16)
     }
 
+    /// Units semaphore `s` holds now (`None`: no such semaphore).
     pub fn sem_count(&self, s: u16) -> Option<u32> {
         self.sems.get(usize::from(s)).filter(|x| x.in_use).map(|x| x.count)
     }
 
+    /// The current task takes a unit of semaphore `s`: `Done(0)` when one was there, else it
+    /// blocks, queued by priority. The idle context may not wait.
     pub fn sem_wait(&mut self, s: u16) -> Result<Outcome, Error> {
         let t = self.current;
         if t == IDLE {
