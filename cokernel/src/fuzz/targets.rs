@@ -2,6 +2,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::convert::Infallible;
 use core::ops::Range;
 
 use super::{Reader, within};
@@ -53,16 +54,28 @@ pub fn elf(image: &[u8]) {
     }
 
     // A plan applied to a truncated image, or memory that refuses, is an error, not a panic.
-    let mut ok_w = |_: u64, _: &[u8]| Ok(());
+    let mut ok_w = |_: u64, _: &[u8]| Ok::<(), Infallible>(());
     let mut ok_z = |_: u64, _: u64| Ok(());
     let half = &image[..image.len() / 2];
     match elf::load(half, &v, &mut ok_w, &mut ok_z) {
         Ok(()) | Err(LoadError::Elf(ElfError::SegmentOutOfFile { .. })) => {}
         Err(e) => panic!("load of a truncated image: {e:?}"),
     }
-    let mut no_w = |_: u64, _: &[u8]| Err("full");
-    let mut no_z = |_: u64, _: u64| Err("full");
-    let _ = elf::load(image, &v, &mut no_w, &mut no_z);
+    let mut no_w = |_: u64, _: &[u8]| Err(Full);
+    let mut no_z = |_: u64, _: u64| Err(Full);
+    if let Err(e) = elf::load(image, &v, &mut no_w, &mut no_z) {
+        let _ = alloc::format!("{e}");
+    }
+}
+
+/// The refusal of memory that takes nothing, for `elf::load`'s callbacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Full;
+
+impl core::fmt::Display for Full {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the memory is full")
+    }
 }
 
 /// `[at, at + len)` inside `r` (checked).

@@ -217,9 +217,9 @@ impl fmt::Display for ElfError {
     }
 }
 
-/// Why [`load`] failed.
+/// Why [`load`] failed; `E` is the callbacks' own error type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LoadError {
+pub enum LoadError<E> {
     /// The [`Vmlinux`] does not describe `image` (it was parsed from another image or altered);
     /// the `index` inside is the position in [`Vmlinux::segments`].
     Elf(ElfError),
@@ -229,8 +229,8 @@ pub enum LoadError {
         segment: usize,
         /// Physical address of the write.
         paddr: u64,
-        /// The callback's reason.
-        why: &'static str,
+        /// The callback's error.
+        why: E,
     },
     /// The `zero` callback refused a segment's zero tail.
     Zero {
@@ -240,14 +240,14 @@ pub enum LoadError {
         paddr: u64,
         /// Length of the tail.
         len: u64,
-        /// The callback's reason.
-        why: &'static str,
+        /// The callback's error.
+        why: E,
     },
 }
 
-impl fmt::Display for LoadError {
+impl<E: fmt::Display> fmt::Display for LoadError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
+        match self {
             Self::Elf(e) => write!(f, "{e}"),
             Self::Write { segment, paddr, why } => {
                 write!(f, "could not copy segment {segment:#x} of the Linux image to {paddr:#x}: {why}")
@@ -260,7 +260,7 @@ impl fmt::Display for LoadError {
     }
 }
 
-impl From<ElfError> for LoadError {
+impl<E> From<ElfError> for LoadError<E> {
     fn from(e: ElfError) -> Self {
         Self::Elf(e)
     }
@@ -472,10 +472,11 @@ fn align4(x: u64) -> Option<u64> {
     Some(x.checked_add(3)? & !3)
 }
 
-/// [`load`]'s copy callback: write these bytes at this physical address, or say why not.
-pub type WriteFn<'a> = dyn FnMut(u64, &[u8]) -> Result<(), &'static str> + 'a;
+/// [`load`]'s copy callback: write these bytes at this physical address, or say why not (the
+/// caller's error type `E`; [`core::convert::Infallible`] for memory that cannot refuse).
+pub type WriteFn<'a, E> = dyn FnMut(u64, &[u8]) -> Result<(), E> + 'a;
 /// [`load`]'s zeroing callback: zero this many bytes at this physical address, or say why not.
-pub type ZeroFn<'a> = dyn FnMut(u64, u64) -> Result<(), &'static str> + 'a;
+pub type ZeroFn<'a, E> = dyn FnMut(u64, u64) -> Result<(), E> + 'a;
 
 /// Copy every segment of `v` from `image` to its physical address with `write(paddr, bytes)`
 /// and clear the `memsz - filesz` tail with `zero(paddr, len)`. Callbacks are called in segment
@@ -483,7 +484,12 @@ pub type ZeroFn<'a> = dyn FnMut(u64, u64) -> Result<(), &'static str> + 'a;
 ///
 /// `v` is re-checked against `image` (each segment's file bytes must be inside it), so a
 /// `Vmlinux` from another image yields an error, not a panic.
-pub fn load(image: &[u8], v: &Vmlinux, write: &mut WriteFn<'_>, zero: &mut ZeroFn<'_>) -> Result<(), LoadError> {
+pub fn load<E>(
+    image: &[u8],
+    v: &Vmlinux,
+    write: &mut WriteFn<'_, E>,
+    zero: &mut ZeroFn<'_, E>,
+) -> Result<(), LoadError<E>> {
     for (segment, s) in v.segments.iter().enumerate() {
         let bytes = file_bytes(image, s.file_offset, s.filesz).ok_or(ElfError::SegmentOutOfFile { index: segment })?;
         if s.filesz > s.memsz {
@@ -509,6 +515,7 @@ pub fn load(image: &[u8], v: &Vmlinux, write: &mut WriteFn<'_>, zero: &mut ZeroF
 pub mod sample {
     use super::*;
     use alloc::vec::Vec;
+    use core::convert::Infallible;
 
     /// A readable, executable `PT_LOAD` header at `paddr`, linked at Linux's kernel map
     /// (`0xffff_ffff_8000_0000 + paddr`), 4 KiB aligned.
@@ -617,8 +624,8 @@ pub mod sample {
 
     /// What [`load_recorded`] saw.
     pub struct Loaded {
-        /// What [`load`] returned.
-        pub result: Result<(), LoadError>,
+        /// What [`load`] returned (the recording memory never refuses).
+        pub result: Result<(), LoadError<Infallible>>,
         /// The memory standing for `[phys_start, phys_end)`, when it was at most 1 MiB.
         pub memory: Option<Vec<u8>>,
         /// Every call: `'w'` (copy) or `'z'` (zeroing), physical address, length.
@@ -644,7 +651,7 @@ pub mod sample {
             if let Some(m) = memory.borrow_mut().as_mut() {
                 m[o..o + b.len()].copy_from_slice(b);
             }
-            Ok(())
+            Ok::<(), Infallible>(())
         };
         let mut zero = |pa: u64, len: u64| {
             let o = at('z', pa, len);
@@ -662,6 +669,7 @@ pub mod sample {
 mod tests {
     use super::sample::*;
     use super::*;
+    use core::convert::Infallible;
     use proptest::prelude::*;
     use std::vec::Vec;
 
@@ -826,7 +834,7 @@ mod tests {
             Err(LoadError::Zero { segment: 1, paddr: base + 0x2800, len: 0x2800, why: "nope" })
         );
         // A description that does not match the image is refused, not followed.
-        let mut ok_w = |_: u64, _: &[u8]| Ok(());
+        let mut ok_w = |_: u64, _: &[u8]| Ok::<(), Infallible>(());
         let mut ok_z = |_: u64, _: u64| Ok(());
         assert_eq!(
             load(&img[..0x2000], &v, &mut ok_w, &mut ok_z),
@@ -877,7 +885,7 @@ mod tests {
             if let Ok(v) = parse(&img) {
                 prop_assert!(v.phys_start < v.phys_end);
                 prop_assert!(v.segments.iter().any(|s| s.paddr <= v.entry_phys && v.entry_phys < s.phys_end()));
-                let mut ok_w = |_: u64, _: &[u8]| Ok(());
+                let mut ok_w = |_: u64, _: &[u8]| Ok::<(), Infallible>(());
                 let mut ok_z = |_: u64, _: u64| Ok(());
                 prop_assert_eq!(load(&img, &v, &mut ok_w, &mut ok_z), Ok(()));
             }

@@ -15,14 +15,14 @@ use core::fmt;
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use hauki_abi::guest::{self as abi, Handoff};
+use hauki_abi::guest::{self as abi, AbiError, Handoff};
 
 use super::vcpu;
 use crate::arch::{apic, cpu, mm, timer, tsc};
 use crate::bootinfo::BootInfo;
-use crate::guest::bootparams::{self, BOOT_PARAMS_SIZE, COMMAND_LINE_SIZE, E820_MAX, LinuxBoot};
+use crate::guest::bootparams::{self, BOOT_PARAMS_SIZE, BootParamsError, COMMAND_LINE_SIZE, E820_MAX, LinuxBoot};
 use crate::guest::calls::KernelImage;
-use crate::guest::elf::{self, ElfError, Vmlinux};
+use crate::guest::elf::{self, ElfError, LoadError, Vmlinux};
 use crate::guest::modules::{self, ModuleError};
 use crate::mm::memmap::MemMapError;
 
@@ -127,6 +127,122 @@ impl fmt::Display for PlanError {
     }
 }
 
+/// Why Linux could not be put in memory, prepared or restarted once its [`Plan`] was accepted.
+/// Each means the co-kernel lacked memory it should have had (a range not mapped, no free frame)
+/// or built something it then refused; the real-time side carries on without Linux.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoaderError {
+    /// A module to move out of Linux's way is not in the direct map.
+    MoveSourceNotMapped {
+        /// Its physical address.
+        at: u64,
+        /// Its length in bytes.
+        len: u64,
+    },
+    /// The free RAM chosen for a moved module is not in the direct map.
+    MoveDestinationNotMapped {
+        /// The destination's physical address.
+        at: u64,
+        /// The module's length in bytes.
+        len: u64,
+    },
+    /// The kernel image (inside its module) is not in the direct map.
+    KernelNotMapped {
+        /// The image's physical address.
+        at: u64,
+        /// Its length in bytes.
+        len: u64,
+    },
+    /// Part of the kernel's load range is not in the direct map.
+    LoadRangeNotMapped {
+        /// Physical address of the bytes that could not be written.
+        at: u64,
+        /// How many bytes.
+        len: u64,
+    },
+    /// The plan's vmlinux description does not match the image it was parsed from.
+    Segments(ElfError),
+    /// The initramfs module is not in the direct map.
+    InitrdNotMapped {
+        /// Its physical address.
+        at: u64,
+        /// Its length in bytes.
+        len: u64,
+    },
+    /// Linux's copy of the initramfs would not be in the direct map.
+    InitrdDestinationNotMapped {
+        /// The destination's physical address.
+        at: u64,
+        /// The initramfs's length in bytes.
+        len: u64,
+    },
+    /// The co-kernel's pool has no frame left for one of the pages handed to Linux.
+    NoFrame(BootPage),
+    /// The pool has no frame left for the pristine copies a restart needs.
+    NoFrameToKeep,
+    /// The handoff page the co-kernel built fails [`Handoff::check`].
+    HandoffCheck(AbiError),
+    /// The e820 map does not fit in `boot_params`.
+    E820(BootParamsError),
+    /// `boot_params` could not be built.
+    BootParams(BootParamsError),
+    /// A restart was asked for, but Linux was never started as the guest.
+    NeverStarted,
+}
+
+/// The pages [`prepare`] hands to Linux.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootPage {
+    /// `boot_params`, the zero page.
+    BootParams,
+    /// The command line.
+    Cmdline,
+    /// The ABI handoff page.
+    Handoff,
+}
+
+impl fmt::Display for BootPage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BootPage::BootParams => "boot_params",
+            BootPage::Cmdline => "the command line",
+            BootPage::Handoff => "the handoff page",
+        })
+    }
+}
+
+impl fmt::Display for LoaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoaderError::MoveSourceNotMapped { at, len } => {
+                write!(f, "a module to move is not mapped ({len:#x} bytes at {at:#x})")
+            }
+            LoaderError::MoveDestinationNotMapped { at, len } => {
+                write!(f, "a module's new place is not mapped ({len:#x} bytes at {at:#x})")
+            }
+            LoaderError::KernelNotMapped { at, len } => {
+                write!(f, "the Linux module is not mapped ({len:#x} bytes at {at:#x})")
+            }
+            LoaderError::LoadRangeNotMapped { at, len } => {
+                write!(f, "copying the kernel segments failed: load address {at:#x} ({len:#x} bytes) is not mapped")
+            }
+            LoaderError::Segments(e) => write!(f, "copying the kernel segments failed: {e}"),
+            LoaderError::InitrdNotMapped { at, len } => {
+                write!(f, "the initramfs module is not mapped ({len:#x} bytes at {at:#x})")
+            }
+            LoaderError::InitrdDestinationNotMapped { at, len } => {
+                write!(f, "the initramfs destination is not mapped ({len:#x} bytes at {at:#x})")
+            }
+            LoaderError::NoFrame(page) => write!(f, "no frame for {page}"),
+            LoaderError::NoFrameToKeep => write!(f, "no frame to keep Linux's boot pages"),
+            LoaderError::HandoffCheck(e) => write!(f, "the handoff page fails its own check: {e}"),
+            LoaderError::E820(e) => write!(f, "the e820 map does not fit boot_params: {e}"),
+            LoaderError::BootParams(e) => write!(f, "boot_params could not be built: {e}"),
+            LoaderError::NeverStarted => write!(f, "Linux was never started as the guest"),
+        }
+    }
+}
+
 /// Bytes of physical memory `r` (below 4 GiB before `mm::init`, in the direct map after).
 ///
 /// # Safety
@@ -221,11 +337,12 @@ pub fn plan(boot: &BootInfo, cokernel: Range<u64>) -> Result<Option<Plan>, PlanE
 
 /// Moves the modules that lie in Linux's way (after `mm::init`: the direct map covers both sides;
 /// the destinations were reserved and touch no module).
-pub fn relocate(plan: &Plan) -> Result<(), &'static str> {
+pub fn relocate(plan: &Plan) -> Result<(), LoaderError> {
     for (from, to) in &plan.moves {
         let len = from.end - from.start;
-        let src = mm::phys_to_virt_checked(from.start, len).ok_or("a module to move is not mapped")?;
-        let dst = mm::phys_to_virt_checked(*to, len).ok_or("a module's new place is not mapped")?;
+        let src = mm::phys_to_virt_checked(from.start, len)
+            .ok_or(LoaderError::MoveSourceNotMapped { at: from.start, len })?;
+        let dst = mm::phys_to_virt_checked(*to, len).ok_or(LoaderError::MoveDestinationNotMapped { at: *to, len })?;
         // SAFETY: both ranges are mapped RAM, disjoint (chosen so), and used by nobody else.
         unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, len as usize) };
     }
@@ -233,22 +350,27 @@ pub fn relocate(plan: &Plan) -> Result<(), &'static str> {
 }
 
 /// Copies the kernel into place (after `mm::init`: the direct map covers both sides).
-pub fn load(plan: &Plan) -> Result<(), &'static str> {
+pub fn load(plan: &Plan) -> Result<(), LoaderError> {
+    let image = LoaderError::KernelNotMapped { at: plan.image.start, len: plan.image.end - plan.image.start };
     // SAFETY: the module is untouched and mapped in the direct map.
-    let bytes = unsafe { phys_bytes(&plan.image) }.ok_or("the Linux module is not mapped")?;
-    let mut write = |paddr: u64, data: &[u8]| -> Result<(), &'static str> {
-        let virt = mm::phys_to_virt_checked(paddr, data.len() as u64).ok_or("load address not mapped")?;
+    let bytes = unsafe { phys_bytes(&plan.image) }.ok_or(image)?;
+    let mut write = |paddr: u64, data: &[u8]| -> Result<(), LoaderError> {
+        let len = data.len() as u64;
+        let virt = mm::phys_to_virt_checked(paddr, len).ok_or(LoaderError::LoadRangeNotMapped { at: paddr, len })?;
         // SAFETY: the load range is reserved for Linux (no co-kernel allocation) and mapped.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), virt as *mut u8, data.len()) };
         Ok(())
     };
-    let mut zero = |paddr: u64, len: u64| -> Result<(), &'static str> {
-        let virt = mm::phys_to_virt_checked(paddr, len).ok_or("load address not mapped")?;
+    let mut zero = |paddr: u64, len: u64| -> Result<(), LoaderError> {
+        let virt = mm::phys_to_virt_checked(paddr, len).ok_or(LoaderError::LoadRangeNotMapped { at: paddr, len })?;
         // SAFETY: as above.
         unsafe { core::ptr::write_bytes(virt as *mut u8, 0, len as usize) };
         Ok(())
     };
-    elf::load(bytes, &plan.vmlinux, &mut write, &mut zero).map_err(|_| "copying the kernel segments failed")
+    elf::load(bytes, &plan.vmlinux, &mut write, &mut zero).map_err(|e| match e {
+        LoadError::Elf(e) => LoaderError::Segments(e),
+        LoadError::Write { why, .. } | LoadError::Zero { why, .. } => why,
+    })
 }
 
 /// The pages handed to Linux, all from the co-kernel's pool.
@@ -278,10 +400,10 @@ pub fn prepare(
     guest: bool,
     initrd_at: Option<u64>,
     call_gate: u64,
-) -> Result<Prepared, &'static str> {
-    let bp = mm::alloc_frame().ok_or("no frame for boot_params")?;
-    let cmd = mm::alloc_frame().ok_or("no frame for the command line")?;
-    let ho = mm::alloc_frame().ok_or("no frame for the handoff page")?;
+) -> Result<Prepared, LoaderError> {
+    let bp = mm::alloc_frame().ok_or(LoaderError::NoFrame(BootPage::BootParams))?;
+    let cmd = mm::alloc_frame().ok_or(LoaderError::NoFrame(BootPage::Cmdline))?;
+    let ho = mm::alloc_frame().ok_or(LoaderError::NoFrame(BootPage::Handoff))?;
     let page = |p: u64| mm::phys_to_virt(p) as *mut u8;
     // SAFETY: three fresh frames from the co-kernel's pool, mapped in the direct map.
     unsafe {
@@ -298,12 +420,12 @@ pub fn prepare(
         h.vcpu_virt = vcpu::VCPU.addr();
         h.vcpu_phys = h.vcpu_virt - mm::KERNEL_VIRT_BASE;
         h.status_virt = vcpu::STATUS.addr();
-        h.check().map_err(|_| "the handoff page fails its own check")?;
+        h.check().map_err(LoaderError::HandoffCheck)?;
         core::ptr::write_bytes(page(ho), 0, 4096);
         (page(ho) as *mut Handoff).write(h);
     }
     let mut e820: heapless::Vec<bootparams::E820Entry, E820_MAX> = heapless::Vec::new();
-    bootparams::e820_from(&boot.memory, withhold, &mut e820).map_err(|_| "the e820 map does not fit boot_params")?;
+    bootparams::e820_from(&boot.memory, withhold, &mut e820).map_err(LoaderError::E820)?;
     let lb = LinuxBoot {
         cmdline_phys: cmd,
         cmdline_len: plan.cmdline.len() as u32,
@@ -315,7 +437,7 @@ pub fn prepare(
     };
     // SAFETY: a fresh 4 KiB frame, exclusively ours.
     let out = unsafe { &mut *(page(bp) as *mut [u8; BOOT_PARAMS_SIZE]) };
-    bootparams::build(out, &lb).map_err(|_| "boot_params could not be built")?;
+    bootparams::build(out, &lb).map_err(LoaderError::BootParams)?;
     Ok(Prepared { boot_params: bp, cmdline: cmd, handoff: ho, e820_entries: e820.len() })
 }
 
@@ -339,11 +461,11 @@ pub fn initrd_slot(plan: &Plan, boot: &BootInfo, avoid: &[Range<u64>]) -> Option
 }
 
 /// Copies the initramfs from its module to `dst` (Linux's RAM).
-pub fn place_initrd(plan: &Plan, dst: u64) -> Result<(), &'static str> {
+pub fn place_initrd(plan: &Plan, dst: u64) -> Result<(), LoaderError> {
     let Some(r) = plan.initrd.as_ref() else { return Ok(()) };
     let len = r.end - r.start;
-    let src = mm::phys_to_virt_checked(r.start, len).ok_or("the initramfs module is not mapped")?;
-    let to = mm::phys_to_virt_checked(dst, len).ok_or("the initramfs destination is not mapped")?;
+    let src = mm::phys_to_virt_checked(r.start, len).ok_or(LoaderError::InitrdNotMapped { at: r.start, len })?;
+    let to = mm::phys_to_virt_checked(dst, len).ok_or(LoaderError::InitrdDestinationNotMapped { at: dst, len })?;
     // SAFETY: the module is withheld from Linux and unchanged; the destination is Linux's RAM,
     // unused while Linux is (re)loaded; the ranges are disjoint (chosen so).
     unsafe { core::ptr::copy_nonoverlapping(src as *const u8, to as *mut u8, len as usize) };
@@ -362,11 +484,11 @@ struct Kept {
 static KEPT: spin::Mutex<Option<Kept>> = spin::Mutex::new(None);
 
 /// Keeps what a restart needs (after `prepare`, before Linux first runs).
-pub fn keep(plan: &Plan, prep: &Prepared, initrd_at: Option<u64>) -> Result<(), &'static str> {
+pub fn keep(plan: &Plan, prep: &Prepared, initrd_at: Option<u64>) -> Result<(), LoaderError> {
     let pages = [prep.boot_params, prep.cmdline, prep.handoff];
     let mut pristine = [0u64; 3];
     for (i, p) in pages.iter().enumerate() {
-        let f = mm::alloc_frame().ok_or("no frame to keep Linux's boot pages")?;
+        let f = mm::alloc_frame().ok_or(LoaderError::NoFrameToKeep)?;
         // SAFETY: both are 4 KiB frames of the co-kernel's pool, mapped in the direct map.
         unsafe {
             core::ptr::copy_nonoverlapping(mm::phys_to_virt(*p) as *const u8, mm::phys_to_virt(f) as *mut u8, 4096)
@@ -380,11 +502,11 @@ pub fn keep(plan: &Plan, prep: &Prepared, initrd_at: Option<u64>) -> Result<(), 
 }
 
 /// Loads Linux again from the kept modules; returns its entry and boot_params.
-pub fn reload() -> Result<(u64, u64), &'static str> {
+pub fn reload() -> Result<(u64, u64), LoaderError> {
     let k = x86_64::instructions::interrupts::without_interrupts(|| {
         KEPT.lock().as_ref().map(|k| (k.plan.clone(), k.pages, k.pristine, k.initrd_at))
     });
-    let (plan, pages, pristine, initrd_at) = k.ok_or("Linux was never started as the guest")?;
+    let (plan, pages, pristine, initrd_at) = k.ok_or(LoaderError::NeverStarted)?;
     load(&plan)?;
     if let Some(dst) = initrd_at {
         place_initrd(&plan, dst)?;

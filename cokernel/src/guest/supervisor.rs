@@ -246,7 +246,7 @@ extern "C" fn take_over() -> ! {
             }
             Err(e) => {
                 console::record("linux", |r| {
-                    r.str("state", "refused").str("reason", "restart-failed").str("message", e);
+                    r.str("state", "refused").str("reason", "restart-failed").fmt("message", format_args!("{e}"));
                 });
                 log::warn!("Linux could not be restarted: {e}");
             }

@@ -67,15 +67,42 @@ impl IoApic {
     }
 }
 
-static IOAPICS: Mutex<heapless::Vec<IoApic, 8>> = Mutex::new(heapless::Vec::new());
+/// IO-APICs the co-kernel drives at most.
+const MAX_IOAPICS: usize = 8;
+
+static IOAPICS: Mutex<heapless::Vec<IoApic, MAX_IOAPICS>> = Mutex::new(heapless::Vec::new());
+
+/// Why an IO-APIC the MADT lists is left alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// Its version register reads all ones: nothing answers at the address.
+    NotAnswering {
+        /// The register window's physical address (from the MADT).
+        phys: u64,
+    },
+    /// The table of IO-APICs is full.
+    TooMany {
+        /// How many the co-kernel drives.
+        max: usize,
+    },
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::NotAnswering { .. } => write!(f, "IO-APIC does not answer at the address the MADT gives"),
+            Error::TooMany { max } => write!(f, "more than {max} IO-APICs"),
+        }
+    }
+}
 
 /// Maps an IO-APIC, reads how many pins it has and masks all of them.
-pub fn add(id: u8, phys: u64, gsi_base: u32) -> Result<IoApic, &'static str> {
+pub fn add(id: u8, phys: u64, gsi_base: u32) -> Result<IoApic, Error> {
     let virt = super::mm::map_mmio(phys, 4096);
     let mut io = IoApic { id, phys, virt, gsi_base, pins: 0 };
     let version = io.read(REG_VERSION);
     if version == 0xffff_ffff {
-        return Err("IO-APIC does not answer at the address the MADT gives");
+        return Err(Error::NotAnswering { phys });
     }
     io.pins = ((version >> 16) & 0xff) + 1;
     let _ = io.read(REG_ID);
@@ -83,12 +110,12 @@ pub fn add(id: u8, phys: u64, gsi_base: u32) -> Result<IoApic, &'static str> {
         // Masked, vector 0, edge, active high, physical destination 0.
         io.set_redirection(pin, REDIR_MASKED);
     }
-    IOAPICS.lock().push(io).map_err(|_| "more than 8 IO-APICs")?;
+    IOAPICS.lock().push(io).map_err(|_| Error::TooMany { max: MAX_IOAPICS })?;
     Ok(io)
 }
 
 /// All IO-APICs found.
-pub fn all() -> heapless::Vec<IoApic, 8> {
+pub fn all() -> heapless::Vec<IoApic, MAX_IOAPICS> {
     // Interrupts off: trap handlers take this lock too (`for_gsi`).
     x86_64::instructions::interrupts::without_interrupts(|| IOAPICS.lock().clone())
 }
