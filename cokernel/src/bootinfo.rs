@@ -2,8 +2,9 @@
 //!
 //! [`parse_multiboot2`] and [`parse_pvh`] read the boot loader's structures through a
 //! caller-supplied, checked physical-to-pointer translation ([`PhysToPtr`]: it says which physical
-//! ranges are readable at all) and copy everything the kernel needs into an owned [`BootInfo`]: a normalized memory map, the command line, boot modules, the RSDP address
-//! and a few facts about the platform. Nothing in a `BootInfo` points back into the boot
+//! ranges are readable at all) and copy everything the kernel needs into an owned [`BootInfo`]: a
+//! normalized memory map, the command line, boot modules, the RSDP address and a few facts about
+//! the platform. Nothing in a `BootInfo` points back into the boot
 //! loader's memory except [`BootInfo::rsdp`] (for Multiboot2 it points *into* the information
 //! structure, which is why [`BootInfo::info_range`] must stay out of the frame allocator until
 //! ACPI has been parsed).
@@ -1127,9 +1128,9 @@ mod tests {
         assert!(matches!(p.parse(), Err(BootInfoError::Malformed(_))));
     }
 
-    /// Found by fuzzing: `cmdline_paddr + len` was added unchecked (an overflow panic with
-    /// checks on), and every address in the start info was followed through an unchecked
-    /// translation (a page fault on hardware). Each must be a typed refusal.
+    /// A fuzzing regression: every address in the PVH start info, `cmdline_paddr + len` included,
+    /// is added to with checked arithmetic and read only through the translation. One that
+    /// overflows or is not readable is a typed refusal, not an overflow panic or a page fault.
     #[test]
     fn pvh_pointers_outside_readable_memory_are_refused() {
         let unmapped = |r: Result<BootInfo, BootInfoError>, which: &str, at: u64| match r {
@@ -1139,7 +1140,7 @@ mod tests {
             }
             other => panic!("expected Unmapped for {which}, got {other:?}"),
         };
-        // A command line in the last byte of the address space (the old overflow).
+        // A command line in the last byte of the address space (`cmdline_paddr + len` overflows).
         let mut bytes = pvh().build();
         bytes[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
         let fake = Fake::new(&bytes);
@@ -1167,11 +1168,10 @@ mod tests {
         unmapped(r, "Multiboot2", 0x1_0000_0000);
     }
 
-    /// Found by fuzzing: a Multiboot2 memory map of ~43,000 entries (within the 1 MiB limit)
-    /// took 4.4 s to parse, because once the map was full every entry re-normalized it. 127
-    /// distinct regions followed by one entry repeated is that worst case: it parses to the 127
-    /// regions. (The parse goes through `memmap::Collector`, whose work is counted linear in
-    /// `a_huge_map_is_collected_in_linear_time`; nothing here is timed.)
+    /// A fuzzing regression: a Multiboot2 memory map of ~43,000 entries (within the 1 MiB limit),
+    /// 127 distinct regions followed by one entry repeated, the worst case for a full map, parses
+    /// to the 127 regions. (The parse goes through `memmap::Collector`, whose work is counted
+    /// linear in `a_huge_map_is_collected_in_linear_time`; nothing here is timed.)
     #[test]
     fn mb2_huge_memory_map_parses() {
         let mut areas: Vec<(u64, u64, u32)> = (0..127).map(|i| (i * 0x2000, 0x1000, 1)).collect();

@@ -104,8 +104,8 @@ mod tests {
         assert!(flag("debug=off debug", "debug"));
     }
 
-    /// Found by fuzzing: `hauki.pool_mib` was computed as `mib << 20`, so 2^44 MiB became a
-    /// pool of 0 bytes. Sizes are checked: too large, zero or not a number is refused, by name.
+    /// A fuzzing regression: `hauki.pool_mib` of 2^44 MiB must not wrap to a pool of 0 bytes (as
+    /// `mib << 20` would). Sizes are checked: too large, zero or not a number is refused, by name.
     #[test]
     fn mib_sizes_are_checked_not_shifted() {
         assert_eq!(mib("hauki.pool_mib=64", "hauki.pool_mib"), Ok(Some(64 << 20)));

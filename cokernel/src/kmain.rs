@@ -24,10 +24,11 @@ use crate::mm::memmap::MemMapError;
 
 const PROTO_MULTIBOOT2: u32 = 1;
 const PROTO_PVH: u32 = 2;
-/// Free RAM wanted beyond the heap: page tables, stacks, and headroom for later subsystems.
+/// Free RAM wanted beyond the heap: page tables, task stacks, the pages handed to Linux, and
+/// headroom for real-time work.
 const MIN_FREE_AFTER_HEAP: u64 = 4 << 20;
 
-/// What bring-up found, for the boot record, the tests and later subsystems.
+/// What bring-up found, for the boot record and the in-kernel tests.
 #[derive(Clone, Debug)]
 pub struct BootReport {
     /// The boot protocol that started the co-kernel.
@@ -323,8 +324,6 @@ fn init_memory(
     (stats, plan, withheld)
 }
 
-/// Loads the planned Linux (or reports why not) and, with `hauki.linux=handover`, gives it the
-/// machine.
 /// What to do with a loaded Linux (`hauki.linux=`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum LinuxMode {
@@ -336,7 +335,8 @@ enum LinuxMode {
     Handover,
 }
 
-/// Returns the entry and boot_params of a Linux to run as the guest, if asked for.
+/// Loads the planned Linux (or reports why not) and, with `hauki.linux=handover`, gives it the
+/// machine. Returns the entry and boot_params of a Linux to run as the guest, if asked for.
 fn start_linux(
     boot: &BootInfo,
     cpu: &cpu::Features,

@@ -1,7 +1,7 @@
 //! The seed corpus: realistic inputs for every target, in the target's encoding, made from the
 //! `sample` builders of the modules under test (a synthetic vmlinux, GRUB's and QEMU's boot
-//! information, QEMU's memory map, Linux's calls as patch 0003 makes them) plus the inputs of the
-//! findings the fuzzing has made, as regressions. Each is a few KB at most.
+//! information, QEMU's memory map, Linux's calls as the patch series makes them) plus the inputs
+//! of the findings the fuzzing has made, as regressions. Each is a few KB at most.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -331,7 +331,7 @@ const TYPICAL: LinuxCall = LinuxCall {
     gate_attr: 0x8e,
 };
 
-/// Linux's calls as patch 0003 and later make them: its first IDT (in .bss, the `desc_ptr` in
+/// Linux's calls as the patch series makes them: its first IDT (in .bss, the `desc_ptr` in
 /// .data), the read-only alias, idt_invalidate, the other calls, and a `desc_ptr` on a stack.
 const LINUX_CALLS: [(&str, LinuxCall); 8] = [
     ("load-idt-early", TYPICAL),

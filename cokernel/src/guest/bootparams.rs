@@ -22,7 +22,7 @@
 //!
 //! [`e820_from`] turns the co-kernel's [`MemoryMap`] into the e820 map Linux sees, withholding
 //! the co-kernel's own memory. [`linux_cmdline`] is where a command line is checked against
-//! Linux's limit, once: the loader keeps only what [`build`] will accept.
+//! Linux's limit, once: the loader keeps only what [`build`] accepts.
 #![forbid(unsafe_code)]
 
 use core::fmt;
@@ -585,10 +585,9 @@ mod tests {
         assert!(s.contains("0xc8") && s.contains("0x80"), "{s}");
     }
 
-    /// Found by fuzzing: the loader kept command lines of up to 2048 bytes, `build` takes at
-    /// most 2047, so a 2048-byte command line passed the plan and failed later. What
+    /// A fuzzing regression: a 2048-byte command line, one more than `build` takes. What
     /// [`linux_cmdline`] accepts (up to a full [`Cmdline`]) `build` accepts, and what it refuses
-    /// `build` refuses with the same error.
+    /// `build` refuses with the same error, so a plan never fails later on its command line.
     #[test]
     fn the_loader_and_build_agree_on_the_command_line_length() {
         let mut page = [0u8; BOOT_PARAMS_SIZE];

@@ -20,9 +20,9 @@
 //! Error variants that carry an `index` name the *program header* index (as `readelf -l` shows
 //! it), not the position in [`Vmlinux::segments`].
 //!
-//! [`find_note`] reads ELF notes from `PT_NOTE` segments (Linux's PVH entry note and, later,
-//! Hauki's own notes); [`load`] copies the segments to their physical addresses through
-//! caller-supplied callbacks, so this module never touches memory itself.
+//! [`find_note`] reads ELF notes from `PT_NOTE` segments (Linux's PVH entry note, for one);
+//! [`load`] copies the segments to their physical addresses through caller-supplied callbacks,
+//! so this module never touches memory itself.
 #![forbid(unsafe_code)]
 
 use core::fmt;
@@ -781,9 +781,8 @@ mod tests {
         assert!(t(&[ok, bss], 0x300_0fff).is_ok());
     }
 
-    /// Found by fuzzing: a bss-only `PT_LOAD` whose offset lies past the end of the file passed
-    /// `parse` and failed only in `load` ("copying the kernel segments failed"). A truncated
-    /// vmlinux must be refused by `parse`, naming the program header.
+    /// A fuzzing regression: a bss-only `PT_LOAD` whose offset lies past the end of the file. A
+    /// truncated vmlinux is refused by `parse`, naming the program header, not later by `load`.
     #[test]
     fn bss_segment_past_the_end_of_the_file_is_refused_by_parse() {
         const REPRODUCER: &str = "7f454c4602010100000000000000000002003e0001000000000000010000000040000000000000000000000000000000000000004000380001004000000000000100000006000000001000000000000000000000000000000000000100000000000000000000000000100000000000000000000000000000";

@@ -9,7 +9,7 @@
 //! Linux keeps its virtual flag off: such a line is masked from its arrival until Linux's EOI.
 //! An edge-triggered line needs nothing (its next edge is a new event).
 //!
-//! Pure state here (host-tested); `arch::x86_64::irqchip` writes the redirection entries.
+//! Pure state here (host-tested); `guest::irqchip` writes the redirection entries.
 #![forbid(unsafe_code)]
 
 use hauki_abi::guest::{ISA_LINES, ISA_VECTOR_BASE};

@@ -1,15 +1,17 @@
-//! Loading Linux from the boot modules: find the kernel, its initramfs and command line (one
-//! bundle module, or separate modules), validate the `vmlinux` (ELF structure, segment bounds, a
-//! load range inside usable RAM that touches neither the co-kernel nor a boot module), copy it into
-//! place, and build `boot_params` (e820 with the co-kernel's memory withheld, command line,
-//! initramfs, RSDP, and the ABI handoff page through `hardware_subarch_data`).
+//! Loading Linux from the boot modules and entering it: find the kernel, its initramfs and command
+//! line (one bundle module, or separate modules); validate the `vmlinux` (ELF structure, segment
+//! bounds, a load range inside usable RAM that does not touch the co-kernel, boot modules in that
+//! range moved out of the way first); copy it into place; build `boot_params` (e820 with the
+//! co-kernel's memory withheld, command line, initramfs, RSDP, and the ABI handoff page through
+//! `hardware_subarch_data`); then run it as the idle task beside the real-time tasks
+//! (`hauki.linux=guest`, [`enter_guest`]) or give it the whole machine (`hauki.linux=handover`,
+//! [`handover`]: the real-time side stops). Without `hauki.linux=` it is loaded and checked only.
 //!
-//! Everything in the modules is input from outside: any refusal comes back as a [`PlanError`]
-//! with a message, and the co-kernel keeps running its real-time tasks.
-//!
-//! Starting Linux *beside* the real-time tasks needs the soft-cli patches of the series; until
-//! then `hauki.linux=handover` hands the whole machine to Linux (the real-time side stops), which
-//! tests this loader end to end.
+//! Everything in the modules is input from outside: a refusal comes back as a [`PlanError`], a
+//! failure once the plan was accepted (memory the co-kernel lacked) as a [`LoaderError`]; either
+//! way the co-kernel keeps running its real-time tasks. For restarts, [`keep`] holds on to the
+//! plan and pristine copies of the pages handed to Linux, and [`reload`] loads Linux again from
+//! them.
 
 use core::fmt;
 use core::ops::Range;
@@ -44,7 +46,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Where the kernel will be copied.
+    /// Where the kernel is copied to: its physical load range.
     pub fn load_range(&self) -> Range<u64> {
         self.vmlinux.phys_start..self.vmlinux.phys_end
     }
@@ -387,7 +389,7 @@ pub struct Prepared {
 
 /// Builds the handoff page, the command line and `boot_params`; `withhold` is the co-kernel's own
 /// memory (image, pool, boot information), reported to Linux as reserved.
-/// `guest`: Linux will run as the idle task (it gets `hardware_subarch` = HAUKI); otherwise it
+/// `guest`: Linux runs as the idle task (it gets `hardware_subarch` = HAUKI); otherwise it
 /// is handed the whole machine and must boot as on a plain PC.
 /// `initrd_at`: where the initramfs is copied for Linux (guest mode: the module itself stays the
 /// co-kernel's, for restarts); `None` passes it in place.

@@ -16,8 +16,9 @@
 //! co-kernel and the IDT they register.
 //!
 //! Invariant shared by every submodule: all input (ELF images, boot modules, cpio archives,
-//! Linux's calls and what they point to) is untrusted; parsers never panic, never index out of bounds and never overflow, and report
-//! malformed input as a typed error. The pure modules forbid `unsafe`.
+//! Linux's calls and what they point to) is untrusted; parsers never panic, never index out of
+//! bounds and never overflow, and report malformed input as a typed error. The pure modules
+//! forbid `unsafe`.
 
 pub mod bootparams;
 pub mod calls;

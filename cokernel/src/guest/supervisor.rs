@@ -1,12 +1,12 @@
-//! Linux's faults are Linux's. When Linux panics, reboots, powers itself off, faults where it has
-//! no handler, or is stuck (it takes no event for `hauki.linux_watchdog_ms`: spinning or halted
-//! with its virtual flag off, looping in faults, or never registering its IDT; the judgement is
-//! [`crate::guest::watchdog`]'s), the co-kernel takes the idle context back at the next switch to
-//! it, while its real-time tasks run on undisturbed, and then — on the idle context, preemptible
-//! by every task — reports on COM2, stops the bus masters the dead Linux left running, and either
-//! loads Linux again from the boot modules it kept (`hauki.linux_failure=restart`, the default, at
-//! most `hauki.linux_max_restarts` times) or leaves the CPU idle (`halt`; always after a
-//! power-off).
+//! Linux's failures end Linux, never the co-kernel (contract C9). When Linux panics, reboots,
+//! powers itself off, faults where it has no handler, or is stuck (it takes no event for
+//! `hauki.linux_watchdog_ms`: spinning or halted with its virtual flag off, looping in faults, or
+//! never registering its IDT; the judgement is [`crate::guest::watchdog`]'s), the co-kernel takes
+//! the idle context back at the next switch to it, while its real-time tasks run on undisturbed,
+//! and then — on the idle context, preemptible by every task — reports on COM2, stops the bus
+//! masters the dead Linux left running, and either loads Linux again from the boot modules it
+//! kept (`hauki.linux_failure=restart`, the default, at most `hauki.linux_max_restarts` times) or
+//! leaves the CPU idle (`halt`; always after a power-off).
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
@@ -179,7 +179,7 @@ pub fn check(linux_cpu: u64) {
 }
 
 /// At the switch point, about to resume the idle context (interrupts off): if a take-over was
-/// asked for, forget the guest and return the frame that runs [`take_over`] instead.
+/// asked for, forget the guest and return the frame that runs `take_over` instead.
 pub fn take_over_frame() -> Option<*mut TrapFrame> {
     let req = REQUEST.swap(0, Ordering::AcqRel);
     Failure::from_u8(req)?;

@@ -5,8 +5,8 @@
 //! event is logged as pending and replayed the moment the guest is resumed (one per resume; a
 //! self-IPI brings the next at once, so nothing waits for a later tick).
 //!
-//! Interrupts are acknowledged (EOI) by the co-kernel when they arrive; the guest's own EOI is
-//! to be a no-op (the Linux patch routes `apic_eoi` here).
+//! Interrupts are acknowledged (EOI) by the co-kernel when they arrive; Linux's own APIC EOI is a
+//! no-op (the series' pv irqchip patch replaces its `eoi` callback).
 //!
 //! The forwarding itself is the tail of `trap.S`: it restores every register, drops the stub's
 //! vector (and the fake error code on vectors without one) and jumps to the target stored here.
@@ -110,7 +110,8 @@ pub fn soft() -> bool {
 }
 
 /// Whether an event may be delivered to the guest interrupted in `frame` now: user code always;
-/// kernel code when its (virtual, or before soft-cli the hardware) interrupt flag is on.
+/// kernel code when its interrupt flag is on (the virtual one once [`soft`], else the hardware
+/// flag in the frame).
 fn deliverable(frame: &TrapFrame) -> bool {
     if frame.cs & 3 == 3 {
         return true;

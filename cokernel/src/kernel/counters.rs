@@ -16,9 +16,10 @@ pub struct Guest {
     pub idt_loads: u64,
     /// From the last entry into Linux to its first IDT registration (its early boot).
     pub entry_to_idt_ns: u64,
-    /// Linux's events: forwarded, logged, replayed, upcalls, dropped for want of a gate.
+    /// Linux's events: forwarded, logged, replayed, upcalls, dropped for want of a gate, LDT
+    /// returns.
     pub events: vcpu::Counts,
-    /// Linux clock events raised, and its `SET_TIMER` calls.
+    /// Clock events raised for Linux (its deadline passed).
     pub timer_events: u64,
     /// Linux's `SET_TIMER` calls.
     pub timer_sets: u64,
@@ -26,7 +27,7 @@ pub struct Guest {
     pub line_irqs: [u64; hauki_abi::guest::ISA_LINES as usize],
     /// Line calls refused.
     pub line_calls_refused: u64,
-    /// Take-overs (Linux died or was stuck), restarts, and heartbeats logged by the watchdog.
+    /// Take-overs: Linux died or was stuck (each ends in a restart or a halt).
     pub failures: u64,
     /// Restarts of Linux.
     pub restarts: u64,

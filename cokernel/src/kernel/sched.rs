@@ -73,7 +73,7 @@ fn peek() -> Option<&'static Scheduler> {
 static RUNNING: AtomicBool = AtomicBool::new(false);
 /// The deadline the one-shot timer is armed for (u64::MAX: disarmed).
 static ARMED: AtomicU64 = AtomicU64::new(u64::MAX);
-/// Linux's `SET_TIMER` call (from Linux's context: interrupts go off here, contract I1): the
+/// Linux's `SET_TIMER` call (from Linux's context, hardware interrupts on or off; off here): the
 /// deadline is Linux's ([`vtimer`]); the one-shot timer is re-armed if it is now the earliest.
 pub fn set_linux_timer(deadline: u64) {
     x86_64::instructions::interrupts::without_interrupts(|| {

@@ -15,7 +15,7 @@ use crate::arch::idt;
 use crate::arch::{apic, exceptions, mm};
 use crate::guest::{irqchip, supervisor, vcpu};
 
-/// Installs [`dispatch`] for every vector.
+/// Installs this module's dispatcher for every vector.
 pub fn init() {
     idt::set_dispatcher(dispatch);
 }

@@ -1,9 +1,11 @@
 //! In-kernel tests (feature `ktest`): run on the real machine state after boot, print KTAP version 1
 //! on COM1, and end QEMU through `isa-debug-exit` (SUCCESS only if every test passed).
 //!
-//! These check what host tests cannot: that the live page tables really enforce W^X and guard
-//! pages (through fault probes), that the interrupt hardware is in the state bring-up promised,
-//! and that the one-shot timer really fires.
+//! These check what host tests cannot, one file per area: the hardware (the live page tables
+//! really enforce W^X and guard pages, through fault probes; the interrupt hardware is in the
+//! state bring-up promised; the one-shot timer really fires), the real-time core on real
+//! interrupts, forwarding to and replaying for a synthetic guest, Linux's watchdog judging that
+//! guest, and the phase engine's constant-time check.
 
 use crate::arch;
 

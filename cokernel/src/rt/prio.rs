@@ -4,7 +4,8 @@
 //! Invariant: bit `p` is set exactly when list `p` is non-empty; `highest` is two
 //! leading-zero counts whatever the number of tasks.
 
-/// Number of priority levels. 0 is the idle level (the co-kernel idle loop, later Linux).
+/// Number of priority levels. 0 is the idle level (the idle context: the co-kernel's idle loop,
+/// or Linux when it runs as the guest).
 pub const LEVELS: usize = 256;
 
 /// A set of priorities 0..=255: one bit per priority in four 64-bit groups, and a bit per

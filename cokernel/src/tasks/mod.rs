@@ -1,6 +1,8 @@
-//! The tasks the co-kernel starts by itself: the latency tool and the telemetry reporter, and the
-//! demo workload that looks like a controller (a 1 kHz PID loop on a simulated motor, the phase
-//! engine, and a group of equal-period workers staggered by golden-ratio offsets).
+//! The tasks layer: the task API real-time code is written against ([`api`]), the system tasks
+//! the co-kernel starts by itself (the latency tool, the telemetry reporter, and Linux's watchdog
+//! when Linux runs as the guest), the demo workload that looks like a controller (a 1 kHz PID
+//! loop on a simulated motor, the phase engine, a group of equal-period workers staggered by
+//! golden-ratio offsets, and the VGA view), and the in-kernel benchmarks ([`bench`](mod@bench)).
 //!
 //! Priorities: latency 250 (highest), control 200, phase 150, workers 100–103, Linux's watchdog
 //! 3 (when Linux runs as the guest), display 2, telemetry 1. Command-line knobs are in docs/cmdline.md.

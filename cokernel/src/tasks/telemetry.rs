@@ -1,7 +1,9 @@
 //! The telemetry reporter: the one regular writer of COM2 once tasks run. Once per reporting
-//! period it emits a `latency` record (and resets the window), a `task` record per task, a
-//! `control` record and a `phase` record. Lowest real-time priority: a slow UART never delays
-//! real-time work (it writes with interrupts on).
+//! period it emits a `latency` record (and resets the window) and a human latency line, a `task`
+//! record per task, a `control` and a `phase` record once those tasks have run, and, while Linux
+//! runs or after it failed, a `guest` and a `windows` record; it also rewrites the status page
+//! Linux shows. Lowest real-time priority: a slow UART never delays real-time work (it writes
+//! with interrupts on).
 
 use crate::arch::console;
 use crate::kernel::counters;

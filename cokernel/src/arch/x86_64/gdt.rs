@@ -38,7 +38,7 @@ struct CpuTables {
     gdt: UnsafeCell<GlobalDescriptorTable<16>>,
     tss: UnsafeCell<TaskStateSegment>,
 }
-// SAFETY: written only on the boot CPU before other CPUs run (one copy per CPU comes with SMP).
+// SAFETY: written only on the boot CPU, the one CPU that runs (the others stay parked).
 unsafe impl Sync for CpuTables {}
 
 static TABLES: CpuTables =

@@ -1,10 +1,10 @@
 //! The IDT: one gate per vector, all 256, each to a stub in `trap.S` that pushes a uniform frame and
-//! calls [`hauki_trap`].
+//! calls `hauki_trap`, which counts the vector and calls the dispatcher.
 //!
 //! Dispatch is registered, not named: the kernel above installs its dispatcher with
-//! [`set_dispatcher`] and device handlers with [`register`]. Until then (and in a kernel that
-//! registers none) [`default_dispatch`] reports CPU exceptions, runs registered handlers, counts
-//! spurious and unexpected vectors and acknowledges the rest.
+//! [`set_dispatcher`] and device handlers with [`register`]. While no dispatcher is installed
+//! (early boot, and a kernel that installs none) [`default_dispatch`] reports CPU exceptions, runs
+//! registered handlers, counts spurious and unexpected vectors and acknowledges the rest.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

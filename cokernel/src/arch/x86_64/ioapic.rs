@@ -1,5 +1,6 @@
-//! IO-APICs: found in the MADT, every redirection entry masked at boot. Later issues route device
-//! lines (Linux's included) through here.
+//! IO-APICs: found in the MADT, every redirection entry masked at boot. Entries are programmed
+//! only through [`IoApic::set_redirection`] (Linux's ISA lines by `guest::irqchip`); [`for_gsi`]
+//! finds the IO-APIC and pin of a global system interrupt.
 
 use spin::Mutex;
 

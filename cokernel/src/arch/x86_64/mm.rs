@@ -1,7 +1,8 @@
 //! The co-kernel's address space.
 //!
 //! Layout (all inside PML4 slots 256..271, Linux's "guard hole reserved for hypervisor", so the
-//! same top-level entries can later be copied into every Linux page table):
+//! same top-level entries are copied into every Linux page table: [`share_top_level`], the
+//! handoff's `pgd`):
 //!
 //! | virtual                   | what                                                     |
 //! |---------------------------|----------------------------------------------------------|
@@ -361,7 +362,7 @@ pub fn root() -> u64 {
     with_space(|s| s.mapper.pml4_phys())
 }
 
-/// Allocates one physical frame (tests; later the loader).
+/// Allocates one physical frame from the co-kernel's pool (the pages handed to Linux, tests).
 pub fn alloc_frame() -> Option<u64> {
     with_space(|s| s.frames.alloc())
 }

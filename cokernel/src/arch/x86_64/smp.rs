@@ -1,5 +1,6 @@
 //! Secondary CPUs: found in the MADT and parked with an INIT IPI (wait-for-SIPI), so none is left
-//! spinning in firmware code or memory we reuse. Later issues start them.
+//! spinning in firmware code or memory the co-kernel or Linux reuses. The co-kernel and Linux run
+//! on the boot CPU only; the parked CPUs stay parked.
 
 use super::acpi::Platform;
 use super::{apic, console};

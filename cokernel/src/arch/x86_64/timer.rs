@@ -88,10 +88,6 @@ pub fn init(tsc_deadline: bool, force_lapic: bool) -> Kind {
     }
 }
 
-/// Measures the LAPIC timer's input frequency against the TSC: arm a one-shot count and wait
-/// (interrupts off) for the timer vector to become pending in the IRR. Polling the IRR rather
-/// than reading the current-count register keeps QEMU's `-icount` mode usable with x2APIC (QEMU
-/// cannot read its virtual clock from an MSR access under icount).
 /// The LAPIC timer's input frequency, measured against the TSC: the fastest of five short
 /// windows. Under emulation the host may stop the guest inside a window, which only ever makes a
 /// window look slower (a 48 MHz timer was seen on a loaded host, where 1 GHz was true): the
@@ -113,6 +109,10 @@ fn calibrate() -> u64 {
         .unwrap_or(0)
 }
 
+/// One window of [`calibrate`]: arm a one-shot count and wait (interrupts off) for the timer
+/// vector to become pending in the IRR. Polling the IRR rather than reading the current-count
+/// register keeps QEMU's `-icount` mode usable with x2APIC (QEMU cannot read its virtual clock
+/// from an MSR access under icount).
 fn calibrate_once() -> u64 {
     const COUNT: u32 = 100_000;
     let irr = apic::REG_IRR + 0x10 * (u32::from(vectors::TIMER) / 32);

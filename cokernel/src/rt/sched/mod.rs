@@ -1,7 +1,7 @@
 //! The real-time scheduler core: fixed-priority preemptive, O(1) selection, tickless.
 //!
-//! Pure logic over a task table; the arch glue calls it with interrupts off on the real-time CPU
-//! and performs the context switch it decides. Times are TSC ticks.
+//! Pure logic over a task table; the kernel (`kernel::sched`) calls it with interrupts off on the
+//! real-time CPU and performs the context switch it decides. Times are TSC ticks.
 //!
 //! Invariants:
 //! - every Ready task (the running one included) is in exactly one ready list, at its effective
