@@ -121,24 +121,59 @@ fn by_hpet(phys: u64) -> Option<u64> {
 
 fn by_pit() -> u64 {
     const PIT_HZ: u64 = 1_193_182;
-    const TICKS: u64 = PIT_HZ * 2 / 1000; // 2 ms
+    const WINDOW: u64 = PIT_HZ * 2 / 1000; // 2 ms
+    const BRACKET: u64 = PIT_HZ / 100_000; // 10 us: a TSC read this close to both counter reads
     let mut p61 = Port::<u8>::new(0x61);
     let mut cmd = Port::<u8>::new(0x43);
     let mut ch2 = Port::<u8>::new(0x42);
-    // SAFETY: PIT channel 2 and its gate in port 0x61 (speaker data bit kept off); nobody else
-    // uses channel 2.
+    // SAFETY: the PIT and port 0x61 are ISA hardware nothing else drives during bring-up; channel
+    // 2 (the speaker's, gated through port 0x61 with the speaker off) is restored below.
     unsafe {
         let g = p61.read();
-        p61.write((g & !0x02) | 0x01);
-        cmd.write(0b1011_0000); // channel 2, lo/hi byte, mode 0, binary
-        ch2.write(TICKS as u8);
-        ch2.write((TICKS >> 8) as u8);
-        let t0 = rdtsc();
-        while p61.read() & 0x20 == 0 {
-            core::hint::spin_loop();
+        p61.write((g & !0x02) | 0x01); // gate channel 2 on, speaker off
+        // Channel 2 counts down from 0xffff (mode 0, binary): ~55 ms before it wraps.
+        cmd.write(0b1011_0000);
+        ch2.write(0xff);
+        ch2.write(0xff);
+        // Latches and reads channel 2's count (it counts down).
+        let count = || {
+            let (mut cmd, mut ch2) = (Port::<u8>::new(0x43), Port::<u8>::new(0x42));
+            cmd.write(0b1000_0000);
+            let lo = u64::from(ch2.read());
+            let hi = u64::from(ch2.read());
+            (hi << 8) | lo
+        };
+        // A TSC read bracketed by two counter reads at most BRACKET apart, so an emulator stopped
+        // between them (a busy host) cannot skew the pair.
+        let sample = || -> Option<(u64, u64)> {
+            for _ in 0..1000 {
+                let a = count();
+                let t = rdtsc();
+                let b = count();
+                if b <= a && a - b <= BRACKET {
+                    return Some((a - (a - b) / 2, t));
+                }
+            }
+            None
+        };
+        let mut rates = [0u64; 3];
+        let mut got = 0;
+        for r in &mut rates {
+            cmd.write(0b1011_0000);
+            ch2.write(0xff);
+            ch2.write(0xff);
+            let Some((c0, t0)) = sample() else { break };
+            while c0.saturating_sub(count()) < WINDOW {
+                core::hint::spin_loop();
+            }
+            let Some((c1, t1)) = sample() else { break };
+            let ticks = c0.saturating_sub(c1).max(1);
+            *r = (u128::from(t1 - t0) * u128::from(PIT_HZ) / u128::from(ticks)) as u64;
+            got += 1;
         }
-        let t1 = rdtsc();
         p61.write(g);
-        (t1 - t0) * PIT_HZ / TICKS
+        let rates = &mut rates[..got];
+        rates.sort_unstable();
+        rates.get(rates.len() / 2).copied().unwrap_or(0)
     }
 }
