@@ -203,45 +203,25 @@ pub enum BootPage {
     Handoff,
 }
 
-impl fmt::Display for BootPage {
+impl fmt::Display for LoaderError {
+    /// The message names what went wrong; the variant's fields carry the addresses and sizes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            BootPage::BootParams => "boot_params",
-            BootPage::Cmdline => "the command line",
-            BootPage::Handoff => "the handoff page",
+            LoaderError::MoveSourceNotMapped { .. } => "a module to move is not mapped",
+            LoaderError::MoveDestinationNotMapped { .. } => "a module's new place is not mapped",
+            LoaderError::KernelNotMapped { .. } => "the Linux module is not mapped",
+            LoaderError::LoadRangeNotMapped { .. } | LoaderError::Segments(_) => "copying the kernel segments failed",
+            LoaderError::InitrdNotMapped { .. } => "the initramfs module is not mapped",
+            LoaderError::InitrdDestinationNotMapped { .. } => "the initramfs destination is not mapped",
+            LoaderError::NoFrame(BootPage::BootParams) => "no frame for boot_params",
+            LoaderError::NoFrame(BootPage::Cmdline) => "no frame for the command line",
+            LoaderError::NoFrame(BootPage::Handoff) => "no frame for the handoff page",
+            LoaderError::NoFrameToKeep => "no frame to keep Linux's boot pages",
+            LoaderError::HandoffCheck(_) => "the handoff page fails its own check",
+            LoaderError::E820(_) => "the e820 map does not fit boot_params",
+            LoaderError::BootParams(_) => "boot_params could not be built",
+            LoaderError::NeverStarted => "Linux was never started as the guest",
         })
-    }
-}
-
-impl fmt::Display for LoaderError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LoaderError::MoveSourceNotMapped { at, len } => {
-                write!(f, "a module to move is not mapped ({len:#x} bytes at {at:#x})")
-            }
-            LoaderError::MoveDestinationNotMapped { at, len } => {
-                write!(f, "a module's new place is not mapped ({len:#x} bytes at {at:#x})")
-            }
-            LoaderError::KernelNotMapped { at, len } => {
-                write!(f, "the Linux module is not mapped ({len:#x} bytes at {at:#x})")
-            }
-            LoaderError::LoadRangeNotMapped { at, len } => {
-                write!(f, "copying the kernel segments failed: load address {at:#x} ({len:#x} bytes) is not mapped")
-            }
-            LoaderError::Segments(e) => write!(f, "copying the kernel segments failed: {e}"),
-            LoaderError::InitrdNotMapped { at, len } => {
-                write!(f, "the initramfs module is not mapped ({len:#x} bytes at {at:#x})")
-            }
-            LoaderError::InitrdDestinationNotMapped { at, len } => {
-                write!(f, "the initramfs destination is not mapped ({len:#x} bytes at {at:#x})")
-            }
-            LoaderError::NoFrame(page) => write!(f, "no frame for {page}"),
-            LoaderError::NoFrameToKeep => write!(f, "no frame to keep Linux's boot pages"),
-            LoaderError::HandoffCheck(e) => write!(f, "the handoff page fails its own check: {e}"),
-            LoaderError::E820(e) => write!(f, "the e820 map does not fit boot_params: {e}"),
-            LoaderError::BootParams(e) => write!(f, "boot_params could not be built: {e}"),
-            LoaderError::NeverStarted => write!(f, "Linux was never started as the guest"),
-        }
     }
 }
 
