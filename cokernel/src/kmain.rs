@@ -18,7 +18,7 @@ use crate::bootinfo::{self, BootInfo, Firmware, Protocol};
 use crate::cmdline;
 use crate::guest::loader as linux;
 use crate::guest::{irqchip, supervisor};
-use crate::kernel::{linux_calls, sched, trap};
+use crate::kernel::{linux_calls, sched};
 use crate::mm::frame::FrameAllocator;
 use crate::mm::memmap::MemMapError;
 
@@ -190,7 +190,6 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     }
     let guest = start_linux(&boot, &report.cpu, linux_plan, &withheld);
     sched::init();
-    trap::init();
     #[cfg(feature = "ktest")]
     {
         let _ = &guest; // the in-kernel tests run instead of Linux

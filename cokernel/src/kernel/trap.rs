@@ -1,5 +1,6 @@
-//! What a trap means, once the kernel runs: the dispatcher the hardware layer's trap entry calls
-//! (registered with [`crate::arch::idt::set_dispatcher`]).
+//! What a trap means: `hauki_trap`, the entry every stub in `arch/x86_64/trap.S` calls (the one
+//! symbol the hardware layer takes from the kernel, bound at link time so the entry costs no
+//! indirect call).
 //!
 //! - A CPU exception in Linux goes to Linux's own gate; one Linux has no gate for means Linux is
 //!   dead (the supervisor takes over); one in the co-kernel is reported by `arch::exceptions`.
@@ -15,9 +16,12 @@ use crate::arch::idt;
 use crate::arch::{apic, exceptions, mm};
 use crate::guest::{irqchip, supervisor, vcpu};
 
-/// Installs this module's dispatcher for every vector.
-pub fn init() {
-    idt::set_dispatcher(dispatch);
+/// Called by every stub with the frame it built; returns the frame to resume (a different one
+/// when the scheduler switches contexts).
+#[unsafe(no_mangle)]
+extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
+    let v = idt::on_entry(frame);
+    dispatch(v, frame)
 }
 
 /// Whether the interrupted context is Linux: guest mode on, and the idle context running.
@@ -25,8 +29,8 @@ fn linux_interrupted() -> bool {
     vcpu::active() && sched::current_is_idle()
 }
 
-fn dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
-    let v = frame.vector as usize;
+#[inline(always)]
+fn dispatch(v: usize, frame: &mut TrapFrame) -> *mut TrapFrame {
     if v < 32 {
         if !mm::is_cokernel_code(frame.rip) && linux_interrupted() && vcpu::forward_exception(frame, v as u8) {
             return frame; // Linux's fault: its own handler runs, on its own terms
@@ -41,10 +45,11 @@ fn dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
         return frame;
     }
     let vector = v as u8;
-    if idt::take_spurious(vector) {
-        return frame; // no EOI for spurious interrupts
-    }
     match vector {
+        vectors::SPURIOUS | vectors::PIC_SPURIOUS_7 | vectors::PIC_SPURIOUS_15 => {
+            idt::count_spurious();
+            return frame; // no EOI for spurious interrupts
+        }
         vectors::KCALL => return sched::kcall(frame),
         vectors::UPCALL => {
             // `int` from Linux (nothing to acknowledge) or Linux's self-IPI on its way to user
@@ -57,7 +62,7 @@ fn dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
         }
         _ => {}
     }
-    if idt::run_handler(frame) {
+    if idt::run_handler(vector, frame) {
     } else if vcpu::active() && !vcpu::is_cokernel_vector(vector) {
         if vector >> 4 == hauki_abi::guest::ISA_VECTOR_BASE >> 4 {
             irqchip::on_arrival(vector); // a level line is masked until Linux's EOI

@@ -75,6 +75,10 @@ pub mod vectors {
     pub const APIC_ERROR: u8 = 0xfe;
     /// LAPIC spurious-interrupt vector (must end in 0xf on old xAPICs).
     pub const SPURIOUS: u8 = 0xff;
+    /// The legacy PIC's spurious IRQ 7 (master) and IRQ 15 (slave), as remapped to `PIC_BASE`.
+    pub const PIC_SPURIOUS_7: u8 = PIC_BASE + 7;
+    /// See [`PIC_SPURIOUS_7`].
+    pub const PIC_SPURIOUS_15: u8 = PIC_BASE + 15;
 }
 
 /// Writes the frame of a context that starts at `rip(rdi, rsi)` on the stack whose top is `top`,

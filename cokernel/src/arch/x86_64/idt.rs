@@ -1,16 +1,15 @@
 //! The IDT: one gate per vector, all 256, each to a stub in `trap.S` that pushes a uniform frame and
-//! calls `hauki_trap`, which counts the vector and calls the dispatcher.
+//! calls `hauki_trap`.
 //!
-//! Dispatch is registered, not named: the kernel above installs its dispatcher with
-//! [`set_dispatcher`] and device handlers with [`register`]. While no dispatcher is installed
-//! (early boot, and a kernel that installs none) [`default_dispatch`] reports CPU exceptions, runs
-//! registered handlers, counts spurious and unexpected vectors and acknowledges the rest.
+//! Dispatch is registered, not named: the kernel above provides `hauki_trap` (bound at link time,
+//! so the entry costs no indirect call), which starts with [`on_entry`], and installs device
+//! handlers with [`register`], which it runs through [`run_handler`].
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::frame::{TrapFrame, vectors};
-use super::{apic, exceptions, gdt};
+use super::{apic, gdt};
 
 core::arch::global_asm!(include_str!("trap.S"), options(att_syntax));
 
@@ -150,65 +149,32 @@ pub fn interrupt_rf_quirk() -> bool {
     INTERRUPT_RF_QUIRK.load(Ordering::Relaxed)
 }
 
-/// Decides what a trap means and returns the frame to resume (a different one when the kernel
-/// switches contexts). Runs with interrupts off; the entry has counted the vector and fixed RF.
-pub type Dispatcher = fn(&mut TrapFrame) -> *mut TrapFrame;
-
-static DISPATCH: AtomicUsize = AtomicUsize::new(0);
-
-/// Installs the kernel's dispatcher for every vector.
-pub fn set_dispatcher(d: Dispatcher) {
-    DISPATCH.store(d as usize, Ordering::Release);
-}
-
-/// Called by every stub with the frame it built; returns the frame to resume.
-#[unsafe(no_mangle)]
-extern "C" fn hauki_trap(frame: &mut TrapFrame) -> *mut TrapFrame {
+/// The first steps of every trap, before the kernel decides what it means: counts the vector and
+/// clears the RF bit an emulator may have pushed in an external interrupt's frame; returns the vector.
+///
+/// `trap.S` calls `hauki_trap(frame) -> *mut TrapFrame`, which the kernel above defines (a
+/// link-time registration: the hardware layer names no subsystem, and the entry costs no indirect
+/// call); it calls this first.
+#[inline(always)]
+pub fn on_entry(frame: &mut TrapFrame) -> usize {
     let v = frame.vector as usize;
     PER_VECTOR[v].fetch_add(1, Ordering::Relaxed);
     if (v >= 32 || v == 2) && INTERRUPT_RF_QUIRK.load(Ordering::Relaxed) {
         // An external interrupt or NMI (or `int n`, which pushes RF clear anyway).
         frame.rflags &= !RFLAGS_RF;
     }
-    let d = DISPATCH.load(Ordering::Acquire);
-    if d == 0 {
-        return default_dispatch(frame);
-    }
-    // SAFETY: only `set_dispatcher` stores here, and it stores a `Dispatcher`.
-    let d: Dispatcher = unsafe { core::mem::transmute::<usize, Dispatcher>(d) };
-    d(frame)
+    v
 }
 
-/// Dispatch with no kernel above: exceptions are reported ([`exceptions::handle`]), registered
-/// handlers run, spurious and unexpected vectors are counted; the frame resumes.
-pub fn default_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
-    let v = frame.vector as u8;
-    if v < 32 {
-        exceptions::handle(frame);
-        return frame;
-    }
-    if take_spurious(v) {
-        return frame;
-    }
-    if !run_handler(frame) {
-        count_unexpected();
-    }
-    apic::eoi();
-    frame
-}
-
-/// Counts `v` if it is a spurious vector (LAPIC, or the legacy PIC's 7 and 15), which gets no EOI.
-pub fn take_spurious(v: u8) -> bool {
-    if matches!(v, vectors::SPURIOUS | 0x27 | 0x2f) {
-        SPURIOUS.fetch_add(1, Ordering::Relaxed);
-        return true;
-    }
-    false
+/// A spurious interrupt (LAPIC, or the legacy PIC's 7 and 15) arrived: counted, and it gets no EOI.
+pub fn count_spurious() {
+    SPURIOUS.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Runs the handler [`register`]ed for the frame's vector; false if there is none.
-pub fn run_handler(frame: &mut TrapFrame) -> bool {
-    let h = HANDLERS[frame.vector as usize & 0xff].load(Ordering::Acquire);
+#[inline(always)]
+pub fn run_handler(v: u8, frame: &mut TrapFrame) -> bool {
+    let h = HANDLERS[usize::from(v)].load(Ordering::Acquire);
     if h == 0 {
         return false;
     }

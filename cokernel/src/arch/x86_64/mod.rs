@@ -1,7 +1,7 @@
 //! x86_64: the hardware layer. Frames and vectors, IDT gates and the trap entry, GDT/TSS, the CPU,
 //! paging, LAPIC, IO-APIC and PIC, TSC and the one-shot timer, ACPI, PCI, serial, console and VGA,
 //! secondary CPUs. Nothing here knows tasks or Linux: the layers above plug in by registration
-//! (`idt::set_dispatcher`, `idt::register`, `timer::set_callback`, `timer::set_shared`,
+//! (the trap entry `hauki_trap` that `trap.S` calls, `idt::register`, `timer::set_callback`, `timer::set_shared`,
 //! `context::set_task_name_source`).
 
 pub mod acpi;
