@@ -198,7 +198,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
         fatal::enable_debug_exit();
         fatal::exit(if ok { debug_exit::SUCCESS } else { debug_exit::FAILURE });
     }
-    #[allow(unreachable_code)]
+    #[allow(unreachable_code, reason = "with the ktest feature the tests above end the run")]
     if cmdline::flag(line, keys::BENCH) {
         context::set(Context::Test);
         crate::tasks::bench::run();
@@ -556,7 +556,7 @@ fn inject(what: &str) {
 
 /// Recurses until the boot stack's guard page stops it.
 #[inline(never)]
-#[allow(unconditional_recursion)]
+#[allow(unconditional_recursion, reason = "the point: recurse until the guard page faults")]
 fn overflow(depth: u64) -> u64 {
     let buf = [depth; 64];
     let r = overflow(core::hint::black_box(depth + 1));

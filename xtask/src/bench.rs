@@ -51,7 +51,7 @@ pub struct BenchCtx<'a> {
     /// The workspace.
     pub ws: &'a Workspace,
     /// Host tools.
-    #[allow(dead_code)] // QEMU version and OVMF, for benches that need them.
+    #[allow(dead_code, reason = "QEMU version and OVMF, for benches that need them")]
     pub tools: &'a Tools,
     /// The release co-kernel.
     pub elf: PathBuf,

@@ -72,7 +72,7 @@ pub fn qemu_version() -> Option<(u32, u32, u32)> {
 }
 
 /// QEMU's major version, if QEMU runs.
-#[allow(dead_code)] // part of the harness API used by later benches.
+#[allow(dead_code, reason = "harness API for benches that need the QEMU version")]
 pub fn qemu_major() -> Option<u32> {
     qemu_version().map(|v| v.0)
 }

@@ -186,8 +186,7 @@ pub fn fresh_ovmf_vars(ovmf: &Ovmf, dest: &Path) -> Result<(PathBuf, PathBuf), S
     std::fs::copy(&ovmf.vars, dest)
         .map_err(|e| format!("cannot copy {} to {}: {e}", ovmf.vars.display(), dest.display()))?;
     let mut perm = std::fs::metadata(dest).map_err(|e| e.to_string())?.permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    // the copy must be writable by QEMU; we own it.
+    #[allow(clippy::permissions_set_readonly_false, reason = "the copy must be writable by QEMU; we own it")]
     perm.set_readonly(false);
     std::fs::set_permissions(dest, perm).map_err(|e| e.to_string())?;
     Ok((ovmf.code.clone(), dest.to_path_buf()))

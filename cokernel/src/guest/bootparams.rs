@@ -381,7 +381,7 @@ mod tests {
     use std::vec::Vec;
 
     /// `struct setup_header` transcribed from `arch/x86/include/uapi/asm/bootparam.h`.
-    #[allow(dead_code)]
+    #[allow(dead_code, reason = "a layout transcribed whole from Linux: only its offsets are read")]
     #[repr(C, packed)]
     struct SetupHeader {
         setup_sects: u8,
