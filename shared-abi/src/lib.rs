@@ -99,7 +99,7 @@ pub mod cmdline {
 ///
 /// This module is the one source of truth: the C header `linux-patch/hauki_abi.h` is generated
 /// from [`guest::LAYOUT`] by `cargo xtask abi`, and `cargo xtask test` fails when the committed
-/// header differs. Field offsets are asserted here (below) and again in C (`_Static_assert`).
+/// header differs. Field offsets are asserted here (below) and again in C (`static_assert` on `offsetof`).
 pub mod guest {
     use core::mem::{align_of, offset_of, size_of};
 
@@ -275,7 +275,7 @@ pub mod guest {
     /// Bytes of text a [`Status`] page holds.
     pub const STATUS_TEXT: usize = 4096 - 16;
 
-    /// The co-kernel's state as text for Linux to show (`/proc/hauki/status`), rewritten by the
+    /// The co-kernel's state as text for Linux to show (debugfs `hauki/status`, and `/proc/hauki/status`), rewritten by the
     /// co-kernel once per report period. A seqlock: `seq` is odd while the co-kernel writes;
     /// a reader copies `len` bytes of `text` and retries if `seq` was odd or changed meanwhile.
     #[repr(C, align(4096))]

@@ -406,7 +406,7 @@ pub fn counts() -> Counts {
     }
 }
 
-/// The status page Linux shows as `/proc/hauki/status` (ABI `Status`, a seqlock).
+/// The status page Linux shows in debugfs `hauki/status` and `/proc/hauki/status` (ABI `Status`, a seqlock).
 pub struct StatusPage(UnsafeCell<hauki_abi::guest::Status>);
 // SAFETY: written only by the telemetry task (one writer), read by Linux under the seqlock.
 unsafe impl Sync for StatusPage {}

@@ -222,7 +222,7 @@ fn emit_windows(windows: &crate::rt::windows::Windows) {
     });
 }
 
-/// The co-kernel's state as text for Linux (`/proc/hauki/status`): the latency summary, every
+/// The co-kernel's state as text for Linux (debugfs `hauki/status` and `/proc/hauki/status`): the latency summary, every
 /// task's statistics, what the co-kernel does for Linux, and the worst hardware-off windows.
 fn publish_status(
     window: &LatencyStats,
