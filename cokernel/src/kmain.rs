@@ -457,8 +457,8 @@ fn start_linux(
         return Some((plan.vmlinux.entry_phys, prep.boot_params));
     }
     log::info!(
-        "Linux loaded and checked ({:#x}..{:#x}); running it beside the real-time tasks needs the soft-cli patches, \
-         so it is not started (hauki.linux=handover gives it the whole machine instead)",
+        "Linux loaded and checked ({:#x}..{:#x}), not started: hauki.linux=guest runs it beside the real-time \
+         tasks, hauki.linux=handover gives it the whole machine",
         plan.vmlinux.phys_start,
         plan.vmlinux.phys_end
     );

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 pub const RUN_USAGE: &str = "cargo xtask run [FLAGS]
   --no-linux          boot the co-kernel alone (no Linux module)
   --handover          let the co-kernel load Linux and hand it the whole machine (the real-time
-                      side stops: a test of the loader until the soft-cli patches run Linux beside it)
+                      side stops: a test of the loader, and Linux on the bare machine)
   --linux PATH        your own (patched) vmlinux instead of the one built from linux-patch/
   --initramfs PATH    your own initramfs instead of target/hauki/initramfs.cpio.gz
   --append ARGS       extra Linux command line (after `console=ttyS0 panic=-1`)
