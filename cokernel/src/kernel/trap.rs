@@ -32,10 +32,10 @@ fn linux_interrupted() -> bool {
 #[inline(always)]
 fn dispatch(v: usize, frame: &mut TrapFrame) -> *mut TrapFrame {
     if v < 32 {
-        if !mm::is_cokernel_code(frame.rip) && linux_interrupted() && vcpu::forward_exception(frame, v as u8) {
-            return frame; // Linux's fault: its own handler runs, on its own terms
-        }
         if !mm::is_cokernel_code(frame.rip) && linux_interrupted() {
+            if vcpu::forward_exception(frame, v as u8) {
+                return frame; // Linux's fault: its own handler runs, on its own terms
+            }
             // Linux faulted with no handler of its own yet (early boot): Linux is dead, the
             // co-kernel is not. The switch point takes the idle context over.
             supervisor::linux_faulted(v as u8, frame.rip);
