@@ -155,8 +155,12 @@ pub fn interrupt_rf_quirk() -> bool {
 /// `trap.S` calls `hauki_trap(frame) -> *mut TrapFrame`, which the kernel above defines (a
 /// link-time registration: the hardware layer names no subsystem, and the entry costs no indirect
 /// call); it calls this first.
+///
+/// `pub(crate)`, as [`run_handler`]: a `pub` inline function makes the statics it reads exported
+/// from the library, and exported statics are reached through an address slot (one load more on
+/// every trap, seen in `cargo xtask bench`).
 #[inline(always)]
-pub fn on_entry(frame: &mut TrapFrame) -> usize {
+pub(crate) fn on_entry(frame: &mut TrapFrame) -> usize {
     let v = frame.vector as usize;
     PER_VECTOR[v].fetch_add(1, Ordering::Relaxed);
     if (v >= 32 || v == 2) && INTERRUPT_RF_QUIRK.load(Ordering::Relaxed) {
@@ -173,7 +177,7 @@ pub fn count_spurious() {
 
 /// Runs the handler [`register`]ed for the frame's vector; false if there is none.
 #[inline(always)]
-pub fn run_handler(v: u8, frame: &mut TrapFrame) -> bool {
+pub(crate) fn run_handler(v: u8, frame: &mut TrapFrame) -> bool {
     let h = HANDLERS[usize::from(v)].load(Ordering::Acquire);
     if h == 0 {
         return false;
