@@ -1,7 +1,7 @@
 //! The one place the co-kernel's counters are read from: telemetry and the status page take
 //! snapshots here instead of reaching into each subsystem's statics.
 
-use crate::arch::{timer, tsc};
+use crate::arch::{idt, timer, tsc};
 use crate::guest::{irqchip, loader, supervisor, vcpu, vtimer};
 use crate::rt::windows::Windows;
 
@@ -61,6 +61,22 @@ pub fn guest() -> Guest {
         heartbeats,
         calls_refused: super::linux_calls::refused(),
     }
+}
+
+/// Interrupts the co-kernel took that nobody asked for, since boot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stray {
+    /// Spurious interrupts (the LAPIC's spurious vector, the legacy PIC's IRQ 7 and 15): no EOI.
+    pub spurious: u64,
+    /// Interrupts on a vector with no handler while Linux was not running (while it runs, such a
+    /// vector is Linux's).
+    pub unexpected: u64,
+}
+
+/// A snapshot of the stray interrupts.
+pub fn stray() -> Stray {
+    let (spurious, unexpected) = idt::stray();
+    Stray { spurious, unexpected }
 }
 
 /// The hardware-off windows the timer attributed late interrupts to (a copy taken with interrupts

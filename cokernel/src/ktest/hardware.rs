@@ -279,3 +279,23 @@ pub(super) fn external_interrupt_frames_carry_the_interrupted_rf() -> TestResult
     ensure!(rflags & (1 << 9) != 0, "the interrupted code had interrupts off? RFLAGS {rflags:#x}");
     Ok(())
 }
+
+/// An interrupt on a vector nobody handles, while Linux is not running, is acknowledged and counted
+/// where telemetry reads it (`stray_irqs`), and the co-kernel goes on.
+pub(super) fn an_interrupt_nobody_handles_is_counted_as_unexpected() -> TestResult {
+    const V: u8 = 0x44;
+    ensure!(!crate::guest::vcpu::active(), "Linux is running; the vector would be Linux's");
+    let before = crate::kernel::counters::stray();
+    apic::send_ipi(apic::id(), u32::from(V));
+    let came = run_until(50, || crate::kernel::counters::stray().unexpected > before.unexpected);
+    ensure!(came, "the self-IPI on vector {V:#x} was not counted as unexpected ({before:?} before)");
+    ensure!(crate::kernel::counters::stray().spurious == before.spurious, "it was counted as spurious");
+    // Acknowledged: a second one arrives too (an unacknowledged one would block its priority class).
+    let once = crate::kernel::counters::stray().unexpected;
+    apic::send_ipi(apic::id(), u32::from(V));
+    ensure!(
+        run_until(50, || crate::kernel::counters::stray().unexpected > once),
+        "a second interrupt on the vector never came: the first was not acknowledged"
+    );
+    Ok(())
+}

@@ -60,6 +60,7 @@ mod watchdog;
 
 const TESTS: &[Test] = tests![
     hardware::idt_covers_all_vectors,
+    hardware::an_interrupt_nobody_handles_is_counted_as_unexpected,
     hardware::breakpoint_is_reported_and_resumes,
     hardware::text_is_not_writable,
     hardware::rodata_is_not_writable_or_executable,

@@ -147,7 +147,13 @@ fn run(_: usize) -> ! {
         // after they are back on.
         let windows = counters::windows();
         let g = counters::guest();
-        publish_status(&window, misses_total, &tasks, &g, &windows);
+        let stray = counters::stray();
+        publish_status(&window, misses_total, &tasks, &g, &windows, stray);
+        if stray != counters::Stray::default() {
+            console::record("stray_irqs", |r| {
+                r.u64("spurious", stray.spurious).u64("unexpected", stray.unexpected);
+            });
+        }
         if g.running || g.failures > 0 {
             emit_guest(&g, &windows);
         }
@@ -230,6 +236,7 @@ fn publish_status(
     tasks: &[(TaskId, &'static str, u8, Kind, TaskStats)],
     g: &counters::Guest,
     windows: &crate::rt::windows::Windows,
+    stray: counters::Stray,
 ) {
     use core::fmt::Write;
     let mut t: heapless::String<{ hauki_abi::guest::STATUS_TEXT }> = heapless::String::new();
@@ -285,6 +292,9 @@ fn publish_status(
         }
     }
     let _ = writeln!(t);
+    if stray != counters::Stray::default() {
+        let _ = writeln!(t, "stray interrupts: spurious {}, unexpected {}", stray.spurious, stray.unexpected);
+    }
     let _ = writeln!(t, "hardware-off windows (worst since boot; site = where interrupts came back on):");
     for e in windows.worst_first().iter().take(8) {
         let site = match crate::rt::windows::Site::from_key(e.key) {

@@ -94,9 +94,9 @@ pub type Handler = fn(&mut TrapFrame);
 
 static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
 /// Interrupts that arrived on a vector nobody handles.
-pub static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
+static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
 /// Spurious interrupts (LAPIC and legacy PIC).
-pub static SPURIOUS: AtomicU64 = AtomicU64::new(0);
+static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 static PER_VECTOR: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
 
 /// Installs `h` for vector `v` (32..=255). The handler runs with interrupts off and must not EOI;
@@ -192,4 +192,9 @@ pub(crate) fn run_handler(v: u8, frame: &mut TrapFrame) -> bool {
 /// here (the console may be busy).
 pub fn count_unexpected() {
     UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Interrupts nobody asked for since boot: (spurious, on a vector nobody handles).
+pub fn stray() -> (u64, u64) {
+    (SPURIOUS.load(Ordering::Relaxed), UNEXPECTED.load(Ordering::Relaxed))
 }
