@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR MIT) */
 /*
- * The Hauki co-kernel ABI, version 1.2: the handoff page, the per-CPU
+ * The Hauki co-kernel ABI, version 1.3: the handoff page, the per-CPU
  * virtual CPU block and the status page shared by the co-kernel and
  * Linux, the vectors the co-kernel keeps and the call numbers.
  *
@@ -14,13 +14,14 @@
 
 #define HAUKI_ABI_MAGIC			_AC(0x494241494b554148, ULL)
 #define HAUKI_ABI_VERSION_MAJOR		0x1
-#define HAUKI_ABI_VERSION_MINOR		0x2
+#define HAUKI_ABI_VERSION_MINOR		0x3
 #define HAUKI_SUBARCH			0x5
 #define HAUKI_FIRST_PGD_SLOT		0x100
 #define HAUKI_PGD_SLOTS			0x10
 #define HAUKI_MAX_VCPUS			0x40
 #define HAUKI_VECTOR_UPCALL		0xf3
 #define HAUKI_VECTOR_LINUX_TIMER	0xed
+#define HAUKI_VECTOR_LINUX_CHANNEL	0xee
 #define HAUKI_VECTOR_COKERNEL_TIMER	0xf0
 #define HAUKI_VECTOR_COKERNEL_WAKEUP	0xf1
 #define HAUKI_VECTOR_COKERNEL_KCALL	0xf2
@@ -45,6 +46,21 @@
 #define HAUKI_SHUTDOWN_REBOOT		0x1
 #define HAUKI_SHUTDOWN_PANIC		0x2
 #define HAUKI_CALL_REGISTER_VCPU	0x8
+#define HAUKI_CALL_CHANNEL_NOTIFY	0x9
+#define HAUKI_CHANNEL_MAGIC		_AC(0x31304e4148434b48, ULL)
+#define HAUKI_CHANNEL_MAX		0x20
+#define HAUKI_CHANNEL_NAME_LEN		0x20
+#define HAUKI_CHANNEL_SLOT_HEADER	0x8
+#define HAUKI_CHANNEL_KIND_MESSAGE	0x1
+#define HAUKI_CHANNEL_KIND_STREAM	0x2
+#define HAUKI_CHANNEL_POLICY_REFUSE	0x1
+#define HAUKI_CHANNEL_POLICY_DROP	0x2
+#define HAUKI_CHANNEL_RT_ABSENT		0x0
+#define HAUKI_CHANNEL_RT_READY		0x1
+#define HAUKI_CHANNEL_DIR_COUNT		0x8
+#define HAUKI_CHANNEL_DIR_DESCS		0x40
+#define HAUKI_CHANNEL_DIR_STATES	0x1040
+#define HAUKI_CHANNEL_DIR_SIZE		0x2000
 
 #ifndef __ASSEMBLY__
 
@@ -71,7 +87,9 @@ struct hauki_handoff {
 	u64 pgd[16];			/* 0x50 */
 	u64 vcpu_virt;			/* 0xd0 */
 	u64 status_virt;		/* 0xd8 */
-	u64 reserved[4];		/* 0xe0 */
+	u64 channels_virt;		/* 0xe0 */
+	u64 channels_size;		/* 0xe8 */
+	u64 reserved[2];		/* 0xf0 */
 } __aligned(8);
 
 static_assert(sizeof(struct hauki_handoff) == 0x100);
@@ -93,7 +111,9 @@ static_assert(offsetof(struct hauki_handoff, reserved_vectors) == 0x4a);
 static_assert(offsetof(struct hauki_handoff, pgd) == 0x50);
 static_assert(offsetof(struct hauki_handoff, vcpu_virt) == 0xd0);
 static_assert(offsetof(struct hauki_handoff, status_virt) == 0xd8);
-static_assert(offsetof(struct hauki_handoff, reserved) == 0xe0);
+static_assert(offsetof(struct hauki_handoff, channels_virt) == 0xe0);
+static_assert(offsetof(struct hauki_handoff, channels_size) == 0xe8);
+static_assert(offsetof(struct hauki_handoff, reserved) == 0xf0);
 
 struct hauki_status {
 	u64 seq;			/* 0x00 */
@@ -138,6 +158,63 @@ static_assert(offsetof(struct hauki_vcpu, replayed) == 0x48);
 static_assert(offsetof(struct hauki_vcpu, upcalls) == 0x50);
 static_assert(offsetof(struct hauki_vcpu, hard_cli_max_tsc) == 0x58);
 static_assert(offsetof(struct hauki_vcpu, reserved) == 0x60);
+
+struct hauki_channel_desc {
+	u8 name[32];			/* 0x00 */
+	u8 kind;			/* 0x20 */
+	u8 policy;			/* 0x21 */
+	u8 pad[2];			/* 0x22 */
+	u32 record_size;		/* 0x24 */
+	u32 slots;			/* 0x28 */
+	u32 slot_size;			/* 0x2c */
+	u64 to_linux;			/* 0x30 */
+	u64 from_linux;			/* 0x38 */
+	u64 reserved[8];		/* 0x40 */
+} __aligned(8);
+
+static_assert(sizeof(struct hauki_channel_desc) == 0x80);
+static_assert(offsetof(struct hauki_channel_desc, name) == 0x00);
+static_assert(offsetof(struct hauki_channel_desc, kind) == 0x20);
+static_assert(offsetof(struct hauki_channel_desc, policy) == 0x21);
+static_assert(offsetof(struct hauki_channel_desc, pad) == 0x22);
+static_assert(offsetof(struct hauki_channel_desc, record_size) == 0x24);
+static_assert(offsetof(struct hauki_channel_desc, slots) == 0x28);
+static_assert(offsetof(struct hauki_channel_desc, slot_size) == 0x2c);
+static_assert(offsetof(struct hauki_channel_desc, to_linux) == 0x30);
+static_assert(offsetof(struct hauki_channel_desc, from_linux) == 0x38);
+static_assert(offsetof(struct hauki_channel_desc, reserved) == 0x40);
+
+struct hauki_channel_state {
+	u32 rt_state;			/* 0x00 */
+	u32 linux_state;		/* 0x04 */
+	u64 sent;			/* 0x08 */
+	u64 received;			/* 0x10 */
+	u64 full;			/* 0x18 */
+	u64 refused;			/* 0x20 */
+	u64 reserved[3];		/* 0x28 */
+} __aligned(64);
+
+static_assert(sizeof(struct hauki_channel_state) == 0x40);
+static_assert(offsetof(struct hauki_channel_state, rt_state) == 0x00);
+static_assert(offsetof(struct hauki_channel_state, linux_state) == 0x04);
+static_assert(offsetof(struct hauki_channel_state, sent) == 0x08);
+static_assert(offsetof(struct hauki_channel_state, received) == 0x10);
+static_assert(offsetof(struct hauki_channel_state, full) == 0x18);
+static_assert(offsetof(struct hauki_channel_state, refused) == 0x20);
+static_assert(offsetof(struct hauki_channel_state, reserved) == 0x28);
+
+struct hauki_channel_ring {
+	u32 head;			/* 0x00 */
+	u32 pad0[15];			/* 0x04 */
+	u32 tail;			/* 0x40 */
+	u32 pad1[15];			/* 0x44 */
+} __aligned(64);
+
+static_assert(sizeof(struct hauki_channel_ring) == 0x80);
+static_assert(offsetof(struct hauki_channel_ring, head) == 0x00);
+static_assert(offsetof(struct hauki_channel_ring, pad0) == 0x04);
+static_assert(offsetof(struct hauki_channel_ring, tail) == 0x40);
+static_assert(offsetof(struct hauki_channel_ring, pad1) == 0x44);
 
 #endif /* !__ASSEMBLY__ */
 

@@ -101,6 +101,7 @@ pub mod cmdline {
 /// from [`guest::LAYOUT`] by `cargo xtask abi`, and `cargo xtask test` fails when the committed
 /// header differs. Field offsets are asserted here (below) and again in C (`static_assert` on `offsetof`).
 pub mod guest {
+    use super::channel::{self, Desc, Ring, State};
     use core::mem::{align_of, offset_of, size_of};
 
     /// `"HAUKIABI"` little-endian.
@@ -108,7 +109,7 @@ pub mod guest {
     /// Incompatible layout or semantics change: both sides refuse a different major.
     pub const VERSION_MAJOR: u16 = 1;
     /// Compatible additions (new fields in reserved space, new calls).
-    pub const VERSION_MINOR: u16 = 2;
+    pub const VERSION_MINOR: u16 = 3;
     /// `boot_params.hdr.hardware_subarch` for a Linux started by Hauki (upstream uses 0..=4).
     pub const SUBARCH_HAUKI: u32 = 5;
     /// The first of the co-kernel's PML4 slots (Linux's guard hole, `0xffff_8000_0000_0000`):
@@ -127,6 +128,10 @@ pub mod guest {
     /// The vector the co-kernel raises for Linux's clock-event device ([`call::SET_TIMER`]);
     /// Linux's handler for it is its clock event's.
     pub const VECTOR_LINUX_TIMER: u8 = 0xed;
+    /// The vector the co-kernel raises for Linux when a channel has news for it (a record or bytes
+    /// to read, room freed for writing, the real-time side's state changed): the channels'
+    /// doorbell into Linux (minor 3). Hyper-V's re-enlightenment vector upstream.
+    pub const VECTOR_LINUX_CHANNEL: u8 = 0xee;
     /// The co-kernel's own one-shot timer (LAPIC timer or TSC deadline); never Linux's.
     pub const VECTOR_COKERNEL_TIMER: u8 = 0xf0;
     /// The co-kernel's wake-up self-IPI (no handler work: it brings a pass through the
@@ -198,6 +203,10 @@ pub mod guest {
         pub const SHUTDOWN_PANIC: u32 = 2;
         /// Linux's vCPU block moved (per-CPU areas): RSI = new physical address.
         pub const REGISTER_VCPU: u32 = 8;
+        /// Rings the doorbell of channel RSI (its index in the channel directory, minor 3): the
+        /// co-kernel posts an event to the port of the task that serves the channel. Refused
+        /// (counted) for an index with no channel.
+        pub const CHANNEL_NOTIFY: u32 = 9;
     }
 
     /// The handoff page (one per boot). All fields little-endian, fixed width. The co-kernel
@@ -267,9 +276,16 @@ pub mod guest {
         /// Virtual address (shared range) of the co-kernel's [`Status`] page (minor 2; 0: none).
         /* 0xd8 */
         pub status_virt: u64,
-        /// Zero; room for fields of later minor versions.
+        /// Virtual address (shared range) of the channel region, which starts with a
+        /// [`super::channel::Directory`] (minor 3; 0: no channels).
         /* 0xe0 */
-        pub reserved: [u64; 4],
+        pub channels_virt: u64,
+        /// Bytes of the channel region (minor 3): every ring lies inside it.
+        /* 0xe8 */
+        pub channels_size: u64,
+        /// Zero; room for fields of later minor versions.
+        /* 0xf0 */
+        pub reserved: [u64; 2],
     }
 
     /// Bytes of text a [`Status`] page holds.
@@ -364,7 +380,8 @@ pub mod guest {
         assert!(offset_of!(Handoff, pgd) == 0x50);
         assert!(offset_of!(Handoff, vcpu_virt) == 0xd0);
         assert!(offset_of!(Handoff, status_virt) == 0xd8);
-        assert!(offset_of!(Handoff, reserved) == 0xe0);
+        assert!(offset_of!(Handoff, channels_virt) == 0xe0);
+        assert!(offset_of!(Handoff, reserved) == 0xf0);
         assert!(size_of::<Status>() == 4096);
         assert!(offset_of!(Status, text) == 0x10);
         assert!(size_of::<Vcpu>() == 0x80);
@@ -448,7 +465,9 @@ pub mod guest {
                 pgd: [0; PGD_SLOTS],
                 vcpu_virt: 0,
                 status_virt: 0,
-                reserved: [0; 4],
+                channels_virt: 0,
+                channels_size: 0,
+                reserved: [0; 2],
             }
         }
 
@@ -549,7 +568,9 @@ pub mod guest {
                 f!(Handoff, pgd, U64, PGD_SLOTS),
                 f!(Handoff, vcpu_virt, U64, 1),
                 f!(Handoff, status_virt, U64, 1),
-                f!(Handoff, reserved, U64, 4),
+                f!(Handoff, channels_virt, U64, 1),
+                f!(Handoff, channels_size, U64, 1),
+                f!(Handoff, reserved, U64, 2),
             ],
         },
         Struct {
@@ -583,6 +604,43 @@ pub mod guest {
                 f!(Vcpu, reserved, U64, 4),
             ],
         },
+        Struct {
+            c_name: "hauki_channel_desc",
+            size: size_of::<Desc>(),
+            align: align_of::<Desc>(),
+            fields: &[
+                f!(Desc, name, U8, channel::NAME_LEN),
+                f!(Desc, kind, U8, 1),
+                f!(Desc, policy, U8, 1),
+                f!(Desc, pad, U8, 2),
+                f!(Desc, record_size, U32, 1),
+                f!(Desc, slots, U32, 1),
+                f!(Desc, slot_size, U32, 1),
+                f!(Desc, to_linux, U64, 1),
+                f!(Desc, from_linux, U64, 1),
+                f!(Desc, reserved, U64, 8),
+            ],
+        },
+        Struct {
+            c_name: "hauki_channel_state",
+            size: size_of::<State>(),
+            align: align_of::<State>(),
+            fields: &[
+                f!(State, rt_state, U32, 1),
+                f!(State, linux_state, U32, 1),
+                f!(State, sent, U64, 1),
+                f!(State, received, U64, 1),
+                f!(State, full, U64, 1),
+                f!(State, refused, U64, 1),
+                f!(State, reserved, U64, 3),
+            ],
+        },
+        Struct {
+            c_name: "hauki_channel_ring",
+            size: size_of::<Ring>(),
+            align: align_of::<Ring>(),
+            fields: &[f!(Ring, head, U32, 1), f!(Ring, pad0, U32, 15), f!(Ring, tail, U32, 1), f!(Ring, pad1, U32, 15)],
+        },
     ];
 
     /// Constants exported to C as `#define HAUKI_<NAME> <value>`.
@@ -596,6 +654,7 @@ pub mod guest {
         ("MAX_VCPUS", MAX_VCPUS as u64),
         ("VECTOR_UPCALL", VECTOR_UPCALL as u64),
         ("VECTOR_LINUX_TIMER", VECTOR_LINUX_TIMER as u64),
+        ("VECTOR_LINUX_CHANNEL", VECTOR_LINUX_CHANNEL as u64),
         ("VECTOR_COKERNEL_TIMER", VECTOR_COKERNEL_TIMER as u64),
         ("VECTOR_COKERNEL_WAKEUP", VECTOR_COKERNEL_WAKEUP as u64),
         ("VECTOR_COKERNEL_KCALL", VECTOR_COKERNEL_KCALL as u64),
@@ -620,7 +679,217 @@ pub mod guest {
         ("SHUTDOWN_REBOOT", call::SHUTDOWN_REBOOT as u64),
         ("SHUTDOWN_PANIC", call::SHUTDOWN_PANIC as u64),
         ("CALL_REGISTER_VCPU", call::REGISTER_VCPU as u64),
+        ("CALL_CHANNEL_NOTIFY", call::CHANNEL_NOTIFY as u64),
+        ("CHANNEL_MAGIC", channel::MAGIC),
+        ("CHANNEL_MAX", channel::MAX_CHANNELS as u64),
+        ("CHANNEL_NAME_LEN", channel::NAME_LEN as u64),
+        ("CHANNEL_SLOT_HEADER", channel::SLOT_HEADER as u64),
+        ("CHANNEL_KIND_MESSAGE", channel::KIND_MESSAGE as u64),
+        ("CHANNEL_KIND_STREAM", channel::KIND_STREAM as u64),
+        ("CHANNEL_POLICY_REFUSE", channel::POLICY_REFUSE as u64),
+        ("CHANNEL_POLICY_DROP", channel::POLICY_DROP as u64),
+        ("CHANNEL_RT_ABSENT", channel::RT_ABSENT as u64),
+        ("CHANNEL_RT_READY", channel::RT_READY as u64),
+        ("CHANNEL_DIR_COUNT", offset_of!(channel::Directory, count) as u64),
+        ("CHANNEL_DIR_DESCS", offset_of!(channel::Directory, descs) as u64),
+        ("CHANNEL_DIR_STATES", offset_of!(channel::Directory, states) as u64),
+        ("CHANNEL_DIR_SIZE", size_of::<channel::Directory>() as u64),
     ];
+}
+
+/// Channels between real-time tasks and Linux programs (ABI minor 3).
+///
+/// The co-kernel lays out one region in its shared range ([`guest::Handoff::channels_virt`],
+/// `channels_size`): a [`Directory`] (two pages: a header, one [`Desc`] and one [`State`] per
+/// channel), then the rings. Each channel has up to two single-producer/single-consumer
+/// [`Ring`]s: `to_linux` (a real-time task produces, Linux consumes) and `from_linux` (Linux
+/// produces, a real-time task consumes).
+///
+/// - **Message channels** carry records of at most `record_size` bytes. A ring has `slots` slots
+///   (a power of two) of `slot_size` bytes: a `u32` length, a `u32` zero, then the payload.
+///   `head` and `tail` count records (wrapping `u32`); slot `i % slots` holds record `i`.
+/// - **Stream channels** carry bytes. A ring holds `slots` bytes (a power of two); `head` and
+///   `tail` count bytes; byte `i` is at `i % slots`.
+///
+/// Who writes what: the co-kernel writes the directory's header and descriptors once, before
+/// Linux first runs, and never reads them back; Linux writes only `head` of `from_linux` rings,
+/// `tail` of `to_linux` rings, the slots of `from_linux` rings and [`State::linux_state`]. The
+/// co-kernel checks every one of those before use (`head − tail` at most the ring's capacity, a
+/// length at most `record_size`), counts what it refuses in [`State::refused`] and never follows
+/// a value it has not checked. A producer publishes its slot before its `head` (release order);
+/// a consumer reads `head` before the slot (acquire order).
+///
+/// Doorbells: Linux calls [`guest::call::CHANNEL_NOTIFY`] with the channel's index after it
+/// produced or consumed; the co-kernel raises [`guest::VECTOR_LINUX_CHANNEL`] for Linux after a
+/// real-time task did, or when a channel's `rt_state` changed.
+pub mod channel {
+    use core::mem::{align_of, offset_of, size_of};
+
+    /// `"HKCHAN01"` little-endian: the first 8 bytes of the region.
+    pub const MAGIC: u64 = u64::from_le_bytes(*b"HKCHAN01");
+    /// Channels a directory describes at most.
+    pub const MAX_CHANNELS: usize = 32;
+    /// Bytes of a channel's name, NUL-padded (`[a-z0-9_-]`, 1 to 31 characters).
+    pub const NAME_LEN: usize = 32;
+    /// Bytes before a message slot's payload (its length and a zero word).
+    pub const SLOT_HEADER: u32 = 8;
+
+    /// A channel of records (one per `read`/`write` on Linux's side).
+    pub const KIND_MESSAGE: u8 = 1;
+    /// A channel of bytes.
+    pub const KIND_STREAM: u8 = 2;
+
+    /// When a real-time task sends into a full ring, the send is refused: the task sees
+    /// `Full` and decides (counted in [`State::full`]).
+    pub const POLICY_REFUSE: u8 = 1;
+    /// When a real-time task sends into a full ring, the record is dropped and counted in
+    /// [`State::full`]; the task sees success (for telemetry-like data where the newest record
+    /// matters less than never stalling).
+    pub const POLICY_DROP: u8 = 2;
+
+    /// `rt_state`: no real-time task serves the channel (Linux's writes get `EPIPE`).
+    pub const RT_ABSENT: u32 = 0;
+    /// `rt_state`: a real-time task serves the channel.
+    pub const RT_READY: u32 = 1;
+
+    /// The region's first two pages. Written by the co-kernel except `states[i].linux_state`.
+    #[repr(C, align(4096))]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Directory {
+        /// [`MAGIC`].
+        /* 0x0000 */
+        pub magic: u64,
+        /// Channels described (at most [`MAX_CHANNELS`]); `descs[count..]` are zero.
+        /* 0x0008 */
+        pub count: u32,
+        /// `size_of::<Desc>()` (0x80).
+        /* 0x000c */
+        pub desc_size: u32,
+        /// Bytes of the whole region (the same as the handoff's `channels_size`).
+        /* 0x0010 */
+        pub region_size: u64,
+        /// Zero.
+        /* 0x0018 */
+        pub reserved: [u64; 5],
+        /// One descriptor per channel.
+        /* 0x0040 */
+        pub descs: [Desc; MAX_CHANNELS],
+        /// One state line per channel (the state table).
+        /* 0x1040 */
+        pub states: [State; MAX_CHANNELS],
+        /// Zero (up to the end of the second page).
+        /* 0x1840 */
+        pub tail_pad: [u64; 248],
+    }
+
+    /// One channel's shape, written once by the co-kernel.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Desc {
+        /// The channel's name, NUL-padded: Linux shows it as `/dev/hauki/<name>`.
+        /* 0x00 */
+        pub name: [u8; NAME_LEN],
+        /// [`KIND_MESSAGE`] or [`KIND_STREAM`].
+        /* 0x20 */
+        pub kind: u8,
+        /// [`POLICY_REFUSE`] or [`POLICY_DROP`]: what a real-time send into a full ring does.
+        /* 0x21 */
+        pub policy: u8,
+        /// Zero.
+        /* 0x22 */
+        pub pad: [u8; 2],
+        /// Message channels: the largest record in bytes. Stream channels: 0.
+        /* 0x24 */
+        pub record_size: u32,
+        /// Message channels: slots per ring. Stream channels: bytes per ring. A power of two.
+        /* 0x28 */
+        pub slots: u32,
+        /// Message channels: bytes per slot ([`SLOT_HEADER`] + `record_size`, rounded up to 8).
+        /// Stream channels: 1.
+        /* 0x2c */
+        pub slot_size: u32,
+        /// Offset of the real-time → Linux [`Ring`] from the region's start (0: none).
+        /* 0x30 */
+        pub to_linux: u64,
+        /// Offset of the Linux → real-time [`Ring`] from the region's start (0: none).
+        /* 0x38 */
+        pub from_linux: u64,
+        /// Zero.
+        /* 0x40 */
+        pub reserved: [u64; 8],
+    }
+
+    /// One channel's line in the state table: each side shows whether it is there, and the
+    /// co-kernel's counters for it.
+    #[repr(C, align(64))]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct State {
+        /// [`RT_READY`] while a real-time task serves the channel, else [`RT_ABSENT`]
+        /// (co-kernel writes).
+        /* 0x00 */
+        pub rt_state: u32,
+        /// Non-zero while a Linux program has the channel open (Linux writes; the co-kernel only
+        /// reports it).
+        /* 0x04 */
+        pub linux_state: u32,
+        /// Records (bytes for streams) real-time tasks sent to Linux (co-kernel writes).
+        /* 0x08 */
+        pub sent: u64,
+        /// Records (bytes) real-time tasks received from Linux (co-kernel writes).
+        /* 0x10 */
+        pub received: u64,
+        /// Real-time sends that found the `to_linux` ring full: refused or dropped by the
+        /// channel's policy (co-kernel writes).
+        /* 0x18 */
+        pub full: u64,
+        /// Values Linux wrote that the co-kernel refused: an index out of range, a record longer
+        /// than `record_size` (co-kernel writes).
+        /* 0x20 */
+        pub refused: u64,
+        /// Zero.
+        /* 0x28 */
+        pub reserved: [u64; 3],
+    }
+
+    /// A ring's indices, each on its own cache line; the slots (or bytes) follow at offset
+    /// `size_of::<Ring>()`.
+    #[repr(C, align(64))]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Ring {
+        /// Records (bytes) produced, wrapping: written by the producer only.
+        /* 0x00 */
+        pub head: u32,
+        /// Zero.
+        /* 0x04 */
+        pub pad0: [u32; 15],
+        /// Records (bytes) consumed, wrapping: written by the consumer only.
+        /* 0x40 */
+        pub tail: u32,
+        /// Zero.
+        /* 0x44 */
+        pub pad1: [u32; 15],
+    }
+
+    /// Bytes of a message slot for records of at most `record_size` bytes.
+    pub const fn slot_size(record_size: u32) -> u32 {
+        (SLOT_HEADER + record_size).next_multiple_of(8)
+    }
+
+    const _: () = {
+        assert!(size_of::<Directory>() == 0x2000);
+        assert!(offset_of!(Directory, descs) == 0x40);
+        assert!(offset_of!(Directory, states) == 0x1040);
+        assert!(offset_of!(Directory, tail_pad) == 0x1840);
+        assert!(size_of::<Desc>() == 0x80);
+        assert!(offset_of!(Desc, kind) == 0x20);
+        assert!(offset_of!(Desc, record_size) == 0x24);
+        assert!(offset_of!(Desc, to_linux) == 0x30);
+        assert!(size_of::<State>() == 0x40);
+        assert!(align_of::<State>() == 64);
+        assert!(offset_of!(State, refused) == 0x20);
+        assert!(size_of::<Ring>() == 0x80);
+        assert!(offset_of!(Ring, tail) == 0x40);
+    };
 }
 
 #[cfg(test)]
