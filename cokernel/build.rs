@@ -8,10 +8,13 @@ fn main() {
     println!("cargo:rerun-if-changed={}", boot.join("linker.ld").display());
     println!("cargo:rerun-if-changed={}", boot.join("entry.S").display());
     if target == "x86_64-unknown-none" {
-        println!("cargo:rustc-link-arg-bins=-T{}", boot.join("linker.ld").display());
-        // PIC code, but a fixed-address (non-PIE) image: no dynamic relocations to apply at boot.
-        println!("cargo:rustc-link-arg-bins=--no-pie");
-        println!("cargo:rustc-link-arg-bins=-zmax-page-size=4096");
-        println!("cargo:rustc-link-arg-bins=--gc-sections");
+        // The `cokernel` binary and the applications (examples) are images alike.
+        for kind in ["bins", "examples"] {
+            println!("cargo:rustc-link-arg-{kind}=-T{}", boot.join("linker.ld").display());
+            // PIC code, but a fixed-address (non-PIE) image: no dynamic relocations to apply at boot.
+            println!("cargo:rustc-link-arg-{kind}=--no-pie");
+            println!("cargo:rustc-link-arg-{kind}=-zmax-page-size=4096");
+            println!("cargo:rustc-link-arg-{kind}=--gc-sections");
+        }
     }
 }

@@ -18,7 +18,7 @@ use crate::bootinfo::{self, BootInfo, Firmware, Protocol};
 use crate::cmdline;
 use crate::guest::loader as linux;
 use crate::guest::{irqchip, supervisor};
-use crate::kernel::{linux_calls, sched};
+use crate::kernel::{channels, linux_calls, sched};
 use crate::mm::frame::FrameAllocator;
 use crate::mm::memmap::MemMapError;
 
@@ -188,7 +188,15 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     if cmdline::flag(line, keys::EXIT_AFTER_BOOT) {
         fatal::exit(debug_exit::SUCCESS);
     }
-    let guest = start_linux(&boot, &report.cpu, linux_plan, &withheld);
+    let kib = cmdline::number(line, keys::CHANNELS_KIB, 16..=channels::MAX_KIB).unwrap_or_else(|e| {
+        log::warn!("{e}; the channel region keeps the default {} KiB", channels::DEFAULT_KIB);
+        None
+    });
+    let region = channels::init(kib.unwrap_or(channels::DEFAULT_KIB)).unwrap_or_else(|| {
+        log::warn!("no memory for the channel region: applications get no channels");
+        (0, 0)
+    });
+    let guest = start_linux(&boot, &report.cpu, linux_plan, &withheld, region);
     sched::init();
     #[cfg(feature = "ktest")]
     {
@@ -203,7 +211,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
         context::set(Context::Test);
         crate::tasks::bench::run();
     }
-    crate::tasks::start(line, boot.vga_text && guest.is_none());
+    crate::tasks::start(line, || start_app(line, boot.vga_text && guest.is_none()));
     if let Some((entry, boot_params)) = guest {
         console::release_console();
         context::set(Context::Idle);
@@ -212,6 +220,29 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     context::set(Context::Idle);
     loop {
         crate::arch::idle_once();
+    }
+}
+
+/// Starts the image's application unless `hauki.app=off`; what it cannot have is refused with
+/// its reason in an `app` record, and the system runs on without it.
+fn start_app(line: &str, vga: bool) {
+    let app = crate::app::this();
+    if cmdline::get(line, keys::APP).is_some_and(|v| v == "0" || v == "off") {
+        console::record("app", |r| {
+            r.str("name", app.name).str("state", "off");
+        });
+        return;
+    }
+    match (app.start)(&crate::app::Boot { cmdline: line, vga }) {
+        Ok(()) => console::record("app", |r| {
+            r.str("name", app.name).str("state", "started").str("about", app.about);
+        }),
+        Err(e) => {
+            log::error!("application {} refused: {e}", app.name);
+            console::record("app", |r| {
+                r.str("name", app.name).str("state", "refused").str("message", &alloc::format!("{e}"));
+            });
+        }
     }
 }
 
@@ -341,6 +372,7 @@ fn start_linux(
     cpu: &cpu::Features,
     plan: Option<Result<linux::Plan, linux::PlanError>>,
     withheld: &[core::ops::Range<u64>],
+    channels: (u64, u64),
 ) -> Option<(u64, u64)> {
     let line = boot.cmdline.as_str();
     let plan = match plan {
@@ -407,7 +439,7 @@ fn start_linux(
         refuse("load-failed", format_args!("{e}"));
         return None;
     }
-    let prep = match linux::prepare(&plan, boot, &withhold, features, guest, initrd_at, linux_calls::gate()) {
+    let prep = match linux::prepare(&plan, boot, &withhold, features, guest, initrd_at, linux_calls::gate(), channels) {
         Ok(p) => p,
         Err(e) => {
             refuse("prepare-failed", format_args!("{e}"));

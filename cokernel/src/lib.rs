@@ -28,9 +28,13 @@ pub mod guest;
 // The kernel: traps, the scheduler, Linux's calls, the counters:
 #[cfg(target_os = "none")]
 pub mod kernel;
-// The tasks (system tasks, the demo, the task API), then the boot sequence:
+// The tasks (system tasks, the task API, components applications start), the application an
+// image runs, then the boot sequence:
 #[cfg(target_os = "none")]
 pub mod tasks;
+
+#[cfg(target_os = "none")]
+pub mod app;
 
 #[cfg(target_os = "none")]
 pub mod kmain;

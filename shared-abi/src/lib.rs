@@ -63,8 +63,9 @@ pub mod cmdline {
     pub const REPORT_MS: &str = "hauki.report_ms";
     /// `hauki.exit_after_reports=N`: exit with SUCCESS after N telemetry reports.
     pub const EXIT_AFTER_REPORTS: &str = "hauki.exit_after_reports";
-    /// `hauki.demo=0`: start only the system tasks (latency, telemetry, watchdog), not the demo workload.
-    pub const DEMO: &str = "hauki.demo";
+    /// `hauki.app=off` (or `0`): start only the system tasks (latency, telemetry, watchdog), not
+    /// the image's application.
+    pub const APP: &str = "hauki.app";
     /// `hauki.stagger=off`: release equal-period workers at the same instant.
     pub const STAGGER: &str = "hauki.stagger";
     /// `hauki.bench=1`: run the in-kernel benchmarks instead of the tasks, then exit.
@@ -81,6 +82,8 @@ pub mod cmdline {
     pub const LINUX_MAX_RESTARTS: &str = "hauki.linux_max_restarts";
     /// `hauki.pool_mib=N`: memory the co-kernel keeps for itself when Linux is loaded.
     pub const POOL_MIB: &str = "hauki.pool_mib";
+    /// `hauki.channels_kib=N`: KiB of the region shared with Linux for channels (16 to 4096, default 256).
+    pub const CHANNELS_KIB: &str = "hauki.channels_kib";
     /// `hauki.apic=xapic`: use xAPIC mode even where x2APIC exists.
     pub const APIC: &str = "hauki.apic";
     /// `hauki.timer=lapic`: use the LAPIC one-shot timer even where TSC-deadline exists.

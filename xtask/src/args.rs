@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Usage text of `cargo xtask run`.
 pub const RUN_USAGE: &str = "cargo xtask run [FLAGS]
+  --app NAME          the application the image runs (default demo; `cargo xtask apps` lists them)
   --no-linux          boot the co-kernel alone (no Linux module)
   --handover          let the co-kernel load Linux and hand it the whole machine (the real-time
                       side stops: a test of the loader, and Linux on the bare machine)
@@ -74,6 +75,8 @@ pub struct RunOpts {
     pub linux: Option<PathBuf>,
     /// `--initramfs`.
     pub initramfs: Option<PathBuf>,
+    /// `--app`: the application (default [`crate::apps::DEFAULT`]).
+    pub app: String,
     /// `--vga`.
     pub vga: bool,
 }
@@ -96,6 +99,7 @@ impl Default for RunOpts {
             handover: false,
             linux: None,
             initramfs: None,
+            app: crate::apps::DEFAULT.to_string(),
             vga: false,
         }
     }
@@ -142,6 +146,7 @@ impl RunOpts {
                 "--handover" => o.handover = true,
                 "--linux" => o.linux = Some(PathBuf::from(value(flag)?)),
                 "--initramfs" => o.initramfs = Some(PathBuf::from(value(flag)?)),
+                "--app" => o.app = value(flag)?,
                 other => {
                     return Err(format!("unknown flag `{other}` for `run`; see `cargo xtask help run`"));
                 }

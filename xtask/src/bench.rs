@@ -165,7 +165,7 @@ fn rt_latency(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     let mut out = Vec::new();
     let reports = (cmdline::EXIT_AFTER_REPORTS, &5 as &dyn std::fmt::Display);
     for (name, append) in
-        [("alone", cokernel_args(&[reports, (cmdline::DEMO, &0)])), ("demo", cokernel_args(&[reports]))]
+        [("alone", cokernel_args(&[reports, (cmdline::APP, &"off")])), ("demo", cokernel_args(&[reports]))]
     {
         let recs = run_icount(c, &format!("rt-latency-{name}"), &append)?;
         let (min, avg, max, samples, misses) = latency_summary(&recs)?;
@@ -312,7 +312,7 @@ pub fn table(metrics: &[Metric]) -> String {
 /// Build, run every bench, print the table, write bench.json. Fails when a bench could not measure or
 /// a target was missed.
 pub fn run_all(ws: &Workspace, tools: &Tools) -> Result<ExitCode, String> {
-    let elf = build::build_kernel(ws, &[], build::KERNEL_ELF)?;
+    let elf = build::build_app(ws, crate::apps::DEFAULT, build::KERNEL_ELF)?;
     let ctx = BenchCtx { ws, tools, elf, dir: ws.hauki_dir().join("bench") };
     let mut metrics = Vec::new();
     let mut errors = Vec::new();

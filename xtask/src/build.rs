@@ -35,7 +35,7 @@ pub struct Artifacts {
     pub iso: PathBuf,
 }
 
-/// Build the co-kernel (release, `x86_64-unknown-none`) with `features`, and copy it to
+/// Build the co-kernel without an application (release, `x86_64-unknown-none`) with `features`, and copy it to
 /// `target/hauki/<out_name>` right away (so feature variants sharing the target dir don't clash).
 pub fn build_kernel(ws: &Workspace, features: &[&str], out_name: &str) -> Result<PathBuf, String> {
     let what = if features.is_empty() { String::new() } else { format!(" (features: {})", features.join(",")) };
@@ -101,9 +101,33 @@ pub fn build_iso(ws: &Workspace, elf: &Path) -> Result<PathBuf, String> {
     Ok(iso)
 }
 
-/// The release co-kernel and the ISO.
+/// Build the image of application `app` (a `cokernel` example with the `app` feature) and copy it
+/// to `target/hauki/<out_name>`.
+pub fn build_app(ws: &Workspace, app: &str, out_name: &str) -> Result<PathBuf, String> {
+    crate::apps::find(ws, app)?;
+    println!("==> building co-kernel with application {app}");
+    let mut cmd = cargo();
+    cmd.current_dir(&ws.root).args(["build", "--release", "-p", "cokernel", "--target", KERNEL_TARGET]);
+    cmd.args(["--features", "app", "--example", app]);
+    run_status(&mut cmd).map_err(|e| {
+        format!("{e}\nthe co-kernel or application {app} does not build; fix the errors above, then retry")
+    })?;
+    let built = ws.target_dir().join(KERNEL_TARGET).join("release").join("examples").join(app);
+    let out_dir = ws.hauki_dir();
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    let out = out_dir.join(out_name);
+    std::fs::copy(&built, &out).map_err(|e| format!("cannot copy {} to {}: {e}", built.display(), out.display()))?;
+    Ok(out)
+}
+
+/// The release co-kernel with the default application, and the ISO.
 pub fn build_all(ws: &Workspace) -> Result<Artifacts, String> {
-    let elf = build_kernel(ws, &[], KERNEL_ELF)?;
+    build_all_app(ws, crate::apps::DEFAULT)
+}
+
+/// The release co-kernel with application `app`, and the ISO.
+pub fn build_all_app(ws: &Workspace, app: &str) -> Result<Artifacts, String> {
+    let elf = build_app(ws, app, KERNEL_ELF)?;
     let iso = build_iso(ws, &elf)?;
     Ok(Artifacts { elf, iso })
 }

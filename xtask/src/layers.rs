@@ -24,13 +24,14 @@ const LAYERS: &[(&str, &[&str])] = &[
             "guest::elf",
             "guest::lines",
             "guest::modules",
+            "guest::ring",
             "guest::watchdog",
         ],
     ),
     ("arch", &["arch"]),
     ("guest", &["guest"]),
     ("kernel", &["kernel"]),
-    ("tasks", &["tasks"]),
+    ("tasks", &["tasks", "app"]),
     ("kmain", &["kmain"]),
 ];
 

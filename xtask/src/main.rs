@@ -5,6 +5,7 @@
 //! `cargo test -p xtask`.
 
 mod abi;
+mod apps;
 mod args;
 mod bench;
 mod build;
@@ -50,9 +51,15 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "build",
-        summary: "Build the co-kernel (target/hauki/cokernel.elf) and the BIOS+UEFI boot image (target/hauki/hauki.iso).",
-        usage: "cargo xtask build",
+        summary: "Build the co-kernel with an application (target/hauki/cokernel.elf) and the BIOS+UEFI boot image (target/hauki/hauki.iso).",
+        usage: "cargo xtask build [--app NAME]   (default: demo; `cargo xtask apps` lists them)",
         run: cmd_build,
+    },
+    Command {
+        name: "apps",
+        summary: "List the applications (cokernel/examples declaring cokernel::app!), one per line, name first.",
+        usage: "cargo xtask apps",
+        run: cmd_apps,
     },
     Command {
         name: "abi",
@@ -190,12 +197,28 @@ fn cmd_deps(_ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `build`: the co-kernel ELF and the hybrid BIOS+UEFI ISO.
+/// `build [--app NAME]`: the co-kernel ELF with an application, and the hybrid BIOS+UEFI ISO.
 fn cmd_build(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
-    args::no_args("build", args)?;
+    let app = match args {
+        [] => apps::DEFAULT,
+        [flag, name] if flag == "--app" => name.as_str(),
+        [flag] if flag.starts_with("--app=") => &flag["--app=".len()..],
+        _ => return Err("usage: cargo xtask build [--app NAME]".into()),
+    };
+    apps::find(ws, app)?;
     deps::ensure()?;
-    let out = build::build_all(ws)?;
+    let out = build::build_all_app(ws, app)?;
     println!("==> done: {} and {}", ws.rel(&out.elf), ws.rel(&out.iso));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `apps`: the applications, one per line, name first.
+fn cmd_apps(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
+    args::no_args("apps", args)?;
+    for a in apps::list(ws)? {
+        let default = if a.name == apps::DEFAULT { " (default)" } else { "" };
+        println!("{:<12} {}{default}", a.name, a.about);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -203,10 +226,11 @@ fn cmd_build(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
 fn cmd_run(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
     let opts = args::RunOpts::parse(args)?;
     let tools = deps::ensure()?;
+    apps::find(ws, &opts.app)?;
     let out = if opts.iso {
-        build::build_all(ws)?
+        build::build_all_app(ws, &opts.app)?
     } else {
-        let elf = build::build_kernel(ws, &[], build::KERNEL_ELF)?;
+        let elf = build::build_app(ws, &opts.app, build::KERNEL_ELF)?;
         build::Artifacts { iso: ws.hauki_dir().join(build::ISO), elf }
     };
     qemu::run_interactive(ws, &tools, &opts, &out)

@@ -600,8 +600,8 @@ mod tests {
         assert_eq!(a[pos(&a, "-append") + 1], "hauki.debug_exit=1");
         assert!(cfg.display_line().contains("-append hauki.debug_exit=1"));
         assert_eq!(kernel_cmdline("  a=1 "), "hauki.debug_exit=1 a=1");
-        let args = cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &250), (cmdline::DEMO, &0)]);
-        assert_eq!(args, "hauki.linux=guest hauki.report_ms=250 hauki.demo=0");
+        let args = cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &250), (cmdline::APP, &"off")]);
+        assert_eq!(args, "hauki.linux=guest hauki.report_ms=250 hauki.app=off");
         assert_eq!(cokernel_args(&[]), "");
     }
 }

@@ -49,7 +49,7 @@ pub fn seeds() -> Vec<Seed> {
         "qemu",
         b"console=ttyS0 hauki.debug_exit=1 hauki.linux=guest hauki.report_ms=250 hauki.pool_mib=64".to_vec(),
     );
-    add("cmdline", "grub", b"hauki.apic=xapic hauki.timer=lapic  hauki.inject=pf\tquiet hauki.demo=0".to_vec());
+    add("cmdline", "grub", b"hauki.apic=xapic hauki.timer=lapic  hauki.inject=pf\tquiet hauki.app=off".to_vec());
     add("cmdline", "pool-overflow", b"hauki.pool_mib=17592186044416 k=YES k hauki.pool_mib=0 a=b=c".to_vec());
     for (name, call) in LINUX_CALLS {
         add("linux_calls", name, linux_call(call));

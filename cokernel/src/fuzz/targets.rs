@@ -586,7 +586,7 @@ pub fn linux_calls(data: &[u8]) {
     let in_image = |at: u64, len: u64| mapped.iter().any(|(m, _)| inside(m, at, len));
     let image = KernelImage::new(&Vmlinux { entry_phys: 0, segments: segments.clone(), phys_start: 0, phys_end: 0 });
     let have_image = r.u8() & 1 == 0;
-    let expect = Expect { vcpu: r.u64(), image: have_image.then_some(&image) };
+    let expect = Expect { vcpu: r.u64(), image: have_image.then_some(&image), channels: u32::from(r.u8() % 40) };
 
     // An argument near a segment now and then, so pointers into the image are common.
     let nr = if r.u8() & 1 == 0 { u64::from(r.u8() % 12) } else { r.u64() };
@@ -608,10 +608,21 @@ pub fn linux_calls(data: &[u8]) {
             assert!(u64::from(line) == arg && line < hauki_abi::guest::ISA_LINES);
         }
         Ok(Call::Shutdown(_)) => assert_eq!(nr32, Some(n::SHUTDOWN)),
+        Ok(Call::ChannelNotify { index }) => {
+            assert!(nr32 == Some(n::CHANNEL_NOTIFY) && u64::from(index) == arg && index < expect.channels)
+        }
+        Err(Refusal::BadChannel) => assert!(nr32 == Some(n::CHANNEL_NOTIFY) && arg >= u64::from(expect.channels)),
         Err(Refusal::UnknownCall) => assert!(!matches!(
             nr32,
             Some(
-                n::LOAD_IDT | n::REGISTER_VCPU | n::SET_TIMER | n::IRQ_MASK | n::IRQ_UNMASK | n::IRQ_EOI | n::SHUTDOWN
+                n::LOAD_IDT
+                    | n::REGISTER_VCPU
+                    | n::SET_TIMER
+                    | n::IRQ_MASK
+                    | n::IRQ_UNMASK
+                    | n::IRQ_EOI
+                    | n::SHUTDOWN
+                    | n::CHANNEL_NOTIFY
             )
         )),
         Err(Refusal::WrongVcpu) => assert!(nr32 == Some(n::REGISTER_VCPU) && arg != expect.vcpu),

@@ -118,6 +118,11 @@ pub enum Call {
     },
     /// `SHUTDOWN`.
     Shutdown(Stop),
+    /// `CHANNEL_NOTIFY` of a channel that exists (`index <` [`Expect::channels`]).
+    ChannelNotify {
+        /// The channel's index in the directory.
+        index: u32,
+    },
 }
 
 /// Why a call from Linux was refused. The co-kernel returns `u64::MAX` to Linux, counts it and
@@ -141,11 +146,13 @@ pub enum Refusal {
     IdtTooLarge,
     /// The IDT lies neither inside Linux's image nor at its read-only alias.
     IdtOutsideImage,
+    /// `CHANNEL_NOTIFY` for an index with no channel.
+    BadChannel,
 }
 
 impl Refusal {
     /// Every kind, in [`index`](Self::index) order.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::UnknownCall,
         Refusal::WrongVcpu,
         Refusal::BadLine,
@@ -154,6 +161,7 @@ impl Refusal {
         Refusal::DescUnreadable,
         Refusal::IdtTooLarge,
         Refusal::IdtOutsideImage,
+        Refusal::BadChannel,
     ];
 
     /// Position in [`ALL`](Self::ALL) (a bit number for "reported once" masks).
@@ -172,6 +180,7 @@ impl Refusal {
             Refusal::DescUnreadable => "desc-unreadable",
             Refusal::IdtTooLarge => "idt-too-large",
             Refusal::IdtOutsideImage => "idt-outside-image",
+            Refusal::BadChannel => "bad-channel",
         }
     }
 }
@@ -184,6 +193,8 @@ pub struct Expect<'a> {
     pub vcpu: u64,
     /// Linux's kernel image (`None` before the loader placed one).
     pub image: Option<&'a KernelImage>,
+    /// Channels in the channel directory.
+    pub channels: u32,
 }
 
 /// Decode Linux's call `nr` with argument `arg`.
@@ -208,6 +219,10 @@ pub fn decode(nr: u64, arg: u64, expect: &Expect<'_>) -> Result<Call, Refusal> {
         call::IRQ_MASK => line(LineOp::Mask),
         call::IRQ_UNMASK => line(LineOp::Unmask),
         call::IRQ_EOI => line(LineOp::Eoi),
+        call::CHANNEL_NOTIFY => match u32::try_from(arg) {
+            Ok(index) if index < expect.channels => Ok(Call::ChannelNotify { index }),
+            _ => Err(Refusal::BadChannel),
+        },
         call::SHUTDOWN => Ok(Call::Shutdown(match u32::try_from(arg) {
             Ok(call::SHUTDOWN_OFF) => Stop::PoweredOff,
             Ok(call::SHUTDOWN_REBOOT) => Stop::Reboot,
@@ -309,7 +324,7 @@ mod tests {
     const TEXT: u64 = 0xffff_ffff_8100_2000;
 
     fn expect(image: &KernelImage) -> Expect<'_> {
-        Expect { vcpu: 0xffff_8000_0012_3000, image: Some(image) }
+        Expect { vcpu: 0xffff_8000_0012_3000, image: Some(image), channels: 2 }
     }
 
     #[test]
@@ -363,8 +378,13 @@ mod tests {
         for p in [0xffff_c900_0000_1000, 0x7fff_0000_0000, 0xffff_ffff_827f_fffa, u64::MAX] {
             assert_eq!(decode(call::LOAD_IDT.into(), p, &e), Err(Refusal::DescOutsideImage), "{p:#x}");
         }
-        let none = Expect { vcpu: 0, image: None };
+        let none = Expect { vcpu: 0, image: None, channels: 0 };
         assert_eq!(decode(call::LOAD_IDT.into(), DATA, &none), Err(Refusal::NoImage));
+        assert_eq!(decode(call::CHANNEL_NOTIFY.into(), 1, &e), Ok(Call::ChannelNotify { index: 1 }));
+        for bad in [2, u64::from(u32::MAX), 1 << 32 | 1] {
+            assert_eq!(decode(call::CHANNEL_NOTIFY.into(), bad, &e), Err(Refusal::BadChannel), "{bad:#x}");
+        }
+        assert_eq!(decode(call::CHANNEL_NOTIFY.into(), 0, &none), Err(Refusal::BadChannel));
     }
 
     fn desc(limit: u16, base: u64) -> [u8; 10] {

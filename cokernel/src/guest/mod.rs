@@ -25,6 +25,7 @@ pub mod calls;
 pub mod elf;
 pub mod lines;
 pub mod modules;
+pub mod ring;
 pub mod watchdog;
 
 #[cfg(target_os = "none")]

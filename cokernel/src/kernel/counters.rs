@@ -71,12 +71,14 @@ pub struct Stray {
     /// Interrupts on a vector with no handler while Linux was not running (while it runs, such a
     /// vector is Linux's).
     pub unexpected: u64,
+    /// The latest vector of an unexpected interrupt.
+    pub last_unexpected_vector: u8,
 }
 
 /// A snapshot of the stray interrupts.
 pub fn stray() -> Stray {
-    let (spurious, unexpected) = idt::stray();
-    Stray { spurious, unexpected }
+    let (spurious, unexpected, last_unexpected_vector) = idt::stray();
+    Stray { spurious, unexpected, last_unexpected_vector }
 }
 
 /// The hardware-off windows the timer attributed late interrupts to (a copy taken with interrupts

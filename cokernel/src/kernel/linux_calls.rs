@@ -26,7 +26,8 @@ pub fn refused() -> u64 {
 /// refused call returns `u64::MAX` (counted, the first of each kind reported); nothing of Linux's
 /// state is touched.
 extern "C" fn hauki_linux_call(nr: u64, arg: u64) -> u64 {
-    let expect = calls::Expect { vcpu: vcpu::VCPU.addr(), image: vcpu::linux_image() };
+    let expect =
+        calls::Expect { vcpu: vcpu::VCPU.addr(), image: vcpu::linux_image(), channels: super::channels::count() };
     let done = calls::decode(nr, arg, &expect).and_then(|c| match c {
         Call::LoadIdt { desc } => load_idt(desc, expect.image),
         // Linux's soft interrupt flag goes live (the block this handoff gave).
@@ -45,6 +46,10 @@ extern "C" fn hauki_linux_call(nr: u64, arg: u64) -> u64 {
                 LineOp::Eoi => Lines::eoi,
             };
             Ok(irqchip::call(op, u64::from(line)))
+        }
+        Call::ChannelNotify { index } => {
+            super::channels::notify(index);
+            Ok(0)
         }
         // Linux stops: the switch point takes this context away (restart or halt); it never
         // returns to Linux.

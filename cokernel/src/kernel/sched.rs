@@ -271,6 +271,13 @@ pub fn kcall(frame: &mut TrapFrame) -> *mut TrapFrame {
     resume(s, frame, now)
 }
 
+/// Posts `n` events to `port` from Linux's context (its `CHANNEL_NOTIFY` call), interrupts off;
+/// whether a task is bound to the port (the caller then makes the scheduler run).
+pub fn post_from_linux(port: u16, n: u32) -> bool {
+    // SAFETY: the caller turned interrupts off; Linux's call runs on the real-time CPU.
+    unsafe { in_trap() }.is_some_and(|s| s.post(port, n).is_ok())
+}
+
 /// Posts events to a port from interrupt context (a device handler registered with `idt`).
 pub fn post_from_irq(port: u16, n: u32) -> Result<(), Error> {
     // SAFETY: interrupt context: interrupts are off; the switch happens at the trap's end.

@@ -73,7 +73,7 @@ fn dispatch(v: usize, frame: &mut TrapFrame) -> *mut TrapFrame {
         }
         return sched::switch_point(frame);
     } else {
-        idt::count_unexpected();
+        idt::count_unexpected(vector);
     }
     apic::eoi();
     sched::switch_point(frame)

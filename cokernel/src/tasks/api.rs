@@ -381,3 +381,92 @@ impl<T> Shared<T> {
         })
     }
 }
+
+pub use crate::guest::ring::{RecvError, Refusal, SendError};
+pub use crate::kernel::channels::{ChannelError, Ends, Policy, Receiver, Sender};
+
+/// Declares a channel to Linux programs (`/dev/hauki/<name>` on Linux's side):
+///
+/// ```ignore
+/// let ends = Channel::messages("setpoint", 64).slots(16).from_linux().port(7).open()?;
+/// let mut rx = ends.rx.unwrap();
+/// ```
+///
+/// Records (`messages`) or bytes (`bytes`); a ring to Linux, from Linux or both; what a send
+/// into a full ring does ([`Policy`], refuse by default); the port Linux's doorbell posts to (for a
+/// task that waits for Linux's records). Opened while the application starts, before Linux runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Channel {
+    name: &'static str,
+    stream: bool,
+    size: u32,
+    slots: u32,
+    to_linux: bool,
+    from_linux: bool,
+    policy: Policy,
+    port: Option<u16>,
+}
+
+impl Channel {
+    /// A channel of records of at most `record_size` bytes (16 slots per ring by default).
+    pub const fn messages(name: &'static str, record_size: u32) -> Channel {
+        Channel {
+            name,
+            stream: false,
+            size: record_size,
+            slots: 16,
+            to_linux: false,
+            from_linux: false,
+            policy: Policy::Refuse,
+            port: None,
+        }
+    }
+
+    /// A channel of bytes, `bytes` per ring (a power of two).
+    pub const fn bytes(name: &'static str, bytes: u32) -> Channel {
+        Channel { stream: true, size: 0, slots: bytes, ..Channel::messages(name, 0) }
+    }
+
+    /// Records per ring (a power of two).
+    pub const fn slots(self, slots: u32) -> Channel {
+        Channel { slots, ..self }
+    }
+
+    /// A ring from the real-time side to Linux.
+    pub const fn to_linux(self) -> Channel {
+        Channel { to_linux: true, ..self }
+    }
+
+    /// A ring from Linux to the real-time side.
+    pub const fn from_linux(self) -> Channel {
+        Channel { from_linux: true, ..self }
+    }
+
+    /// What a send into a full ring does.
+    pub const fn policy(self, policy: Policy) -> Channel {
+        Channel { policy, ..self }
+    }
+
+    /// The port Linux's doorbell posts an event to.
+    pub const fn port(self, port: u16) -> Channel {
+        Channel { port: Some(port), ..self }
+    }
+
+    /// Opens it: the ends real-time tasks use.
+    pub fn open(self) -> Result<Ends, ChannelError> {
+        let geometry = if self.stream {
+            crate::guest::ring::Geometry::stream(self.slots)
+        } else {
+            crate::guest::ring::Geometry::message(self.slots, self.size)
+        }
+        .map_err(ChannelError::Geometry)?;
+        crate::kernel::channels::open(&crate::kernel::channels::Spec {
+            name: self.name,
+            geometry,
+            to_linux: self.to_linux,
+            from_linux: self.from_linux,
+            policy: self.policy,
+            port: self.port,
+        })
+    }
+}

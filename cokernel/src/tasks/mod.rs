@@ -1,15 +1,15 @@
 //! The tasks layer: the task API real-time code is written against ([`api`]), the system tasks
-//! the co-kernel starts by itself (the latency tool, the telemetry reporter, and Linux's watchdog
-//! when Linux runs as the guest), the demo workload that looks like a controller (a 1 kHz PID
-//! loop on a simulated motor, the phase engine, a group of equal-period workers staggered by
-//! golden-ratio offsets, and the VGA view), and the in-kernel benchmarks ([`bench`](mod@bench)).
+//! every image has (the latency tool, the telemetry reporter, and Linux's watchdog when Linux
+//! runs as the guest), components an application may start (the phase engine with its
+//! golden-ratio-staggered workers, the VGA view), and the in-kernel benchmarks
+//! ([`bench`](mod@bench)). Applications (`crate::app`) start their own tasks after these.
 //!
-//! Priorities: latency 250 (highest), control 200, phase 150, workers 100–103, Linux's watchdog
-//! 3 (when Linux runs as the guest), display 2, telemetry 1. Command-line knobs are in docs/cmdline.md.
+//! Priorities: latency 250 (highest), phase 150, workers 100–103, Linux's watchdog 3 (when Linux
+//! runs as the guest), display 2, telemetry 1; the demo application's control loop takes 200.
+//! Command-line knobs are in docs/cmdline.md.
 
 pub mod api;
 pub mod bench;
-pub mod control;
 pub mod display;
 pub mod latency;
 pub mod phase;
@@ -22,8 +22,6 @@ use crate::rt::sched::Error;
 
 /// The latency task: above every other task, so it measures the system's release latency.
 pub const PRIO_LATENCY: u8 = 250;
-/// The demo's 1 kHz control loop.
-pub const PRIO_CONTROL: u8 = 200;
 /// The phase engine's oscillator bank.
 pub const PRIO_PHASE: u8 = 150;
 /// The first of the phase engine's workers; worker `k` runs at `PRIO_WORKERS + k`.
@@ -48,24 +46,19 @@ fn ns_option(line: &str, key: &str, default_ns: u64, unit_ns: u64) -> u64 {
     }
 }
 
-/// Starts the built-in tasks as the command line asks.
-pub fn start(line: &str, vga: bool) {
-    let r = start_inner(line, vga);
+/// Starts the application's tasks (`app`, first, so the system tasks measure them), then the
+/// system tasks.
+pub fn start(line: &str, app: impl FnOnce()) {
+    app();
+    let r = start_inner(line);
     if let Err(e) = r {
-        fatal("task-start-failed", format_args!("starting the built-in real-time tasks failed: {e:?}"));
+        fatal("task-start-failed", format_args!("starting the system's real-time tasks failed: {e:?}"));
     }
 }
 
-fn start_inner(line: &str, vga: bool) -> Result<(), Error> {
+fn start_inner(line: &str) -> Result<(), Error> {
     let latency_period = ns_option(line, hauki_abi::cmdline::LATENCY_PERIOD_US, 100_000, 1000);
     let report_period = ns_option(line, hauki_abi::cmdline::REPORT_MS, 1_000_000_000, 1_000_000);
-    if !cmdline::get(line, hauki_abi::cmdline::DEMO).is_some_and(|v| v == "0" || v == "off") {
-        control::start()?;
-        phase::start(cmdline::get(line, hauki_abi::cmdline::STAGGER) != Some("off"))?;
-        if vga {
-            display::start()?;
-        }
-    }
     let exit_after = cmdline::get(line, hauki_abi::cmdline::EXIT_AFTER_REPORTS).and_then(|v| v.parse().ok());
     telemetry::start(report_period, exit_after)?;
     if let Some(period) = crate::guest::supervisor::check_period_ns() {

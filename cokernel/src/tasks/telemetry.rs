@@ -1,14 +1,14 @@
 //! The telemetry reporter: the one regular writer of COM2 once tasks run. Once per reporting
 //! period it emits a `latency` record (and resets the window) and a human latency line, a `task`
-//! record per task, a `control` and a `phase` record once those tasks have run, and, while Linux
-//! runs or after it failed, a `guest` and a `windows` record; it also rewrites the status page
+//! record per task, the application's own records (its `report`), a `phase` record once the phase
+//! engine has run, a `channel` record per channel, and, while Linux runs or after it failed, a
+//! `guest` and a `windows` record; it also rewrites the status page
 //! Linux shows. Lowest real-time priority: a slow UART never delays real-time work (it writes
 //! with interrupts on).
 
 use crate::arch::console;
 use crate::kernel::counters;
 use crate::kernel::sched as glue;
-use crate::rt::control::to_milli;
 use crate::rt::hist::{self, LatencyStats};
 use crate::rt::prio::TaskId;
 use crate::rt::sched::{Error, Kind, TaskStats};
@@ -108,17 +108,9 @@ fn run(_: usize) -> ! {
                     .u64("cpu_ns", ticks_ns(st.cpu_time));
             });
         }
-        let c = super::control::STATE.with(|s| *s);
-        if c.steps > 0 {
-            console::record("control", |r| {
-                r.str("task", "control")
-                    .u64("steps", c.steps)
-                    .i64("setpoint_milli", to_milli(c.setpoint))
-                    .i64("position_milli", to_milli(c.position))
-                    .i64("velocity_milli", to_milli(c.velocity))
-                    .i64("output_milli", to_milli(c.output))
-                    .i64("error_milli", to_milli(c.setpoint - c.position));
-            });
+        // The application's own records (the demo's `control`).
+        if let Some(report) = crate::app::this().report {
+            report();
         }
         let p = super::phase::STATE.with(|s| *s);
         if p.steps > 0 {
@@ -149,9 +141,12 @@ fn run(_: usize) -> ! {
         let g = counters::guest();
         let stray = counters::stray();
         publish_status(&window, misses_total, &tasks, &g, &windows, stray);
-        if stray != counters::Stray::default() {
+        emit_channels();
+        if stray.spurious + stray.unexpected > 0 {
             console::record("stray_irqs", |r| {
-                r.u64("spurious", stray.spurious).u64("unexpected", stray.unexpected);
+                r.u64("spurious", stray.spurious)
+                    .u64("unexpected", stray.unexpected)
+                    .hex("last_unexpected_vector", u64::from(stray.last_unexpected_vector));
             });
         }
         if g.running || g.failures > 0 {
@@ -177,6 +172,27 @@ fn emit_latency(w: &LatencyStats, misses: u64, misses_total: u64) {
             .u64("hist_bucket0_ns", hist::BUCKET0_NS)
             .u64s("hist", &w.hist.map(u64::from));
     });
+}
+
+/// One `channel` record per channel: its counters, and whether a Linux program has it open.
+fn emit_channels() {
+    use crate::kernel::channels;
+    for i in 0..channels::count() as usize {
+        let Some((name, c)) = channels::counts(i) else { continue };
+        let last = channels::last_refusal(i);
+        console::record("channel", |r| {
+            let r = r
+                .str("name", name)
+                .u64("sent", c.sent)
+                .u64("received", c.received)
+                .u64("full", c.full)
+                .u64("refused", c.refused)
+                .bool("linux_open", c.linux_open);
+            if let Some((what, value)) = last {
+                r.str("last_refused", what).u64("last_refused_value", u64::from(value));
+            }
+        });
+    }
 }
 
 /// What the co-kernel does for Linux: events forwarded at once, logged and replayed later, Linux's
@@ -292,7 +308,20 @@ fn publish_status(
         }
     }
     let _ = writeln!(t);
-    if stray != counters::Stray::default() {
+    for i in 0..crate::kernel::channels::count() as usize {
+        if let Some((name, c)) = crate::kernel::channels::counts(i) {
+            let _ = writeln!(
+                t,
+                "channel {name}: sent {}, received {}, full {}, refused {}, linux {}",
+                c.sent,
+                c.received,
+                c.full,
+                c.refused,
+                if c.linux_open { "open" } else { "closed" }
+            );
+        }
+    }
+    if stray.spurious + stray.unexpected > 0 {
         let _ = writeln!(t, "stray interrupts: spurious {}, unexpected {}", stray.spurious, stray.unexpected);
     }
     let _ = writeln!(t, "hardware-off windows (worst since boot; site = where interrupts came back on):");

@@ -127,8 +127,13 @@ mod lint {
         clippy_step(ctx, &["--workspace", "--all-targets"])
     }
 
+    /// The co-kernel for its target: the library, the image without an application, and every
+    /// application (the examples built with `app`).
     pub(super) fn clippy_cokernel(ctx: &Ctx<'_>) -> Status {
-        clippy_step(ctx, &["-p", "cokernel", "--target", KERNEL_TARGET])
+        clippy_step(
+            ctx,
+            &["-p", "cokernel", "--target", KERNEL_TARGET, "--features", "app", "--lib", "--bins", "--examples"],
+        )
     }
 
     pub(super) fn clippy_cokernel_ktest(ctx: &Ctx<'_>) -> Status {

@@ -118,7 +118,7 @@ fn linux_faults_are_linux_s(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let args = cokernel_args(&[
         (cmdline::LINUX, &"guest"),
         (cmdline::REPORT_MS, &250),
-        (cmdline::DEMO, &0),
+        (cmdline::APP, &"off"),
         (cmdline::LATENCY_PERIOD_US, &1000),
         (cmdline::LINUX_WATCHDOG_MS, &FAULT_WATCHDOG_MS),
     ]);

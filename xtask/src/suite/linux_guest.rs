@@ -321,7 +321,7 @@ fn linux_loader_refuses_bad_image(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Sta
     };
     let dir2 = ctx.dir_with("run");
     let (c1, c2) = Qemu::paths(&dir2);
-    let args = cokernel_args(&[(cmdline::EXIT_AFTER_REPORTS, &3), (cmdline::DEMO, &0)]);
+    let args = cokernel_args(&[(cmdline::EXIT_AFTER_REPORTS, &3), (cmdline::APP, &"off")]);
     let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline(&args) };
     let mut cfg = QemuConfig::test(boot, "qemu64", &c1, &c2);
     cfg.icount = true;

@@ -89,7 +89,7 @@ fn rt_latency_x2apic(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
 }
 
 fn rt_latency_xapic(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
-    let append = cokernel_args(&[(cmdline::EXIT_AFTER_REPORTS, &3), (cmdline::DEMO, &0)]);
+    let append = cokernel_args(&[(cmdline::EXIT_AFTER_REPORTS, &3), (cmdline::APP, &"off")]);
     rt_latency(ctx, elf, "qemu64", &append, false)
 }
 

@@ -93,8 +93,9 @@ pub fn enable_ist() {
 pub type Handler = fn(&mut TrapFrame);
 
 static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
-/// Interrupts that arrived on a vector nobody handles.
+/// Interrupts that arrived on a vector nobody handles, and the latest such vector.
 static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
+static LAST_UNEXPECTED: AtomicU64 = AtomicU64::new(0);
 /// Spurious interrupts (LAPIC and legacy PIC).
 static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 static PER_VECTOR: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
@@ -190,11 +191,17 @@ pub(crate) fn run_handler(v: u8, frame: &mut TrapFrame) -> bool {
 
 /// An interrupt on a vector nobody handles: counted and reported by telemetry, never printed from
 /// here (the console may be busy).
-pub fn count_unexpected() {
+pub fn count_unexpected(v: u8) {
     UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+    LAST_UNEXPECTED.store(u64::from(v), Ordering::Relaxed);
 }
 
-/// Interrupts nobody asked for since boot: (spurious, on a vector nobody handles).
-pub fn stray() -> (u64, u64) {
-    (SPURIOUS.load(Ordering::Relaxed), UNEXPECTED.load(Ordering::Relaxed))
+/// Interrupts nobody asked for since boot: (spurious, on a vector nobody handles, the latest
+/// such vector).
+pub fn stray() -> (u64, u64, u8) {
+    (
+        SPURIOUS.load(Ordering::Relaxed),
+        UNEXPECTED.load(Ordering::Relaxed),
+        LAST_UNEXPECTED.load(Ordering::Relaxed) as u8,
+    )
 }
