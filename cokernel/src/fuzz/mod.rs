@@ -41,6 +41,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "memmap", run: memmap },
     Target { name: "cmdline", run: cmdline },
     Target { name: "linux_calls", run: linux_calls },
+    Target { name: "channel_ring", run: channel_ring },
 ];
 
 /// Reads fields from fuzz input, little-endian; once the input is used up every read is zero, so

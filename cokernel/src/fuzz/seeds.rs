@@ -54,7 +54,39 @@ pub fn seeds() -> Vec<Seed> {
     for (name, call) in LINUX_CALLS {
         add("linux_calls", name, linux_call(call));
     }
+    add("channel_ring", "messages-honest", ring_steps(false, &[0, 0, 2, 0, 0, 3, 1, 1, 0, 1]));
+    add("channel_ring", "stream-honest", ring_steps(true, &[0, 2, 0, 3, 1, 1, 0]));
+    add("channel_ring", "messages-scribbled", ring_steps(false, &[0, 4, 0, 1, 3, 4, 1, 0, 2, 1]));
     v
+}
+
+/// One `channel_ring` input: a ring of 16 slots of 48-byte records (or 16 bytes), then `ops` in
+/// its step encoding, each with plausible arguments (a 12-byte record, an in-range index).
+fn ring_steps(stream: bool, ops: &[u8]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u8(u8::from(stream)).u8(3).u8(47);
+    for (i, &op) in ops.iter().enumerate() {
+        w.u8(op);
+        match op {
+            0 => {
+                w.u8(12).bytes(b"{\"seq\":1234}");
+            }
+            1 => {
+                w.u8(12);
+            }
+            2 => {
+                w.u32(2 * (i as u32 % 3));
+            }
+            3 => {
+                w.u32(2 * (i as u32 % 3)).u32(0).u32(12);
+            }
+            4 => {
+                w.u8(i as u8).u32(0x40).u32(0xffff_0000);
+            }
+            _ => {}
+        }
+    }
+    w.out
 }
 
 fn hex(s: &str) -> Vec<u8> {

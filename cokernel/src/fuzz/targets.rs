@@ -670,3 +670,121 @@ pub fn linux_calls(data: &[u8]) {
         assert_eq!(calls::gate_target(gate, img), want.then_some(target), "gate {gate:02x?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Channel rings
+
+/// The co-kernel's ends of a channel's rings (`guest::ring`) against a Linux that writes anything
+/// anywhere in them. Input: a geometry (kind, slots, record size), then steps: a real-time send,
+/// receive or stream write/read, or Linux writing a `u32` at any offset of either ring. Every
+/// access stays inside the ring (the memory panics otherwise); a record received is never longer
+/// than `record_size`; an index refusal happens exactly when Linux's index is out of range of the
+/// co-kernel's; the co-kernel's published index is always its own; nothing panics.
+pub fn channel_ring(data: &[u8]) {
+    use crate::guest::ring::{
+        Consumer, DATA, Geometry, HEAD, Producer, RecvError, Refusal as R, RingMem, SendError, TAIL, VecRing,
+    };
+    let mut r = Reader::new(data);
+    let stream = r.u8() & 1 == 1;
+    let slots = 1u32 << (1 + r.u8() % 8);
+    let record = u32::from(r.u8() % 64) + 1;
+    let Ok(geo) = (if stream { Geometry::stream(slots) } else { Geometry::message(slots, record) }) else {
+        return;
+    };
+    let (mut out, mut inn) = (VecRing::new(&geo), VecRing::new(&geo));
+    let mut p = Producer::new(geo, &mut out);
+    let mut c = Consumer::new(geo, &mut inn);
+    let (mut head, mut tail) = (0u32, 0u32); // the co-kernel's own indices, as it must keep them
+    let mut buf = alloc::vec![0u8; record as usize + 8];
+    let mut steps = 0;
+    while !r.is_empty() && steps < 256 {
+        steps += 1;
+        match r.u8() % 6 {
+            0 => {
+                let len = usize::from(r.u8());
+                let rec = r.bytes(len).to_vec();
+                let theirs = out.load(TAIL);
+                let in_range = head.wrapping_sub(theirs) <= slots;
+                if stream {
+                    match p.write_bytes(&mut out, &rec) {
+                        Ok(n) => {
+                            assert!(in_range && n <= rec.len());
+                            head = head.wrapping_add(n as u32);
+                        }
+                        Err(R::Index { own, theirs: t }) => assert!(!in_range && own == head && t == theirs),
+                        Err(e) => panic!("a stream write refused with {e:?}"),
+                    }
+                } else {
+                    match p.send(&mut out, &rec) {
+                        Ok(()) => {
+                            assert!(in_range && rec.len() <= record as usize);
+                            head = head.wrapping_add(1);
+                        }
+                        Err(SendError::TooLong) => assert!(in_range && rec.len() > record as usize),
+                        Err(SendError::Full) => assert!(head.wrapping_sub(theirs) == slots),
+                        Err(SendError::Refused(R::Index { own, theirs: t })) => {
+                            assert!(!in_range && own == head && t == theirs)
+                        }
+                        Err(e) => panic!("a send refused with {e:?}"),
+                    }
+                }
+                assert_eq!(out.load(HEAD), head, "the published head is not the co-kernel's");
+            }
+            1 => {
+                let theirs = inn.load(HEAD);
+                let in_range = theirs.wrapping_sub(tail) <= slots;
+                if stream {
+                    let want = usize::from(r.u8()) % buf.len();
+                    match c.read_bytes(&mut inn, &mut buf[..want]) {
+                        Ok(n) => {
+                            assert!(in_range && n <= want);
+                            tail = tail.wrapping_add(n as u32);
+                        }
+                        Err(R::Index { own, .. }) => assert!(!in_range && own == tail),
+                        Err(e) => panic!("a stream read refused with {e:?}"),
+                    }
+                } else {
+                    match c.recv(&mut inn, &mut buf) {
+                        Ok(Some(n)) => {
+                            assert!(in_range && n <= record as usize);
+                            tail = tail.wrapping_add(1);
+                        }
+                        Ok(None) => assert!(in_range && theirs == tail),
+                        Err(RecvError::Refused(R::Length(n))) => {
+                            assert!(in_range && n > record);
+                            tail = tail.wrapping_add(1); // consumed and dropped
+                        }
+                        Err(RecvError::Refused(R::Index { own, .. })) => assert!(!in_range && own == tail),
+                        Err(RecvError::BufferTooSmall) => panic!("the buffer holds a record"),
+                    }
+                }
+                assert_eq!(inn.load(TAIL), tail, "the published tail is not the co-kernel's");
+            }
+            2 => {
+                // Linux consumes honestly-ish: any tail it likes.
+                let v = r.u32();
+                out.store(TAIL, if v & 1 == 0 { head.wrapping_sub(v % (slots + 1)) } else { v });
+            }
+            3 => {
+                // Linux produces: a head and slot contents of its choosing.
+                let v = r.u32();
+                let at = (DATA + r.u32() as usize % (inn.0.len() - DATA)).min(inn.0.len() - 4);
+                inn.store(at, r.u32());
+                inn.store(HEAD, if v & 1 == 0 { tail.wrapping_add(v % (slots + 1)) } else { v });
+            }
+            4 => {
+                // Linux scribbles anywhere in either ring, its own index fields and ours included.
+                let mem = if r.u8() & 1 == 0 { &mut out } else { &mut inn };
+                let at = r.u32() as usize % (mem.0.len() - 3);
+                mem.store(at, r.u32());
+                // The co-kernel's own index is what it keeps, whatever Linux wrote over the copy:
+                // the next operation publishes it again.
+            }
+            _ => {
+                let _ = p.room(&mut out);
+                let _ = c.pending(&mut inn);
+                assert_eq!((out.load(HEAD), inn.load(TAIL)), (head, tail), "an index copy was not restored");
+            }
+        }
+    }
+}

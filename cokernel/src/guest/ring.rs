@@ -2,7 +2,8 @@
 //! bytes to Linux and receiving them from Linux, over memory Linux can write at any moment.
 //!
 //! Guarantees, for any value Linux writes at any time:
-//! - the co-kernel keeps its own index in its own memory and only *publishes* it; Linux's index is
+//! - the co-kernel keeps its own index in its own memory and only *publishes* it (again at every
+//!   operation, so a copy Linux overwrote is restored); Linux's index is
 //!   read once per operation and used only after `own − theirs` (or `theirs − own`) is checked
 //!   against the ring's capacity: a value out of range is refused ([`Refusal`]), counted by the
 //!   caller, and nothing is read or written because of it;
@@ -181,8 +182,10 @@ impl Producer {
         self.geo
     }
 
-    /// Records (bytes) the ring holds now, by Linux's `tail` if it is in range.
-    fn used(&self, mem: &impl RingMem) -> Result<u32, Refusal> {
+    /// Records (bytes) the ring holds now, by Linux's `tail` if it is in range. Publishes the
+    /// co-kernel's `head` first: whatever Linux wrote over the copy, every operation restores it.
+    fn used(&self, mem: &mut impl RingMem) -> Result<u32, Refusal> {
+        mem.store(HEAD, self.head);
         let theirs = mem.load(TAIL);
         let used = self.head.wrapping_sub(theirs);
         if used > self.geo.slots {
@@ -194,10 +197,10 @@ impl Producer {
     /// Sends one record (message rings): never waits.
     pub fn send(&mut self, mem: &mut impl RingMem, record: &[u8]) -> Result<(), SendError> {
         debug_assert_eq!(self.geo.kind, KIND_MESSAGE);
+        let used = self.used(mem).map_err(SendError::Refused)?;
         if record.len() > self.geo.record_size as usize {
             return Err(SendError::TooLong);
         }
-        let used = self.used(mem).map_err(SendError::Refused)?;
         if used == self.geo.slots {
             return Err(SendError::Full);
         }
@@ -229,7 +232,7 @@ impl Producer {
     }
 
     /// Room left (records or bytes), by Linux's `tail` if it is in range.
-    pub fn room(&self, mem: &impl RingMem) -> Result<u32, Refusal> {
+    pub fn room(&self, mem: &mut impl RingMem) -> Result<u32, Refusal> {
         Ok(self.geo.slots - self.used(mem)?)
     }
 }
@@ -254,8 +257,10 @@ impl Consumer {
         self.geo
     }
 
-    /// Records (bytes) waiting, by Linux's `head` if it is in range.
-    pub fn pending(&self, mem: &impl RingMem) -> Result<u32, Refusal> {
+    /// Records (bytes) waiting, by Linux's `head` if it is in range. Publishes the co-kernel's
+    /// `tail` first: whatever Linux wrote over the copy, every operation restores it.
+    pub fn pending(&self, mem: &mut impl RingMem) -> Result<u32, Refusal> {
+        mem.store(TAIL, self.tail);
         let theirs = mem.load(HEAD);
         let n = theirs.wrapping_sub(self.tail);
         if n > self.geo.slots {
@@ -269,10 +274,11 @@ impl Consumer {
     /// and refused.
     pub fn recv(&mut self, mem: &mut impl RingMem, buf: &mut [u8]) -> Result<Option<usize>, RecvError> {
         debug_assert_eq!(self.geo.kind, KIND_MESSAGE);
+        let pending = self.pending(mem).map_err(RecvError::Refused)?;
         if buf.len() < self.geo.record_size as usize {
             return Err(RecvError::BufferTooSmall);
         }
-        if self.pending(mem).map_err(RecvError::Refused)? == 0 {
+        if pending == 0 {
             return Ok(None);
         }
         let at = self.geo.slot(self.tail);

@@ -425,8 +425,8 @@ impl Sender {
     }
 
     /// Room left in the ring (records or bytes); 0 when Linux's index is out of range.
-    pub fn room(&self) -> u32 {
-        self.producer.room(&self.mem).unwrap_or(0)
+    pub fn room(&mut self) -> u32 {
+        self.producer.room(&mut self.mem).unwrap_or(0)
     }
 }
 
@@ -472,8 +472,8 @@ impl Receiver {
     }
 
     /// Records (bytes) waiting; 0 when Linux's index is out of range.
-    pub fn pending(&self) -> u32 {
-        self.consumer.pending(&self.mem).unwrap_or(0)
+    pub fn pending(&mut self) -> u32 {
+        self.consumer.pending(&mut self.mem).unwrap_or(0)
     }
 }
 

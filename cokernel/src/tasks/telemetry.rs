@@ -268,6 +268,12 @@ fn publish_status(
         window.max_ns,
         misses_total
     );
+    // The last report's histogram: bucket i counts [lower(i), lower(i + 1)) ns (crate::rt::hist).
+    let _ = write!(t, "latency histogram: bucket0_ns {} counts", hist::BUCKET0_NS);
+    for c in window.hist {
+        let _ = write!(t, " {c}");
+    }
+    let _ = writeln!(t);
     let _ = writeln!(
         t,
         "{:<12} {:>4} {:>8} {:>10} {:>10} {:>7} {:>8} {:>10} {:>10}",
