@@ -239,6 +239,7 @@ fn start_app(line: &str, vga: bool) {
         }),
         Err(e) => {
             log::error!("application {} refused: {e}", app.name);
+            channels::abandon_all(); // what it opened has no task behind it
             console::record("app", |r| {
                 r.str("name", app.name).str("state", "refused").str("message", &alloc::format!("{e}"));
             });

@@ -18,7 +18,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use hauki_abi::channel::{
-    self as abi, Desc, Directory, MAX_CHANNELS, NAME_LEN, POLICY_DROP, POLICY_REFUSE, RT_READY, State,
+    self as abi, Desc, Directory, MAX_CHANNELS, NAME_LEN, POLICY_DROP, POLICY_REFUSE, RT_ABSENT, RT_READY, State,
 };
 use hauki_abi::guest::VECTOR_LINUX_CHANNEL;
 
@@ -233,6 +233,15 @@ pub fn open(spec: &Spec) -> Result<Ends, ChannelError> {
     unsafe { core::ptr::addr_of_mut!((*dir).count).write_volatile(index as u32 + 1) };
     COUNT.store(index as u32 + 1, Ordering::Release);
     Ok(Ends { tx, rx })
+}
+
+/// No real-time task serves any channel (the application that opened them was refused): Linux's
+/// writes get `EPIPE` from here on.
+pub fn abandon_all() {
+    for i in 0..count() as usize {
+        set_rt_state(i, RT_ABSENT);
+        PORTS[i].store(u32::MAX, Ordering::Relaxed);
+    }
 }
 
 fn state(index: usize) -> Option<*mut State> {

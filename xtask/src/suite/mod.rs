@@ -29,6 +29,7 @@ macro_rules! tests {
     };
 }
 
+mod apps;
 mod boot;
 mod host;
 mod ktest;
@@ -148,6 +149,7 @@ fn registry() -> Vec<Test> {
         ktest::tests(),
         boot::tests(),
         rt::tests(),
+        apps::tests(),
         linux_guest::tests(),
         linux_faults::tests(),
         linux_checks::tests(),
