@@ -238,9 +238,9 @@ pub fn open(spec: &Spec) -> Result<Ends, ChannelError> {
 /// No real-time task serves any channel (the application that opened them was refused): Linux's
 /// writes get `EPIPE` from here on.
 pub fn abandon_all() {
-    for i in 0..count() as usize {
+    for (i, port) in PORTS.iter().enumerate().take(count() as usize) {
         set_rt_state(i, RT_ABSENT);
-        PORTS[i].store(u32::MAX, Ordering::Relaxed);
+        port.store(u32::MAX, Ordering::Relaxed);
     }
 }
 
