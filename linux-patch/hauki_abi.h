@@ -47,6 +47,7 @@
 #define HAUKI_SHUTDOWN_PANIC		0x2
 #define HAUKI_CALL_REGISTER_VCPU	0x8
 #define HAUKI_CALL_CHANNEL_NOTIFY	0x9
+#define HAUKI_CLAIMED_MAX_PCI		0x10
 #define HAUKI_CHANNEL_MAGIC		_AC(0x31304e4148434b48, ULL)
 #define HAUKI_CHANNEL_MAX		0x20
 #define HAUKI_CHANNEL_NAME_LEN		0x20
@@ -89,7 +90,8 @@ struct hauki_handoff {
 	u64 status_virt;		/* 0xd8 */
 	u64 channels_virt;		/* 0xe0 */
 	u64 channels_size;		/* 0xe8 */
-	u64 reserved[2];		/* 0xf0 */
+	u64 claimed_virt;		/* 0xf0 */
+	u64 reserved;			/* 0xf8 */
 } __aligned(8);
 
 static_assert(sizeof(struct hauki_handoff) == 0x100);
@@ -113,7 +115,8 @@ static_assert(offsetof(struct hauki_handoff, vcpu_virt) == 0xd0);
 static_assert(offsetof(struct hauki_handoff, status_virt) == 0xd8);
 static_assert(offsetof(struct hauki_handoff, channels_virt) == 0xe0);
 static_assert(offsetof(struct hauki_handoff, channels_size) == 0xe8);
-static_assert(offsetof(struct hauki_handoff, reserved) == 0xf0);
+static_assert(offsetof(struct hauki_handoff, claimed_virt) == 0xf0);
+static_assert(offsetof(struct hauki_handoff, reserved) == 0xf8);
 
 struct hauki_status {
 	u64 seq;			/* 0x00 */
@@ -158,6 +161,19 @@ static_assert(offsetof(struct hauki_vcpu, replayed) == 0x48);
 static_assert(offsetof(struct hauki_vcpu, upcalls) == 0x50);
 static_assert(offsetof(struct hauki_vcpu, hard_cli_max_tsc) == 0x58);
 static_assert(offsetof(struct hauki_vcpu, reserved) == 0x60);
+
+struct hauki_claimed {
+	u32 count;			/* 0x00 */
+	u32 isa_lines;			/* 0x04 */
+	u32 pci[16];			/* 0x08 */
+	u64 reserved[7];		/* 0x48 */
+} __aligned(64);
+
+static_assert(sizeof(struct hauki_claimed) == 0x80);
+static_assert(offsetof(struct hauki_claimed, count) == 0x00);
+static_assert(offsetof(struct hauki_claimed, isa_lines) == 0x04);
+static_assert(offsetof(struct hauki_claimed, pci) == 0x08);
+static_assert(offsetof(struct hauki_claimed, reserved) == 0x48);
 
 struct hauki_channel_desc {
 	u8 name[32];			/* 0x00 */

@@ -286,9 +286,13 @@ pub mod guest {
         /// Bytes of the channel region (minor 3): every ring lies inside it.
         /* 0xe8 */
         pub channels_size: u64,
-        /// Zero; room for fields of later minor versions.
+        /// Virtual address (shared range) of the [`super::devices::Claimed`] table: the devices
+        /// real-time tasks own, which Linux must not see (minor 3; 0: none).
         /* 0xf0 */
-        pub reserved: [u64; 2],
+        pub claimed_virt: u64,
+        /// Zero; room for fields of later minor versions.
+        /* 0xf8 */
+        pub reserved: [u64; 1],
     }
 
     /// Bytes of text a [`Status`] page holds.
@@ -384,7 +388,8 @@ pub mod guest {
         assert!(offset_of!(Handoff, vcpu_virt) == 0xd0);
         assert!(offset_of!(Handoff, status_virt) == 0xd8);
         assert!(offset_of!(Handoff, channels_virt) == 0xe0);
-        assert!(offset_of!(Handoff, reserved) == 0xf0);
+        assert!(offset_of!(Handoff, claimed_virt) == 0xf0);
+        assert!(offset_of!(Handoff, reserved) == 0xf8);
         assert!(size_of::<Status>() == 4096);
         assert!(offset_of!(Status, text) == 0x10);
         assert!(size_of::<Vcpu>() == 0x80);
@@ -470,7 +475,8 @@ pub mod guest {
                 status_virt: 0,
                 channels_virt: 0,
                 channels_size: 0,
-                reserved: [0; 2],
+                claimed_virt: 0,
+                reserved: [0; 1],
             }
         }
 
@@ -573,7 +579,8 @@ pub mod guest {
                 f!(Handoff, status_virt, U64, 1),
                 f!(Handoff, channels_virt, U64, 1),
                 f!(Handoff, channels_size, U64, 1),
-                f!(Handoff, reserved, U64, 2),
+                f!(Handoff, claimed_virt, U64, 1),
+                f!(Handoff, reserved, U64, 1),
             ],
         },
         Struct {
@@ -605,6 +612,17 @@ pub mod guest {
                 f!(Vcpu, upcalls, U64, 1),
                 f!(Vcpu, hard_cli_max_tsc, U64, 1),
                 f!(Vcpu, reserved, U64, 4),
+            ],
+        },
+        Struct {
+            c_name: "hauki_claimed",
+            size: size_of::<super::devices::Claimed>(),
+            align: align_of::<super::devices::Claimed>(),
+            fields: &[
+                f!(super::devices::Claimed, count, U32, 1),
+                f!(super::devices::Claimed, isa_lines, U32, 1),
+                f!(super::devices::Claimed, pci, U32, super::devices::MAX_PCI),
+                f!(super::devices::Claimed, reserved, U64, 7),
             ],
         },
         Struct {
@@ -683,6 +701,7 @@ pub mod guest {
         ("SHUTDOWN_PANIC", call::SHUTDOWN_PANIC as u64),
         ("CALL_REGISTER_VCPU", call::REGISTER_VCPU as u64),
         ("CALL_CHANNEL_NOTIFY", call::CHANNEL_NOTIFY as u64),
+        ("CLAIMED_MAX_PCI", super::devices::MAX_PCI as u64),
         ("CHANNEL_MAGIC", channel::MAGIC),
         ("CHANNEL_MAX", channel::MAX_CHANNELS as u64),
         ("CHANNEL_NAME_LEN", channel::NAME_LEN as u64),
@@ -698,6 +717,47 @@ pub mod guest {
         ("CHANNEL_DIR_STATES", offset_of!(channel::Directory, states) as u64),
         ("CHANNEL_DIR_SIZE", size_of::<channel::Directory>() as u64),
     ];
+}
+
+/// Devices real-time tasks own (ABI minor 3): Linux must behave as if they were not there.
+///
+/// The co-kernel writes the [`Claimed`] table once, before Linux first runs. Linux's PCI
+/// configuration accesses to a claimed function read as all-ones (no device) and writes are
+/// dropped, so Linux never enumerates it, binds no driver to it and has no BAR of it to map; the
+/// co-kernel refuses Linux's calls for a claimed ISA line.
+pub mod devices {
+    use core::mem::{offset_of, size_of};
+
+    /// PCI functions a table names at most.
+    pub const MAX_PCI: usize = 16;
+
+    /// A PCI function's address in segment 0: `bus << 8 | device << 3 | function`.
+    pub const fn bdf(bus: u8, device: u8, function: u8) -> u32 {
+        (bus as u32) << 8 | ((device as u32) & 0x1f) << 3 | (function as u32) & 7
+    }
+
+    /// The devices real-time tasks own.
+    #[repr(C, align(64))]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Claimed {
+        /// Entries of `pci` in use (at most [`MAX_PCI`]).
+        /* 0x00 */
+        pub count: u32,
+        /// ISA lines (bit `n`: line `n`) real-time tasks own.
+        /* 0x04 */
+        pub isa_lines: u32,
+        /// Claimed PCI functions of segment 0, as [`bdf`] gives them.
+        /* 0x08 */
+        pub pci: [u32; MAX_PCI],
+        /// Zero.
+        /* 0x48 */
+        pub reserved: [u64; 7],
+    }
+
+    const _: () = {
+        assert!(size_of::<Claimed>() == 0x80);
+        assert!(offset_of!(Claimed, pci) == 0x08);
+    };
 }
 
 /// Channels between real-time tasks and Linux programs (ABI minor 3).
