@@ -31,6 +31,7 @@
 use core::fmt;
 
 use crate::kernel::channels::ChannelError;
+use crate::kernel::devices::DeviceError;
 use crate::rt::sched::Error;
 
 /// What an image runs beside the system tasks (written by [`app!`](crate::app!)).
@@ -63,6 +64,8 @@ pub enum AppError {
     Task(Error),
     /// A channel was refused.
     Channel(ChannelError),
+    /// A device could not be claimed.
+    Device(DeviceError),
     /// The application's own reason.
     Refused(&'static str),
 }
@@ -79,11 +82,18 @@ impl From<ChannelError> for AppError {
     }
 }
 
+impl From<DeviceError> for AppError {
+    fn from(e: DeviceError) -> Self {
+        AppError::Device(e)
+    }
+}
+
 impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AppError::Task(e) => write!(f, "a task or kernel object was refused: {e:?}"),
             AppError::Channel(e) => write!(f, "a channel was refused: {e}"),
+            AppError::Device(e) => write!(f, "a device could not be claimed: {e}"),
             AppError::Refused(why) => f.write_str(why),
         }
     }

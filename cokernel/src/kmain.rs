@@ -440,7 +440,17 @@ fn start_linux(
         refuse("load-failed", format_args!("{e}"));
         return None;
     }
-    let prep = match linux::prepare(&plan, boot, &withhold, features, guest, initrd_at, linux_calls::gate(), channels) {
+    let prep = match linux::prepare(
+        &plan,
+        boot,
+        &withhold,
+        features,
+        guest,
+        initrd_at,
+        linux_calls::gate(),
+        channels,
+        crate::kernel::devices::table_addr(),
+    ) {
         Ok(p) => p,
         Err(e) => {
             refuse("prepare-failed", format_args!("{e}"));

@@ -140,6 +140,9 @@ pub mod guest {
     /// The co-kernel's wake-up self-IPI (no handler work: it brings a pass through the
     /// scheduler); never Linux's.
     pub const VECTOR_COKERNEL_WAKEUP: u8 = 0xf1;
+    /// The co-kernel's vector for the MSIs of devices real-time tasks own (minor 3); never
+    /// Linux's (AMD's deferred-error vector upstream, which Linux as Hauki's guest never enables).
+    pub const VECTOR_COKERNEL_DEVICE: u8 = 0xf4;
     /// Kernel calls of the co-kernel's real-time tasks (`int 0xf2`); never Linux's.
     pub const VECTOR_COKERNEL_KCALL: u8 = 0xf2;
     /// Linux's device line `n` (ISA IRQ 0..15, minor 2) arrives on vector `ISA_VECTOR_BASE + n`:
@@ -469,7 +472,14 @@ pub mod guest {
                 cokernel_phys_end: 0,
                 upcall_vector: VECTOR_UPCALL,
                 linux_timer_vector: VECTOR_LINUX_TIMER,
-                reserved_vectors: [VECTOR_COKERNEL_TIMER, VECTOR_COKERNEL_WAKEUP, VECTOR_COKERNEL_KCALL, 0, 0, 0],
+                reserved_vectors: [
+                    VECTOR_COKERNEL_TIMER,
+                    VECTOR_COKERNEL_WAKEUP,
+                    VECTOR_COKERNEL_KCALL,
+                    VECTOR_COKERNEL_DEVICE,
+                    0,
+                    0,
+                ],
                 pgd: [0; PGD_SLOTS],
                 vcpu_virt: 0,
                 status_virt: 0,
@@ -679,6 +689,7 @@ pub mod guest {
         ("VECTOR_COKERNEL_TIMER", VECTOR_COKERNEL_TIMER as u64),
         ("VECTOR_COKERNEL_WAKEUP", VECTOR_COKERNEL_WAKEUP as u64),
         ("VECTOR_COKERNEL_KCALL", VECTOR_COKERNEL_KCALL as u64),
+        ("VECTOR_COKERNEL_DEVICE", VECTOR_COKERNEL_DEVICE as u64),
         ("ISA_VECTOR_BASE", ISA_VECTOR_BASE as u64),
         ("ISA_LINES", ISA_LINES as u64),
         ("STATUS_TEXT", STATUS_TEXT as u64),

@@ -374,7 +374,8 @@ pub struct Prepared {
 /// `initrd_at`: where the initramfs is copied for Linux (guest mode: the module itself stays the
 /// co-kernel's, for restarts); `None` passes it in place.
 /// `call_gate`: the address Linux calls the co-kernel at (the kernel's handler of Linux's calls).
-/// `channels`: the channel region's address and size (0, 0: none).
+/// `channels`: the channel region's address and size (0, 0: none); `claimed`: the address of the
+/// table of devices real-time tasks own.
 #[allow(clippy::too_many_arguments, reason = "each is one fact of the handoff; a struct would only rename them")]
 pub fn prepare(
     plan: &Plan,
@@ -385,6 +386,7 @@ pub fn prepare(
     initrd_at: Option<u64>,
     call_gate: u64,
     channels: (u64, u64),
+    claimed: u64,
 ) -> Result<Prepared, LoaderError> {
     let bp = mm::alloc_frame().ok_or(LoaderError::NoFrame(BootPage::BootParams))?;
     let cmd = mm::alloc_frame().ok_or(LoaderError::NoFrame(BootPage::Cmdline))?;
@@ -406,6 +408,7 @@ pub fn prepare(
         h.vcpu_phys = h.vcpu_virt - mm::KERNEL_VIRT_BASE;
         h.status_virt = vcpu::STATUS.addr();
         (h.channels_virt, h.channels_size) = channels;
+        h.claimed_virt = claimed;
         h.check().map_err(LoaderError::HandoffCheck)?;
         core::ptr::write_bytes(page(ho), 0, 4096);
         (page(ho) as *mut Handoff).write(h);

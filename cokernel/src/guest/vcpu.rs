@@ -209,7 +209,13 @@ pub fn active() -> bool {
 pub fn is_cokernel_vector(v: u8) -> bool {
     matches!(
         v,
-        vectors::TIMER | vectors::WAKEUP | vectors::KCALL | vectors::UPCALL | vectors::APIC_ERROR | vectors::SPURIOUS
+        vectors::TIMER
+            | vectors::WAKEUP
+            | vectors::KCALL
+            | vectors::DEVICE
+            | vectors::UPCALL
+            | vectors::APIC_ERROR
+            | vectors::SPURIOUS
     )
 }
 

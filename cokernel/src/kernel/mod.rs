@@ -7,6 +7,7 @@
 
 pub mod channels;
 pub mod counters;
+pub mod devices;
 pub mod linux_calls;
 pub mod sched;
 pub mod trap;

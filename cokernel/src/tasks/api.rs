@@ -470,3 +470,13 @@ impl Channel {
         })
     }
 }
+
+pub use crate::kernel::devices::{DeviceError, PciDevice};
+
+/// Claims the first PCI function `vendor:device` for a real-time task: its BAR 0 mapped
+/// uncached ([`PciDevice::read32`], [`PciDevice::write32`]), its MSI posting an event to `port`
+/// (an `Event` task bound there waits for it), and Linux never seeing it. While the application
+/// starts, before Linux runs.
+pub fn claim_pci(vendor: u16, device: u16, port: u16) -> Result<PciDevice, DeviceError> {
+    crate::kernel::devices::claim_pci(vendor, device, port)
+}

@@ -67,6 +67,8 @@ pub mod vectors {
     pub const TIMER: u8 = guest::VECTOR_COKERNEL_TIMER;
     /// Wakes a parked or idle CPU (no handler work).
     pub const WAKEUP: u8 = guest::VECTOR_COKERNEL_WAKEUP;
+    /// MSIs of devices real-time tasks own.
+    pub const DEVICE: u8 = guest::VECTOR_COKERNEL_DEVICE;
     /// Kernel calls from real-time tasks (`int 0xf2`).
     pub const KCALL: u8 = guest::VECTOR_COKERNEL_KCALL;
     /// Linux turned its soft interrupt flag on with events logged (`int 0xf3`).

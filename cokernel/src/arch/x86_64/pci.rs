@@ -1,6 +1,7 @@
-//! PCI configuration space through mechanism #1 (ports 0xCF8/0xCFC): just enough to stop the
-//! devices a dead guest left running from writing into memory (DMA and MSI are bus-master
-//! writes) before a new guest is loaded there.
+//! PCI configuration space through mechanism #1 (ports 0xCF8/0xCFC): finding a function, sizing
+//! its BARs and programming its MSI for a real-time task (at boot, before Linux runs, so the
+//! address port is not shared yet), and stopping the devices a dead guest left running from
+//! writing into memory (DMA and MSI are bus-master writes) before a new guest is loaded there.
 
 use x86_64::instructions::port::Port;
 
@@ -58,4 +59,135 @@ pub fn stop_bus_masters() -> u32 {
         }
     }
     stopped
+}
+
+/// A PCI function of segment 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Function {
+    /// Bus number.
+    pub bus: u8,
+    /// Device number (0..32).
+    pub dev: u8,
+    /// Function number (0..8).
+    pub func: u8,
+}
+
+impl Function {
+    fn read(self, off: u32) -> u32 {
+        read(u32::from(self.bus), u32::from(self.dev), u32::from(self.func), off)
+    }
+
+    fn write(self, off: u32, v: u32) {
+        write(u32::from(self.bus), u32::from(self.dev), u32::from(self.func), off, v)
+    }
+
+    /// Vendor and device ID.
+    pub fn ids(self) -> (u16, u16) {
+        let id = self.read(0);
+        (id as u16, (id >> 16) as u16)
+    }
+
+    /// `bus << 8 | dev << 3 | func`.
+    pub fn bdf(self) -> u32 {
+        hauki_abi::devices::bdf(self.bus, self.dev, self.func)
+    }
+
+    /// The memory BAR `n` (0..6): its physical base and size, or `None` for an I/O or absent BAR.
+    /// Sizes it by writing all-ones (decoding off meanwhile), as every PCI driver does.
+    pub fn memory_bar(self, n: u32) -> Option<(u64, u64)> {
+        let off = 0x10 + 4 * n;
+        let lo = self.read(off);
+        if lo & 1 != 0 {
+            return None; // I/O space
+        }
+        let is64 = (lo >> 1) & 3 == 2;
+        let cmd = self.read(0x04);
+        self.write(0x04, cmd & 0xffff & !COMMAND_MEMORY);
+        self.write(off, u32::MAX);
+        let size_lo = self.read(off) & !0xf;
+        self.write(off, lo);
+        let (hi, size_hi) = if is64 {
+            let hi = self.read(off + 4);
+            self.write(off + 4, u32::MAX);
+            let sh = self.read(off + 4);
+            self.write(off + 4, hi);
+            (hi, sh)
+        } else {
+            (0, if size_lo != 0 { u32::MAX } else { 0 })
+        };
+        self.write(0x04, cmd & 0xffff);
+        let mask = u64::from(size_hi) << 32 | u64::from(size_lo);
+        let base = u64::from(hi) << 32 | u64::from(lo & !0xf);
+        (mask != 0 && base != 0).then(|| (base, (!mask).wrapping_add(1)))
+    }
+
+    /// Turns memory decoding and bus mastering on (legacy INTx off: MSI is used).
+    pub fn enable(self) {
+        let cmd = self.read(0x04) & 0xffff;
+        self.write(0x04, cmd | COMMAND_MEMORY | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE);
+    }
+
+    /// Programs the function's MSI capability to send `vector` to the LAPIC `apic_id` (fixed
+    /// delivery, edge) and enables it; false if it has no MSI capability.
+    pub fn enable_msi(self, apic_id: u32, vector: u8) -> bool {
+        let Some(cap) = self.capability(CAP_MSI) else { return false };
+        let ctl = self.read(cap) >> 16;
+        let is64 = ctl & (1 << 7) != 0;
+        self.write(cap + 4, 0xfee0_0000 | (apic_id & 0xff) << 12);
+        let data_off = if is64 {
+            self.write(cap + 8, 0);
+            cap + 12
+        } else {
+            cap + 8
+        };
+        let old = self.read(data_off);
+        self.write(data_off, (old & 0xffff_0000) | u32::from(vector));
+        // One vector (Multiple Message Enable 0), enabled.
+        let ctl = (ctl & !(0b111 << 4)) | 1;
+        self.write(cap, (self.read(cap) & 0xffff) | ctl << 16);
+        true
+    }
+
+    /// The offset of capability `id` in the function's list, if it has one.
+    fn capability(self, id: u8) -> Option<u32> {
+        if self.read(0x04) >> 16 & (1 << 4) == 0 {
+            return None; // no capability list
+        }
+        let mut at = self.read(0x34) & 0xfc;
+        for _ in 0..48 {
+            if at < 0x40 {
+                return None;
+            }
+            let head = self.read(at);
+            if head as u8 == id {
+                return Some(at);
+            }
+            at = (head >> 8) & 0xfc;
+        }
+        None
+    }
+}
+
+const COMMAND_MEMORY: u32 = 1 << 1;
+const COMMAND_INTX_DISABLE: u32 = 1 << 10;
+const CAP_MSI: u8 = 0x05;
+
+/// The first function with this vendor and device ID.
+pub fn find(vendor: u16, device: u16) -> Option<Function> {
+    for bus in 0..=255u8 {
+        for dev in 0..32u8 {
+            let f0 = Function { bus, dev, func: 0 };
+            if f0.read(0) & 0xffff == 0xffff {
+                continue;
+            }
+            let multi = f0.read(0x0c) & (1 << 23) != 0;
+            for func in 0..if multi { 8 } else { 1 } {
+                let f = Function { bus, dev, func };
+                if f.ids() == (vendor, device) {
+                    return Some(f);
+                }
+            }
+        }
+    }
+    None
 }
