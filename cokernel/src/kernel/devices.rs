@@ -140,6 +140,9 @@ pub fn claim_pci(vendor: u16, device: u16, port: u16) -> Result<PciDevice, Devic
     if !f.enable_msi(apic::id(), VECTOR_DEVICE) {
         return Err(DeviceError::NoMsi);
     }
+    if !pci::keep(f) {
+        return Err(DeviceError::TooMany);
+    }
     idt::register(VECTOR_DEVICE, on_device_interrupt);
     PORTS[slot].store(u32::from(port), Ordering::Relaxed);
     f.enable();

@@ -3,7 +3,23 @@
 //! address port is not shared yet), and stopping the devices a dead guest left running from
 //! writing into memory (DMA and MSI are bus-master writes) before a new guest is loaded there.
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use x86_64::instructions::port::Port;
+
+/// Functions real-time tasks own (`bdf + 1`; 0: free): [`stop_bus_masters`] leaves them running.
+static KEEP: [AtomicU32; 16] = [const { AtomicU32::new(0) }; 16];
+
+/// Marks `f` as a real-time task's: stopping Linux's devices leaves it running. False when the
+/// list is full.
+pub fn keep(f: Function) -> bool {
+    KEEP.iter().any(|k| k.compare_exchange(0, f.bdf() + 1, Ordering::Relaxed, Ordering::Relaxed).is_ok())
+}
+
+fn kept(bus: u32, dev: u32, func: u32) -> bool {
+    let bdf = bus << 8 | dev << 3 | func;
+    KEEP.iter().any(|k| k.load(Ordering::Relaxed) == bdf + 1)
+}
 
 const ADDRESS: u16 = 0xcf8;
 const DATA: u16 = 0xcfc;
@@ -30,7 +46,8 @@ fn write(bus: u32, dev: u32, func: u32, off: u32, v: u32) {
     }
 }
 
-/// Clears Bus Master Enable on every function that is not a bridge; returns how many had it set.
+/// Clears Bus Master Enable on every function that is not a bridge or a real-time task's
+/// ([`keep`]); returns how many had it set.
 /// Bridges keep theirs (the devices behind them are stopped one by one), and decoding (I/O and
 /// memory enable) stays on, so the co-kernel's own UART behind the LPC bridge keeps working.
 pub fn stop_bus_masters() -> u32 {
@@ -46,7 +63,7 @@ pub fn stop_bus_masters() -> u32 {
                 if read(bus, dev, func, 0) & 0xffff == 0xffff {
                     continue;
                 }
-                if read(bus, dev, func, 0x08) >> 24 == CLASS_BRIDGE {
+                if read(bus, dev, func, 0x08) >> 24 == CLASS_BRIDGE || kept(bus, dev, func) {
                     continue;
                 }
                 let cmd = read(bus, dev, func, 0x04);
