@@ -126,6 +126,19 @@ pub(super) fn boot_with_linux_initramfs(
     initramfs: Option<&Path>,
     vmlinux: Option<&Path>,
 ) -> Result<(ShellConsole, PathBuf), String> {
+    boot_with_linux_devices(dir, elf, cokernel_args, icount, initramfs, vmlinux, &[])
+}
+
+/// As [`boot_with_linux_initramfs`], with extra QEMU arguments (devices).
+pub(super) fn boot_with_linux_devices(
+    dir: &Path,
+    elf: &Path,
+    cokernel_args: &str,
+    icount: Option<u8>,
+    initramfs: Option<&Path>,
+    vmlinux: Option<&Path>,
+    qemu_extra: &[&str],
+) -> Result<(ShellConsole, PathBuf), String> {
     let ws = Workspace::locate();
     let bundle = crate::linux::build_all(&ws)
         .and_then(|(v, i)| {
@@ -145,6 +158,7 @@ pub(super) fn boot_with_linux_initramfs(
     let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline(cokernel_args) };
     let mut cfg = QemuConfig::test(boot, "max", &c1, &c2);
     cfg.extra = vec!["-initrd".into(), bundle.display().to_string()];
+    cfg.extra.extend(qemu_extra.iter().map(|s| s.to_string()));
     cfg.icount = icount.is_some();
     cfg.icount_shift = icount.unwrap_or(0);
     let con = ShellConsole::spawn(&dir, &cfg)?;
