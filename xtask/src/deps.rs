@@ -10,6 +10,14 @@ use crate::util::{find_program, run_status};
 /// The Rust target the co-kernel is built for.
 pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
 
+/// The Rust target of the Linux programs in the initramfs (`haukictl`): static, so the initramfs
+/// needs no C library.
+pub const LINUX_TOOLS_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// What each Rust target is for (messages).
+const RUST_TARGETS: [(&str, &str); 2] =
+    [(KERNEL_TARGET, "the co-kernel"), (LINUX_TOOLS_TARGET, "haukictl in Linux's initramfs")];
+
 /// The first QEMU major version whose TCG emulates x2APIC.
 pub const QEMU_X2APIC_MAJOR: u32 = 8;
 
@@ -101,19 +109,28 @@ pub fn find_ovmf() -> Option<Ovmf> {
     ovmf_candidates().into_iter().find(|(c, s)| c.is_file() && s.is_file()).map(|(code, vars)| Ovmf { code, vars })
 }
 
-/// Is the co-kernel's Rust target installed for the active toolchain?
-fn rust_target_installed() -> bool {
+/// Is the Rust target `target` installed for the active toolchain?
+pub fn rust_target_installed(target: &str) -> bool {
     if let Ok(out) = Command::new("rustup").args(["target", "list", "--installed"]).output()
         && out.status.success()
     {
-        return String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == KERNEL_TARGET);
+        return String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == target);
     }
     // No rustup: look in the sysroot.
     let Ok(out) = Command::new("rustc").args(["--print", "sysroot"]).output() else {
         return false;
     };
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Path::new(&sysroot).join("lib/rustlib").join(KERNEL_TARGET).is_dir()
+    Path::new(&sysroot).join("lib/rustlib").join(target).is_dir()
+}
+
+/// What to say when the Rust target `target` is missing.
+pub fn missing_target_message(target: &str) -> String {
+    let what = RUST_TARGETS.iter().find(|(t, _)| *t == target).map_or("this build", |(_, w)| *w);
+    format!(
+        "{what} needs the Rust target {target}: run `rustup target add {target}` (rust-toolchain.toml lists it, \
+         so rustup normally installs it on first use)"
+    )
 }
 
 /// Something missing, and the Debian package that provides it.
@@ -273,11 +290,12 @@ fn install_debian(debian12: bool) -> Result<(), String> {
 
 /// Check the host tools; install missing ones as root on Debian; otherwise explain and fail.
 pub fn ensure() -> Result<Tools, String> {
-    if !rust_target_installed() {
-        println!("==> installing the Rust target {KERNEL_TARGET}");
-        run_status(Command::new("rustup").args(["target", "add", KERNEL_TARGET])).map_err(|e| {
-            format!("{e}\nthe co-kernel needs the Rust target {KERNEL_TARGET}: run `rustup target add {KERNEL_TARGET}`")
-        })?;
+    for (target, _) in RUST_TARGETS {
+        if !rust_target_installed(target) {
+            println!("==> installing the Rust target {target}");
+            run_status(Command::new("rustup").args(["target", "add", target]))
+                .map_err(|e| format!("{e}\n{}", missing_target_message(target)))?;
+        }
     }
     let miss = missing();
     if !miss.is_empty() {
@@ -328,6 +346,18 @@ pub fn ensure() -> Result<Tools, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_target_says_what_to_run() {
+        let m = missing_target_message(LINUX_TOOLS_TARGET);
+        assert!(m.starts_with("haukictl in Linux's initramfs needs the Rust target x86_64-unknown-linux-musl"), "{m}");
+        assert!(m.contains("run `rustup target add x86_64-unknown-linux-musl`"), "{m}");
+        assert!(missing_target_message(KERNEL_TARGET).starts_with("the co-kernel needs"));
+        let toolchain = include_str!("../../rust-toolchain.toml");
+        for (t, _) in RUST_TARGETS {
+            assert!(toolchain.contains(&format!("\"{t}\"")), "rust-toolchain.toml does not list {t}");
+        }
+    }
 
     #[test]
     fn qemu_versions() {

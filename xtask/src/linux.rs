@@ -483,7 +483,8 @@ impl Cpio {
 const BUSYBOX: &str = "/bin/busybox";
 
 /// Builds `target/hauki/initramfs.cpio.gz`: Debian's static busybox as /init (busybox init with
-/// `linux-patch/initramfs/etc/inittab`), the files under `linux-patch/initramfs/`, /dev/console.
+/// `linux-patch/initramfs/etc/inittab`), `haukictl` ([`build_haukictl`]), the files under
+/// `linux-patch/initramfs/`, /dev/console.
 pub fn build_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
     write_initramfs(ws, INITRAMFS, &[])
 }
@@ -526,13 +527,64 @@ pub fn build_selftests_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
     write_initramfs(ws, SELFTESTS_INITRAMFS, &files)
 }
 
-/// The initramfs `name` in `target/hauki/`, with `extra` files (path, contents; mode 0755) added.
+/// `haukictl` for Linux (`linux-patch/haukictl`): a static, stripped x86_64 musl binary, built
+/// with `cargo build --release -p haukictl --target x86_64-unknown-linux-musl`. Returns its bytes.
+pub fn build_haukictl(ws: &Workspace) -> Result<Vec<u8>, String> {
+    use crate::deps::{LINUX_TOOLS_TARGET, missing_target_message, rust_target_installed};
+    if !rust_target_installed(LINUX_TOOLS_TARGET) {
+        return Err(missing_target_message(LINUX_TOOLS_TARGET));
+    }
+    let mut cargo = crate::util::cargo();
+    cargo.current_dir(&ws.root).args(haukictl_build_args());
+    let out = cargo.output().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("`{}` failed ({}):\n{}", show(&cargo), out.status, last_lines(&err, 30).join("\n")));
+    }
+    let exe = ws.target_dir().join(LINUX_TOOLS_TARGET).join("release/haukictl");
+    let data = std::fs::read(&exe).map_err(|e| format!("{}: {e}", exe.display()))?;
+    check_static_elf(&data).map_err(|e| format!("{}: {e}", exe.display()))?;
+    Ok(data)
+}
+
+/// `cargo` arguments that build `haukictl` for the initramfs (stripped by the workspace's
+/// `[profile.release.package.haukictl]`).
+fn haukictl_build_args() -> [&'static str; 6] {
+    ["build", "--release", "-p", "haukictl", "--target", crate::deps::LINUX_TOOLS_TARGET]
+}
+
+/// An x86_64 ELF executable with no program interpreter (`PT_INTERP`): it runs in an initramfs
+/// with no C library.
+fn check_static_elf(data: &[u8]) -> Result<(), String> {
+    let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| data.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let u64_at = |o: usize| data.get(o..o + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    if data.get(..5) != Some(b"\x7fELF\x02") || u16_at(18) != Some(62) {
+        return Err("not an x86_64 ELF executable".into());
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(32), u16_at(54), u16_at(56)) else {
+        return Err("truncated ELF header".into());
+    };
+    for i in 0..usize::from(phnum) {
+        let at = usize::try_from(phoff).map_err(|e| e.to_string())? + i * usize::from(phentsize);
+        match u32_at(at) {
+            Some(3) => return Err("dynamically linked (it has a program interpreter)".into()),
+            Some(_) => {}
+            None => return Err("truncated program headers".into()),
+        }
+    }
+    Ok(())
+}
+
+/// The initramfs `name` in `target/hauki/`, with `bin/haukictl` and `extra` files (path,
+/// contents; mode 0755) added.
 fn write_initramfs(ws: &Workspace, name: &str, extra: &[(String, Vec<u8>)]) -> Result<PathBuf, String> {
     let busybox = std::fs::read(BUSYBOX)
         .map_err(|e| format!("{BUSYBOX}: {e}; install Debian's busybox-static (`apt-get install busybox-static`)"))?;
     if busybox.get(..4) != Some(b"\x7fELF") || busybox.windows(7).any(|w| w == b"ld-linux") {
         return Err(format!("{BUSYBOX} is not a static ELF binary; install busybox-static, not busybox"));
     }
+    let haukictl = build_haukictl(ws)?;
     let mut c = Cpio::new();
     for d in ["bin", "sbin", "dev", "etc", "proc", "sys", "tmp", "root", "usr", "usr/bin", "usr/sbin", "var", "run"] {
         c.dir(d);
@@ -540,6 +592,7 @@ fn write_initramfs(ws: &Workspace, name: &str, extra: &[(String, Vec<u8>)]) -> R
     c.char_dev("dev/console", 0o600, 5, 1);
     c.char_dev("dev/null", 0o666, 1, 3);
     c.file("bin/busybox", 0o755, &busybox);
+    c.file("bin/haukictl", 0o755, &haukictl);
     c.symlink("init", "bin/busybox");
     c.symlink("bin/sh", "busybox");
     let root = ws.root.join("linux-patch/initramfs");
@@ -553,7 +606,8 @@ fn write_initramfs(ws: &Workspace, name: &str, extra: &[(String, Vec<u8>)]) -> R
     let archive = c.finish();
     let what = if extra.is_empty() { String::new() } else { format!(" and {} selftests", extra.len()) };
     println!(
-        "==> initramfs {name}: busybox, linux-patch/initramfs{what} ({} KiB before gzip -9)",
+        "==> initramfs {name}: busybox, haukictl ({} KiB), linux-patch/initramfs{what} ({} KiB before gzip -9)",
+        haukictl.len() / 1024,
         archive.len() / 1024
     );
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -707,6 +761,35 @@ mod tests {
         let a = c.finish();
         let at = a.windows(6).position(|w| w == b"\x1f\x8bDATA"[..6].as_ref()).unwrap();
         assert_eq!(at % 4096, 0);
+    }
+
+    #[test]
+    fn haukictl_is_built_static_for_the_initramfs() {
+        assert_eq!(haukictl_build_args().join(" "), "build --release -p haukictl --target x86_64-unknown-linux-musl");
+        let manifest = include_str!("../../Cargo.toml");
+        assert!(manifest.contains("\"linux-patch/haukictl\""), "haukictl is a workspace member");
+        assert!(manifest.contains("[profile.release.package.haukictl]\nstrip = \"symbols\""), "stripped");
+        // A 64-bit x86_64 ELF header with one program header of type `t`.
+        let elf = |t: u32| {
+            let mut e = vec![0u8; 64 + 56];
+            e[..5].copy_from_slice(b"\x7fELF\x02");
+            e[18..20].copy_from_slice(&62u16.to_le_bytes());
+            e[32..40].copy_from_slice(&64u64.to_le_bytes());
+            e[54..56].copy_from_slice(&56u16.to_le_bytes());
+            e[56..58].copy_from_slice(&1u16.to_le_bytes());
+            e[64..68].copy_from_slice(&t.to_le_bytes());
+            e
+        };
+        assert_eq!(check_static_elf(&elf(1)), Ok(()));
+        assert!(check_static_elf(&elf(3)).unwrap_err().contains("dynamically linked"));
+        assert!(check_static_elf(b"#!/bin/sh\n").is_err());
+        let mut short = elf(1);
+        short.truncate(66);
+        assert_eq!(check_static_elf(&short), Err("truncated program headers".into()));
+        // The xtask binary running this test is dynamically linked on a glibc host.
+        if let Ok(me) = std::env::current_exe().and_then(std::fs::read) {
+            assert!(check_static_elf(&me).is_err_and(|e| e.contains("dynamically")));
+        }
     }
 
     #[test]

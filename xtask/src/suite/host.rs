@@ -12,6 +12,7 @@ pub(super) fn tests() -> Vec<Test> {
         unit::cokernel,
         unit::hauki_abi,
         unit::xtask,
+        unit::haukictl,
         fuzz_smoke,
         abi_header,
         lint::fmt,
@@ -79,6 +80,12 @@ mod unit {
 
     pub(super) fn xtask(ctx: &Ctx<'_>) -> Status {
         cargo_step(ctx, &["test", "-p", "xtask"])
+    }
+
+    /// The Linux programs' library and `haukictl` on the host (their tests need no device), and
+    /// `linux-patch/hauki_channel.h` compiled and run with `cc`.
+    pub(super) fn haukictl(ctx: &Ctx<'_>) -> Status {
+        cargo_step(ctx, &["test", "-p", "haukictl"])
     }
 }
 

@@ -386,6 +386,7 @@ mod tests {
             "unit/cokernel",
             "unit/hauki-abi",
             "unit/xtask",
+            "unit/haukictl",
             "fuzz-smoke",
             "abi-header",
             "ktest-xapic",
