@@ -527,9 +527,10 @@ pub fn build_selftests_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
     write_initramfs(ws, SELFTESTS_INITRAMFS, &files)
 }
 
-/// `haukictl` for Linux (`linux-patch/haukictl`): a static, stripped x86_64 musl binary, built
-/// with `cargo build --release -p haukictl --target x86_64-unknown-linux-musl`. Returns its bytes.
-pub fn build_haukictl(ws: &Workspace) -> Result<Vec<u8>, String> {
+/// The Linux programs of `linux-patch/haukictl` (`haukictl`, and `hauki-decide` for the bridge
+/// application): static, stripped x86_64 musl binaries, built with `cargo build --release -p
+/// haukictl --target x86_64-unknown-linux-musl`. Returns each one's name and bytes.
+pub fn build_haukictl(ws: &Workspace) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
     use crate::deps::{LINUX_TOOLS_TARGET, missing_target_message, rust_target_installed};
     if !rust_target_installed(LINUX_TOOLS_TARGET) {
         return Err(missing_target_message(LINUX_TOOLS_TARGET));
@@ -541,10 +542,14 @@ pub fn build_haukictl(ws: &Workspace) -> Result<Vec<u8>, String> {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(format!("`{}` failed ({}):\n{}", show(&cargo), out.status, last_lines(&err, 30).join("\n")));
     }
-    let exe = ws.target_dir().join(LINUX_TOOLS_TARGET).join("release/haukictl");
-    let data = std::fs::read(&exe).map_err(|e| format!("{}: {e}", exe.display()))?;
-    check_static_elf(&data).map_err(|e| format!("{}: {e}", exe.display()))?;
-    Ok(data)
+    let mut bins = Vec::new();
+    for name in ["haukictl", "hauki-decide"] {
+        let exe = ws.target_dir().join(LINUX_TOOLS_TARGET).join("release").join(name);
+        let data = std::fs::read(&exe).map_err(|e| format!("{}: {e}", exe.display()))?;
+        check_static_elf(&data).map_err(|e| format!("{}: {e}", exe.display()))?;
+        bins.push((name, data));
+    }
+    Ok(bins)
 }
 
 /// `cargo` arguments that build `haukictl` for the initramfs (stripped by the workspace's
@@ -584,7 +589,7 @@ fn write_initramfs(ws: &Workspace, name: &str, extra: &[(String, Vec<u8>)]) -> R
     if busybox.get(..4) != Some(b"\x7fELF") || busybox.windows(7).any(|w| w == b"ld-linux") {
         return Err(format!("{BUSYBOX} is not a static ELF binary; install busybox-static, not busybox"));
     }
-    let haukictl = build_haukictl(ws)?;
+    let tools = build_haukictl(ws)?;
     let mut c = Cpio::new();
     for d in ["bin", "sbin", "dev", "etc", "proc", "sys", "tmp", "root", "usr", "usr/bin", "usr/sbin", "var", "run"] {
         c.dir(d);
@@ -592,7 +597,9 @@ fn write_initramfs(ws: &Workspace, name: &str, extra: &[(String, Vec<u8>)]) -> R
     c.char_dev("dev/console", 0o600, 5, 1);
     c.char_dev("dev/null", 0o666, 1, 3);
     c.file("bin/busybox", 0o755, &busybox);
-    c.file("bin/haukictl", 0o755, &haukictl);
+    for (name, data) in &tools {
+        c.file(&format!("bin/{name}"), 0o755, data);
+    }
     c.symlink("init", "bin/busybox");
     c.symlink("bin/sh", "busybox");
     let root = ws.root.join("linux-patch/initramfs");
@@ -605,9 +612,10 @@ fn write_initramfs(ws: &Workspace, name: &str, extra: &[(String, Vec<u8>)]) -> R
     }
     let archive = c.finish();
     let what = if extra.is_empty() { String::new() } else { format!(" and {} selftests", extra.len()) };
+    let tools: Vec<String> = tools.iter().map(|(n, d)| format!("{n} ({} KiB)", d.len() / 1024)).collect();
     println!(
-        "==> initramfs {name}: busybox, haukictl ({} KiB), linux-patch/initramfs{what} ({} KiB before gzip -9)",
-        haukictl.len() / 1024,
+        "==> initramfs {name}: busybox, {}, linux-patch/initramfs{what} ({} KiB before gzip -9)",
+        tools.join(", "),
         archive.len() / 1024
     );
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
