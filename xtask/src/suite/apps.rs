@@ -20,6 +20,7 @@ pub(super) fn tests() -> Vec<Test> {
         channels_echo_both_ways,
         channel_without_a_task_is_a_broken_pipe,
         edu_device_owned_by_a_task_linux_never_sees,
+        bridge_survives_whatever_its_linux_program_does,
     ]
 }
 
@@ -256,4 +257,82 @@ fn edu_device_owned_by_a_task_linux_never_sees(ctx: &Ctx<'_>, _elf: &Path, _iso:
         Ok(())
     };
     with_linux(ctx, &elf, &[], &["-device", "edu"], &steps)
+}
+
+/// The latest `bridge` record's counters: (used, fallback, malformed), or zeros.
+fn bridge_counts(c2: &Path) -> (u64, u64, u64) {
+    let recs = records(c2);
+    let b = recs.events("bridge").last().cloned().unwrap_or_default();
+    let get = |k: &str| b[k].as_u64().unwrap_or(0);
+    (get("used"), get("fallback"), get("malformed"))
+}
+
+/// The seeds' example end to end: the bridge controller asks `hauki-decide` (a Linux program) for a
+/// decision every 10 ms. Running, its answers are used; stopped (SIGSTOP), killed, flooded with
+/// garbage, or gone with a Linux panic, the controller falls back and counts it, and uses
+/// answers again once the program is back — also in the restarted Linux; no deadline is missed
+/// throughout (the `with_linux` check).
+fn bridge_survives_whatever_its_linux_program_does(ctx: &Ctx<'_>, _elf: &Path, _iso: &Path) -> Status {
+    let elf = match crate::build::build_app(&Workspace::locate(), "bridge", "cokernel-bridge.elf") {
+        Ok(e) => e,
+        Err(e) => return Status::Fail(e),
+    };
+    let steps = |con: &mut ShellConsole, c2: &Path| -> Result<(), String> {
+        // Lets virtual time pass on Linux's clock, then reads the counters.
+        let after = |con: &mut ShellConsole, secs: u32| -> Result<(u64, u64, u64), String> {
+            sh(con, &format!("sleep {secs}"))?;
+            sh(con, "sleep 1")?; // one more report period lands on COM2
+            Ok(bridge_counts(c2))
+        };
+        let start = |con: &mut ShellConsole| sh(con, "hauki-decide > /tmp/decide.log 2>&1 & echo $! > /tmp/decide.pid");
+        start(con)?;
+        let a = after(con, 2)?;
+        let b = after(con, 2)?;
+        if b.0 < a.0 + 50 {
+            return Err(format!("the controller did not use hauki-decide's answers: used {} then {}", a.0, b.0));
+        }
+        sh(con, "kill -STOP $(cat /tmp/decide.pid)")?;
+        let c = after(con, 1)?;
+        let d = after(con, 2)?;
+        if d.0 > c.0 + 2 || d.1 < c.1 + 100 {
+            return Err(format!("stopped, the program's answers still counted or no fallback: {c:?} then {d:?}"));
+        }
+        sh(con, "kill -CONT $(cat /tmp/decide.pid)")?;
+        let e = after(con, 2)?;
+        if e.0 < d.0 + 50 {
+            return Err(format!("continued, its answers were not used again: {d:?} then {e:?}"));
+        }
+        sh(con, "i=0; while [ $i -lt 300 ]; do echo garbage-$i > /dev/hauki/decisions; i=$((i+1)); done")?;
+        let f = after(con, 1)?;
+        if f.2 < e.2 + 100 {
+            return Err(format!("a flood of garbage was not counted as malformed: {e:?} then {f:?}"));
+        }
+        sh(con, "kill $(cat /tmp/decide.pid)")?;
+        let g = after(con, 1)?;
+        let h = after(con, 2)?;
+        if h.0 > g.0 + 2 || h.1 < g.1 + 100 {
+            return Err(format!("killed, no fallback: {g:?} then {h:?}"));
+        }
+        // Linux panics; the co-kernel restarts it; the program is started again there.
+        con.send("echo PANIC > /sys/kernel/debug/provoke-crash/DIRECT")?;
+        con.expect("is up; type 'poweroff' to end.", hard_timeout())?;
+        con.expect("# ", hard_timeout())?;
+        quiet_console(con, hard_timeout())?;
+        let restarts = records(c2).events("guest").last().and_then(|g| g["restarts"].as_u64()).unwrap_or(0);
+        if restarts != 1 {
+            return Err(format!("Linux's panic did not end in one restart ({restarts})"));
+        }
+        start(con)?;
+        let i = after(con, 1)?;
+        let j = after(con, 2)?;
+        if j.0 < i.0 + 50 {
+            return Err(format!("after Linux's restart the program's answers were not used: {i:?} then {j:?}"));
+        }
+        println!(
+            "    bridge: answers used {}, fallback periods {}, malformed {} (running, stopped, flooded, killed, Linux restarted)",
+            j.0, j.1, j.2
+        );
+        Ok(())
+    };
+    with_linux(ctx, &elf, &[], &[], &steps)
 }
