@@ -527,8 +527,8 @@ pub fn build_selftests_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
     write_initramfs(ws, SELFTESTS_INITRAMFS, &files)
 }
 
-/// The Linux programs of `linux-patch/haukictl` (`haukictl`, and `hauki-decide` for the bridge
-/// application): static, stripped x86_64 musl binaries, built with `cargo build --release -p
+/// The Linux programs of `linux-patch/haukictl` (`haukictl`, `hauki-decide` for the bridge
+/// application, `hauki-chanbench` for the channel benchmark): static, stripped x86_64 musl binaries, built with `cargo build --release -p
 /// haukictl --target x86_64-unknown-linux-musl`. Returns each one's name and bytes.
 pub fn build_haukictl(ws: &Workspace) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
     use crate::deps::{LINUX_TOOLS_TARGET, missing_target_message, rust_target_installed};
@@ -543,7 +543,7 @@ pub fn build_haukictl(ws: &Workspace) -> Result<Vec<(&'static str, Vec<u8>)>, St
         return Err(format!("`{}` failed ({}):\n{}", show(&cargo), out.status, last_lines(&err, 30).join("\n")));
     }
     let mut bins = Vec::new();
-    for name in ["haukictl", "hauki-decide"] {
+    for name in ["haukictl", "hauki-decide", "hauki-chanbench"] {
         let exe = ws.target_dir().join(LINUX_TOOLS_TARGET).join("release").join(name);
         let data = std::fs::read(&exe).map_err(|e| format!("{}: {e}", exe.display()))?;
         check_static_elf(&data).map_err(|e| format!("{}: {e}", exe.display()))?;
