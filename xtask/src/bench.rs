@@ -76,6 +76,8 @@ pub const BENCHES: &[Bench] = &[
     Bench { name: "rt-stagger", run: rt_stagger },
     Bench { name: "linux-guest", run: linux_guest },
     Bench { name: "linux-stress", run: linux_stress },
+    Bench { name: "channels", run: channels },
+    Bench { name: "edu", run: edu },
 ];
 
 /// Virtual seconds of the stress battery in the bench (about 10 s of wall time each).
@@ -464,6 +466,132 @@ fn linux_stress(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
         ));
     }
     Ok(m)
+}
+
+/// Boots application image `elf` with Linux as the idle task under icount (`qemu_extra`:
+/// devices), waits for the shell, runs `commands`, powers off; the outputs and the telemetry.
+fn with_linux_app(
+    c: &BenchCtx<'_>,
+    name: &str,
+    elf: &std::path::Path,
+    qemu_extra: &[&str],
+    commands: &[&str],
+) -> Result<(Vec<String>, Records), String> {
+    use std::time::Duration;
+    let (vmlinux, initrd) = crate::linux::build_all(c.ws)?;
+    let bundle =
+        crate::linux::build_bundle(c.ws, &vmlinux, &initrd, crate::linux::DEFAULT_CMDLINE, &format!("{name}.bundle"))?;
+    let dir = c.dir.join(name);
+    let (c1, c2) = Qemu::paths(&dir);
+    let args = cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &250)]);
+    let mut cfg =
+        QemuConfig::test(Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline(&args) }, "max", &c1, &c2);
+    cfg.icount = true;
+    cfg.extra = vec!["-initrd".into(), bundle.display().to_string()];
+    cfg.extra.extend(qemu_extra.iter().map(|s| s.to_string()));
+    let mut con = crate::console::ShellConsole::spawn(&dir, &cfg)?;
+    let bound = Duration::from_secs(600);
+    con.expect("is up; type 'poweroff' to end.", bound)?;
+    con.expect("# ", bound)?;
+    con.run("echo 1 > /proc/sys/kernel/printk", bound)?;
+    let mut outs = Vec::new();
+    for cmd in commands {
+        let (out, status) = con.run(cmd, bound)?;
+        if status != 0 {
+            return Err(format!("`{cmd}` failed ({status}): {out}"));
+        }
+        outs.push(out);
+    }
+    con.send("poweroff")?;
+    let _ = con.wait_exit(bound);
+    Ok((outs, Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default())))
+}
+
+/// A `ROUNDTRIP k=v ...` line's field `key`.
+fn roundtrip_field(out: &str, key: &str) -> Option<String> {
+    let line = out.lines().find(|l| l.starts_with("ROUNDTRIP "))?;
+    line.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
+}
+
+/// Channels, under icount: round trips Linux → real-time task → Linux through the echo
+/// application's channel against a pipe ping-pong between two Linux processes in the same run
+/// (`hauki-chanbench`), records per second both ways, and the latency task's worst case while
+/// the channel is driven flat out.
+fn channels(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
+    let elf = build::build_app(c.ws, "echo", "cokernel-echo.elf")?;
+    println!(
+        "    echo application, Linux as the idle task under icount: 2000 round trips of 64 bytes, channel then pipe"
+    );
+    let (outs, recs) = with_linux_app(
+        c,
+        "channels",
+        &elf,
+        &[],
+        &["hauki-chanbench echo --count 2000 --size 64", "hauki-chanbench pipe --count 2000 --size 64"],
+    )?;
+    let get = |i: usize, k: &str| -> Result<u64, String> {
+        let v = roundtrip_field(&outs[i], k).ok_or_else(|| format!("no {k} in {:?}", outs[i]))?;
+        v.parse::<f64>().map(|f| f as u64).map_err(|e| format!("{k}={v}: {e}"))
+    };
+    let lat_max = recs.events("latency").filter_map(|l| l["max_ns"].as_u64()).max().unwrap_or(0);
+    let misses: u64 = recs.events("latency").filter_map(|l| l["misses"].as_u64()).sum();
+    let mut m = Vec::new();
+    for (i, kind) in [(0, "channel"), (1, "pipe")] {
+        for (k, unit) in [("min_ns", "ns"), ("avg_ns", "ns"), ("max_ns", "ns")] {
+            m.push(metric(
+                &format!("{kind}.roundtrip.{}", k.trim_end_matches("_ns")),
+                get(i, k)?,
+                unit,
+                None,
+                &format!(
+                    "64-byte round trip Linux -> {} -> Linux (virtual time)",
+                    if i == 0 { "real-time task" } else { "child process" }
+                ),
+            ));
+        }
+        m.push(metric(
+            &format!("{kind}.records_per_s"),
+            get(i, "records_per_s")?,
+            "/s",
+            None,
+            "round trips per second (each a record each way)",
+        ));
+    }
+    m.push(metric(
+        "channel.rt_latency.max",
+        lat_max,
+        "ns",
+        Some(LATENCY_TARGET_NS),
+        &format!("latency task's worst case over the whole run, the channel driven flat out ({misses} misses)"),
+    ));
+    Ok(m)
+}
+
+/// QEMU's edu device owned by a real-time task (the edu application) while Linux runs: from the
+/// task's request to the wake-up of the task its MSI releases (virtual time).
+fn edu(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
+    let elf = build::build_app(c.ws, "edu", "cokernel-edu.elf")?;
+    println!("    edu application with -device edu, Linux as the idle task under icount, 3 s");
+    let (_, recs) = with_linux_app(c, "edu", &elf, &["-device", "edu"], &["sleep 3"])?;
+    let e = recs.events("edu").last().ok_or("no edu record")?;
+    let get = |k: &str| e[k].as_u64().unwrap_or(0);
+    Ok(vec![
+        metric(
+            "edu.irq_to_task.min",
+            get("min_ns"),
+            "ns",
+            None,
+            "factorial request to the MSI-released task (virtual)",
+        ),
+        metric("edu.irq_to_task.avg", get("avg_ns"), "ns", None, "includes the device model's compute time"),
+        metric(
+            "edu.irq_to_task.max",
+            get("max_ns"),
+            "ns",
+            None,
+            &format!("{} completions, {} wrong", get("completions"), get("wrong")),
+        ),
+    ])
 }
 
 #[cfg(test)]
