@@ -406,6 +406,24 @@ hardware-off windows (worst since boot; site = where interrupts came back on):
         assert_eq!(huge.bounds(70), (u64::MAX, None));
     }
 
+    /// The lines parsed here are the ones the co-kernel writes (`publish_status`): its format
+    /// strings, read from its source, still have the words the parser looks for.
+    #[test]
+    fn the_co_kernel_writes_what_is_parsed() {
+        let src = include_str!("../../../cokernel/src/tasks/telemetry.rs");
+        let publish = &src[src.find("fn publish_status").expect("publish_status")..];
+        for format in [
+            "\"Hauki co-kernel {} up {}.{:03} s\"",
+            "\"latency: period {} ns; last report: {} samples, min {} avg {} max {} ns; deadline misses since boot {}\"",
+            "\"latency histogram: bucket0_ns {} counts\"",
+            "\"task\", \"prio\", \"kind\", \"period_ns\", \"releases\", \"misses\", \"overruns\", \"worst_ns\", \"cpu_ms\"",
+            "\"channel {name}: sent {}, received {}, full {}, refused {}, linux {}\"",
+        ] {
+            assert!(publish.contains(format), "publish_status no longer writes {format}");
+        }
+        assert!(include_str!("../../../cokernel/src/rt/hist.rs").contains("pub const BUCKET0_NS: u64 = 500;"));
+    }
+
     #[test]
     fn status_is_read_from_the_first_readable_path() {
         let dir = crate::sysfs::tests::TempDir::new("status");
