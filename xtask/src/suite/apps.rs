@@ -323,6 +323,7 @@ fn bridge_survives_whatever_its_linux_program_does(ctx: &Ctx<'_>, _elf: &Path, _
         con.expect("is up; type 'poweroff' to end.", hard_timeout())?;
         con.expect("# ", hard_timeout())?;
         quiet_console(con, hard_timeout())?;
+        sh(con, "sleep 1")?; // a report period after the restart
         let restarts = records(c2).events("guest").last().and_then(|g| g["restarts"].as_u64()).unwrap_or(0);
         if restarts != 1 {
             return Err(format!("Linux's panic did not end in one restart ({restarts})"));
