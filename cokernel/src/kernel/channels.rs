@@ -433,9 +433,10 @@ impl Sender {
         Ok(n)
     }
 
-    /// Room left in the ring (records or bytes); 0 when Linux's index is out of range.
+    /// Room left in the ring (records or bytes); 0 when Linux's index is out of range (counted
+    /// as refused, as by a send).
     pub fn room(&mut self) -> u32 {
-        self.producer.room(&mut self.mem).unwrap_or(0)
+        self.producer.room(&mut self.mem).inspect_err(|&why| refused(self.index, why)).unwrap_or(0)
     }
 }
 
@@ -449,7 +450,10 @@ pub struct Receiver {
 
 impl Receiver {
     /// Takes the next record into `buf` (which holds the channel's `record_size`); its length,
-    /// or `None` when nothing waits. A record Linux wrote wrong is counted and dropped.
+    /// or `None` when nothing waits. A record Linux wrote wrong is counted and dropped:
+    /// `Refused(Length)` consumed it (the next record may follow); `Refused(Index)` means Linux's
+    /// head is out of range and nothing can be read until Linux writes a sane one, so a loop must
+    /// stop there (retrying at once would spin).
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>, RecvError> {
         let r = self.consumer.recv(&mut self.mem, buf);
         match r {
@@ -480,9 +484,10 @@ impl Receiver {
         r
     }
 
-    /// Records (bytes) waiting; 0 when Linux's index is out of range.
+    /// Records (bytes) waiting; 0 when Linux's index is out of range (counted as refused, as by
+    /// a receive).
     pub fn pending(&mut self) -> u32 {
-        self.consumer.pending(&mut self.mem).unwrap_or(0)
+        self.consumer.pending(&mut self.mem).inspect_err(|&why| refused(self.index, why)).unwrap_or(0)
     }
 }
 

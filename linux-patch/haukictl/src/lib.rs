@@ -47,6 +47,7 @@
 
 pub mod channel;
 mod error;
+pub mod region;
 pub mod render;
 pub mod status;
 pub mod sysfs;

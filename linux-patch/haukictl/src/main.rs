@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use hauki_channel::channel::DEV_DIR;
+use hauki_channel::region::{self, Field, REGION_FILE, Value};
 use hauki_channel::render::{self, BarStyle};
 use hauki_channel::sysfs::{self, SYSFS_DIR};
 use hauki_channel::{Access, Kind, OpenOptions, status};
@@ -60,6 +61,35 @@ enum Command {
     Send(SendArgs),
     /// The status and the histogram, refreshed every second until Ctrl-C
     Watch(WatchArgs),
+    /// Fault injection (tests only): write into a channel's shared ring what a hostile Linux
+    /// could, through debugfs hauki/channel-region
+    #[command(hide = true)]
+    Scribble(ScribbleArgs),
+}
+
+#[derive(Args, Debug, PartialEq)]
+struct ScribbleArgs {
+    /// The channel
+    channel: String,
+    /// `head` (ring from Linux), `tail` (ring to Linux), or `length` (a record of that length,
+    /// published at the head of the ring from Linux)
+    #[arg(value_parser = parse_field)]
+    field: Field,
+    /// N, 0xN, or +N / -N relative to the index it replaces
+    #[arg(allow_hyphen_values = true)]
+    value: Value,
+    /// The region file
+    #[arg(long, value_name = "FILE", default_value = REGION_FILE)]
+    region: PathBuf,
+}
+
+fn parse_field(s: &str) -> Result<Field, String> {
+    match s {
+        "head" => Ok(Field::Head),
+        "tail" => Ok(Field::Tail),
+        "length" => Ok(Field::Length),
+        _ => Err(format!("{s:?}: want head, tail or length")),
+    }
 }
 
 #[derive(Args, Debug, PartialEq)]
@@ -195,6 +225,12 @@ fn run(cli: &Cli, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), Fa
         Command::Cat(a) => cat(cli, a, out)?,
         Command::Send(a) => send(cli, a, input)?,
         Command::Watch(a) => watch(cli, a, out)?,
+        Command::Scribble(a) => {
+            let done = region::scribble(&a.region, &a.channel, a.field, a.value).map_err(Fail::Msg)?;
+            for (off, old, new) in done.writes {
+                writeln!(out, "{}: region offset {off:#x}: {old} -> {new}", a.channel)?;
+            }
+        }
     }
     out.flush()?;
     Ok(())

@@ -18,6 +18,7 @@ pub(super) fn tests() -> Vec<Test> {
         app_built_and_booted_by_name,
         app_refused_when_its_channels_do_not_fit,
         channels_echo_both_ways,
+        channel_scribbled_by_a_hostile_linux,
         channel_without_a_task_is_a_broken_pipe,
         edu_device_owned_by_a_task_linux_never_sees,
         bridge_survives_whatever_its_linux_program_does,
@@ -202,6 +203,78 @@ fn channels_echo_both_ways(ctx: &Ctx<'_>, _elf: &Path, _iso: &Path) -> Status {
         }
         if ch["refused"].as_u64() != Some(0) {
             return Err(format!("an honest Linux had records refused: {ch}"));
+        }
+        Ok(())
+    };
+    with_linux(ctx, &elf, &[], &[], &steps)
+}
+
+/// A hostile Linux writes into echo's rings what an honest driver never would (through debugfs
+/// `hauki/channel-region`, `haukictl scribble`): a record of 65535 bytes in a channel of 256, a
+/// head 1000 records ahead of the tail, a tail 1000 records past what was sent. Each is refused
+/// and counted by the co-kernel and followed by nothing; the echo task neither spins nor stops;
+/// once Linux's indices are sane again the channel carries records as before; the latency task
+/// misses nothing throughout.
+fn channel_scribbled_by_a_hostile_linux(ctx: &Ctx<'_>, _elf: &Path, _iso: &Path) -> Status {
+    let elf = match echo_elf() {
+        Ok(e) => e,
+        Err(e) => return Status::Fail(e),
+    };
+    let refused = |con: &mut ShellConsole| -> Result<u64, String> {
+        let out = sh(con, "cat /sys/kernel/hauki/channels/echo/refused")?;
+        out.trim().parse().map_err(|_| format!("sysfs refused: {out:?}"))
+    };
+    let echoed = |con: &mut ShellConsole, send: &str, want: &str| -> Result<(), String> {
+        let out = sh(con, &format!("{send}haukictl cat -n {} -t 10 echo", want.lines().count()))?;
+        if !out.lines().map(str::trim).filter(|l| !l.is_empty()).eq(want.lines()) {
+            return Err(format!("want {want:?} echoed, got {out:?}"));
+        }
+        Ok(())
+    };
+    let steps = |con: &mut ShellConsole, c2: &Path| -> Result<(), String> {
+        echoed(con, "haukictl send echo one; ", "one")?;
+        // A record whose length word says 65535: consumed and refused; the next record follows.
+        sh(con, "haukictl scribble echo length 65535")?;
+        echoed(con, "haukictl send echo two; ", "two")?;
+        let after_length = refused(con)?;
+        if after_length != 1 {
+            return Err(format!("a record of 65535 bytes was refused {after_length} times, want 1"));
+        }
+        // A head 1000 records ahead: the echo task, woken by Linux reading its reply, finds the
+        // index out of range and stops there (it must not spin: Linux, its idle task, would
+        // never run again); Linux's own driver refuses to write past it (EIO).
+        sh(con, "haukictl send echo three; haukictl scribble echo head +1000")?;
+        echoed(con, "", "three")?;
+        let out = sh(con, "haukictl send echo four 2>&1; echo status=$?")?;
+        if !out.contains("status=1") {
+            return Err(format!("Linux's driver wrote past a head out of range: {out:?}"));
+        }
+        let after_head = refused(con)?;
+        if after_head <= after_length {
+            return Err(format!("a head 1000 records ahead was not refused (refused {after_head})"));
+        }
+        sh(con, "haukictl scribble echo head -1000")?;
+        echoed(con, "haukictl send echo five; ", "five")?;
+        // A tail 1000 records past what was sent: the echo task finds no room and sends nothing;
+        // with the tail back, the record that waited is echoed with the next.
+        sh(con, "haukictl scribble echo tail +1000; haukictl send echo six")?;
+        let after_tail = refused(con)?;
+        if after_tail <= after_head {
+            return Err(format!("a tail 1000 records past the head was not refused (refused {after_tail})"));
+        }
+        sh(con, "haukictl scribble echo tail -1000")?;
+        echoed(con, "haukictl send echo seven; ", "six\nseven")?;
+        let violations = sh(con, "cat /sys/kernel/hauki/channels/echo/violations")?;
+        if violations.trim() == "0" {
+            return Err("Linux's driver counted no violation for the head it found out of range".into());
+        }
+        con.run("sleep 1", hard_timeout())?;
+        let recs = records(c2);
+        let ch =
+            recs.events("channel").filter(|c| c["name"] == "echo").last().ok_or("no channel record for echo")?.clone();
+        if ch["refused"].as_u64() != Some(after_tail) || ch["sent"].as_u64() != Some(6) {
+            // one, two, three, five, six, seven: four never left Linux.
+            return Err(format!("want {after_tail} refused and 6 records echoed in telemetry: {ch}"));
         }
         Ok(())
     };
