@@ -313,12 +313,12 @@ pub fn table(metrics: &[Metric]) -> String {
 
 /// Build, run every bench, print the table, write bench.json. Fails when a bench could not measure or
 /// a target was missed.
-pub fn run_all(ws: &Workspace, tools: &Tools) -> Result<ExitCode, String> {
+pub fn run_all(ws: &Workspace, tools: &Tools, benches: &[&Bench]) -> Result<ExitCode, String> {
     let elf = build::build_app(ws, crate::apps::DEFAULT, build::KERNEL_ELF)?;
     let ctx = BenchCtx { ws, tools, elf, dir: ws.hauki_dir().join("bench") };
     let mut metrics = Vec::new();
     let mut errors = Vec::new();
-    for b in BENCHES {
+    for b in benches {
         println!("==> bench {}", b.name);
         match (b.run)(&ctx) {
             Ok(m) => metrics.extend(m),
@@ -563,6 +563,56 @@ fn channels(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
         "ns",
         Some(LATENCY_TARGET_NS),
         &format!("latency task's worst case over the whole run, the channel driven flat out ({misses} misses)"),
+    ));
+    // One way each, flat out: the bulk application's sink and source.
+    let bulk = build::build_app(c.ws, "bulk", "cokernel-bulk.elf")?;
+    println!("    bulk application: 20000 records of 256 bytes Linux -> real-time, then real-time -> Linux");
+    let (outs, recs) = with_linux_app(
+        c,
+        "channels-bulk",
+        &bulk,
+        &[],
+        &["hauki-chanbench to-rt --count 20000", "hauki-chanbench from-rt --count 20000"],
+    )?;
+    let b = recs.events("bulk").last().ok_or("no bulk record")?.clone();
+    if b["bad"].as_u64() != Some(0) || b["received"].as_u64() < Some(20000) {
+        return Err(format!("the bulk task did not receive 20000 intact records: {b}"));
+    }
+    let bulk_max = recs.events("latency").filter_map(|l| l["max_ns"].as_u64()).max().unwrap_or(0);
+    let bulk_misses: u64 = recs.events("latency").filter_map(|l| l["misses"].as_u64()).sum();
+    for (out, dir, what) in [(&outs[0], "to_rt", "Linux -> real-time"), (&outs[1], "from_rt", "real-time -> Linux")] {
+        let get = |k: &str| -> Result<u64, String> {
+            let line = out
+                .lines()
+                .find(|l| l.starts_with("THROUGHPUT "))
+                .ok_or_else(|| format!("no THROUGHPUT in {out:?}"))?;
+            let v = line
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                .ok_or_else(|| format!("no {k} in {line:?}"))?;
+            v.parse::<f64>().map(|f| (f * 100.0) as u64).map_err(|e| format!("{k}={v}: {e}"))
+        };
+        m.push(metric(
+            &format!("channel.{dir}.records_per_s"),
+            get("records_per_s")? / 100,
+            "/s",
+            None,
+            &format!("256-byte records {what}, flat out, 20000 checked (virtual time)"),
+        ));
+        m.push(metric(
+            &format!("channel.{dir}.kb_per_s"),
+            get("mb_per_s")? * 10,
+            "KB/s",
+            None,
+            &format!("payload {what} (virtual time)"),
+        ));
+    }
+    m.push(metric(
+        "channel.bulk.rt_latency.max",
+        bulk_max,
+        "ns",
+        Some(LATENCY_TARGET_NS),
+        &format!("latency task's worst case while the bulk channels run flat out ({bulk_misses} misses)"),
     ));
     Ok(m)
 }

@@ -96,7 +96,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "bench",
         summary: "Build, then measure image size and boot time; writes target/hauki/bench.json.",
-        usage: "cargo xtask bench",
+        usage: "cargo xtask bench [NAME...]   (only the benches whose name contains a NAME: image-size, boot-time, rt-core, rt-latency, rt-stagger, linux-guest, linux-stress, channels, edu)",
         run: cmd_bench,
     },
     Command {
@@ -247,9 +247,14 @@ fn cmd_test(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
 
 /// `bench`: image size and boot time against their targets.
 fn cmd_bench(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
-    args::no_args("bench", args)?;
+    let chosen: Vec<&bench::Bench> =
+        bench::BENCHES.iter().filter(|b| args.is_empty() || args.iter().any(|a| b.name.contains(a.as_str()))).collect();
+    if chosen.is_empty() {
+        let names: Vec<&str> = bench::BENCHES.iter().map(|b| b.name).collect();
+        return Err(format!("no bench matches {args:?}; the benches: {}", names.join(", ")));
+    }
     let tools = deps::ensure()?;
-    bench::run_all(ws, &tools)
+    bench::run_all(ws, &tools, &chosen)
 }
 
 /// `fuzz [TARGET...] [--seconds N] | --list | TARGET --input FILE`: the fuzz targets of `fuzz/`.

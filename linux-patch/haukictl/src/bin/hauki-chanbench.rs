@@ -6,9 +6,14 @@
 //!   write, the real-time task's wake-up and send, Linux's wake-up and read).
 //! - `hauki-chanbench pipe [--count N] [--size S]`: the same over two pipes to a child process
 //!   that echoes.
+//! - `hauki-chanbench to-rt [--count N]` / `from-rt [--count N]`: throughput one way, flat out,
+//!   through the `bulk` application's `sink` (Linux writes) and `source` (Linux reads) channels:
+//!   N records of 256 bytes, each a sequence number and a pattern; `from-rt` checks every byte
+//!   of what it reads, the task checks what it drains (its `bulk` telemetry record).
 //!
 //! Prints one line: `ROUNDTRIP kind=… count=N size=S min_ns=… avg_ns=… max_ns=… records_per_s=…
-//! mb_per_s=…` (CLOCK_MONOTONIC: virtual time under QEMU's -icount).
+//! mb_per_s=…`, or for the one-way kinds `THROUGHPUT kind=… count=N size=256 ns=…
+//! records_per_s=… mb_per_s=…` (CLOCK_MONOTONIC: virtual time under QEMU's -icount).
 
 use std::io::{Read, Write};
 use std::process::{Command, ExitCode, Stdio};
@@ -43,6 +48,18 @@ enum What {
         /// Bytes per message.
         #[arg(long, default_value_t = 64)]
         size: usize,
+    },
+    /// Linux -> real-time, flat out: records written into the bulk application's `sink`.
+    ToRt {
+        /// Records (256 bytes each).
+        #[arg(long, default_value_t = 10000)]
+        count: u64,
+    },
+    /// Real-time -> Linux, flat out: records read from the bulk application's `source`.
+    FromRt {
+        /// Records (256 bytes each).
+        #[arg(long, default_value_t = 10000)]
+        count: u64,
     },
     /// The child's side of `pipe` (stdin to stdout, `size` bytes at a time).
     #[command(hide = true)]
@@ -106,6 +123,62 @@ fn echo(count: u32, size: usize) -> Result<String, String> {
     Ok(st.line("channel", size, all.elapsed().as_nanos()))
 }
 
+/// The bulk application's records: sequence number, then `seq as u8 ^ index`.
+const BULK_RECORD: usize = 256;
+
+fn bulk_record(seq: u64) -> [u8; BULK_RECORD] {
+    let mut r = [0u8; BULK_RECORD];
+    r[..8].copy_from_slice(&seq.to_le_bytes());
+    for (i, b) in r.iter_mut().enumerate().skip(8) {
+        *b = seq as u8 ^ i as u8;
+    }
+    r
+}
+
+fn throughput_line(kind: &str, count: u64, ns: u128) -> String {
+    let secs = ns as f64 / 1e9;
+    format!(
+        "THROUGHPUT kind={kind} count={count} size={BULK_RECORD} ns={ns} records_per_s={:.0} mb_per_s={:.2}",
+        count as f64 / secs,
+        (count as usize * BULK_RECORD) as f64 / secs / 1e6
+    )
+}
+
+/// Writes `count` records into `sink` as fast as the channel takes them (the sequence starts
+/// where the task expects: at what `sink` has received so far).
+fn to_rt(count: u64) -> Result<String, String> {
+    let ch = Channel::open_with("sink", Access::Write).map_err(|e| e.to_string())?;
+    let first = hauki_channel::sysfs::channels()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|c| c.name == "sink")
+        .and_then(|c| c.received)
+        .unwrap_or(0);
+    let t = Instant::now();
+    for seq in first..first + count {
+        ch.send(&bulk_record(seq)).map_err(|e| e.to_string())?;
+    }
+    Ok(throughput_line("to-rt", count, t.elapsed().as_nanos()))
+}
+
+/// Reads `count` records from `source` and checks each (the sequence continues from the first
+/// one read).
+fn from_rt(count: u64) -> Result<String, String> {
+    let ch = Channel::open_with("source", Access::Read).map_err(|e| e.to_string())?;
+    let mut buf = [0u8; BULK_RECORD];
+    let t = Instant::now();
+    let mut next = None;
+    for i in 0..count {
+        let n = ch.recv(&mut buf).map_err(|e| e.to_string())?;
+        let seq = next.unwrap_or_else(|| u64::from_le_bytes(buf[..8].try_into().unwrap_or_default()));
+        if n != BULK_RECORD || buf != bulk_record(seq) {
+            return Err(format!("record {i} (sequence {seq}) is not what the task sends"));
+        }
+        next = Some(seq + 1);
+    }
+    Ok(throughput_line("from-rt", count, t.elapsed().as_nanos()))
+}
+
 fn pipe(count: u32, size: usize) -> Result<String, String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = Command::new(me)
@@ -149,6 +222,8 @@ fn main() -> ExitCode {
         What::Echo { .. } => Err("--size must be 1 to 256 (the echo channel's records)".into()),
         What::Pipe { count, size } if size > 0 => pipe(count, size),
         What::Pipe { .. } => Err("--size must be at least 1".into()),
+        What::ToRt { count } => to_rt(count),
+        What::FromRt { count } => from_rt(count),
         What::PipeChild { size } => pipe_child(size),
     };
     match r {
