@@ -25,6 +25,16 @@ pub enum DeviceError {
         /// Device ID asked for.
         device: u16,
     },
+    /// No PCI function at this address (or the address cannot be one: device 32 or more,
+    /// function 8 or more).
+    AbsentAt {
+        /// Bus.
+        bus: u8,
+        /// Device.
+        dev: u8,
+        /// Function.
+        func: u8,
+    },
     /// Claims happen while applications start, before Linux runs.
     TooLate,
     /// All [`MAX_PCI`] claims are taken.
@@ -40,6 +50,9 @@ impl fmt::Display for DeviceError {
         match *self {
             DeviceError::Absent { vendor, device } => {
                 write!(f, "no PCI device {vendor:04x}:{device:04x} on this machine")
+            }
+            DeviceError::AbsentAt { bus, dev, func } => {
+                write!(f, "no PCI function at {bus:02x}:{dev:02x}.{func} on this machine")
             }
             DeviceError::TooLate => write!(f, "devices are claimed while applications start, before Linux runs"),
             DeviceError::TooMany => write!(f, "all {MAX_PCI} device claims are taken"),
@@ -128,7 +141,19 @@ pub fn claim_pci(vendor: u16, device: u16, port: u16) -> Result<PciDevice, Devic
     if vcpu::active() {
         return Err(DeviceError::TooLate);
     }
-    let f = pci::find(vendor, device).ok_or(DeviceError::Absent { vendor, device })?;
+    claim(pci::find(vendor, device).ok_or(DeviceError::Absent { vendor, device })?, port)
+}
+
+/// Claims the PCI function at `bus:dev.func` (segment 0), as [`claim_pci`] does: for a machine
+/// with two of the same device, or a device known by its slot.
+pub fn claim_pci_at(bus: u8, dev: u8, func: u8, port: u16) -> Result<PciDevice, DeviceError> {
+    if vcpu::active() {
+        return Err(DeviceError::TooLate);
+    }
+    claim(pci::at(bus, dev, func).ok_or(DeviceError::AbsentAt { bus, dev, func })?, port)
+}
+
+fn claim(f: pci::Function, port: u16) -> Result<PciDevice, DeviceError> {
     let t = TABLE.0.get();
     // SAFETY: boot, one thread, before Linux runs: nothing else reads or writes the table.
     let claimed = unsafe { &mut *t };

@@ -299,3 +299,20 @@ pub(super) fn an_interrupt_nobody_handles_is_counted_as_unexpected() -> TestResu
     );
     Ok(())
 }
+
+/// A PCI function is found by its address as by its IDs (QEMU's host bridge at 00:00.0), and a
+/// claim of an address with nothing there, or that cannot be one, is refused naming it.
+pub(super) fn pci_function_found_by_address_and_absent_ones_refused() -> TestResult {
+    use crate::kernel::devices::{DeviceError, claim_pci_at};
+    let host = arch::pci::at(0, 0, 0).ok_or("nothing answers at 00:00.0")?;
+    let (vendor, device) = host.ids();
+    ensure!(arch::pci::find(vendor, device) == Some(host), "find({vendor:04x}:{device:04x}) is not 00:00.0");
+    ensure!(arch::pci::at(0, 32, 0).is_none() && arch::pci::at(0, 0, 8).is_none(), "an impossible address answered");
+    for (bus, dev, func) in [(0, 32, 0), (0, 0, 8), (0xfe, 31, 7)] {
+        let e = claim_pci_at(bus, dev, func, 1).map(|_| ()).unwrap_err();
+        ensure!(e == DeviceError::AbsentAt { bus, dev, func }, "claim at {bus:02x}:{dev:02x}.{func}: {e}");
+    }
+    let e = claim_pci_at(0, 0, 0, 1).map(|_| ()).unwrap_err();
+    ensure!(e == DeviceError::NoBar, "the host bridge (no memory BAR 0) was not refused as such: {e}");
+    Ok(())
+}

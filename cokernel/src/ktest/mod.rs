@@ -79,6 +79,7 @@ const TESTS: &[Test] = tests![
     hardware::oneshot_timer_fires_once_not_early,
     hardware::timer_cancel_prevents_expiry,
     hardware::secondary_cpus_are_parked,
+    hardware::pci_function_found_by_address_and_absent_ones_refused,
     rt::rt_ready_tasks_run_in_priority_order,
     rt::rt_timer_release_preempts_a_busy_task,
     rt::rt_priority_inheritance_bounds_inversion,

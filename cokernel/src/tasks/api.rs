@@ -480,3 +480,9 @@ pub use crate::kernel::devices::{DeviceError, PciDevice};
 pub fn claim_pci(vendor: u16, device: u16, port: u16) -> Result<PciDevice, DeviceError> {
     crate::kernel::devices::claim_pci(vendor, device, port)
 }
+
+/// Claims the PCI function at `bus:dev.func` (segment 0) as [`claim_pci`] claims one by its IDs:
+/// for two devices of one kind, or a device known by its slot.
+pub fn claim_pci_at(bus: u8, dev: u8, func: u8, port: u16) -> Result<PciDevice, DeviceError> {
+    crate::kernel::devices::claim_pci_at(bus, dev, func, port)
+}

@@ -189,6 +189,12 @@ const COMMAND_MEMORY: u32 = 1 << 1;
 const COMMAND_INTX_DISABLE: u32 = 1 << 10;
 const CAP_MSI: u8 = 0x05;
 
+/// The function at `bus:dev.func`, if one answers there (`dev` below 32, `func` below 8).
+pub fn at(bus: u8, dev: u8, func: u8) -> Option<Function> {
+    let f = Function { bus, dev, func };
+    (dev < 32 && func < 8 && f.read(0) & 0xffff != 0xffff).then_some(f)
+}
+
 /// The first function with this vendor and device ID.
 pub fn find(vendor: u16, device: u16) -> Option<Function> {
     for bus in 0..=255u8 {
