@@ -62,7 +62,8 @@ pub enum State {
 /// What a task has done since it was created (times in TSC ticks).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TaskStats {
-    /// Periodic releases, the late ones (released while the previous job ran) included.
+    /// Periodic releases, the late ones (released while the previous job ran) included; for an
+    /// event task, its wake-ups by events (each `wait_event` that returned events).
     pub releases: u64,
     /// Jobs completed.
     pub completions: u64,
@@ -503,6 +504,7 @@ impl Scheduler {
         if tcb.events > 0 {
             let n = tcb.events;
             tcb.events = 0;
+            tcb.stats.releases += 1;
             return Ok(Outcome::Done(u64::from(n)));
         }
         self.block(t, Wait::Event);
@@ -520,6 +522,7 @@ impl Scheduler {
         if tcb.state == State::Blocked(Wait::Event) {
             let n = tcb.events;
             tcb.events = 0;
+            tcb.stats.releases += 1;
             self.wake(t, u64::from(n));
         }
         Ok(())

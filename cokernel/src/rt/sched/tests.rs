@@ -121,6 +121,8 @@ fn events_are_counted_not_lost() {
     s.post(3, 2).unwrap();
     assert_eq!(s.wait_event().unwrap(), Outcome::Done(3));
     assert_eq!(s.wait_event().unwrap(), Outcome::Blocked);
+    // Two wake-ups by events (the first post, then the two waiting at wait_event): two releases.
+    assert_eq!(s.task(t).stats.releases, 2);
     assert_eq!(s.schedule(2), IDLE);
     assert_eq!(s.post(4, 1), Err(Error::NoSuchObject));
     assert_eq!(s.spawn(event("dup", 8, 3), 0), Err(Error::PortInUse));
