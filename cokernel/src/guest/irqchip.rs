@@ -5,7 +5,7 @@
 use spin::Mutex;
 
 use crate::arch::{acpi, apic, ioapic};
-use crate::guest::lines::{Action, Lines, Refusal, SourceOverride, redirection_entry};
+use crate::guest::lines::{Action, Lines, Refusal, Route, SourceOverride, redirection_entry};
 
 static LINES: Mutex<Option<Lines>> = Mutex::new(None);
 
@@ -57,6 +57,25 @@ pub fn on_arrival(vector: u8) {
     let Some(lines) = g.as_mut() else { return };
     if let Some(a) = lines.arrive(vector) {
         apply(lines, u32::from(vector - hauki_abi::guest::ISA_VECTOR_BASE), a);
+    }
+}
+
+/// A real-time task claims ISA line `irq` (before Linux runs): Linux's calls on it are refused
+/// from now on, and its input is programmed masked to `vector`. Its route.
+pub fn claim(irq: u32, vector: u8) -> Result<Route, Refusal> {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut g = LINES.lock();
+        let lines = g.as_mut().ok_or(Refusal::NoSuchLine)?;
+        let route = lines.claim(irq)?;
+        program_own(route, vector, true);
+        Ok(route)
+    })
+}
+
+/// Writes the redirection entry of a line the co-kernel owns (a claimed one).
+pub fn program_own(route: Route, vector: u8, masked: bool) {
+    if let Some((io, pin)) = ioapic::for_gsi(route.gsi) {
+        io.set_redirection(pin, redirection_entry(route, vector, apic::id() as u8, masked));
     }
 }
 

@@ -170,6 +170,15 @@ impl Lines {
         Some(Self::program(line, route, before))
     }
 
+    /// A real-time task claims line `irq` (before Linux runs): it becomes the co-kernel's, Linux's
+    /// calls on it are refused from now on. Its route, for the claimant to program.
+    pub fn claim(&mut self, irq: u32) -> Result<Route, Refusal> {
+        let (line, route) = self.usable(irq)?;
+        line.reserved = true;
+        line.linux_masked = true;
+        Ok(route)
+    }
+
     /// The vector line `irq` arrives on.
     pub fn vector(irq: u32) -> u8 {
         ISA_VECTOR_BASE + irq as u8
@@ -226,6 +235,18 @@ mod tests {
         assert_eq!(l.eoi(99), Err(Refusal::NoSuchLine));
         assert_eq!(l.arrive(Lines::vector(3)), None, "a reserved line's vector is not Linux's");
         assert_eq!(l.arrive(0x20), None);
+    }
+
+    #[test]
+    fn a_claimed_line_is_the_co_kernels_from_then_on() {
+        let mut l = Lines::new(&q35(), 1 << 3);
+        assert_eq!(l.claim(5), Ok(Route { gsi: 5, level: true, active_low: false }));
+        assert_eq!(l.claim(5), Err(Refusal::Cokernel), "claimed twice");
+        assert_eq!(l.unmask(5), Err(Refusal::Cokernel));
+        assert_eq!(l.arrive(Lines::vector(5)), None, "a claimed line's vector is not Linux's");
+        assert_eq!(l.claim(3), Err(Refusal::Cokernel));
+        assert_eq!(l.claim(2), Err(Refusal::Shadowed));
+        assert_eq!(l.claim(16), Err(Refusal::NoSuchLine));
     }
 
     #[test]

@@ -490,6 +490,35 @@ pub fn keep(plan: &Plan, prep: &Prepared, initrd_at: Option<u64>) -> Result<(), 
     Ok(())
 }
 
+/// Appends ` text` to the command line of the prepared Linux, in the live page and in the copy a
+/// restart starts from (a device a real-time task claims is hidden with Linux's `reserve=`).
+/// Before Linux first runs; nothing to do without a Linux. Fails when the line would pass
+/// Linux's limit.
+pub fn append_cmdline(text: &str) -> Result<(), &'static str> {
+    let kept =
+        x86_64::instructions::interrupts::without_interrupts(|| KEPT.lock().as_ref().map(|k| (k.pages, k.pristine)));
+    let Some((pages, pristine)) = kept else { return Ok(()) };
+    if ENTERED_TSC.load(Ordering::Relaxed) != 0 {
+        return Err("Linux already runs");
+    }
+    // SAFETY: the command-line page (a pool frame, mapped) is Linux's only once Linux runs, and it
+    // does not yet; a page is 4096 bytes.
+    let live = unsafe { core::slice::from_raw_parts_mut(mm::phys_to_virt(pages[1]) as *mut u8, 4096) };
+    let len = live.iter().position(|&b| b == 0).unwrap_or(live.len());
+    let end = len + 1 + text.len();
+    if !bootparams::cmdline_fits(end) {
+        return Err("Linux's command line would be too long");
+    }
+    for page in [pages[1], pristine[1]] {
+        // SAFETY: as above, for the live page and the co-kernel's own copy of it.
+        let p = unsafe { core::slice::from_raw_parts_mut(mm::phys_to_virt(page) as *mut u8, 4096) };
+        p[len] = b' ';
+        p[len + 1..end].copy_from_slice(text.as_bytes());
+        p[end] = 0;
+    }
+    Ok(())
+}
+
 /// Loads Linux again from the kept modules; returns its entry and boot_params.
 pub fn reload() -> Result<(u64, u64), LoaderError> {
     let k = x86_64::instructions::interrupts::without_interrupts(|| {

@@ -6,14 +6,16 @@
 //! Claims happen while applications start, before Linux runs: configuration space is the
 //! co-kernel's alone then.
 
-use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hauki_abi::devices::{Claimed, MAX_PCI};
 
 use crate::arch::frame::{TrapFrame, vectors::DEVICE as VECTOR_DEVICE};
 use crate::arch::{apic, idt, mm, pci};
-use crate::guest::vcpu;
+use crate::guest::irqchip;
+use crate::guest::lines::{Refusal, Route};
+use crate::guest::{loader, vcpu};
 
 /// Why a device cannot be claimed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +39,21 @@ pub enum DeviceError {
     },
     /// Claims happen while applications start, before Linux runs.
     TooLate,
+    /// The ISA line cannot be a task's: `why`.
+    LineUnavailable {
+        /// The line asked for.
+        line: u8,
+        /// Why not.
+        why: &'static str,
+    },
+    /// The I/O ports cannot be a task's: outside 0x100..0x10000, empty or longer than 256, or
+    /// the co-kernel's own (its UARTs, PCI configuration).
+    PortsUnavailable {
+        /// First port asked for.
+        start: u16,
+        /// Ports asked for.
+        len: u16,
+    },
     /// All [`MAX_PCI`] claims are taken.
     TooMany,
     /// The function has no memory BAR 0.
@@ -54,6 +71,11 @@ impl fmt::Display for DeviceError {
             DeviceError::AbsentAt { bus, dev, func } => {
                 write!(f, "no PCI function at {bus:02x}:{dev:02x}.{func} on this machine")
             }
+            DeviceError::LineUnavailable { line, why } => write!(f, "ISA line {line} cannot be claimed: {why}"),
+            DeviceError::PortsUnavailable { start, len } => write!(
+                f,
+                "I/O ports {start:#x}+{len} cannot be claimed (1 to 256 ports in 0x100..0x10000, none of the co-kernel's UARTs or PCI configuration)"
+            ),
             DeviceError::TooLate => write!(f, "devices are claimed while applications start, before Linux runs"),
             DeviceError::TooMany => write!(f, "all {MAX_PCI} device claims are taken"),
             DeviceError::NoBar => write!(f, "the device has no memory BAR 0"),
@@ -175,6 +197,143 @@ fn claim(f: pci::Function, port: u16) -> Result<PciDevice, DeviceError> {
     claimed.pci[slot] = f.bdf();
     claimed.count += 1;
     Ok(PciDevice { base, len, bdf: f.bdf() })
+}
+
+/// ISA devices claimed at most.
+pub const MAX_ISA: usize = 4;
+
+/// I/O ports no task may claim: COM2 (the co-kernel's telemetry), COM1 (the console), PCI
+/// configuration. Everything below 0x100 (the platform's PIC, PIT, keyboard, CMOS, DMA) is refused
+/// too.
+const OWN_PORTS: [(u16, u16); 3] = [(0x2f8, 8), (0x3f8, 8), (0xcf8, 8)];
+
+/// Whether ports `start..start + len` may be a task's.
+pub fn ports_claimable(start: u16, len: u16) -> bool {
+    let end = u32::from(start) + u32::from(len);
+    (1..=256).contains(&len)
+        && start >= 0x100
+        && end <= 0x1_0000
+        && OWN_PORTS.iter().all(|&(s, l)| end <= u32::from(s) || u32::from(s) + u32::from(l) <= u32::from(start))
+}
+
+/// Per ISA line, its claim packed for interrupt context (no lock there): 0 unclaimed, else
+/// [`CLAIMED`] | port << 32 | level << 48 | active-low << 49 | GSI.
+static ISA: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
+const CLAIMED: u64 = 1 << 63;
+
+fn pack(port: u16, r: Route) -> u64 {
+    CLAIMED | u64::from(port) << 32 | u64::from(r.level) << 48 | u64::from(r.active_low) << 49 | u64::from(r.gsi)
+}
+
+/// A claimed line's port and route.
+fn unpack(line: u8) -> Option<(u16, Route)> {
+    let v = ISA.get(usize::from(line))?.load(Ordering::Acquire);
+    (v & CLAIMED != 0)
+        .then_some(((v >> 32) as u16, Route { gsi: v as u32, level: v & 1 << 48 != 0, active_low: v & 1 << 49 != 0 }))
+}
+
+/// A claimed ISA device: its I/O ports (bounds-checked) and its line.
+#[derive(Debug)]
+pub struct IsaDevice {
+    line: u8,
+    start: u16,
+    len: u16,
+    level: bool,
+}
+
+impl IsaDevice {
+    /// Reads the byte port `start + off` (past the claimed ports: all-ones).
+    pub fn inb(&self, off: u16) -> u8 {
+        if off >= self.len {
+            return u8::MAX;
+        }
+        // SAFETY: a port of this claimed device alone (checked claimable, hidden from Linux).
+        unsafe { x86_64::instructions::port::Port::<u8>::new(self.start + off).read() }
+    }
+
+    /// Writes the byte port `start + off` (past the claimed ports: ignored).
+    pub fn outb(&self, off: u16, v: u8) {
+        if off >= self.len {
+            return;
+        }
+        // SAFETY: as in `inb`.
+        unsafe { x86_64::instructions::port::Port::<u8>::new(self.start + off).write(v) }
+    }
+
+    /// Ends the handling of an interrupt: a level-triggered line, masked from its arrival (it
+    /// would fire again at once while the device holds it), is unmasked. Call it once the device
+    /// no longer asserts the line; nothing on an edge-triggered line.
+    pub fn end_of_interrupt(&self) {
+        if !self.level {
+            return;
+        }
+        if let Some((_, r)) = unpack(self.line) {
+            irqchip::program_own(r, isa_vector(self.line), false);
+        }
+    }
+
+    /// The ISA line.
+    pub fn line(&self) -> u8 {
+        self.line
+    }
+
+    /// Whether the firmware describes the line as level-triggered.
+    pub fn is_level(&self) -> bool {
+        self.level
+    }
+}
+
+fn isa_vector(line: u8) -> u8 {
+    hauki_abi::guest::ISA_VECTOR_BASE + line
+}
+
+/// A claimed ISA line's interrupt: a level line is masked until its task's
+/// [`IsaDevice::end_of_interrupt`]; the task's port gets an event. Interrupt context.
+fn on_isa_interrupt(frame: &mut TrapFrame) {
+    IRQS.fetch_add(1, Ordering::Relaxed);
+    let line = (frame.vector as u8).wrapping_sub(hauki_abi::guest::ISA_VECTOR_BASE);
+    if let Some((port, route)) = unpack(line) {
+        if route.level {
+            irqchip::program_own(route, isa_vector(line), true);
+        }
+        let _ = super::sched::post_from_irq(port, 1);
+    }
+}
+
+/// Claims ISA line `line` and I/O ports `start..start + len` for a task: the line's interrupts post
+/// to `port` (on the line's own vector, programmed as the firmware describes it), Linux's calls on
+/// the line are refused, and Linux's command line gets `reserve=START,LEN` so no Linux driver can
+/// take the ports. While the application starts, before Linux runs.
+pub fn claim_isa(line: u8, start: u16, len: u16, port: u16) -> Result<IsaDevice, DeviceError> {
+    if vcpu::active() {
+        return Err(DeviceError::TooLate);
+    }
+    if !ports_claimable(start, len) {
+        return Err(DeviceError::PortsUnavailable { start, len });
+    }
+    let unavailable = |why| DeviceError::LineUnavailable { line, why };
+    if line == 0 || line >= 16 {
+        return Err(unavailable("not an ISA line a device can have (1 to 15; 0 is the PIT's)"));
+    }
+    if ISA.iter().filter(|l| l.load(Ordering::Relaxed) != 0).count() >= MAX_ISA {
+        return Err(DeviceError::TooMany);
+    }
+    let route = irqchip::claim(u32::from(line), isa_vector(line)).map_err(|r| {
+        unavailable(match r {
+            Refusal::Cokernel => "the co-kernel or another task has it",
+            Refusal::Shadowed => "another ISA IRQ is routed onto its input",
+            Refusal::NoSuchLine => "no such line on this machine",
+        })
+    })?;
+    let mut reserve: heapless::String<32> = heapless::String::new();
+    let _ = write!(reserve, "reserve={start:#x},{len}");
+    loader::append_cmdline(&reserve).map_err(unavailable)?;
+    ISA[usize::from(line)].store(pack(port, route), Ordering::Release);
+    idt::register(isa_vector(line), on_isa_interrupt);
+    // SAFETY: boot, one thread, before Linux runs: nothing else reads or writes the table.
+    unsafe { (*TABLE.0.get()).isa_lines |= 1 << line };
+    irqchip::program_own(route, isa_vector(line), false);
+    Ok(IsaDevice { line, start, len, level: route.level })
 }
 
 /// Device interrupts taken since boot.

@@ -316,3 +316,28 @@ pub(super) fn pci_function_found_by_address_and_absent_ones_refused() -> TestRes
     ensure!(e == DeviceError::NoBar, "the host bridge (no memory BAR 0) was not refused as such: {e}");
     Ok(())
 }
+
+/// An ISA claim the machine cannot give is refused saying why: the platform's ports, the
+/// co-kernel's UARTs, PCI configuration, line 0, the co-kernel's telemetry line, a line another
+/// IRQ is routed onto (q35: IRQ 0 on GSI 2).
+pub(super) fn isa_claims_that_cannot_be_are_refused_naming_why() -> TestResult {
+    use crate::kernel::devices::{DeviceError, claim_isa, ports_claimable};
+    for (start, len) in
+        [(0x60, 1), (0x3f8, 8), (0x3f0, 16), (0x2f8, 1), (0xcfc, 4), (0x3e8, 0), (0x3e8, 257), (0xfffc, 8)]
+    {
+        ensure!(!ports_claimable(start, len), "ports {start:#x}+{len} were claimable");
+        let e = claim_isa(5, start, len, 1).map(|_| ()).unwrap_err();
+        ensure!(e == DeviceError::PortsUnavailable { start, len }, "ports {start:#x}+{len}: {e}");
+    }
+    ensure!(ports_claimable(0x3e8, 8) && ports_claimable(0x300, 0xf8), "free ports were refused");
+    for (line, why) in [(0, "PIT"), (16, "1 to 15"), (3, "co-kernel"), (2, "routed onto")] {
+        match claim_isa(line, 0x3e8, 8, 1).map(|_| ()) {
+            Err(e @ DeviceError::LineUnavailable { .. }) => {
+                let text = alloc::format!("{e}");
+                ensure!(text.contains(why), "line {line}: {text}");
+            }
+            other => return Err(alloc::format!("line {line}: {other:?}, want LineUnavailable").into()),
+        }
+    }
+    Ok(())
+}

@@ -80,6 +80,7 @@ const TESTS: &[Test] = tests![
     hardware::timer_cancel_prevents_expiry,
     hardware::secondary_cpus_are_parked,
     hardware::pci_function_found_by_address_and_absent_ones_refused,
+    hardware::isa_claims_that_cannot_be_are_refused_naming_why,
     rt::rt_ready_tasks_run_in_priority_order,
     rt::rt_timer_release_preempts_a_busy_task,
     rt::rt_priority_inheritance_bounds_inversion,

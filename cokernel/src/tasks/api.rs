@@ -471,7 +471,7 @@ impl Channel {
     }
 }
 
-pub use crate::kernel::devices::{DeviceError, PciDevice};
+pub use crate::kernel::devices::{DeviceError, IsaDevice, PciDevice};
 
 /// Claims the first PCI function `vendor:device` for a real-time task: its BAR 0 mapped
 /// uncached ([`PciDevice::read32`], [`PciDevice::write32`]), its MSI posting an event to `port`
@@ -485,4 +485,13 @@ pub fn claim_pci(vendor: u16, device: u16, port: u16) -> Result<PciDevice, Devic
 /// for two devices of one kind, or a device known by its slot.
 pub fn claim_pci_at(bus: u8, dev: u8, func: u8, port: u16) -> Result<PciDevice, DeviceError> {
     crate::kernel::devices::claim_pci_at(bus, dev, func, port)
+}
+
+/// Claims an ISA device: its interrupt line `line` (1..15) and its I/O ports `start..start+len`.
+/// The line's interrupts post an event to `port` (a level-triggered line stays masked until
+/// [`IsaDevice::end_of_interrupt`]); the ports are reached through [`IsaDevice::inb`] /
+/// [`IsaDevice::outb`]. Linux's calls on the line are refused and its command line gets
+/// `reserve=START,LEN`, so no Linux driver takes the ports. While the application starts.
+pub fn claim_isa(line: u8, start: u16, len: u16, port: u16) -> Result<IsaDevice, DeviceError> {
+    crate::kernel::devices::claim_isa(line, start, len, port)
 }
