@@ -478,18 +478,9 @@ fn with_linux_app(
     commands: &[&str],
 ) -> Result<(Vec<String>, Records), String> {
     use std::time::Duration;
-    let (vmlinux, initrd) = crate::linux::build_all(c.ws)?;
-    let bundle =
-        crate::linux::build_bundle(c.ws, &vmlinux, &initrd, crate::linux::DEFAULT_CMDLINE, &format!("{name}.bundle"))?;
-    let dir = c.dir.join(name);
-    let (c1, c2) = Qemu::paths(&dir);
     let args = cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &250)]);
-    let mut cfg =
-        QemuConfig::test(Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline(&args) }, "max", &c1, &c2);
-    cfg.icount = true;
-    cfg.extra = vec!["-initrd".into(), bundle.display().to_string()];
-    cfg.extra.extend(qemu_extra.iter().map(|s| s.to_string()));
-    let mut con = crate::console::ShellConsole::spawn(&dir, &cfg)?;
+    let (mut con, c2) =
+        crate::suite::boot_with_linux_devices(&c.dir.join(name), elf, &args, Some(0), None, None, qemu_extra)?;
     let bound = Duration::from_secs(600);
     con.expect("is up; type 'poweroff' to end.", bound)?;
     con.expect("# ", bound)?;

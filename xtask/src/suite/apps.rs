@@ -17,6 +17,7 @@ pub(super) fn tests() -> Vec<Test> {
     tests![System:
         app_built_and_booted_by_name,
         app_refused_when_its_channels_do_not_fit,
+        app_refused_when_its_device_is_absent,
         channels_echo_both_ways,
         channel_scribbled_by_a_hostile_linux,
         channels_bulk_each_way_checked,
@@ -146,6 +147,34 @@ fn sh(con: &mut ShellConsole, cmd: &str) -> Result<String, String> {
         return Err(format!("`{cmd}` exited with {status}: {out}"));
     }
     Ok(out)
+}
+
+/// The edu and uart applications booted on a machine without their devices: each is refused at
+/// boot saying which device is missing, and the system tasks run on (latency reports, no miss).
+fn app_refused_when_its_device_is_absent(ctx: &Ctx<'_>, _elf: &Path, _iso: &Path) -> Status {
+    for (app, want) in [("edu", "no PCI device 1234:11e8 on this machine"), ("uart", "no 16550 UART at 0x3e8")] {
+        let elf = match crate::build::build_app(&Workspace::locate(), app, &format!("cokernel-{app}.elf")) {
+            Ok(e) => e,
+            Err(e) => return Status::Fail(e),
+        };
+        let verify = |r: &Records| {
+            expect_record(r, "app", &[Expect::Eq("name", json!(app)), Expect::Eq("state", json!("refused"))])?;
+            let msg = r.first("app").and_then(|a| a["message"].as_str()).unwrap_or("");
+            if !msg.contains(want) {
+                return Err(format!("{app}: the refusal does not say {want:?}: {msg:?}"));
+            }
+            if r.events("latency").count() < 2 || r.events("latency").any(|l| l["misses"].as_u64() != Some(0)) {
+                return Err(format!("{app}: the system tasks did not run on with no miss"));
+            }
+            Ok(())
+        };
+        let append = cokernel_args(&[(cmdline::EXIT_AFTER_REPORTS, &2)]);
+        match run_pvh(ctx, &elf, &echo_case(&append, &verify)) {
+            Status::Pass => {}
+            other => return other,
+        }
+    }
+    Status::Pass
 }
 
 /// Linux programs and a real-time task through `/dev/hauki/echo`: records of 1 to 256 random

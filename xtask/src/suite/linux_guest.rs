@@ -130,7 +130,7 @@ pub(super) fn boot_with_linux_initramfs(
 }
 
 /// As [`boot_with_linux_initramfs`], with extra QEMU arguments (devices).
-pub(super) fn boot_with_linux_devices(
+pub(crate) fn boot_with_linux_devices(
     dir: &Path,
     elf: &Path,
     cokernel_args: &str,

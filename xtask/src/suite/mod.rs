@@ -36,6 +36,7 @@ mod ktest;
 mod linux_checks;
 mod linux_faults;
 mod linux_guest;
+pub(crate) use linux_guest::boot_with_linux_devices;
 mod rt;
 
 pub use linux_guest::stress_run;
