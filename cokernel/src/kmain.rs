@@ -144,7 +144,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
             Err(e) => log::warn!("IO-APIC {} at {:#x}: {e}; left alone", io.id, io.phys),
         }
     }
-    irqchip::init(&platform.overrides);
+    irqchip::init(&platform.overrides, platform.sci_irq);
     let (tsc_hz, tsc_source) = tsc::calibrate(cpu.tsc_hz_stated, platform.hpet_phys);
     let force_lapic = cmdline::get(line, keys::TIMER) == Some("lapic");
     let timer = timer::init(cpu.tsc_deadline, force_lapic);

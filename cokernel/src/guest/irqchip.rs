@@ -15,8 +15,20 @@ static REFUSED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::n
 /// The co-kernel's own lines: COM2's IRQ 3 (its telemetry UART).
 const RESERVED: u16 = 1 << hauki_abi::guest::TELEMETRY_IRQ;
 
-/// Takes the MADT's source overrides; every line stays masked until Linux asks for it.
-pub fn init(overrides: &[acpi::Override]) {
+/// ACPI's SCI line (the FADT's), which no task may claim: Linux's ACPI needs it. 0xff: none.
+static SCI: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0xff);
+
+/// ACPI's SCI line, if the firmware names one below 16.
+pub fn sci() -> Option<u8> {
+    Some(SCI.load(core::sync::atomic::Ordering::Relaxed)).filter(|&l| l < 16)
+}
+
+/// Takes the MADT's source overrides and the FADT's SCI; every line stays masked until Linux asks
+/// for it.
+pub fn init(overrides: &[acpi::Override], sci: Option<u16>) {
+    if let Some(l) = sci.and_then(|l| u8::try_from(l).ok()) {
+        SCI.store(l, core::sync::atomic::Ordering::Relaxed);
+    }
     let mut v: heapless::Vec<SourceOverride, 16> = heapless::Vec::new();
     for o in overrides {
         let _ = v.push(SourceOverride { isa_irq: o.isa_irq, gsi: o.gsi, flags: o.flags });

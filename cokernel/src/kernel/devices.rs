@@ -318,6 +318,9 @@ pub fn claim_isa(line: u8, start: u16, len: u16, port: u16) -> Result<IsaDevice,
     if ISA.iter().filter(|l| l.load(Ordering::Relaxed) != 0).count() >= MAX_ISA {
         return Err(DeviceError::TooMany);
     }
+    if irqchip::sci() == Some(line) {
+        return Err(unavailable("it is ACPI's system control interrupt (the FADT's SCI), which Linux needs"));
+    }
     let route = irqchip::claim(u32::from(line), isa_vector(line)).map_err(|r| {
         unavailable(match r {
             Refusal::Cokernel => "the co-kernel or another task has it",

@@ -319,7 +319,7 @@ pub(super) fn pci_function_found_by_address_and_absent_ones_refused() -> TestRes
 
 /// An ISA claim the machine cannot give is refused saying why: the platform's ports, the
 /// co-kernel's UARTs, PCI configuration, line 0, the co-kernel's telemetry line, a line another
-/// IRQ is routed onto (q35: IRQ 0 on GSI 2).
+/// IRQ is routed onto (q35: IRQ 0 on GSI 2), ACPI's SCI (q35: 9).
 pub(super) fn isa_claims_that_cannot_be_are_refused_naming_why() -> TestResult {
     use crate::kernel::devices::{DeviceError, claim_isa, ports_claimable};
     for (start, len) in
@@ -330,7 +330,8 @@ pub(super) fn isa_claims_that_cannot_be_are_refused_naming_why() -> TestResult {
         ensure!(e == DeviceError::PortsUnavailable { start, len }, "ports {start:#x}+{len}: {e}");
     }
     ensure!(ports_claimable(0x3e8, 8) && ports_claimable(0x300, 0xf8), "free ports were refused");
-    for (line, why) in [(0, "PIT"), (16, "1 to 15"), (3, "co-kernel"), (2, "routed onto")] {
+    ensure!(crate::guest::irqchip::sci() == Some(9), "q35's SCI is ISA IRQ 9, not {:?}", crate::guest::irqchip::sci());
+    for (line, why) in [(0, "PIT"), (16, "1 to 15"), (3, "co-kernel"), (2, "routed onto"), (9, "system control")] {
         match claim_isa(line, 0x3e8, 8, 1).map(|_| ()) {
             Err(e @ DeviceError::LineUnavailable { .. }) => {
                 let text = alloc::format!("{e}");

@@ -1,8 +1,9 @@
 //! ACPI discovery through the `acpi` crate: the MADT (CPUs, IO-APICs, interrupt source overrides,
-//! LAPIC address) and the HPET.
+//! LAPIC address), the HPET and the FADT's SCI.
 
 use core::ptr::NonNull;
 
+use acpi::fadt::Fadt;
 use acpi::madt::{Madt, MadtEntry};
 use acpi::{AcpiHandler, AcpiTables, HpetInfo, PhysicalMapping};
 
@@ -77,6 +78,8 @@ pub struct Platform {
     pub has_8259: bool,
     /// Physical address of the HPET's registers, when ACPI lists one.
     pub hpet_phys: Option<u64>,
+    /// The ISA IRQ of ACPI's system control interrupt (the FADT's), which Linux's ACPI needs.
+    pub sci_irq: Option<u16>,
 }
 
 /// Why ACPI gave no usable platform description.
@@ -115,6 +118,7 @@ pub fn discover(rsdp: Option<u64>, firmware: Firmware) -> Result<Platform, Error
         overrides: heapless::Vec::new(),
         has_8259: m.supports_8259(),
         hpet_phys: HpetInfo::new(&tables).ok().map(|h| h.base_address as u64),
+        sci_irq: tables.find_table::<Fadt>().ok().map(|f| f.get().sci_interrupt),
     };
     for e in m.entries() {
         match e {
