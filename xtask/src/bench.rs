@@ -78,6 +78,7 @@ pub const BENCHES: &[Bench] = &[
     Bench { name: "linux-stress", run: linux_stress },
     Bench { name: "channels", run: channels },
     Bench { name: "edu", run: edu },
+    Bench { name: "uart", run: uart },
 ];
 
 /// Virtual seconds of the stress battery in the bench (about 10 s of wall time each).
@@ -608,31 +609,54 @@ fn channels(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     Ok(m)
 }
 
-/// QEMU's edu device owned by a real-time task (the edu application) while Linux runs: from the
-/// task's request to the wake-up of the task its MSI releases (virtual time).
-fn edu(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
-    let elf = build::build_app(c.ws, "edu", "cokernel-edu.elf")?;
-    println!("    edu application with -device edu, Linux as the idle task under icount, 3 s");
-    let (_, recs) = with_linux_app(c, "edu", &elf, &["-device", "edu"], &["sleep 3"])?;
-    let e = recs.events("edu").last().ok_or("no edu record")?;
+/// A device owned by a real-time task of application `app` (booted with `qemu_extra`) while Linux
+/// runs 3 virtual seconds: the latency figures of its telemetry record (`count` events, `what`).
+fn device_bench(
+    c: &BenchCtx<'_>,
+    app: &str,
+    qemu_extra: &[&str],
+    count: &str,
+    what: &str,
+) -> Result<Vec<Metric>, String> {
+    let elf = build::build_app(c.ws, app, &format!("cokernel-{app}.elf"))?;
+    println!("    {app} application with {}, Linux as the idle task under icount, 3 s", qemu_extra.join(" "));
+    let (_, recs) = with_linux_app(c, app, &elf, qemu_extra, &["sleep 3"])?;
+    let e = recs.events(app).last().ok_or_else(|| format!("no {app} record"))?;
     let get = |k: &str| e[k].as_u64().unwrap_or(0);
+    if get("wrong") != 0 || get(count) == 0 {
+        return Err(format!("the {app} task did not drive its device right: {e}"));
+    }
     Ok(vec![
+        metric(&format!("{app}.irq_to_task.min"), get("min_ns"), "ns", None, &format!("{what} (virtual)")),
+        metric(&format!("{app}.irq_to_task.avg"), get("avg_ns"), "ns", None, &format!("{what} (virtual)")),
         metric(
-            "edu.irq_to_task.min",
-            get("min_ns"),
-            "ns",
-            None,
-            "factorial request to the MSI-released task (virtual)",
-        ),
-        metric("edu.irq_to_task.avg", get("avg_ns"), "ns", None, "includes the device model's compute time"),
-        metric(
-            "edu.irq_to_task.max",
+            &format!("{app}.irq_to_task.max"),
             get("max_ns"),
             "ns",
             None,
-            &format!("{} completions, {} wrong", get("completions"), get("wrong")),
+            &format!("{} {count}, {} wrong", get(count), get("wrong")),
         ),
     ])
+}
+
+/// QEMU's edu device owned by a real-time task (the edu application) while Linux runs: from the
+/// task's request to the wake-up of the task its MSI releases (virtual time; the device model's
+/// compute time included).
+fn edu(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
+    device_bench(c, "edu", &["-device", "edu"], "completions", "factorial request to the MSI-released task")
+}
+
+/// A 16550 on ISA line 5 owned by a real-time task (the uart application) while Linux runs: from
+/// the task's write of a byte (looped back) to the wake-up of the task the receive interrupt
+/// releases (virtual time).
+fn uart(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
+    device_bench(
+        c,
+        "uart",
+        &["-chardev", "null,id=rtuart", "-device", "isa-serial,chardev=rtuart,iobase=0x3e8,irq=5"],
+        "received",
+        "UART write to the task its ISA-line interrupt releases",
+    )
 }
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "bench",
         summary: "Build, then measure image size and boot time; writes target/hauki/bench.json.",
-        usage: "cargo xtask bench [NAME...]   (only the benches whose name contains a NAME: image-size, boot-time, rt-core, rt-latency, rt-stagger, linux-guest, linux-stress, channels, edu)",
+        usage: "cargo xtask bench [NAME...]   (only the benches whose name contains a NAME: image-size, boot-time, rt-core, rt-latency, rt-stagger, linux-guest, linux-stress, channels, edu, uart)",
         run: cmd_bench,
     },
     Command {
