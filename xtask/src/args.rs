@@ -21,7 +21,11 @@ pub const RUN_USAGE: &str = "cargo xtask run [FLAGS]
   --qemu-arg ARG      extra QEMU argument, appended verbatim (repeatable)
   --iso               boot target/hauki/hauki.iso (GRUB, Multiboot2) instead of -kernel (PVH)
   --uefi              with --iso: boot through OVMF (UEFI) instead of SeaBIOS
-  --vga               show the QEMU display (default: -display none)";
+  --vga               show the QEMU display (default: -display none)
+  --nic MODEL         Linux's network card: virtio, e1000e (the default) or e1000 (an INTx line);
+                      QEMU user networking (Linux gets 10.0.2.15 by DHCP, the host is 10.0.2.2)
+  --forward H:G       forward TCP port H of the host's 127.0.0.1 to Linux's port G (repeatable),
+                      e.g. --forward 8080:80";
 
 /// The accelerator QEMU uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +83,10 @@ pub struct RunOpts {
     pub app: String,
     /// `--vga`.
     pub vga: bool,
+    /// `--nic`.
+    pub nic: Option<crate::qemu::NicModel>,
+    /// `--forward`, in order: (host port, guest port).
+    pub forwards: Vec<(u16, u16)>,
 }
 
 impl Default for RunOpts {
@@ -101,6 +109,8 @@ impl Default for RunOpts {
             initramfs: None,
             app: crate::apps::DEFAULT.to_string(),
             vga: false,
+            nic: None,
+            forwards: Vec::new(),
         }
     }
 }
@@ -147,6 +157,14 @@ impl RunOpts {
                 "--linux" => o.linux = Some(PathBuf::from(value(flag)?)),
                 "--initramfs" => o.initramfs = Some(PathBuf::from(value(flag)?)),
                 "--app" => o.app = value(flag)?,
+                "--nic" => {
+                    let v = value(flag)?;
+                    o.nic = Some(
+                        crate::qemu::NicModel::parse(&v)
+                            .ok_or_else(|| format!("--nic must be virtio, e1000e or e1000, not `{v}`"))?,
+                    );
+                }
+                "--forward" => o.forwards.push(forward(&value(flag)?)?),
                 other => {
                     return Err(format!("unknown flag `{other}` for `run`; see `cargo xtask help run`"));
                 }
@@ -166,6 +184,18 @@ impl RunOpts {
         if o.iso && (o.append.is_some() || o.cokernel_append.is_some() || o.handover) {
             return Err("--append, --cokernel-append and --handover work with -kernel boot only; with --iso the command lines come from boot/grub.cfg".into());
         }
+        if o.no_linux && (o.nic.is_some() || !o.forwards.is_empty()) {
+            return Err("--nic and --forward are Linux's network: drop them with --no-linux".into());
+        }
+        if let Some(h) = o
+            .forwards
+            .iter()
+            .map(|f| f.0)
+            .enumerate()
+            .find_map(|(i, h)| o.forwards[..i].iter().any(|f| f.0 == h).then_some(h))
+        {
+            return Err(format!("--forward: host port {h} is forwarded twice"));
+        }
         if o.no_linux && (o.handover || o.linux.is_some() || o.initramfs.is_some() || o.append.is_some()) {
             return Err("--no-linux boots no Linux: drop --handover, --linux, --initramfs and --append".into());
         }
@@ -180,6 +210,14 @@ impl RunOpts {
             (None, Accel::Kvm) => "host".into(),
         }
     }
+}
+
+/// `HOST:GUEST`, two TCP ports (1 to 65535).
+fn forward(v: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("--forward takes HOSTPORT:GUESTPORT (TCP ports 1 to 65535), not `{v}`");
+    let (h, g) = v.split_once(':').ok_or_else(bad)?;
+    let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(bad);
+    Ok((port(h)?, port(g)?))
 }
 
 /// Usage text of `cargo xtask fuzz`.
@@ -280,6 +318,22 @@ mod tests {
         assert_eq!(o.cpu_model(), "qemu64");
         assert_eq!(o.telemetry, Some(PathBuf::from("/tmp/t.jsonl")));
         assert_eq!(o.qemu_args, vec!["-s", "-S"]);
+    }
+
+    #[test]
+    fn network_flags() {
+        use crate::qemu::{Net, NicModel};
+        let o = parse("--nic virtio --forward 8080:80 --forward=2222:22").unwrap();
+        assert_eq!(o.nic, Some(NicModel::Virtio));
+        assert_eq!(o.forwards, vec![(8080, 80), (2222, 22)]);
+        let n = Net { model: NicModel::E1000, forwards: o.forwards };
+        assert_eq!(n.arg(), "user,model=e1000,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:2222-:22");
+        assert!(parse("--nic rtl8139").unwrap_err().contains("virtio, e1000e or e1000"));
+        for bad in ["--forward 8080", "--forward 0:80", "--forward 80:70000", "--forward a:b"] {
+            assert!(parse(bad).unwrap_err().contains("HOSTPORT:GUESTPORT"), "{bad}");
+        }
+        assert!(parse("--forward 1:2 --forward 1:3").unwrap_err().contains("twice"));
+        assert!(parse("--no-linux --nic e1000").unwrap_err().contains("--no-linux"));
     }
 
     #[test]

@@ -50,6 +50,63 @@ pub enum Boot {
 /// Where a serial port goes: a QEMU chardev spec such as `mon:stdio` or `file:PATH`.
 pub type Chardev = String;
 
+/// The NIC models `--nic` offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NicModel {
+    /// virtio-net-pci (MSI-X).
+    Virtio,
+    /// Intel 82574L, `e1000e` (MSI-X); q35's default.
+    E1000e,
+    /// Intel 82540EM, `e1000` (a legacy INTx line).
+    E1000,
+}
+
+impl NicModel {
+    /// The `--nic` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            NicModel::Virtio => "virtio",
+            NicModel::E1000e => "e1000e",
+            NicModel::E1000 => "e1000",
+        }
+    }
+
+    /// QEMU's device model.
+    pub fn qemu_model(self) -> &'static str {
+        match self {
+            NicModel::Virtio => "virtio-net-pci",
+            NicModel::E1000e => "e1000e",
+            NicModel::E1000 => "e1000",
+        }
+    }
+
+    /// From the `--nic` spelling.
+    pub fn parse(s: &str) -> Option<NicModel> {
+        [NicModel::Virtio, NicModel::E1000e, NicModel::E1000].into_iter().find(|m| m.name() == s)
+    }
+}
+
+/// User-mode networking (QEMU's slirp: Linux gets 10.0.2.15 by DHCP, the host is 10.0.2.2) on one
+/// NIC, with TCP ports of the host's loopback forwarded into Linux.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Net {
+    /// The NIC model.
+    pub model: NicModel,
+    /// `(host port, guest port)`: TCP connections to 127.0.0.1:host reach Linux's guest port.
+    pub forwards: Vec<(u16, u16)>,
+}
+
+impl Net {
+    /// The `-nic` argument.
+    pub fn arg(&self) -> String {
+        let mut a = format!("user,model={}", self.model.qemu_model());
+        for (h, g) in &self.forwards {
+            a.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
+        }
+        a
+    }
+}
+
 /// Everything that shapes a QEMU command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QemuConfig {
@@ -78,6 +135,9 @@ pub struct QemuConfig {
     pub display: bool,
     /// Add `-monitor none` (when the monitor is not multiplexed on stdio).
     pub monitor_none: bool,
+    /// The NIC and its forwarded ports; `None` leaves QEMU's default NIC (q35: e1000e, user
+    /// networking, nothing forwarded).
+    pub net: Option<Net>,
     /// Appended verbatim.
     pub extra: Vec<String>,
 }
@@ -98,6 +158,7 @@ impl QemuConfig {
             com2: format!("file:{}", com2.display()),
             display: false,
             monitor_none: true,
+            net: None,
             extra: Vec::new(),
         }
     }
@@ -131,6 +192,9 @@ impl QemuConfig {
             push(&["-monitor", "none"]);
         }
         push(&["-no-reboot", "-device", debug_exit::QEMU_DEVICE]);
+        if let Some(net) = &self.net {
+            push(&["-nic", &net.arg()]);
+        }
         match &self.boot {
             Boot::Kernel { elf, cmdline } => {
                 push(&["-kernel", &elf.display().to_string(), "-append", cmdline]);
@@ -264,6 +328,8 @@ pub fn run_interactive(ws: &Workspace, tools: &Tools, o: &RunOpts, out: &Artifac
         com2: format!("file:{}", telemetry.display()),
         display: o.vga,
         monitor_none: false,
+        net: (o.nic.is_some() || !o.forwards.is_empty())
+            .then(|| Net { model: o.nic.unwrap_or(NicModel::E1000e), forwards: o.forwards.clone() }),
         extra: bundle
             .iter()
             .flat_map(|b| ["-initrd".to_string(), b.display().to_string()])
@@ -556,6 +622,7 @@ mod tests {
             com2: "file:/t.jsonl".into(),
             display: true,
             monitor_none: false,
+            net: None,
             extra: vec!["-s".into(), "-S".into()],
         };
         let a = cfg.args();

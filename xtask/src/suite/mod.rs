@@ -36,6 +36,7 @@ mod ktest;
 mod linux_checks;
 mod linux_faults;
 mod linux_guest;
+mod linux_net;
 pub(crate) use linux_guest::boot_with_linux_devices;
 mod rt;
 
@@ -152,6 +153,7 @@ fn registry() -> Vec<Test> {
         rt::tests(),
         apps::tests(),
         linux_guest::tests(),
+        linux_net::tests(),
         linux_faults::tests(),
         linux_checks::tests(),
     ]
