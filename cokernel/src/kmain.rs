@@ -132,6 +132,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     };
 
     pic::remap_and_mask();
+    crate::tasks::telemetry::set_timing(cmdline::get(line, keys::TIMING));
     let force_xapic = cmdline::get(line, keys::APIC) == Some("xapic");
     let apic_mode = apic::init(cpu.x2apic, force_xapic);
     if idt::probe_interrupt_rf() {
@@ -524,6 +525,7 @@ fn refuse(reason: &str, message: core::fmt::Arguments<'_>) {
 fn emit_boot_record(b: &BootReport) {
     console::record(hauki_abi::telemetry::EVENT_BOOT, |r| {
         r.str("version", env!("CARGO_PKG_VERSION"))
+            .str("timing", crate::tasks::telemetry::timing_name())
             .str("apic", b.apic.name())
             .str("timer", b.timer.name())
             .u64("tsc_hz", b.tsc_hz)

@@ -88,6 +88,11 @@ pub mod cmdline {
     pub const APIC: &str = "hauki.apic";
     /// `hauki.timer=lapic`: use the LAPIC one-shot timer even where TSC-deadline exists.
     pub const TIMER: &str = "hauki.timer";
+    /// `hauki.timing=emulated|virtual`: what the clock is, said beside every latency figure (the
+    /// status page, the console's latency line, the `boot` record). `emulated`: an emulator's
+    /// clock that follows the host (QEMU TCG without `-icount`): latencies and misses are the
+    /// emulator's, not Hauki's. `virtual`: QEMU's `-icount`, deterministic. Absent: hardware.
+    pub const TIMING: &str = "hauki.timing";
     /// `hauki.ktest_clock=virtual`: the in-kernel tests run under instruction counting, so the tests
     /// that judge timing (the constant-time check) are judged; on a host-timed clock they are skipped.
     pub const KTEST_CLOCK: &str = "hauki.ktest_clock";

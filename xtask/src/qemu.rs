@@ -290,11 +290,17 @@ pub fn run_interactive(ws: &Workspace, tools: &Tools, o: &RunOpts, out: &Artifac
         if !o.handover {
             println!(
                 "note: Linux runs as the co-kernel's idle task (its interrupt flag is virtual); the real-time \
-                 tasks report on COM2. Under plain TCG latency is emulator-bound: use --icount for faithful figures"
+                 tasks report on COM2 and in /proc/hauki/status"
             );
         }
         Some(crate::linux::build_bundle(ws, &vmlinux, &initramfs, &cmdline, crate::linux::BUNDLE)?)
     };
+    if timing(o.accel, o.icount) == Some("emulated") {
+        println!(
+            "note: plain emulation: the clock follows the host, so the latencies and deadline misses you will see are \
+             the emulator's, not Hauki's (the status page and COM2 say so); --icount gives deterministic virtual time"
+        );
+    }
     let telemetry = match &o.telemetry {
         Some(p) if p.is_absolute() => p.clone(),
         Some(p) => std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.clone()),
@@ -308,6 +314,9 @@ pub fn run_interactive(ws: &Workspace, tools: &Tools, o: &RunOpts, out: &Artifac
         Boot::Cdrom { iso: out.iso.clone(), uefi }
     } else {
         let mut extra = o.cokernel_append.clone().unwrap_or_default();
+        if let Some(t) = timing(o.accel, o.icount) {
+            extra = format!("{extra} {}", cokernel_args(&[(cmdline::TIMING, &t)]));
+        }
         if o.handover {
             extra = format!("{extra} {}", cokernel_args(&[(cmdline::LINUX, &"handover")]));
         } else if !o.no_linux {
@@ -360,6 +369,16 @@ pub fn run_interactive(ws: &Workspace, tools: &Tools, o: &RunOpts, out: &Artifac
     }
     print_tail("telemetry (COM2)", &telemetry, 30);
     Ok(ExitCode::FAILURE)
+}
+
+/// What the co-kernel's clock is under this accelerator (`hauki.timing`): `virtual` with icount,
+/// `emulated` under plain TCG, none (hardware) under KVM.
+pub fn timing(accel: Accel, icount: bool) -> Option<&'static str> {
+    match (accel, icount) {
+        (Accel::Tcg, true) => Some("virtual"),
+        (Accel::Tcg, false) => Some("emulated"),
+        (Accel::Kvm, _) => None,
+    }
 }
 
 /// Whether the telemetry holds a boot record and no fatal stop or fatal exception.
@@ -559,6 +578,14 @@ mod tests {
 
     fn pos(a: &[String], x: &str) -> usize {
         a.iter().position(|y| y == x).unwrap_or_else(|| panic!("{x} missing in {a:?}"))
+    }
+
+    #[test]
+    fn the_clock_is_named_for_every_accelerator() {
+        use crate::args::Accel;
+        assert_eq!(timing(Accel::Tcg, false), Some("emulated"));
+        assert_eq!(timing(Accel::Tcg, true), Some("virtual"));
+        assert_eq!(timing(Accel::Kvm, false), None);
     }
 
     #[test]

@@ -84,13 +84,14 @@ fn run(_: usize) -> ! {
         emit_latency(&window, misses, misses_total);
         console::line(
             format_args!(
-                "latency {} samples: min {} avg {} max {} ns, {} deadline misses ({} since boot)",
+                "latency {} samples: min {} avg {} max {} ns, {} deadline misses ({} since boot){}",
                 window.samples,
                 window.min_ns,
                 window.avg_ns(),
                 window.max_ns,
                 misses,
-                misses_total
+                misses_total,
+                if timing_name() == "emulated" { " [emulated clock: the emulator's figures, not Hauki's]" } else { "" }
             ),
             false,
         );
@@ -244,6 +245,40 @@ fn emit_windows(windows: &crate::rt::windows::Windows) {
     });
 }
 
+/// What the clock is (`hauki.timing`): 0 hardware (absent), 1 emulated, 2 virtual.
+static TIMING: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// Takes `hauki.timing`'s value (`emulated` or `virtual`; anything else: hardware).
+pub fn set_timing(value: Option<&str>) {
+    let t = match value {
+        Some("emulated") => 1,
+        Some("virtual") => 2,
+        _ => 0,
+    };
+    TIMING.store(t, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// The clock's name for records (`hardware`, `emulated`, `virtual`).
+pub fn timing_name() -> &'static str {
+    match TIMING.load(core::sync::atomic::Ordering::Relaxed) {
+        1 => "emulated",
+        2 => "virtual",
+        _ => "hardware",
+    }
+}
+
+/// What the latency figures are worth under this clock, for people reading them.
+fn timing_note() -> Option<&'static str> {
+    match TIMING.load(core::sync::atomic::Ordering::Relaxed) {
+        1 => Some(
+            "timing: emulated (QEMU without -icount): latencies and deadline misses are the emulator's, not Hauki's; \
+             cargo xtask run --icount gives deterministic virtual time",
+        ),
+        2 => Some("timing: virtual (QEMU -icount: 1 instruction = 1 ns, deterministic)"),
+        _ => None,
+    }
+}
+
 /// The co-kernel's state as text for Linux (debugfs `hauki/status` and `/proc/hauki/status`): the latency summary, every
 /// task's statistics, what the co-kernel does for Linux, and the worst hardware-off windows.
 fn publish_status(
@@ -258,6 +293,9 @@ fn publish_status(
     let mut t: heapless::String<{ hauki_abi::guest::STATUS_TEXT }> = heapless::String::new();
     let up_ms = crate::arch::tsc::ticks_to_ns(crate::arch::cpu::rdtsc()) / 1_000_000;
     let _ = writeln!(t, "Hauki co-kernel {} up {}.{:03} s", env!("CARGO_PKG_VERSION"), up_ms / 1000, up_ms % 1000);
+    if let Some(note) = timing_note() {
+        let _ = writeln!(t, "{note}");
+    }
     let _ = writeln!(
         t,
         "latency: period {} ns; last report: {} samples, min {} avg {} max {} ns; deadline misses since boot {}",

@@ -155,7 +155,10 @@ pub(crate) fn boot_with_linux_devices(
         .map_err(|e| format!("the Linux guest does not build: {e}"))?;
     let dir = dir.to_path_buf();
     let (c1, c2) = Qemu::paths(&dir);
-    let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline(cokernel_args) };
+    // Every figure the co-kernel shows says what its clock is, as `cargo xtask run` has it say.
+    let timing = crate::qemu::timing(crate::args::Accel::Tcg, icount.is_some()).unwrap_or("hardware");
+    let args = format!("{cokernel_args} {}", crate::qemu::cokernel_args(&[(cmdline::TIMING, &timing)]));
+    let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline(&args) };
     let mut cfg = QemuConfig::test(boot, "max", &c1, &c2);
     cfg.extra = vec!["-initrd".into(), bundle.display().to_string()];
     cfg.extra.extend(qemu_extra.iter().map(|s| s.to_string()));
@@ -293,6 +296,10 @@ fn guest_devices_are_paravirtual(con: &mut ShellConsole, bound: Duration) -> Res
         // The latency task's row: its name, then its priority.
         let latency_row = status.lines().find(|l| l.split_whitespace().take(2).eq(["latency", "250"]));
         let samples = status.lines().any(|l| l.starts_with("latency: period"));
+        // Under icount the page says its figures are virtual time.
+        if !status.lines().any(|l| l.starts_with("timing: virtual (QEMU -icount")) {
+            return Err(format!("{path} does not say its figures are virtual time:\n{status}"));
+        }
         if !status.lines().any(|l| l.starts_with("Hauki co-kernel"))
             || latency_row.is_none()
             || !samples
