@@ -499,10 +499,25 @@ fn with_linux_app(
     Ok((outs, Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default())))
 }
 
-/// A `ROUNDTRIP k=v ...` line's field `key`.
-fn roundtrip_field(out: &str, key: &str) -> Option<String> {
-    let line = out.lines().find(|l| l.starts_with("ROUNDTRIP "))?;
-    line.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
+/// Field `key` of the `KIND k=v ...` line `hauki-chanbench` printed (`ROUNDTRIP`, `THROUGHPUT`), as a
+/// number.
+fn chanbench_field(out: &str, kind: &str, key: &str) -> Result<f64, String> {
+    let line = out
+        .lines()
+        .find(|l| l.strip_prefix(kind).is_some_and(|r| r.starts_with(' ')))
+        .ok_or_else(|| format!("no {kind} line in {out:?}"))?;
+    let v = line
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .ok_or_else(|| format!("no {key} in {line:?}"))?;
+    v.parse::<f64>().map_err(|e| format!("{key}={v}: {e}"))
+}
+
+/// The latency task's worst release latency and its misses over every report in `recs`.
+fn latency_worst(recs: &Records) -> (u64, u64) {
+    let max = recs.events("latency").filter_map(|l| l["max_ns"].as_u64()).max().unwrap_or(0);
+    let misses = recs.events("latency").filter_map(|l| l["misses"].as_u64()).sum();
+    (max, misses)
 }
 
 /// Channels, under icount: round trips Linux → real-time task → Linux through the echo
@@ -521,12 +536,8 @@ fn channels(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
         &[],
         &["hauki-chanbench echo --count 2000 --size 64", "hauki-chanbench pipe --count 2000 --size 64"],
     )?;
-    let get = |i: usize, k: &str| -> Result<u64, String> {
-        let v = roundtrip_field(&outs[i], k).ok_or_else(|| format!("no {k} in {:?}", outs[i]))?;
-        v.parse::<f64>().map(|f| f as u64).map_err(|e| format!("{k}={v}: {e}"))
-    };
-    let lat_max = recs.events("latency").filter_map(|l| l["max_ns"].as_u64()).max().unwrap_or(0);
-    let misses: u64 = recs.events("latency").filter_map(|l| l["misses"].as_u64()).sum();
+    let get = |i: usize, k: &str| chanbench_field(&outs[i], "ROUNDTRIP", k).map(|f| f as u64);
+    let (lat_max, misses) = latency_worst(&recs);
     let mut m = Vec::new();
     for (i, kind) in [(0, "channel"), (1, "pipe")] {
         for (k, unit) in [("min_ns", "ns"), ("avg_ns", "ns"), ("max_ns", "ns")] {
@@ -570,30 +581,19 @@ fn channels(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     if b["bad"].as_u64() != Some(0) || b["received"].as_u64() < Some(20000) {
         return Err(format!("the bulk task did not receive 20000 intact records: {b}"));
     }
-    let bulk_max = recs.events("latency").filter_map(|l| l["max_ns"].as_u64()).max().unwrap_or(0);
-    let bulk_misses: u64 = recs.events("latency").filter_map(|l| l["misses"].as_u64()).sum();
+    let (bulk_max, bulk_misses) = latency_worst(&recs);
     for (out, dir, what) in [(&outs[0], "to_rt", "Linux -> real-time"), (&outs[1], "from_rt", "real-time -> Linux")] {
-        let get = |k: &str| -> Result<u64, String> {
-            let line = out
-                .lines()
-                .find(|l| l.starts_with("THROUGHPUT "))
-                .ok_or_else(|| format!("no THROUGHPUT in {out:?}"))?;
-            let v = line
-                .split_whitespace()
-                .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
-                .ok_or_else(|| format!("no {k} in {line:?}"))?;
-            v.parse::<f64>().map(|f| (f * 100.0) as u64).map_err(|e| format!("{k}={v}: {e}"))
-        };
+        let get = |k: &str| chanbench_field(out, "THROUGHPUT", k);
         m.push(metric(
             &format!("channel.{dir}.records_per_s"),
-            get("records_per_s")? / 100,
+            get("records_per_s")? as u64,
             "/s",
             None,
             &format!("256-byte records {what}, flat out, 20000 checked (virtual time)"),
         ));
         m.push(metric(
             &format!("channel.{dir}.kb_per_s"),
-            get("mb_per_s")? * 10,
+            (get("mb_per_s")? * 1000.0).round() as u64,
             "KB/s",
             None,
             &format!("payload {what} (virtual time)"),
@@ -665,6 +665,16 @@ mod tests {
 
     fn m(name: &str, value: u64, target: Option<u64>) -> Metric {
         Metric { name: name.into(), value, unit: "ns", target_max: target, runs: vec![value, value], note: "n".into() }
+    }
+
+    #[test]
+    fn chanbench_lines_are_read_by_kind_and_key() {
+        let out = "noise\nROUNDTRIP kind=channel min_ns=4998 records_per_s=130092.5\nTHROUGHPUTX a=1\nTHROUGHPUT mb_per_s=46.82\n";
+        assert_eq!(chanbench_field(out, "ROUNDTRIP", "min_ns"), Ok(4998.0));
+        assert_eq!(chanbench_field(out, "ROUNDTRIP", "records_per_s"), Ok(130092.5));
+        assert_eq!(chanbench_field(out, "THROUGHPUT", "mb_per_s"), Ok(46.82));
+        assert!(chanbench_field(out, "THROUGHPUT", "a").unwrap_err().contains("no a"));
+        assert!(chanbench_field("", "ROUNDTRIP", "min_ns").unwrap_err().contains("no ROUNDTRIP line"));
     }
 
     #[test]

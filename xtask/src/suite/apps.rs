@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use hauki_abi::cmdline;
 use serde_json::json;
 
-use super::linux_guest::{boot_with_linux_devices, poweroff, quiet_console, report_console_failure};
+use super::linux_guest::{quiet_console, sh, with_linux};
 use super::{Ctx, PvhCase, Status, Test, expect_record, hard_timeout, run_pvh};
 use crate::console::ShellConsole;
 use crate::qemu::{STATUS_SUCCESS, cokernel_args};
@@ -100,53 +100,9 @@ fn app_refused_when_its_channels_do_not_fit(ctx: &Ctx<'_>, _elf: &Path, _iso: &P
     run_pvh(ctx, &elf, &echo_case(&append, &verify))
 }
 
-/// Boots `elf` with Linux as its idle task under icount (`qemu_extra`: devices), runs `steps` on
-/// Linux's shell, then checks that the latency task missed nothing and powers off.
-fn with_linux(
-    ctx: &Ctx<'_>,
-    elf: &Path,
-    extra_args: &[(&str, &dyn std::fmt::Display)],
-    qemu_extra: &[&str],
-    steps: &dyn Fn(&mut ShellConsole, &Path) -> Result<(), String>,
-) -> Status {
-    let mut args: Vec<(&str, &dyn std::fmt::Display)> = vec![(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &500)];
-    args.extend_from_slice(extra_args);
-    let args = cokernel_args(&args);
-    let (mut con, c2) = match boot_with_linux_devices(&ctx.dir(), elf, &args, Some(0), None, None, qemu_extra) {
-        Ok(x) => x,
-        Err(e) => return Status::Fail(e),
-    };
-    let bound = hard_timeout();
-    let mut run = || -> Result<(), String> {
-        con.expect("is up; type 'poweroff' to end.", bound)?;
-        con.expect("# ", bound)?;
-        quiet_console(&mut con, bound)?;
-        steps(&mut con, &c2)?;
-        let recs = Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default());
-        let misses: u64 = recs.events("latency").filter_map(|l| l["misses"].as_u64()).sum();
-        if misses != 0 {
-            return Err(format!("the latency task missed {misses} deadlines"));
-        }
-        poweroff(&mut con, bound)
-    };
-    match run() {
-        Ok(()) => Status::Pass,
-        Err(e) => report_console_failure(&con, e),
-    }
-}
-
 /// The telemetry so far.
 fn records(c2: &Path) -> Records {
     Records::parse(&std::fs::read_to_string(c2).unwrap_or_default())
-}
-
-/// Runs `cmd` on the shell; its output, or an error naming the command and its status.
-fn sh(con: &mut ShellConsole, cmd: &str) -> Result<String, String> {
-    let (out, status) = con.run(cmd, hard_timeout())?;
-    if status != 0 {
-        return Err(format!("`{cmd}` exited with {status}: {out}"));
-    }
-    Ok(out)
 }
 
 /// The edu and uart applications booted on a machine without their devices: each is refused at
@@ -237,7 +193,7 @@ fn channels_echo_both_ways(ctx: &Ctx<'_>, _elf: &Path, _iso: &Path) -> Status {
         }
         Ok(())
     };
-    with_linux(ctx, &elf, &[], &[], &steps)
+    with_linux(&ctx.dir(), &elf, &[], &[], &steps)
 }
 
 /// A hostile Linux writes into echo's rings what an honest driver never would (through debugfs
@@ -309,7 +265,7 @@ fn channel_scribbled_by_a_hostile_linux(ctx: &Ctx<'_>, _elf: &Path, _iso: &Path)
         }
         Ok(())
     };
-    with_linux(ctx, &elf, &[], &[], &steps)
+    with_linux(&ctx.dir(), &elf, &[], &[], &steps)
 }
 
 /// The bulk application, each way flat out: 3000 records of 256 bytes written into `sink` arrive
@@ -335,7 +291,7 @@ fn channels_bulk_each_way_checked(ctx: &Ctx<'_>, _elf: &Path, _iso: &Path) -> St
         }
         Ok(())
     };
-    with_linux(ctx, &elf, &[], &[], &steps)
+    with_linux(&ctx.dir(), &elf, &[], &[], &steps)
 }
 
 /// A channel whose application was refused (echo's `echo-log` does not fit in 20 KiB, `echo` did)
@@ -359,7 +315,7 @@ fn channel_without_a_task_is_a_broken_pipe(ctx: &Ctx<'_>, _elf: &Path, _iso: &Pa
         }
         Ok(())
     };
-    with_linux(ctx, &elf, &[(cmdline::CHANNELS_KIB, &20)], &[], &steps)
+    with_linux(&ctx.dir(), &elf, &[(cmdline::CHANNELS_KIB, &20)], &[], &steps)
 }
 
 /// While Linux runs a busy loop and a sleep, the device task behind telemetry record `event`
@@ -422,7 +378,7 @@ fn isa_uart_owned_by_a_task_linux_never_gets(ctx: &Ctx<'_>, _elf: &Path, _iso: &
         Ok(())
     };
     with_linux(
-        ctx,
+        &ctx.dir(),
         &elf,
         &[],
         &["-chardev", "null,id=rtuart", "-device", "isa-serial,chardev=rtuart,iobase=0x3e8,irq=5"],
@@ -448,7 +404,7 @@ fn edu_device_owned_by_a_task_linux_never_sees(ctx: &Ctx<'_>, _elf: &Path, _iso:
         device_task_keeps_working(con, c2, "edu", "completions", "factorials by MSI, request")?;
         Ok(())
     };
-    with_linux(ctx, &elf, &[], &["-device", "edu"], &steps)
+    with_linux(&ctx.dir(), &elf, &[], &["-device", "edu"], &steps)
 }
 
 /// The latest `bridge` record's counters: (used, fallback, malformed), or zeros.
@@ -527,5 +483,5 @@ fn bridge_survives_whatever_its_linux_program_does(ctx: &Ctx<'_>, _elf: &Path, _
         );
         Ok(())
     };
-    with_linux(ctx, &elf, &[], &[], &steps)
+    with_linux(&ctx.dir(), &elf, &[], &[], &steps)
 }

@@ -25,6 +25,50 @@ pub(super) fn tests() -> Vec<Test> {
     ]
 }
 
+/// Boots `elf` with Linux as its idle task under icount (`qemu_extra`: devices; QEMU's files in
+/// `dir`), runs `steps` on Linux's shell, then checks that the latency task missed nothing and powers off.
+pub(super) fn with_linux(
+    dir: &Path,
+    elf: &Path,
+    extra_args: &[(&str, &dyn std::fmt::Display)],
+    qemu_extra: &[&str],
+    steps: &dyn Fn(&mut ShellConsole, &Path) -> Result<(), String>,
+) -> Status {
+    let mut args: Vec<(&str, &dyn std::fmt::Display)> = vec![(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &500)];
+    args.extend_from_slice(extra_args);
+    let args = cokernel_args(&args);
+    let (mut con, c2) = match boot_with_linux_devices(dir, elf, &args, Some(0), None, None, qemu_extra) {
+        Ok(x) => x,
+        Err(e) => return Status::Fail(e),
+    };
+    let bound = hard_timeout();
+    let mut run = || -> Result<(), String> {
+        con.expect("is up; type 'poweroff' to end.", bound)?;
+        con.expect("# ", bound)?;
+        quiet_console(&mut con, bound)?;
+        steps(&mut con, &c2)?;
+        let recs = Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default());
+        let misses: u64 = recs.events("latency").filter_map(|l| l["misses"].as_u64()).sum();
+        if misses != 0 {
+            return Err(format!("the latency task missed {misses} deadlines"));
+        }
+        poweroff(&mut con, bound)
+    };
+    match run() {
+        Ok(()) => Status::Pass,
+        Err(e) => report_console_failure(&con, e),
+    }
+}
+
+/// Runs `cmd` on the shell; its output, or an error naming the command and its status.
+pub(super) fn sh(con: &mut ShellConsole, cmd: &str) -> Result<String, String> {
+    let (out, status) = con.run(cmd, hard_timeout())?;
+    if status != 0 {
+        return Err(format!("`{cmd}` exited with {status}: {out}"));
+    }
+    Ok(out)
+}
+
 /// Keeps Linux's late boot messages (a clock source switch, a link coming up) from landing in
 /// the middle of a command's output: the console shows emergencies only from here.
 pub(super) fn quiet_console(con: &mut ShellConsole, bound: Duration) -> Result<(), String> {
