@@ -25,7 +25,11 @@ pub const RUN_USAGE: &str = "cargo xtask run [FLAGS]
   --nic MODEL         Linux's network card: virtio, e1000e (the default) or e1000 (an INTx line);
                       QEMU user networking (Linux gets 10.0.2.15 by DHCP, the host is 10.0.2.2)
   --forward H:G       forward TCP port H of the host's 127.0.0.1 to Linux's port G (repeatable),
-                      e.g. --forward 8080:80";
+                      e.g. --forward 8080:80
+  --disk [BUS:]IMAGE  give Linux a disk image (repeatable) on BUS: virtio (the default, /dev/vdX),
+                      sata (q35's AHCI, /dev/sdX) or nvme (/dev/nvmeNn1); raw, or qcow2 by name
+  --rootfs debian     boot Linux into the Debian 12 image `cargo xtask rootfs` builds (its first
+                      disk, virtio) instead of the busybox initramfs; forwards 2222 to its ssh";
 
 /// The accelerator QEMU uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +91,17 @@ pub struct RunOpts {
     pub nic: Option<crate::qemu::NicModel>,
     /// `--forward`, in order: (host port, guest port).
     pub forwards: Vec<(u16, u16)>,
+    /// `--disk`, in order.
+    pub disks: Vec<crate::qemu::Disk>,
+    /// `--rootfs`: the root filesystem image to boot instead of the initramfs.
+    pub rootfs: Option<Rootfs>,
+}
+
+/// The root filesystems `--rootfs` offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rootfs {
+    /// Debian 12 with systemd and ssh, built by `cargo xtask rootfs` (docs/rootfs.md).
+    Debian,
 }
 
 impl Default for RunOpts {
@@ -111,6 +126,8 @@ impl Default for RunOpts {
             vga: false,
             nic: None,
             forwards: Vec::new(),
+            disks: Vec::new(),
+            rootfs: None,
         }
     }
 }
@@ -165,6 +182,13 @@ impl RunOpts {
                     );
                 }
                 "--forward" => o.forwards.push(forward(&value(flag)?)?),
+                "--disk" => o.disks.push(crate::qemu::Disk::parse(&value(flag)?)?),
+                "--rootfs" => {
+                    o.rootfs = match value(flag)?.as_str() {
+                        "debian" => Some(Rootfs::Debian),
+                        other => return Err(format!("--rootfs knows `debian` only, not `{other}`")),
+                    }
+                }
                 other => {
                     return Err(format!("unknown flag `{other}` for `run`; see `cargo xtask help run`"));
                 }
@@ -195,6 +219,22 @@ impl RunOpts {
             .find_map(|(i, h)| o.forwards[..i].iter().any(|f| f.0 == h).then_some(h))
         {
             return Err(format!("--forward: host port {h} is forwarded twice"));
+        }
+        if o.no_linux && (!o.disks.is_empty() || o.rootfs.is_some()) {
+            return Err("--disk and --rootfs are Linux's disks: drop them with --no-linux".into());
+        }
+        if o.rootfs.is_some() && o.initramfs.is_some() {
+            return Err("--rootfs boots Linux from a disk; it cannot be combined with --initramfs".into());
+        }
+        let first = usize::from(o.rootfs.is_some());
+        if let Some(i) =
+            o.disks.iter().enumerate().position(|(i, d)| d.bus == crate::qemu::DiskBus::Sata && first + i > 5)
+        {
+            return Err(format!(
+                "--disk: disk {} would be on SATA port {}, and q35's AHCI has ports 0 to 5",
+                i + 1,
+                first + i
+            ));
         }
         if o.no_linux && (o.handover || o.linux.is_some() || o.initramfs.is_some() || o.append.is_some()) {
             return Err("--no-linux boots no Linux: drop --handover, --linux, --initramfs and --append".into());
@@ -318,6 +358,29 @@ mod tests {
         assert_eq!(o.cpu_model(), "qemu64");
         assert_eq!(o.telemetry, Some(PathBuf::from("/tmp/t.jsonl")));
         assert_eq!(o.qemu_args, vec!["-s", "-S"]);
+    }
+
+    #[test]
+    fn disk_flags() {
+        use crate::qemu::{Disk, DiskBus, disk_args};
+        let o = parse("--disk a.img --disk sata:b.img --disk=nvme:/x/c.qcow2 --rootfs debian").unwrap();
+        assert_eq!(o.rootfs, Some(Rootfs::Debian));
+        let buses: Vec<DiskBus> = o.disks.iter().map(|d| d.bus).collect();
+        assert_eq!(buses, [DiskBus::Virtio, DiskBus::Sata, DiskBus::Nvme]);
+        // A name with a colon that is not a bus stays the file name.
+        assert_eq!(Disk::parse("odd:name.img").unwrap(), Disk { bus: DiskBus::Virtio, image: "odd:name.img".into() });
+        let a = disk_args(&o.disks).join(" ");
+        assert!(a.contains("-drive file=a.img,format=raw,if=none,id=disk0"), "{a}");
+        assert!(a.contains("-device virtio-blk-pci,drive=disk0"), "{a}");
+        assert!(a.contains("-device ide-hd,drive=disk1,bus=ide.1"), "{a}");
+        assert!(a.contains("file=/x/c.qcow2,format=qcow2") && a.contains("-device nvme,drive=disk2"), "{a}");
+        assert!(parse("--disk sata:").unwrap_err().contains("[virtio:|sata:|nvme:]IMAGE"));
+        assert!(parse("--rootfs arch").unwrap_err().contains("debian"));
+        assert!(parse("--no-linux --disk a.img").unwrap_err().contains("--no-linux"));
+        assert!(parse("--rootfs debian --initramfs i.cpio").unwrap_err().contains("--initramfs"));
+        let seven = "--disk a --disk b --disk c --disk d --disk e --disk sata:f";
+        assert!(parse(seven).is_ok());
+        assert!(parse(&format!("{seven} --rootfs debian")).unwrap_err().contains("ports 0 to 5"));
     }
 
     #[test]

@@ -174,6 +174,10 @@ fn missing() -> Vec<Missing> {
         "linux-source-6.12",
     );
     need(Path::new("/bin/busybox").exists(), "/bin/busybox (static)", "busybox-static");
+    // Linux's disks and the Debian image (`cargo xtask rootfs`), and ssh into it.
+    need(find_program("mmdebstrap").is_some(), "mmdebstrap (the Debian image)", "mmdebstrap");
+    need(find_program("mkfs.ext4").is_some() && find_program("debugfs").is_some(), "mkfs.ext4, debugfs", "e2fsprogs");
+    need(find_program("ssh").is_some() && find_program("ssh-keygen").is_some(), "ssh, ssh-keygen", "openssh-client");
     for (prog, package) in [("flex", "flex"), ("bison", "bison"), ("bc", "bc"), ("make", "make"), ("gcc", "gcc")] {
         need(find_program(prog).is_some(), prog, package);
     }
@@ -244,6 +248,9 @@ const APT_PACKAGES: &[&str] = &[
     "libelf-dev",
     "libssl-dev",
     "libc6-dev",
+    "mmdebstrap",
+    "e2fsprogs",
+    "openssh-client",
 ];
 
 /// The shell commands that install everything (for printing when not root).
@@ -282,7 +289,10 @@ fn install_debian(debian12: bool) -> Result<(), String> {
     } else {
         apt(&["install", "-y", "qemu-system-x86"])?;
     }
-    println!("==> installing GRUB, xorriso, mtools, OVMF, busybox-static, the Linux 6.12 source and its build tools");
+    println!(
+        "==> installing GRUB, xorriso, mtools, OVMF, busybox-static, the Linux 6.12 source and its build tools, \
+         mmdebstrap, e2fsprogs and the ssh client"
+    );
     let mut args = vec!["install", "-y", "--no-install-recommends"];
     args.extend_from_slice(APT_PACKAGES);
     apt(&args)

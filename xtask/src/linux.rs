@@ -339,7 +339,7 @@ fn run_counted(mut cmd: Command, log: &Path, meter: &mut Meter) -> Result<(), St
     ))
 }
 
-fn run_logged(mut cmd: Command, log: &Path) -> Result<(), String> {
+pub(crate) fn run_logged(mut cmd: Command, log: &Path) -> Result<(), String> {
     let o = cmd.output().map_err(|e| format!("cannot run {}: {e}", show(&cmd)))?;
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| e.to_string())?;
     let _ = f.write_all(&o.stdout);
@@ -489,6 +489,21 @@ pub fn build_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
     write_initramfs(ws, INITRAMFS, &[])
 }
 
+/// The initramfs for a boot from a disk (`target/hauki/rootless.cpio.gz`): `/dev/console` and
+/// nothing to run, so that Linux mounts its `root=` device and starts that filesystem's init.
+pub fn build_rootless_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
+    let mut c = Cpio::new();
+    c.dir("dev");
+    c.char_dev("dev/console", 0o600, 5, 1);
+    c.dir("root");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&c.finish()).map_err(|e| e.to_string())?;
+    let out = ws.hauki_dir().join("rootless.cpio.gz");
+    std::fs::create_dir_all(ws.hauki_dir()).map_err(|e| e.to_string())?;
+    std::fs::write(&out, gz.finish().map_err(|e| e.to_string())?).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out)
+}
+
 /// Where Linux's x86 selftests are built (`target/hauki/selftests-x86`).
 pub const SELFTESTS_INITRAMFS: &str = "selftests-initramfs.cpio.gz";
 
@@ -628,12 +643,7 @@ fn write_initramfs(ws: &Workspace, name: &str, extra: &[(String, Vec<u8>)]) -> R
 }
 
 fn add_tree(c: &mut Cpio, root: &Path, dir: &Path) -> Result<(), String> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
+    let entries = crate::util::sorted_entries(dir)?;
     for p in entries {
         let rel = p.strip_prefix(root).map_err(|e| e.to_string())?.to_string_lossy().into_owned();
         let meta = std::fs::symlink_metadata(&p).map_err(|e| e.to_string())?;

@@ -19,6 +19,7 @@ mod linux;
 mod meter;
 mod progress;
 mod qemu;
+mod rootfs;
 mod suite;
 mod telemetry;
 mod util;
@@ -80,6 +81,12 @@ const COMMANDS: &[Command] = &[
         run: cmd_linux,
     },
     Command {
+        name: "rootfs",
+        summary: "Build the Debian 12 root filesystem image (systemd, ssh; from Debian's archive with mmdebstrap, cached) that `run --rootfs debian` boots.",
+        usage: "cargo xtask rootfs   (packages: rootfs/debian/packages; files: rootfs/debian/overlay; docs/rootfs.md)",
+        run: cmd_rootfs,
+    },
+    Command {
         name: "run",
         summary: "Build, then boot under QEMU with the console (COM1) on this terminal and telemetry (COM2) in a file.",
         usage: args::RUN_USAGE,
@@ -89,7 +96,7 @@ const COMMANDS: &[Command] = &[
         name: "test",
         summary: "Run every test: host steps (unit tests, lint, format), in-kernel KTAP tests, system tests under QEMU.",
         usage: "cargo xtask test [FILTER...]   (only tests whose name contains a FILTER or whose area is one: host, ktest, boot, rt, apps, \
-                linux-guest, linux-net, linux-faults, linux-checks; a FILTER matching nothing lists the tests; HAUKI_QEMU_TIMEOUT=<s> \
+                linux-guest, linux-net, linux-disk, linux-distro, linux-faults, linux-checks; a FILTER matching nothing lists the tests; HAUKI_QEMU_TIMEOUT=<s> \
                 raises the 120 s safety bound per QEMU run)",
         run: cmd_test,
     },
@@ -219,6 +226,19 @@ fn cmd_apps(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
         let default = if a.name == apps::DEFAULT { " (default)" } else { "" };
         println!("{:<12} {}{default}", a.name, a.about);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rootfs`: the Debian image, built or found in the cache.
+fn cmd_rootfs(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
+    args::no_args("rootfs", args)?;
+    deps::ensure()?;
+    let image = rootfs::build(ws)?;
+    println!(
+        "==> boot it with `cargo xtask run --rootfs debian`, then `ssh -i {} -p 2222 root@127.0.0.1` ({})",
+        rootfs::ssh_key().display(),
+        image.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -107,6 +107,79 @@ impl Net {
     }
 }
 
+/// The disk controllers `--disk` offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskBus {
+    /// virtio-blk-pci (MSI-X): Linux's `/dev/vdX`.
+    Virtio,
+    /// A SATA disk on q35's own AHCI controller (ICH9, MSI): Linux's `/dev/sdX`.
+    Sata,
+    /// An NVMe controller of its own (MSI-X): Linux's `/dev/nvmeNn1`.
+    Nvme,
+}
+
+impl DiskBus {
+    /// The `--disk` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskBus::Virtio => "virtio",
+            DiskBus::Sata => "sata",
+            DiskBus::Nvme => "nvme",
+        }
+    }
+
+    /// From the `--disk` spelling.
+    pub fn parse(s: &str) -> Option<DiskBus> {
+        [DiskBus::Virtio, DiskBus::Sata, DiskBus::Nvme].into_iter().find(|b| b.name() == s)
+    }
+}
+
+/// A disk image Linux gets on one controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disk {
+    /// Which controller.
+    pub bus: DiskBus,
+    /// The image (raw, or qcow2 when its name ends in `.qcow2`).
+    pub image: PathBuf,
+}
+
+impl Disk {
+    /// `[virtio:|sata:|nvme:]IMAGE` (virtio when no controller is named).
+    pub fn parse(v: &str) -> Result<Disk, String> {
+        let (bus, image) = match v.split_once(':') {
+            Some((b, rest)) if DiskBus::parse(b).is_some() => (DiskBus::parse(b).unwrap_or(DiskBus::Virtio), rest),
+            _ => (DiskBus::Virtio, v),
+        };
+        if image.is_empty() {
+            return Err(format!("--disk takes [virtio:|sata:|nvme:]IMAGE, not `{v}`"));
+        }
+        Ok(Disk { bus, image: PathBuf::from(image) })
+    }
+
+    /// The QEMU arguments for disk number `n` of the machine (ids and the SATA port follow from `n`;
+    /// q35's AHCI has six ports, `ide.0` to `ide.5`).
+    pub fn args(&self, n: usize) -> Vec<String> {
+        let format = if self.image.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
+        let id = format!("disk{n}");
+        let device = match self.bus {
+            DiskBus::Virtio => format!("virtio-blk-pci,drive={id},serial=hauki-{n}"),
+            DiskBus::Sata => format!("ide-hd,drive={id},bus=ide.{n}"),
+            DiskBus::Nvme => format!("nvme,drive={id},serial=hauki-{n}"),
+        };
+        vec![
+            "-drive".into(),
+            format!("file={},format={format},if=none,id={id},cache=writeback", self.image.display()),
+            "-device".into(),
+            device,
+        ]
+    }
+}
+
+/// The QEMU arguments for a machine's disks, numbered in order.
+pub fn disk_args(disks: &[Disk]) -> Vec<String> {
+    disks.iter().enumerate().flat_map(|(n, d)| d.args(n)).collect()
+}
+
 /// Everything that shapes a QEMU command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QemuConfig {
@@ -279,13 +352,16 @@ pub fn run_interactive(ws: &Workspace, tools: &Tools, o: &RunOpts, out: &Artifac
             Some(p) => p.clone(),
             None => crate::linux::build_kernel(ws)?,
         };
-        let initramfs = match &o.initramfs {
-            Some(p) => p.clone(),
-            None => crate::linux::build_initramfs(ws)?,
+        let (initramfs, base) = match (&o.initramfs, o.rootfs) {
+            (Some(p), _) => (p.clone(), crate::linux::DEFAULT_CMDLINE),
+            (None, Some(crate::args::Rootfs::Debian)) => {
+                (crate::linux::build_rootless_initramfs(ws)?, crate::rootfs::CMDLINE)
+            }
+            (None, None) => (crate::linux::build_initramfs(ws)?, crate::linux::DEFAULT_CMDLINE),
         };
         let cmdline = match &o.append {
-            Some(a) => format!("{} {a}", crate::linux::DEFAULT_CMDLINE),
-            None => crate::linux::DEFAULT_CMDLINE.to_string(),
+            Some(a) => format!("{base} {a}"),
+            None => base.to_string(),
         };
         if !o.handover {
             println!(
@@ -324,6 +400,30 @@ pub fn run_interactive(ws: &Workspace, tools: &Tools, o: &RunOpts, out: &Artifac
         }
         Boot::Kernel { elf: out.elf.clone(), cmdline: kernel_cmdline(&extra) }
     };
+    let mut disks = Vec::new();
+    let mut forwards = o.forwards.clone();
+    if o.rootfs == Some(crate::args::Rootfs::Debian) {
+        disks.push(Disk { bus: DiskBus::Virtio, image: crate::rootfs::working_copy(ws)? });
+        if !forwards.iter().any(|f| f.1 == 22) && !forwards.iter().any(|f| f.0 == 2222) {
+            forwards.push((2222, 22));
+        }
+        println!(
+            "note: Debian boots from {} (systemd, about a minute or two under emulation); root is logged in on this \
+             console, and `ssh -i {} -p {} root@127.0.0.1` reaches it",
+            ws.rel(&disks[0].image),
+            crate::rootfs::ssh_key().display(),
+            forwards.iter().find(|f| f.1 == 22).map_or(2222, |f| f.0)
+        );
+    }
+    for d in &o.disks {
+        if !d.image.exists() {
+            return Err(format!(
+                "--disk: {} does not exist (make one with e.g. `truncate -s 1G {0} && mkfs.ext4 {0}`)",
+                d.image.display()
+            ));
+        }
+        disks.push(d.clone());
+    }
     let cfg = QemuConfig {
         machine: "q35".into(),
         accel: o.accel,
@@ -337,11 +437,12 @@ pub fn run_interactive(ws: &Workspace, tools: &Tools, o: &RunOpts, out: &Artifac
         com2: format!("file:{}", telemetry.display()),
         display: o.vga,
         monitor_none: false,
-        net: (o.nic.is_some() || !o.forwards.is_empty())
-            .then(|| Net { model: o.nic.unwrap_or(NicModel::E1000e), forwards: o.forwards.clone() }),
+        net: (o.nic.is_some() || !forwards.is_empty())
+            .then(|| Net { model: o.nic.unwrap_or(NicModel::E1000e), forwards }),
         extra: bundle
             .iter()
             .flat_map(|b| ["-initrd".to_string(), b.display().to_string()])
+            .chain(disk_args(&disks))
             .chain(o.qemu_args.iter().cloned())
             .collect(),
     };

@@ -64,6 +64,17 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// Is `name` an executable in `PATH` (or an existing path)?
+/// The paths in folder `dir`, sorted (a reproducible order for archives and hashes).
+pub fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
 pub fn find_program(name: &str) -> Option<PathBuf> {
     if name.contains('/') {
         return Path::new(name).is_file().then(|| PathBuf::from(name));

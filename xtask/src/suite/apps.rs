@@ -463,7 +463,7 @@ fn bridge_survives_whatever_its_linux_program_does(ctx: &Ctx<'_>, _elf: &Path, _
         }
         // Linux panics; the co-kernel restarts it; the program is started again there.
         con.send("echo PANIC > /sys/kernel/debug/provoke-crash/DIRECT")?;
-        con.expect("is up; type 'poweroff' to end.", hard_timeout())?;
+        con.expect(super::linux_guest::UP, hard_timeout())?;
         con.expect("# ", hard_timeout())?;
         quiet_console(con, hard_timeout())?;
         sh(con, "sleep 1")?; // a report period after the restart

@@ -21,7 +21,7 @@ type Selftest = (String, i32, Vec<String>);
 
 /// Runs `hauki-selftests` on a booted Linux; its results in order.
 fn run_selftests(con: &mut ShellConsole, bound: Duration) -> Result<Vec<Selftest>, String> {
-    con.expect("is up; type 'poweroff' to end.", bound)?;
+    con.expect(super::linux_guest::UP, bound)?;
     con.expect("# ", bound)?;
     quiet_console(con, bound)?;
     // One test's safety net on the guest's clock: a hang, not slowness, is what it must catch (the
@@ -180,7 +180,7 @@ fn linux_debug_lockdep(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
         let (mut con, _) = boot_with_linux_initramfs(&ctx.dir(), elf, &args, None, None, Some(&vmlinux))?;
         let bound = hard_timeout();
         let steps = (|| -> Result<String, String> {
-            con.expect("is up; type 'poweroff' to end.", bound * 2)?;
+            con.expect(super::linux_guest::UP, bound * 2)?;
             con.expect("# ", bound)?;
             let (out, _) = con.run("hauki-stress 5", bound * 2)?;
             if !out.contains("hauki-stress:") {

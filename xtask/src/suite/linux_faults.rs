@@ -127,7 +127,7 @@ fn linux_faults_are_linux_s(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
         Err(s) => return s,
     };
     let bound = hard_timeout();
-    const UP: &str = "is up; type 'poweroff' to end.";
+    use super::linux_guest::UP;
     let failures = |c2: &Path| -> Vec<serde_json::Value> {
         Records::parse(&std::fs::read_to_string(c2).unwrap_or_default())
             .events("linux")

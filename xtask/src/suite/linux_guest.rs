@@ -15,6 +15,9 @@ use crate::qemu::{Boot, Com, Qemu, QemuConfig, STATUS_SUCCESS, cokernel_args, ex
 use crate::telemetry::{Expect, Records};
 use crate::util::Workspace;
 
+/// The last line of the busybox initramfs's banner: Linux is up and its shell about to prompt.
+pub(super) const UP: &str = "is up; type 'poweroff' to end.";
+
 pub(super) fn tests() -> Vec<Test> {
     tests![System:
         linux_bare_boot,
@@ -43,7 +46,7 @@ pub(super) fn with_linux(
     };
     let bound = hard_timeout();
     let mut run = || -> Result<(), String> {
-        con.expect("is up; type 'poweroff' to end.", bound)?;
+        con.expect(UP, bound)?;
         con.expect("# ", bound)?;
         quiet_console(&mut con, bound)?;
         steps(&mut con, &c2)?;
@@ -79,7 +82,7 @@ pub(super) fn quiet_console(con: &mut ShellConsole, bound: Duration) -> Result<(
 /// exit statuses, then `poweroff` (QEMU exit status 0).
 fn drive_linux_shell(con: &mut ShellConsole) -> Result<(), String> {
     let bound = hard_timeout();
-    con.expect("is up; type 'poweroff' to end.", bound)?;
+    con.expect(UP, bound)?;
     con.expect("# ", bound)?;
     quiet_console(con, bound)?;
     let (release, _) = con.run("uname -r", bound)?;
@@ -183,6 +186,27 @@ pub(crate) fn boot_with_linux_devices(
     vmlinux: Option<&Path>,
     qemu_extra: &[&str],
 ) -> Result<(ShellConsole, PathBuf), String> {
+    let linux = LinuxBoot { initramfs, vmlinux, cmdline: crate::linux::DEFAULT_CMDLINE };
+    boot_linux(dir, elf, cokernel_args, icount, &linux, qemu_extra)
+}
+
+/// What Linux boots with: `None` for the usual kernel and initramfs.
+pub(crate) struct LinuxBoot<'a> {
+    pub initramfs: Option<&'a Path>,
+    pub vmlinux: Option<&'a Path>,
+    pub cmdline: &'a str,
+}
+
+/// [`boot_with_linux_devices`] with Linux's command line chosen too.
+pub(crate) fn boot_linux(
+    dir: &Path,
+    elf: &Path,
+    cokernel_args: &str,
+    icount: Option<u8>,
+    linux: &LinuxBoot<'_>,
+    qemu_extra: &[&str],
+) -> Result<(ShellConsole, PathBuf), String> {
+    let (initramfs, vmlinux) = (linux.initramfs, linux.vmlinux);
     let ws = Workspace::locate();
     let bundle = crate::linux::build_all(&ws)
         .and_then(|(v, i)| {
@@ -192,7 +216,7 @@ pub(crate) fn boot_with_linux_devices(
                 &ws,
                 &v,
                 &i,
-                crate::linux::DEFAULT_CMDLINE,
+                linux.cmdline,
                 &format!("{}.bundle", dir.file_name().unwrap_or_default().to_string_lossy()),
             )
         })
@@ -253,7 +277,7 @@ fn linux_guest_beside_rt(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     };
     let bound = hard_timeout();
     let mut steps = || -> Result<(), String> {
-        con.expect("is up; type 'poweroff' to end.", bound)?;
+        con.expect(UP, bound)?;
         con.expect("# ", bound)?;
         quiet_console(&mut con, bound)?;
         // The first report after the prompt may still cover Linux's boot: the shell's figures start
@@ -444,7 +468,7 @@ pub fn stress_run(dir: &Path, elf: &Path, secs: u64) -> Result<StressRun, String
         Records::parse(&std::fs::read_to_string(c2).unwrap_or_default()).events("latency").cloned().collect()
     };
     let mut steps = || -> Result<StressRun, String> {
-        con.expect("is up; type 'poweroff' to end.", bound)?;
+        con.expect(UP, bound)?;
         con.expect("# ", bound)?;
         // Skip the report that may still cover Linux's boot; then idle.
         let a = latency(&c2).len() + 1;

@@ -26,7 +26,7 @@ fn hex(d: &[u8]) -> String {
 }
 
 /// A free TCP port on the host's loopback (bound, then released for QEMU to take).
-fn free_port() -> Result<u16, String> {
+pub(super) fn free_port() -> Result<u16, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free host port: {e}"))?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
@@ -84,7 +84,7 @@ fn fetch(port: u16, path: &str) -> Result<Vec<u8>, String> {
 }
 
 /// The hash `sha256sum` printed for `file`.
-fn guest_sha(out: &str, file: &str) -> Option<String> {
+pub(super) fn guest_sha(out: &str, file: &str) -> Option<String> {
     out.lines().find(|l| l.trim_end().ends_with(file))?.split_whitespace().next().map(str::to_string)
 }
 

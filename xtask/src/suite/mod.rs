@@ -34,6 +34,8 @@ mod boot;
 mod host;
 mod ktest;
 mod linux_checks;
+mod linux_disk;
+mod linux_distro;
 mod linux_faults;
 mod linux_guest;
 mod linux_net;
@@ -154,6 +156,8 @@ fn registry() -> Vec<Test> {
         apps::tests(),
         linux_guest::tests(),
         linux_net::tests(),
+        linux_disk::tests(),
+        linux_distro::tests(),
         linux_faults::tests(),
         linux_checks::tests(),
     ]
