@@ -349,7 +349,8 @@ fn init_memory(
             ),
         );
     }
-    let stats = match mm::init(&boot.memory, frames) {
+    let modules: heapless::Vec<core::ops::Range<u64>, 8> = boot.modules.iter().map(|m| m.start..m.end).collect();
+    let stats = match mm::init(&boot.memory, &modules, frames) {
         Ok(s) => s,
         Err(e) => fatal("memory-setup-failed", format_args!("building the page tables failed: {e}")),
     };

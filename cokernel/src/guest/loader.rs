@@ -221,7 +221,16 @@ impl fmt::Display for LoaderError {
             LoaderError::E820(_) => "the e820 map does not fit boot_params",
             LoaderError::BootParams(_) => "boot_params could not be built",
             LoaderError::NeverStarted => "Linux was never started as the guest",
-        })
+        })?;
+        match self {
+            LoaderError::MoveSourceNotMapped { at, len }
+            | LoaderError::MoveDestinationNotMapped { at, len }
+            | LoaderError::KernelNotMapped { at, len }
+            | LoaderError::LoadRangeNotMapped { at, len }
+            | LoaderError::InitrdNotMapped { at, len }
+            | LoaderError::InitrdDestinationNotMapped { at, len } => write!(f, " ({len:#x} bytes at {at:#x})"),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -173,7 +173,7 @@ const KERNEL_RW: F = F::PRESENT.union(F::GLOBAL).union(F::NO_EXECUTE).union(F::W
 const MMIO: F = KERNEL_RW.union(F::NO_CACHE).union(F::WRITE_THROUGH);
 
 /// Builds the real page tables, switches to them, and sets up the heap.
-pub fn init(map: &MemoryMap, mut frames: FrameAllocator) -> Result<Stats, MapError> {
+pub fn init(map: &MemoryMap, modules: &[Range<u64>], mut frames: FrameAllocator) -> Result<Stats, MapError> {
     let pml4 = frames.alloc().ok_or(MapError::OutOfFrames)?;
     assert!(pml4 + FRAME_SIZE <= BOOT_ALIAS_LIMIT, "page-table frames must be below 4 GiB at boot");
     // SAFETY: a fresh frame, reachable through the boot alias (checked above).
@@ -190,23 +190,20 @@ pub fn init(map: &MemoryMap, mut frames: FrameAllocator) -> Result<Stats, MapErr
     let after_guard = l.boot_stack_guard + FRAME_SIZE;
     mapper.map(after_guard, v2p(after_guard), l.data.1 - after_guard, KERNEL_RW, false, &mut next)?;
 
-    // Direct map: the first MiB (BIOS data, EBDA, VGA text) and all RAM and ACPI memory.
-    let mut direct: heapless::Vec<Range<u64>, 136> = heapless::Vec::new();
-    let mut covered_to = 0u64;
-    let mut add = |start: u64, end: u64, direct: &mut heapless::Vec<Range<u64>, 136>| {
-        let start = (start & !(FRAME_SIZE - 1)).max(covered_to);
-        let end = (end + FRAME_SIZE - 1) & !(FRAME_SIZE - 1);
-        if start < end {
-            covered_to = end;
-            let _ = direct.push(start..end);
-        }
-    };
-    add(0, 0x10_0000, &mut direct);
+    // Direct map: the first MiB (BIOS data, EBDA, VGA text), all RAM and ACPI memory, and the
+    // boot modules (RAM the loader put them in, which a firmware map may not call usable: QEMU
+    // puts a PVH module right below its ACPI data, past the last usable byte it reports).
+    let mut wanted: heapless::Vec<Range<u64>, 136> = heapless::Vec::new();
+    let _ = wanted.push(0..0x10_0000);
     for r in map.regions() {
         if matches!(r.kind, RegionKind::Usable | RegionKind::AcpiReclaimable | RegionKind::AcpiNvs) {
-            add(r.start, r.end, &mut direct);
+            let _ = wanted.push(r.start..r.end);
         }
     }
+    for m in modules {
+        let _ = wanted.push(m.clone());
+    }
+    let direct = merge_pages(&mut wanted);
     let mut direct_bytes = 0;
     for r in &direct {
         mapper.map(PHYS_MAP_BASE + r.start, r.start, r.end - r.start, KERNEL_RW, true, &mut next)?;
@@ -263,6 +260,26 @@ fn map_window(phys: u64, len: u64, flags: F) -> u64 {
 /// Maps device registers uncached; returns the virtual address of `phys`.
 pub fn map_mmio(phys: u64, len: u64) -> u64 {
     map_window(phys, len, MMIO)
+}
+
+/// `ranges` widened to whole pages, sorted and merged where they overlap or touch.
+fn merge_pages(ranges: &mut [Range<u64>]) -> heapless::Vec<Range<u64>, 136> {
+    ranges.sort_unstable_by_key(|r| r.start);
+    let mut out: heapless::Vec<Range<u64>, 136> = heapless::Vec::new();
+    for r in ranges.iter() {
+        let start = r.start & !(FRAME_SIZE - 1);
+        let end = (r.end + FRAME_SIZE - 1) & !(FRAME_SIZE - 1);
+        if start >= end {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if start <= last.end => last.end = last.end.max(end),
+            _ => {
+                let _ = out.push(start..end);
+            }
+        }
+    }
+    out
 }
 
 /// Maps firmware memory (ACPI tables) read-write cached: the direct map when it covers the range,
