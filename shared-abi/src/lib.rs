@@ -117,7 +117,7 @@ pub mod guest {
     /// Incompatible layout or semantics change: both sides refuse a different major.
     pub const VERSION_MAJOR: u16 = 1;
     /// Compatible additions (new fields in reserved space, new calls).
-    pub const VERSION_MINOR: u16 = 3;
+    pub const VERSION_MINOR: u16 = 4;
     /// `boot_params.hdr.hardware_subarch` for a Linux started by Hauki (upstream uses 0..=4).
     pub const SUBARCH_HAUKI: u32 = 5;
     /// The first of the co-kernel's PML4 slots (Linux's guard hole, `0xffff_8000_0000_0000`):
@@ -153,8 +153,12 @@ pub mod guest {
     /// Linux's device line `n` (ISA IRQ 0..15, minor 2) arrives on vector `ISA_VECTOR_BASE + n`:
     /// Linux's own `ISA_IRQ_VECTOR(n)`, so its legacy vector table needs no change.
     pub const ISA_VECTOR_BASE: u8 = 0x30;
-    /// Lines the pv irqchip routes (ISA IRQ 0..15).
+    /// The ISA lines the pv irqchip routes (IRQ 0..15, on fixed vectors).
     pub const ISA_LINES: u32 = 16;
+    /// Every line the pv irqchip routes (minor 4): the ISA lines, then the IO-APIC inputs 16..23
+    /// of the PCI interrupt lines (`_PRT` in APIC mode), which Linux binds with
+    /// [`call::GSI_BIND`]. Line `n` is GSI `n`.
+    pub const LINES: u32 = 24;
     /// The co-kernel's telemetry UART (COM2: `serial::TELEMETRY_PORT`, 8 ports) and its line are
     /// not Linux's: Linux claims neither.
     pub const TELEMETRY_IRQ: u32 = 3;
@@ -186,7 +190,7 @@ pub mod guest {
         /// The co-kernel raises [`super::VECTOR_LINUX_TIMER`] once, at or after the deadline,
         /// when Linux's virtual flag allows (logged and replayed otherwise). Returns 0.
         pub const SET_TIMER: u32 = 2;
-        /// RSI = ISA IRQ 0..15 (minor 2): Linux masks one of its device lines. The three line
+        /// RSI = ISA IRQ 0..15 (minor 2), or a bound PCI line 16..23 (minor 4): Linux masks one of its device lines. The three line
         /// calls (`IRQ_MASK`, [`IRQ_UNMASK`], [`IRQ_EOI`]) drive the paravirtual irqchip: the
         /// co-kernel owns the IO-APIC, applies the firmware's source overrides, delivers line `n`
         /// on `ISA_VECTOR_BASE + n`, and keeps a level-triggered line masked from its arrival
@@ -218,6 +222,17 @@ pub mod guest {
         /// co-kernel posts an event to the port of the task that serves the channel. Refused
         /// (counted) for an index with no channel.
         pub const CHANNEL_NOTIFY: u32 = 9;
+        /// Binds PCI line RSI bits 0–7 (a GSI 16..23, minor 4) to Linux's vector RSI bits 8–15,
+        /// level-triggered if bit 16 is set, active low if bit 17 is set; vector 0 unbinds it
+        /// (masked). The co-kernel programs the IO-APIC input masked; Linux then drives it with
+        /// the line calls as an ISA line. Refused (u64::MAX, counted) for a line outside 16..23,
+        /// one with no IO-APIC input, a vector outside 0x20..=0xeb, an ISA vector, the
+        /// co-kernel's, or one another line has.
+        pub const GSI_BIND: u32 = 10;
+        /// [`GSI_BIND`] argument bit: level-triggered.
+        pub const GSI_BIND_LEVEL: u64 = 1 << 16;
+        /// [`GSI_BIND`] argument bit: active low.
+        pub const GSI_BIND_ACTIVE_LOW: u64 = 1 << 17;
     }
 
     /// The handoff page (one per boot). All fields little-endian, fixed width. The co-kernel
@@ -697,6 +712,7 @@ pub mod guest {
         ("VECTOR_COKERNEL_DEVICE", VECTOR_COKERNEL_DEVICE as u64),
         ("ISA_VECTOR_BASE", ISA_VECTOR_BASE as u64),
         ("ISA_LINES", ISA_LINES as u64),
+        ("LINES", LINES as u64),
         ("STATUS_TEXT", STATUS_TEXT as u64),
         ("TELEMETRY_PORT", super::serial::TELEMETRY_PORT as u64),
         ("TELEMETRY_IRQ", TELEMETRY_IRQ as u64),
@@ -717,6 +733,9 @@ pub mod guest {
         ("SHUTDOWN_PANIC", call::SHUTDOWN_PANIC as u64),
         ("CALL_REGISTER_VCPU", call::REGISTER_VCPU as u64),
         ("CALL_CHANNEL_NOTIFY", call::CHANNEL_NOTIFY as u64),
+        ("CALL_GSI_BIND", call::GSI_BIND as u64),
+        ("GSI_BIND_LEVEL", call::GSI_BIND_LEVEL),
+        ("GSI_BIND_ACTIVE_LOW", call::GSI_BIND_ACTIVE_LOW),
         ("CLAIMED_MAX_PCI", super::devices::MAX_PCI as u64),
         ("CHANNEL_MAGIC", channel::MAGIC),
         ("CHANNEL_MAX", channel::MAX_CHANNELS as u64),

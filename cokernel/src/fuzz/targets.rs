@@ -605,7 +605,22 @@ pub fn linux_calls(data: &[u8]) {
         Ok(Call::SetTimer { deadline }) => assert!(nr32 == Some(n::SET_TIMER) && deadline == arg),
         Ok(Call::Line { line, .. }) => {
             assert!(matches!(nr32, Some(n::IRQ_MASK | n::IRQ_UNMASK | n::IRQ_EOI)));
-            assert!(u64::from(line) == arg && line < hauki_abi::guest::ISA_LINES);
+            assert!(u64::from(line) == arg && line < hauki_abi::guest::LINES);
+        }
+        Ok(Call::GsiBind { gsi, vector, level, active_low }) => {
+            assert_eq!(nr32, Some(n::GSI_BIND));
+            assert!((hauki_abi::guest::ISA_LINES..hauki_abi::guest::LINES).contains(&gsi));
+            let again = u64::from(gsi)
+                | u64::from(vector) << 8
+                | if level { n::GSI_BIND_LEVEL } else { 0 }
+                | if active_low { n::GSI_BIND_ACTIVE_LOW } else { 0 };
+            assert_eq!(again, arg, "every bit of a bind is one of its fields");
+        }
+        Err(Refusal::BadBind) => {
+            assert_eq!(nr32, Some(n::GSI_BIND));
+            let gsi = arg & 0xff;
+            let known = 0xffff | n::GSI_BIND_LEVEL | n::GSI_BIND_ACTIVE_LOW;
+            assert!(arg & !known != 0 || !(16..24).contains(&gsi));
         }
         Ok(Call::Shutdown(_)) => assert_eq!(nr32, Some(n::SHUTDOWN)),
         Ok(Call::ChannelNotify { index }) => {
@@ -623,12 +638,13 @@ pub fn linux_calls(data: &[u8]) {
                     | n::IRQ_EOI
                     | n::SHUTDOWN
                     | n::CHANNEL_NOTIFY
+                    | n::GSI_BIND
             )
         )),
         Err(Refusal::WrongVcpu) => assert!(nr32 == Some(n::REGISTER_VCPU) && arg != expect.vcpu),
         Err(Refusal::BadLine) => {
             assert!(matches!(nr32, Some(n::IRQ_MASK | n::IRQ_UNMASK | n::IRQ_EOI)));
-            assert!(arg >= u64::from(hauki_abi::guest::ISA_LINES));
+            assert!(arg >= u64::from(hauki_abi::guest::LINES));
         }
         Err(Refusal::NoImage) => assert!(nr32 == Some(n::LOAD_IDT) && !have_image),
         Err(Refusal::DescOutsideImage) => assert!(nr32 == Some(n::LOAD_IDT) && !in_image(arg, 10)),

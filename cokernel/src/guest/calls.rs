@@ -19,7 +19,7 @@
 
 use core::ops::Range;
 
-use hauki_abi::guest::{ISA_LINES, call};
+use hauki_abi::guest::{ISA_LINES, LINES, call};
 
 use crate::guest::elf::{MAX_SEGMENTS, PF_X, Vmlinux};
 
@@ -108,13 +108,25 @@ pub enum Call {
         /// The TSC deadline.
         deadline: u64,
     },
-    /// `IRQ_MASK` / `IRQ_UNMASK` / `IRQ_EOI` of an ISA line (`line < ISA_LINES`; whether
-    /// Linux may have that line is the irqchip's decision).
+    /// `IRQ_MASK` / `IRQ_UNMASK` / `IRQ_EOI` of a line (`line < LINES`; whether Linux may have
+    /// that line is the irqchip's decision).
     Line {
         /// What to do.
         op: LineOp,
-        /// The ISA line.
+        /// The line (ISA IRQ, or PCI GSI 16..23).
         line: u32,
+    },
+    /// `GSI_BIND` of PCI line `gsi` (16..23) to `vector` (0: unbind); whether the vector is
+    /// acceptable is the irqchip's decision.
+    GsiBind {
+        /// The line.
+        gsi: u32,
+        /// Linux's vector, 0 to unbind.
+        vector: u8,
+        /// Level-triggered.
+        level: bool,
+        /// Active low.
+        active_low: bool,
     },
     /// `SHUTDOWN`.
     Shutdown(Stop),
@@ -133,7 +145,7 @@ pub enum Refusal {
     UnknownCall,
     /// `REGISTER_VCPU` with another address than the vCPU block handed over.
     WrongVcpu,
-    /// A device-line call for a line number `>= ISA_LINES`.
+    /// A device-line call for a line number `>= LINES`.
     BadLine,
     /// `LOAD_IDT` before the co-kernel knows Linux's image (no Linux was loaded).
     NoImage,
@@ -148,11 +160,13 @@ pub enum Refusal {
     IdtOutsideImage,
     /// `CHANNEL_NOTIFY` for an index with no channel.
     BadChannel,
+    /// `GSI_BIND` of a line outside 16..23, or with bits set beyond its fields.
+    BadBind,
 }
 
 impl Refusal {
     /// Every kind, in [`index`](Self::index) order.
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::UnknownCall,
         Refusal::WrongVcpu,
         Refusal::BadLine,
@@ -162,6 +176,7 @@ impl Refusal {
         Refusal::IdtTooLarge,
         Refusal::IdtOutsideImage,
         Refusal::BadChannel,
+        Refusal::BadBind,
     ];
 
     /// Position in [`ALL`](Self::ALL) (a bit number for "reported once" masks).
@@ -181,6 +196,7 @@ impl Refusal {
             Refusal::IdtTooLarge => "idt-too-large",
             Refusal::IdtOutsideImage => "idt-outside-image",
             Refusal::BadChannel => "bad-channel",
+            Refusal::BadBind => "bad-bind",
         }
     }
 }
@@ -201,7 +217,7 @@ pub struct Expect<'a> {
 pub fn decode(nr: u64, arg: u64, expect: &Expect<'_>) -> Result<Call, Refusal> {
     let nr = u32::try_from(nr).map_err(|_| Refusal::UnknownCall)?;
     let line = |op| match u32::try_from(arg) {
-        Ok(line) if line < ISA_LINES => Ok(Call::Line { op, line }),
+        Ok(line) if line < LINES => Ok(Call::Line { op, line }),
         _ => Err(Refusal::BadLine),
     };
     match nr {
@@ -219,6 +235,19 @@ pub fn decode(nr: u64, arg: u64, expect: &Expect<'_>) -> Result<Call, Refusal> {
         call::IRQ_MASK => line(LineOp::Mask),
         call::IRQ_UNMASK => line(LineOp::Unmask),
         call::IRQ_EOI => line(LineOp::Eoi),
+        call::GSI_BIND => {
+            let known = 0xffff | call::GSI_BIND_LEVEL | call::GSI_BIND_ACTIVE_LOW;
+            let gsi = (arg & 0xff) as u32;
+            if arg & !known != 0 || !(ISA_LINES..LINES).contains(&gsi) {
+                return Err(Refusal::BadBind);
+            }
+            Ok(Call::GsiBind {
+                gsi,
+                vector: (arg >> 8) as u8,
+                level: arg & call::GSI_BIND_LEVEL != 0,
+                active_low: arg & call::GSI_BIND_ACTIVE_LOW != 0,
+            })
+        }
         call::CHANNEL_NOTIFY => match u32::try_from(arg) {
             Ok(index) if index < expect.channels => Ok(Call::ChannelNotify { index }),
             _ => Err(Refusal::BadChannel),
@@ -351,9 +380,21 @@ mod tests {
             [(call::IRQ_MASK, LineOp::Mask), (call::IRQ_UNMASK, LineOp::Unmask), (call::IRQ_EOI, LineOp::Eoi)]
         {
             assert_eq!(decode(nr.into(), 15, &e), Ok(Call::Line { op, line: 15 }));
-            assert_eq!(decode(nr.into(), 16, &e), Err(Refusal::BadLine));
+            assert_eq!(decode(nr.into(), 23, &e), Ok(Call::Line { op, line: 23 }));
+            assert_eq!(decode(nr.into(), 24, &e), Err(Refusal::BadLine));
             assert_eq!(decode(nr.into(), 1 << 32, &e), Err(Refusal::BadLine));
         }
+        let bind = |arg: u64| decode(call::GSI_BIND.into(), arg, &e);
+        let level_low = call::GSI_BIND_LEVEL | call::GSI_BIND_ACTIVE_LOW;
+        assert_eq!(
+            bind(17 | 0x41 << 8 | level_low),
+            Ok(Call::GsiBind { gsi: 17, vector: 0x41, level: true, active_low: true })
+        );
+        assert_eq!(bind(23), Ok(Call::GsiBind { gsi: 23, vector: 0, level: false, active_low: false }));
+        assert_eq!(bind(15 | 0x41 << 8), Err(Refusal::BadBind), "an ISA line");
+        assert_eq!(bind(24 | 0x41 << 8), Err(Refusal::BadBind));
+        assert_eq!(bind(17 | 0x41 << 8 | 1 << 18), Err(Refusal::BadBind), "an unknown bit");
+        assert_eq!(bind(17 | 1 << 40), Err(Refusal::BadBind));
         for (arg, stop) in [
             (u64::from(call::SHUTDOWN_OFF), Stop::PoweredOff),
             (u64::from(call::SHUTDOWN_REBOOT), Stop::Reboot),

@@ -1,6 +1,6 @@
-//! Linux's device lines through the co-kernel (the pv irqchip, ABI minor 2): which IO-APIC input
-//! each of Linux's ISA IRQs arrives on, with which trigger and polarity, and when the input must be
-//! masked.
+//! Linux's device lines through the co-kernel (the pv irqchip, ABI minor 2; PCI lines minor 4):
+//! which IO-APIC input each of Linux's ISA IRQs and PCI GSIs arrives on, with which trigger and
+//! polarity, and when the input must be masked.
 //!
 //! The co-kernel owns the IO-APIC. Linux asks for a line with `IRQ_UNMASK`, gives it up with
 //! `IRQ_MASK`, and ends each interrupt with `IRQ_EOI`. The co-kernel acknowledges every interrupt
@@ -9,10 +9,35 @@
 //! Linux keeps its virtual flag off: such a line is masked from its arrival until Linux's EOI.
 //! An edge-triggered line needs nothing (its next edge is a new event).
 //!
+//! Lines 0–15 are the ISA IRQs, on fixed vectors. Lines 16–23 are the IO-APIC inputs of the PCI
+//! interrupt lines (ACPI's `_PRT` in APIC mode: level, shared between devices): Linux binds one
+//! with `GSI_BIND`, naming the vector its own vector allocator chose and the trigger and polarity
+//! ACPI gave it.
+//!
+//! A line that interrupts faster than any device should (a handler that never clears its cause, a
+//! device asserting a line nobody serves) is an interrupt storm: more than [`STORM_LIMIT`]
+//! arrivals within [`STORM_WINDOW_NS`]. The line is throttled — left masked past Linux's EOI for
+//! [`THROTTLE_FIRST_NS`], doubling on each repeat up to [`THROTTLE_MAX_NS`] — counted, and
+//! released by [`Lines::release_due`]. Each arrival costs the real-time side one trap either way;
+//! the throttle bounds how many Linux can cause, whatever its drivers do.
+//!
 //! Pure state here (host-tested); `guest::irqchip` writes the redirection entries.
 #![forbid(unsafe_code)]
 
-use hauki_abi::guest::{ISA_LINES, ISA_VECTOR_BASE};
+use hauki_abi::guest::{ISA_LINES, ISA_VECTOR_BASE, LINES};
+
+/// A storm: more arrivals than this on one line within [`STORM_WINDOW_NS`] (50 000 a second).
+pub const STORM_LIMIT: u32 = 500;
+/// The window arrivals are counted in.
+pub const STORM_WINDOW_NS: u64 = 10_000_000;
+/// How long a storming line stays masked the first time.
+pub const THROTTLE_FIRST_NS: u64 = 10_000_000;
+/// The longest it stays masked (the throttle doubles on each storm in a row).
+pub const THROTTLE_MAX_NS: u64 = 1_280_000_000;
+/// The lowest vector Linux may bind a PCI line to (Linux's `FIRST_EXTERNAL_VECTOR`).
+pub const GSI_VECTOR_MIN: u8 = 0x20;
+/// The highest (below Linux's system vectors, which start at 0xec).
+pub const GSI_VECTOR_MAX: u8 = 0xeb;
 
 /// One interrupt source override from the MADT (ACPI 5.2.12.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,8 +65,15 @@ pub struct Route {
 /// Why a line cannot be given to Linux.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// Not an ISA IRQ (0..15).
+    /// Not a line (0..23); or, for a bind, not a PCI line (16..23).
     NoSuchLine,
+    /// A PCI line Linux has not bound (`GSI_BIND`) yet.
+    Unbound,
+    /// A bind naming a vector outside Linux's external range, one of the ISA vectors, or one
+    /// another line is bound to.
+    BadVector,
+    /// A bind of a line whose input is not on any IO-APIC.
+    NoPin,
     /// Another ISA IRQ is overridden onto this line's input (IRQ 2 when the PIT's IRQ 0 is on GSI 2).
     Shadowed,
     /// The co-kernel keeps this line (its telemetry UART's, for one).
@@ -61,12 +93,41 @@ pub struct Line {
     pub in_service: bool,
     /// Interrupts received on the line.
     pub count: u64,
+    /// The vector it arrives on (ISA lines: fixed; PCI lines: Linux's, 0 until bound).
+    pub vector: u8,
+    /// Storm detection and throttling.
+    pub storm: Storm,
+}
+
+/// A line's storm state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Storm {
+    /// When the current counting window began (ns).
+    pub window_start: u64,
+    /// Arrivals in the current window.
+    pub in_window: u32,
+    /// Masked by the throttle until this time (ns).
+    pub throttled_until: Option<u64>,
+    /// How long the next throttle lasts.
+    pub next_ns: u64,
+    /// Storms detected on the line.
+    pub storms: u64,
 }
 
 impl Line {
+    const UNUSED: Line = Line {
+        route: None,
+        reserved: false,
+        linux_masked: true,
+        in_service: false,
+        count: 0,
+        vector: 0,
+        storm: Storm { window_start: 0, in_window: 0, throttled_until: None, next_ns: THROTTLE_FIRST_NS, storms: 0 },
+    };
+
     /// Whether the IO-APIC input must be masked now.
     pub fn hw_masked(&self) -> bool {
-        self.linux_masked || self.in_service
+        self.linux_masked || self.in_service || self.storm.throttled_until.is_some()
     }
 }
 
@@ -84,18 +145,18 @@ pub enum Action {
     },
 }
 
-/// Linux's 16 ISA lines.
+/// Linux's 16 ISA lines and 8 PCI lines.
 #[derive(Clone, Debug)]
 pub struct Lines {
-    lines: [Line; ISA_LINES as usize],
+    lines: [Line; LINES as usize],
 }
 
 impl Lines {
     /// The routes the firmware describes; lines in `reserved` (a bit per IRQ) stay the co-kernel's.
     pub fn new(overrides: &[SourceOverride], reserved: u16) -> Lines {
-        let mut lines = [Line { route: None, reserved: false, linux_masked: true, in_service: false, count: 0 };
-            ISA_LINES as usize];
-        for (irq, line) in lines.iter_mut().enumerate() {
+        let mut lines = [Line::UNUSED; LINES as usize];
+        for (irq, line) in lines.iter_mut().enumerate().take(ISA_LINES as usize) {
+            line.vector = ISA_VECTOR_BASE + irq as u8;
             line.reserved = reserved & (1 << irq) != 0;
             let own = overrides.iter().find(|o| usize::from(o.isa_irq) == irq);
             let gsi = own.map_or(irq as u32, |o| o.gsi);
@@ -110,7 +171,7 @@ impl Lines {
         Lines { lines }
     }
 
-    /// The state of ISA line `irq`; `None` above 15.
+    /// The state of line `irq`; `None` above 23.
     pub fn line(&self, irq: u32) -> Option<&Line> {
         self.lines.get(irq as usize)
     }
@@ -120,8 +181,57 @@ impl Lines {
         if line.reserved {
             return Err(Refusal::Cokernel);
         }
-        let route = line.route.ok_or(Refusal::Shadowed)?;
+        let route = line.route.ok_or(if irq < ISA_LINES { Refusal::Shadowed } else { Refusal::Unbound })?;
         Ok((line, route))
+    }
+
+    /// Linux's `GSI_BIND`: PCI line `gsi` (16..23) arrives on `vector` with this trigger and
+    /// polarity (`has_pin`: the IO-APIC has the input). A line may be bound again while Linux has
+    /// it masked (its vector moved). Its route, for the caller to program masked.
+    pub fn bind(
+        &mut self,
+        gsi: u32,
+        vector: u8,
+        level: bool,
+        active_low: bool,
+        has_pin: bool,
+    ) -> Result<Route, Refusal> {
+        if !(ISA_LINES..LINES).contains(&gsi) {
+            return Err(Refusal::NoSuchLine);
+        }
+        if !has_pin {
+            return Err(Refusal::NoPin);
+        }
+        let isa = ISA_VECTOR_BASE..ISA_VECTOR_BASE + ISA_LINES as u8;
+        let taken = self.lines.iter().enumerate().any(|(i, l)| i as u32 != gsi && l.vector == vector);
+        if !(GSI_VECTOR_MIN..=GSI_VECTOR_MAX).contains(&vector) || isa.contains(&vector) || taken {
+            return Err(Refusal::BadVector);
+        }
+        let line = &mut self.lines[gsi as usize];
+        if line.reserved {
+            return Err(Refusal::Cokernel);
+        }
+        let route = Route { gsi, level, active_low };
+        line.route = Some(route);
+        line.vector = vector;
+        line.linux_masked = true;
+        line.in_service = false;
+        Ok(route)
+    }
+
+    /// Linux's `GSI_BIND` with vector 0: the line is masked and forgotten.
+    pub fn unbind(&mut self, gsi: u32) -> Result<Action, Refusal> {
+        if !(ISA_LINES..LINES).contains(&gsi) {
+            return Err(Refusal::NoSuchLine);
+        }
+        let (line, route) = self.usable(gsi)?;
+        let was = line.hw_masked();
+        *line = Line {
+            count: line.count,
+            storm: Storm { storms: line.storm.storms, ..Line::UNUSED.storm },
+            ..Line::UNUSED
+        };
+        Ok(if was { Action::None } else { Action::Program { gsi: route.gsi, masked: true } })
     }
 
     fn program(line: &Line, route: Route, before: bool) -> Action {
@@ -148,7 +258,8 @@ impl Lines {
         Ok(Self::program(line, route, before))
     }
 
-    /// Linux's `IRQ_EOI`: a level line in service is unmasked (unless Linux masked it meanwhile).
+    /// Linux's `IRQ_EOI`: a level line in service is unmasked (unless Linux masked it meanwhile,
+    /// or it is throttled).
     pub fn eoi(&mut self, irq: u32) -> Result<Action, Refusal> {
         let (line, route) = self.usable(irq)?;
         let before = line.hw_masked();
@@ -156,18 +267,69 @@ impl Lines {
         Ok(Self::program(line, route, before))
     }
 
-    /// An interrupt arrived on `vector`: for a level line, mask its input before the local APIC is
-    /// acknowledged. `None` when the vector is not one of the lines.
-    pub fn arrive(&mut self, vector: u8) -> Option<Action> {
-        let irq = u32::from(vector.checked_sub(ISA_VECTOR_BASE)?);
+    /// The line arriving on `vector`, if it is one of Linux's.
+    pub fn line_of(&self, vector: u8) -> Option<u32> {
+        let irq = match vector.checked_sub(ISA_VECTOR_BASE) {
+            Some(n) if u32::from(n) < ISA_LINES => u32::from(n),
+            _ => (ISA_LINES..LINES).find(|&g| self.lines[g as usize].vector == vector)?,
+        };
+        let line = &self.lines[irq as usize];
+        (!line.reserved && line.route.is_some()).then_some(irq)
+    }
+
+    /// An interrupt arrived on `vector` at `now` (ns): a level line's input is masked before the
+    /// local APIC is acknowledged, and a line storming is throttled (masked, edge or level, until
+    /// [`Lines::release_due`] lets it go). The line and what to program; `None` when the vector is
+    /// not one of Linux's lines.
+    pub fn arrive(&mut self, vector: u8, now: u64) -> Option<(u32, Action)> {
+        let irq = self.line_of(vector)?;
         let (line, route) = self.usable(irq).ok()?;
         line.count += 1;
-        if !route.level {
-            return Some(Action::None);
-        }
         let before = line.hw_masked();
-        line.in_service = true;
-        Some(Self::program(line, route, before))
+        if route.level {
+            line.in_service = true;
+        }
+        let s = &mut line.storm;
+        if now.saturating_sub(s.window_start) > STORM_WINDOW_NS {
+            // A quiet window: the next storm starts from the shortest throttle again.
+            if s.in_window <= STORM_LIMIT && s.throttled_until.is_none() {
+                s.next_ns = THROTTLE_FIRST_NS;
+            }
+            s.window_start = now;
+            s.in_window = 0;
+        }
+        s.in_window += 1;
+        if s.in_window > STORM_LIMIT && s.throttled_until.is_none() {
+            s.throttled_until = Some(now.saturating_add(s.next_ns));
+            s.next_ns = (s.next_ns * 2).min(THROTTLE_MAX_NS);
+            s.storms += 1;
+            s.in_window = 0;
+            s.window_start = now;
+        }
+        Some((irq, Self::program(line, route, before)))
+    }
+
+    /// Lets the throttled lines whose time is up go at `now` (ns): calls `apply` for each with
+    /// what to program.
+    pub fn release_due(&mut self, now: u64, mut apply: impl FnMut(&Lines, u32, Action)) {
+        for irq in 0..LINES {
+            let line = &mut self.lines[irq as usize];
+            let (Some(until), Some(route)) = (line.storm.throttled_until, line.route) else { continue };
+            if now < until {
+                continue;
+            }
+            let before = line.hw_masked();
+            line.storm.throttled_until = None;
+            line.storm.window_start = now;
+            line.storm.in_window = 0;
+            let a = Self::program(line, route, before);
+            apply(self, irq, a);
+        }
+    }
+
+    /// Whether any line is throttled now (a cheap test before [`Lines::release_due`]).
+    pub fn any_throttled(&self) -> bool {
+        self.lines.iter().any(|l| l.storm.throttled_until.is_some())
     }
 
     /// A real-time task claims line `irq` (before Linux runs): it becomes the co-kernel's, Linux's
@@ -179,7 +341,7 @@ impl Lines {
         Ok(route)
     }
 
-    /// The vector line `irq` arrives on.
+    /// The vector ISA line `irq` arrives on.
     pub fn vector(irq: u32) -> u8 {
         ISA_VECTOR_BASE + irq as u8
     }
@@ -231,10 +393,11 @@ mod tests {
         let mut l = Lines::new(&q35(), 1 << 3);
         assert_eq!(l.unmask(3), Err(Refusal::Cokernel));
         assert_eq!(l.unmask(2), Err(Refusal::Shadowed));
-        assert_eq!(l.unmask(16), Err(Refusal::NoSuchLine));
         assert_eq!(l.eoi(99), Err(Refusal::NoSuchLine));
-        assert_eq!(l.arrive(Lines::vector(3)), None, "a reserved line's vector is not Linux's");
-        assert_eq!(l.arrive(0x20), None);
+        assert_eq!(l.arrive(Lines::vector(3), 0), None, "a reserved line's vector is not Linux's");
+        assert_eq!(l.arrive(0x20, 0), None);
+        assert_eq!(l.unmask(16), Err(Refusal::Unbound), "a PCI line before Linux binds it");
+        assert_eq!(l.unmask(24), Err(Refusal::NoSuchLine));
     }
 
     #[test]
@@ -243,10 +406,10 @@ mod tests {
         assert_eq!(l.claim(5), Ok(Route { gsi: 5, level: true, active_low: false }));
         assert_eq!(l.claim(5), Err(Refusal::Cokernel), "claimed twice");
         assert_eq!(l.unmask(5), Err(Refusal::Cokernel));
-        assert_eq!(l.arrive(Lines::vector(5)), None, "a claimed line's vector is not Linux's");
+        assert_eq!(l.arrive(Lines::vector(5), 0), None, "a claimed line's vector is not Linux's");
         assert_eq!(l.claim(3), Err(Refusal::Cokernel));
         assert_eq!(l.claim(2), Err(Refusal::Shadowed));
-        assert_eq!(l.claim(16), Err(Refusal::NoSuchLine));
+        assert_eq!(l.claim(24), Err(Refusal::NoSuchLine));
     }
 
     #[test]
@@ -255,7 +418,7 @@ mod tests {
         assert!(l.line(4).unwrap().hw_masked(), "every line starts masked");
         assert_eq!(l.unmask(4), Ok(Action::Program { gsi: 4, masked: false }));
         assert_eq!(l.unmask(4), Ok(Action::None));
-        assert_eq!(l.arrive(0x34), Some(Action::None));
+        assert_eq!(l.arrive(0x34, 0), Some((4, Action::None)));
         assert_eq!(l.eoi(4), Ok(Action::None));
         assert_eq!(l.line(4).unwrap().count, 1);
         assert_eq!(l.mask(4), Ok(Action::Program { gsi: 4, masked: true }));
@@ -265,17 +428,116 @@ mod tests {
     fn level_line_stays_masked_from_arrival_to_eoi() {
         let mut l = Lines::new(&q35(), 0);
         assert_eq!(l.unmask(9), Ok(Action::Program { gsi: 9, masked: false }));
-        assert_eq!(l.arrive(0x39), Some(Action::Program { gsi: 9, masked: true }));
+        assert_eq!(l.arrive(0x39, 0), Some((9, Action::Program { gsi: 9, masked: true })));
         assert!(l.line(9).unwrap().in_service);
         // Linux masks and unmasks inside its handler: the input stays masked until the EOI.
         assert_eq!(l.mask(9), Ok(Action::None));
         assert_eq!(l.unmask(9), Ok(Action::None));
         assert_eq!(l.eoi(9), Ok(Action::Program { gsi: 9, masked: false }));
         // An EOI after Linux masked the line leaves it masked.
-        l.arrive(0x39);
+        l.arrive(0x39, 0);
         l.mask(9).unwrap();
         assert_eq!(l.eoi(9), Ok(Action::None));
         assert!(l.line(9).unwrap().hw_masked());
+    }
+
+    #[test]
+    fn pci_lines_are_bound_by_linux_with_checked_vectors() {
+        let mut l = Lines::new(&q35(), 1 << 3);
+        let pci = Route { gsi: 17, level: true, active_low: true };
+        assert_eq!(l.bind(17, 0x41, true, true, true), Ok(pci));
+        assert_eq!(l.bind(9, 0x42, true, true, true), Err(Refusal::NoSuchLine), "ISA lines are not bound");
+        assert_eq!(l.bind(24, 0x42, true, true, true), Err(Refusal::NoSuchLine));
+        assert_eq!(l.bind(18, 0x42, true, true, false), Err(Refusal::NoPin));
+        assert_eq!(l.bind(18, 0x41, true, true, true), Err(Refusal::BadVector), "another line's vector");
+        assert_eq!(l.bind(18, 0x35, true, true, true), Err(Refusal::BadVector), "an ISA vector");
+        assert_eq!(l.bind(18, 0x1f, true, true, true), Err(Refusal::BadVector), "an exception vector");
+        assert_eq!(l.bind(18, 0xec, true, true, true), Err(Refusal::BadVector), "a system vector");
+        // Rebinding a line to a new vector is fine; its old vector is free again.
+        assert_eq!(l.bind(17, 0x51, true, true, true), Ok(pci));
+        assert_eq!(l.arrive(0x41, 0), None);
+        assert_eq!(l.bind(18, 0x41, true, false, true).map(|r| r.active_low), Ok(false));
+        // A bound line behaves like a level ISA line: masked from arrival to EOI.
+        assert_eq!(l.unmask(17), Ok(Action::Program { gsi: 17, masked: false }));
+        assert_eq!(l.arrive(0x51, 0), Some((17, Action::Program { gsi: 17, masked: true })));
+        assert_eq!(l.eoi(17), Ok(Action::Program { gsi: 17, masked: false }));
+        assert_eq!(l.line(17).unwrap().count, 1);
+        assert_eq!(l.unbind(17), Ok(Action::Program { gsi: 17, masked: true }));
+        assert_eq!(l.unmask(17), Err(Refusal::Unbound));
+        assert_eq!(l.arrive(0x51, 0), None, "an unbound line's vector is not a line's");
+        assert_eq!(l.unbind(18), Ok(Action::None), "never unmasked");
+        assert_eq!(l.unbind(18), Err(Refusal::Unbound));
+    }
+
+    /// Delivers `n` interrupts on level line `irq` (vector `v`) `gap` ns apart from `t`, each
+    /// ended by Linux's EOI; the time after.
+    fn storm(l: &mut Lines, irq: u32, v: u8, n: u32, t: u64, gap: u64) -> u64 {
+        let mut t = t;
+        for _ in 0..n {
+            l.arrive(v, t).unwrap();
+            l.eoi(irq).unwrap();
+            t += gap;
+        }
+        t
+    }
+
+    #[test]
+    fn a_storming_line_is_throttled_then_released_with_backoff() {
+        let mut l = Lines::new(&q35(), 0);
+        l.bind(20, 0x60, true, true, true).unwrap();
+        l.unmask(20).unwrap();
+        // A busy but sane device: 400 per window, window after window, is never throttled.
+        let mut t = 1_000;
+        for _ in 0..5 {
+            t = storm(&mut l, 20, 0x60, STORM_LIMIT - 100, t, STORM_WINDOW_NS / u64::from(STORM_LIMIT));
+            t += STORM_WINDOW_NS;
+        }
+        assert_eq!(l.line(20).unwrap().storm.storms, 0);
+        assert!(!l.any_throttled());
+        // A storm: one arrival every microsecond. The limit's next arrival throttles the line; its
+        // EOI leaves it masked.
+        t = storm(&mut l, 20, 0x60, STORM_LIMIT, t, 1_000);
+        assert!(!l.line(20).unwrap().hw_masked());
+        let (_, a) = l.arrive(0x60, t).unwrap();
+        assert_eq!(a, Action::Program { gsi: 20, masked: true });
+        assert_eq!(l.eoi(20), Ok(Action::None), "throttled: the EOI does not unmask");
+        assert_eq!(l.line(20).unwrap().storm.storms, 1);
+        assert_eq!(l.line(20).unwrap().storm.throttled_until, Some(t + THROTTLE_FIRST_NS));
+        // Not yet due: nothing released.
+        let mut released = Vec::new();
+        l.release_due(t + THROTTLE_FIRST_NS - 1, |_, irq, a| released.push((irq, a)));
+        assert!(released.is_empty());
+        l.release_due(t + THROTTLE_FIRST_NS, |_, irq, a| released.push((irq, a)));
+        assert_eq!(released, [(20, Action::Program { gsi: 20, masked: false })]);
+        // The storm goes on: the next throttle lasts twice as long.
+        t += THROTTLE_FIRST_NS;
+        t = storm(&mut l, 20, 0x60, STORM_LIMIT + 1, t, 1_000);
+        assert_eq!(l.line(20).unwrap().storm.storms, 2);
+        assert_eq!(l.line(20).unwrap().storm.throttled_until, Some(t - 1_000 + 2 * THROTTLE_FIRST_NS));
+        // Linux masking the line meanwhile keeps it masked after the release.
+        l.mask(20).unwrap();
+        released.clear();
+        l.release_due(u64::MAX, |_, irq, a| released.push((irq, a)));
+        assert_eq!(released, [(20, Action::None)]);
+        assert!(l.line(20).unwrap().hw_masked());
+        // Backoff is capped.
+        let mut s = Storm { next_ns: THROTTLE_FIRST_NS, ..Storm::default() };
+        for _ in 0..20 {
+            s.next_ns = (s.next_ns * 2).min(THROTTLE_MAX_NS);
+        }
+        assert_eq!(s.next_ns, THROTTLE_MAX_NS);
+    }
+
+    #[test]
+    fn an_edge_line_storming_is_masked_too() {
+        let mut l = Lines::new(&q35(), 0);
+        l.unmask(4).unwrap();
+        let mut last = Action::None;
+        for i in 0..=u64::from(STORM_LIMIT) {
+            last = l.arrive(0x34, i * 100).unwrap().1;
+        }
+        assert_eq!(last, Action::Program { gsi: 4, masked: true });
+        assert_eq!(l.eoi(4), Ok(Action::None));
     }
 
     #[test]

@@ -23,8 +23,12 @@ pub struct Guest {
     pub timer_events: u64,
     /// Linux's `SET_TIMER` calls.
     pub timer_sets: u64,
-    /// Interrupts per ISA line.
-    pub line_irqs: [u64; hauki_abi::guest::ISA_LINES as usize],
+    /// Interrupts per line (ISA IRQs 0..15, PCI lines 16..23).
+    pub line_irqs: [u64; hauki_abi::guest::LINES as usize],
+    /// Interrupt storms detected per line (each throttled).
+    pub line_storms: [u64; hauki_abi::guest::LINES as usize],
+    /// Lines throttled now, a bit each.
+    pub lines_throttled: u32,
     /// Line calls refused.
     pub line_calls_refused: u64,
     /// Take-overs: Linux died or was stuck (each ends in a restart or a halt).
@@ -42,9 +46,16 @@ pub fn guest() -> Guest {
     let (idt_loads, entry_to_idt) = loader::idt_loads();
     let (timer_events, timer_sets) = vtimer::counts();
     let (failures, restarts, heartbeats) = supervisor::counts();
-    let mut line_irqs = [0u64; hauki_abi::guest::ISA_LINES as usize];
-    for (i, l) in line_irqs.iter_mut().enumerate() {
+    let mut line_irqs = [0u64; hauki_abi::guest::LINES as usize];
+    let mut line_storms = [0u64; hauki_abi::guest::LINES as usize];
+    let mut lines_throttled = 0;
+    for (i, (l, s)) in line_irqs.iter_mut().zip(line_storms.iter_mut()).enumerate() {
         *l = irqchip::count(i as u32);
+        let (storms, throttled) = irqchip::storms(i as u32);
+        *s = storms;
+        if throttled {
+            lines_throttled |= 1 << i;
+        }
     }
     Guest {
         running: vcpu::active(),
@@ -55,6 +66,8 @@ pub fn guest() -> Guest {
         timer_events,
         timer_sets,
         line_irqs,
+        line_storms,
+        lines_throttled,
         line_calls_refused: irqchip::refused(),
         failures,
         restarts,

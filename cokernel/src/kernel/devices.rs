@@ -325,7 +325,9 @@ pub fn claim_isa(line: u8, start: u16, len: u16, port: u16) -> Result<IsaDevice,
         unavailable(match r {
             Refusal::Cokernel => "the co-kernel or another task has it",
             Refusal::Shadowed => "another ISA IRQ is routed onto its input",
-            Refusal::NoSuchLine => "no such line on this machine",
+            Refusal::NoSuchLine | Refusal::NoPin => "no such line on this machine",
+            // Only PCI lines are bound, and `line` is an ISA line.
+            Refusal::Unbound | Refusal::BadVector => "not an ISA line",
         })
     })?;
     let mut reserve: heapless::String<32> = heapless::String::new();

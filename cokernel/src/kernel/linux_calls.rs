@@ -47,6 +47,7 @@ extern "C" fn hauki_linux_call(nr: u64, arg: u64) -> u64 {
             };
             Ok(irqchip::call(op, u64::from(line)))
         }
+        Call::GsiBind { gsi, vector, level, active_low } => Ok(irqchip::bind(gsi, vector, level, active_low)),
         Call::ChannelNotify { index } => {
             super::channels::notify(index);
             Ok(0)

@@ -152,6 +152,7 @@ pub fn spawn(spec: Spec, entry: Entry, arg: usize) -> Result<TaskId, Error> {
 fn on_timer(now: u64) {
     ARMED.store(u64::MAX, Ordering::Relaxed);
     vtimer::expire(now);
+    crate::guest::irqchip::release_due();
     if running() {
         // SAFETY: timer interrupt context: interrupts are off.
         let s = unsafe { in_trap() };

@@ -46,9 +46,17 @@ fn dispatch(v: usize, frame: &mut TrapFrame) -> *mut TrapFrame {
     }
     let vector = v as u8;
     match vector {
-        vectors::SPURIOUS | vectors::PIC_SPURIOUS_7 | vectors::PIC_SPURIOUS_15 => {
+        vectors::SPURIOUS => {
             idt::count_spurious();
             return frame; // no EOI for spurious interrupts
+        }
+        // The masked 8259's spurious IRQ 7 and 15 share their vectors with Linux's MSIs (its
+        // vector allocator starts at 0x21): only one the local APIC does not have in service is
+        // the PIC's. Dropping a real one would lose the device's interrupt and leave its ISR bit
+        // set (blocking every vector below it until the next EOI).
+        vectors::PIC_SPURIOUS_7 | vectors::PIC_SPURIOUS_15 if !apic::in_service(vector) => {
+            idt::count_spurious();
+            return frame;
         }
         vectors::KCALL => return sched::kcall(frame),
         vectors::UPCALL => {
@@ -64,7 +72,7 @@ fn dispatch(v: usize, frame: &mut TrapFrame) -> *mut TrapFrame {
     }
     if idt::run_handler(vector, frame) {
     } else if vcpu::active() && !vcpu::is_cokernel_vector(vector) {
-        if vector >> 4 == hauki_abi::guest::ISA_VECTOR_BASE >> 4 {
+        if irqchip::is_line_vector(vector) {
             irqchip::on_arrival(vector); // a level line is masked until Linux's EOI
         }
         apic::eoi();

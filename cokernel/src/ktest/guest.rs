@@ -249,9 +249,43 @@ pub(super) fn guest_lines_program_the_ioapic_level_masked_until_eoi() -> TestRes
     ensure!(rte(9).unwrap_or(0) & MASKED == 0, "Linux's EOI did not unmask the level line");
     ensure!(irqchip::call(Lines::unmask, 3) == u64::MAX, "the telemetry UART's line was given away");
     ensure!(irqchip::call(Lines::unmask, 2) == u64::MAX, "IRQ 2 (its input carries IRQ 0) was given away");
-    ensure!(irqchip::call(Lines::unmask, 16) == u64::MAX, "a non-ISA line was accepted");
+    ensure!(irqchip::call(Lines::unmask, 16) == u64::MAX, "a PCI line Linux never bound was accepted");
     irqchip::call(Lines::mask, 4);
     irqchip::call(Lines::mask, 9);
     ensure!(rte(4).unwrap_or(0) & MASKED != 0 && rte(9).unwrap_or(0) & MASKED != 0, "mask left a line open");
+    Ok(())
+}
+
+/// A PCI line Linux binds (GSI 16..23, ACPI's APIC-mode `_PRT`) on the real IO-APIC: programmed
+/// masked with Linux's vector, level and active low as bound; unmasked by Linux's unmask, masked
+/// from arrival to EOI; binds naming a co-kernel vector, an ISA vector or a taken vector are
+/// refused; unbinding masks it and frees the vector.
+pub(super) fn guest_pci_lines_bound_by_linux_program_the_ioapic() -> TestResult {
+    use crate::guest::irqchip;
+    use crate::guest::lines::Lines;
+    let rte = |gsi: u32| ioapic::for_gsi(gsi).map(|(io, pin)| io.redirection(pin));
+    const MASKED: u64 = 1 << 16;
+    const LEVEL: u64 = 1 << 15;
+    const LOW: u64 = 1 << 13;
+    ensure!(irqchip::bind(18, 0x61, true, true) == 0, "binding GSI 18 to 0x61 refused");
+    let e = rte(18).ok_or("no IO-APIC pin for GSI 18")?;
+    ensure!(e & 0xff == 0x61 && e & (MASKED | LEVEL | LOW) == MASKED | LEVEL | LOW, "GSI 18's entry is {e:#x}");
+    ensure!(irqchip::is_line_vector(0x61), "the trap path does not know 0x61 is a line");
+    ensure!(irqchip::bind(19, 0x61, true, true) == u64::MAX, "a second line took vector 0x61");
+    ensure!(irqchip::bind(19, 0x35, true, true) == u64::MAX, "a PCI line took an ISA vector");
+    let own = hauki_abi::guest::VECTOR_COKERNEL_DEVICE;
+    ensure!(irqchip::bind(19, own, true, true) == u64::MAX, "a PCI line took the co-kernel's device vector");
+    ensure!(irqchip::call(Lines::unmask, 18) == 0, "unmask 18 refused");
+    ensure!(rte(18).unwrap_or(0) & MASKED == 0, "Linux's unmask left GSI 18 masked");
+    let before = irqchip::count(18);
+    irqchip::on_arrival(0x61);
+    ensure!(irqchip::count(18) == before + 1, "the arrival was not counted on line 18");
+    ensure!(rte(18).unwrap_or(0) & MASKED != 0, "a PCI line stayed unmasked after its arrival");
+    irqchip::call(Lines::eoi, 18);
+    ensure!(rte(18).unwrap_or(0) & MASKED == 0, "Linux's EOI did not unmask the PCI line");
+    ensure!(irqchip::bind(18, 0, false, false) == 0, "unbinding GSI 18 refused");
+    ensure!(rte(18).unwrap_or(0) & MASKED != 0, "unbinding left GSI 18 unmasked");
+    ensure!(!irqchip::is_line_vector(0x61), "vector 0x61 is still a line's after the unbind");
+    ensure!(irqchip::call(Lines::unmask, 18) == u64::MAX, "an unbound line was unmasked");
     Ok(())
 }

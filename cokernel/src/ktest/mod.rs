@@ -61,6 +61,7 @@ mod watchdog;
 const TESTS: &[Test] = tests![
     hardware::idt_covers_all_vectors,
     hardware::an_interrupt_nobody_handles_is_counted_as_unexpected,
+    hardware::an_apic_interrupt_on_a_pic_spurious_vector_is_delivered,
     hardware::breakpoint_is_reported_and_resumes,
     hardware::text_is_not_writable,
     hardware::rodata_is_not_writable_or_executable,
@@ -91,6 +92,7 @@ const TESTS: &[Test] = tests![
     guest::guest_interrupt_during_a_task_is_replayed_on_resume,
     guest::guest_timer_event_comes_at_the_deadline_and_cancels,
     guest::guest_lines_program_the_ioapic_level_masked_until_eoi,
+    guest::guest_pci_lines_bound_by_linux_program_the_ioapic,
     hardware::external_interrupt_frames_carry_the_interrupted_rf,
     watchdog::watchdog_leaves_a_healthy_idle_guest_alone,
     watchdog::watchdog_catches_a_guest_spinning_with_its_flag_off,

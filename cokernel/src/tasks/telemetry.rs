@@ -199,6 +199,7 @@ fn emit_channels() {
 /// What the co-kernel does for Linux: events forwarded at once, logged and replayed later, Linux's
 /// clock events, and its device lines.
 fn emit_guest(g: &counters::Guest, windows: &crate::rt::windows::Windows) {
+    emit_storms(g);
     console::record("guest", |r| {
         r.bool("soft_irq", g.soft_irq)
             .u64("idt_loads", g.idt_loads)
@@ -211,6 +212,8 @@ fn emit_guest(g: &counters::Guest, windows: &crate::rt::windows::Windows) {
             .u64("timer_events", g.timer_events)
             .u64("timer_sets", g.timer_sets)
             .u64s("line_irqs", &g.line_irqs)
+            .u64s("line_storms", &g.line_storms)
+            .u64("lines_throttled", u64::from(g.lines_throttled))
             .u64("line_calls_refused", g.line_calls_refused)
             .bool("running", g.running)
             .u64("failures", g.failures)
@@ -219,6 +222,28 @@ fn emit_guest(g: &counters::Guest, windows: &crate::rt::windows::Windows) {
             .u64("calls_refused", g.calls_refused);
     });
     emit_windows(windows);
+}
+
+/// Storms reported so far, per line (the telemetry task alone writes them).
+static STORMS_REPORTED: [core::sync::atomic::AtomicU64; hauki_abi::guest::LINES as usize] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; hauki_abi::guest::LINES as usize];
+
+/// A `storm` record for each line with storms the last report did not show: a device of Linux's
+/// interrupting faster than any should, throttled by the co-kernel.
+fn emit_storms(g: &counters::Guest) {
+    use core::sync::atomic::Ordering::Relaxed;
+    for (line, (&storms, &irqs)) in g.line_storms.iter().zip(&g.line_irqs).enumerate() {
+        let before = STORMS_REPORTED[line].swap(storms, Relaxed);
+        if storms > before {
+            console::record("storm", |r| {
+                r.u64("line", line as u64)
+                    .u64("storms", storms)
+                    .u64("new", storms - before)
+                    .u64("irqs", irqs)
+                    .bool("throttled", g.lines_throttled & (1 << line) != 0);
+            });
+        }
+    }
 }
 
 /// The hardware-off windows the timer found (worst first, since boot): `sites` are the kernel
@@ -346,9 +371,13 @@ fn publish_status(
         g.events.forwarded, g.events.logged, g.events.replayed, g.events.upcalls, g.timer_events
     );
     let _ = write!(t, "linux lines (irq: interrupts):");
-    for (irq, &n) in g.line_irqs.iter().enumerate() {
+    for (irq, (&n, &storms)) in g.line_irqs.iter().zip(&g.line_storms).enumerate() {
         if n > 0 {
             let _ = write!(t, " {irq}: {n}");
+        }
+        if storms > 0 {
+            let now = if g.lines_throttled & (1 << irq) != 0 { ", throttled now" } else { "" };
+            let _ = write!(t, " ({storms} storms{now})");
         }
     }
     let _ = writeln!(t);

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::linux_guest::{UP, quiet_console, sh, with_linux};
+use super::linux_guest::{LinuxBoot, UP, quiet_console, sh, with_linux_boot};
 use super::{Ctx, Status, Test, hard_timeout};
 use crate::console::ShellConsole;
 use crate::qemu::{Disk, DiskBus, disk_args};
@@ -104,8 +104,11 @@ fn last_linux_state(c2: &Path) -> Option<String> {
 /// both files equal, ext4 reports its journal recovered on every disk), unmounted, and the host's
 /// `e2fsck -fn` finds every image clean; the latency task misses nothing throughout.
 fn linux_disks_ext4_survive_reboot_and_panic(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
-    let dir = ctx.dir();
-    let image = |n: &str| -> PathBuf { dir.join(format!("{n}.ext4")) };
+    let (dir, files) = match ctx.files_dir() {
+        Ok(f) => (ctx.dir(), f),
+        Err(e) => return Status::Fail(e),
+    };
+    let image = |n: &str| -> PathBuf { files.join(format!("{n}.ext4")) };
     let disks = [
         TestDisk { disk: Disk { bus: DiskBus::Virtio, image: image("virtio") }, dev: "/dev/vda" },
         TestDisk { disk: Disk { bus: DiskBus::Sata, image: image("sata") }, dev: "/dev/sda" },
@@ -193,7 +196,9 @@ fn linux_disks_ext4_survive_reboot_and_panic(ctx: &Ctx<'_>, elf: &Path, _iso: &P
         sh(con, "sleep 1")?;
         Ok(())
     };
-    match with_linux(&dir, elf, &[], &qemu, &steps) {
+    // Guest time follows the host's while Linux waits for the disks (see QemuConfig::icount_sleep).
+    let linux = LinuxBoot { icount_sleep: true, ..LinuxBoot::default() };
+    match with_linux_boot(&dir, elf, &[], &linux, &qemu, &steps) {
         Status::Pass => {}
         other => return other,
     }

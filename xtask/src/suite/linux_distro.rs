@@ -60,8 +60,11 @@ fn ssh(port: u16, remote: &str) -> Result<String, String> {
 /// (the kernel is Hauki's, python3, cyclictest and stress-ng are there, /proc/hauki/status answers),
 /// `systemctl poweroff` ends QEMU with status 0, and the latency task missed nothing.
 fn linux_debian_multi_user_with_ssh(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
-    let dir = ctx.dir();
-    let image = dir.join("debian.ext4");
+    let (dir, files) = match ctx.files_dir() {
+        Ok(f) => (ctx.dir(), f),
+        Err(e) => return Status::Fail(e),
+    };
+    let image = files.join("debian.ext4");
     let prepared = crate::rootfs::fresh_copy(ctx.ws, &image)
         .and_then(|()| crate::linux::build_rootless_initramfs(ctx.ws))
         .and_then(|i| free_port().map(|p| (i, p)));
@@ -73,7 +76,9 @@ fn linux_debian_multi_user_with_ssh(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> S
     qemu.extend(["-nic".to_string(), Net { model: NicModel::Virtio, forwards: vec![(port, 22)] }.arg()]);
     let qemu: Vec<&str> = qemu.iter().map(String::as_str).collect();
     let cmdline = test_cmdline();
-    let linux = LinuxBoot { initramfs: Some(&initramfs), vmlinux: None, cmdline: &cmdline };
+    // Guest time follows the host's while Linux waits for its disk: systemd's own time-outs
+    // would otherwise fire in a moment of host time (see QemuConfig::icount_sleep).
+    let linux = LinuxBoot { initramfs: Some(&initramfs), vmlinux: None, cmdline: &cmdline, icount_sleep: true };
     let args = cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &500)]);
     let (mut con, c2) = match boot_linux(&dir, elf, &args, Some(0), &linux, &qemu) {
         Ok(x) => x,

@@ -21,7 +21,7 @@ pub(super) fn tests() -> Vec<Test> {
 /// Bytes each way per NIC.
 const BLOB: usize = 1 << 20;
 
-fn hex(d: &[u8]) -> String {
+pub(super) fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -32,7 +32,7 @@ pub(super) fn free_port() -> Result<u16, String> {
 }
 
 /// `BLOB` bytes of a xorshift sequence seeded by `seed`.
-fn blob(seed: u64) -> Vec<u8> {
+pub(super) fn blob(seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..BLOB / 8)
         .flat_map(|_| {
@@ -46,7 +46,7 @@ fn blob(seed: u64) -> Vec<u8> {
 
 /// Serves `body` once as an HTTP/1.0 response on `listener` (a thread); the request is not read
 /// beyond its headers.
-fn serve_once(listener: TcpListener, body: Vec<u8>) -> std::thread::JoinHandle<Result<(), String>> {
+pub(super) fn serve_once(listener: TcpListener, body: Vec<u8>) -> std::thread::JoinHandle<Result<(), String>> {
     std::thread::spawn(move || {
         let (mut s, _) = listener.accept().map_err(|e| format!("the host server accepted nothing: {e}"))?;
         s.set_read_timeout(Some(hard_timeout())).ok();
@@ -88,6 +88,20 @@ pub(super) fn guest_sha(out: &str, file: &str) -> Option<String> {
     out.lines().find(|l| l.trim_end().ends_with(file))?.split_whitespace().next().map(str::to_string)
 }
 
+/// Waits (up to 30 s of guest time) for eth0 to get QEMU user networking's 10.0.2.15 by DHCP, which
+/// the initramfs's rcS runs in the background.
+pub(super) fn wait_for_dhcp(con: &mut ShellConsole) -> Result<(), String> {
+    let ip = sh(
+        con,
+        "i=0; until ip -4 addr show eth0 | grep -q 10.0.2.15 || [ $i -ge 150 ]; do i=$((i+1)); sleep 0.2; done; \
+         ip -4 addr show eth0 | grep inet",
+    )?;
+    if !ip.contains("10.0.2.15") {
+        return Err(format!("eth0 got no address by DHCP: {ip:?}"));
+    }
+    Ok(())
+}
+
 /// One NIC: wait for DHCP, host ← Linux through the forwarded port, Linux ← host.
 fn one_nic(ctx: &Ctx<'_>, elf: &Path, model: NicModel) -> Status {
     let host_port = match free_port() {
@@ -96,15 +110,7 @@ fn one_nic(ctx: &Ctx<'_>, elf: &Path, model: NicModel) -> Status {
     };
     let net = Net { model, forwards: vec![(host_port, 8080)] };
     let steps = |con: &mut ShellConsole, _c2: &Path| -> Result<(), String> {
-        // DHCP runs in the background from rcS: wait for the address (guest time).
-        let ip = sh(
-            con,
-            "i=0; until ip -4 addr show eth0 | grep -q 10.0.2.15 || [ $i -ge 150 ]; do i=$((i+1)); sleep 0.2; done; \
-             ip -4 addr show eth0 | grep inet",
-        )?;
-        if !ip.contains("10.0.2.15") {
-            return Err(format!("eth0 got no address by DHCP: {ip:?}"));
-        }
+        wait_for_dhcp(con)?;
         // Linux → host: Linux serves a file, the host fetches it through the forwarded port.
         let out = sh(
             con,

@@ -38,6 +38,7 @@ mod linux_disk;
 mod linux_distro;
 mod linux_faults;
 mod linux_guest;
+mod linux_lines;
 mod linux_net;
 pub(crate) use linux_guest::boot_with_linux_devices;
 mod rt;
@@ -157,6 +158,7 @@ fn registry() -> Vec<Test> {
         linux_guest::tests(),
         linux_net::tests(),
         linux_disk::tests(),
+        linux_lines::tests(),
         linux_distro::tests(),
         linux_faults::tests(),
         linux_checks::tests(),
@@ -185,6 +187,15 @@ impl Ctx<'_> {
     /// The running test's folder for its QEMU files: `target/hauki/tests/<name>`.
     fn dir(&self) -> PathBuf {
         self.tests_dir.join(self.name)
+    }
+
+    /// A folder for the files a test makes before QEMU starts (disk images): `<name>-files`,
+    /// emptied and created (QEMU's own folder, [`Ctx::dir`], is emptied when QEMU starts).
+    fn files_dir(&self) -> Result<PathBuf, String> {
+        let d = self.dir_with("files");
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        Ok(d)
     }
 
     /// Another folder of the running test, for a second QEMU run: `target/hauki/tests/<name>-<what>`.
