@@ -79,6 +79,8 @@ pub const BENCHES: &[Bench] = &[
     Bench { name: "channels", run: channels },
     Bench { name: "edu", run: edu },
     Bench { name: "uart", run: uart },
+    Bench { name: "linux-io", run: crate::bench_linux::linux_io },
+    Bench { name: "debian-boot", run: crate::bench_linux::debian_boot },
 ];
 
 /// Virtual seconds of the stress battery in the bench (about 10 s of wall time each).
@@ -116,7 +118,7 @@ fn run_icount(c: &BenchCtx<'_>, name: &str, append: &str) -> Result<Records, Str
     }
 }
 
-fn metric(name: &str, value: u64, unit: &'static str, target_max: Option<u64>, note: &str) -> Metric {
+pub(crate) fn metric(name: &str, value: u64, unit: &'static str, target_max: Option<u64>, note: &str) -> Metric {
     Metric { name: name.into(), value, unit, target_max, runs: vec![], note: note.into() }
 }
 

@@ -8,6 +8,7 @@ mod abi;
 mod apps;
 mod args;
 mod bench;
+mod bench_linux;
 mod build;
 mod console;
 mod deps;
@@ -103,7 +104,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "bench",
         summary: "Build, then measure image size and boot time; writes target/hauki/bench.json.",
-        usage: "cargo xtask bench [NAME...]   (only the benches whose name contains a NAME: image-size, boot-time, rt-core, rt-latency, rt-stagger, linux-guest, linux-stress, channels, edu, uart)",
+        usage: "cargo xtask bench [NAME...]   (only the benches whose name contains a NAME: image-size, boot-time, rt-core, rt-latency, rt-stagger, linux-guest, linux-stress, channels, edu, uart, linux-io, debian-boot)",
         run: cmd_bench,
     },
     Command {

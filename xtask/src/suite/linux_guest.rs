@@ -86,7 +86,7 @@ pub(super) fn sh(con: &mut ShellConsole, cmd: &str) -> Result<String, String> {
 
 /// Keeps Linux's late boot messages (a clock source switch, a link coming up) from landing in
 /// the middle of a command's output: the console shows emergencies only from here.
-pub(super) fn quiet_console(con: &mut ShellConsole, bound: Duration) -> Result<(), String> {
+pub(crate) fn quiet_console(con: &mut ShellConsole, bound: Duration) -> Result<(), String> {
     con.run("echo 1 > /proc/sys/kernel/printk", bound).map(|_| ())
 }
 

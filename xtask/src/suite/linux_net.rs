@@ -21,7 +21,7 @@ pub(super) fn tests() -> Vec<Test> {
 /// Bytes each way per NIC.
 const BLOB: usize = 1 << 20;
 
-pub(super) fn hex(d: &[u8]) -> String {
+pub(crate) fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -32,7 +32,7 @@ pub(super) fn free_port() -> Result<u16, String> {
 }
 
 /// `BLOB` bytes of a xorshift sequence seeded by `seed`.
-pub(super) fn blob(seed: u64) -> Vec<u8> {
+pub(crate) fn blob(seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..BLOB / 8)
         .flat_map(|_| {
@@ -46,7 +46,7 @@ pub(super) fn blob(seed: u64) -> Vec<u8> {
 
 /// Serves `body` once as an HTTP/1.0 response on `listener` (a thread); the request is not read
 /// beyond its headers.
-pub(super) fn serve_once(listener: TcpListener, body: Vec<u8>) -> std::thread::JoinHandle<Result<(), String>> {
+pub(crate) fn serve_once(listener: TcpListener, body: Vec<u8>) -> std::thread::JoinHandle<Result<(), String>> {
     std::thread::spawn(move || {
         let (mut s, _) = listener.accept().map_err(|e| format!("the host server accepted nothing: {e}"))?;
         s.set_read_timeout(Some(hard_timeout())).ok();
@@ -68,7 +68,7 @@ pub(super) fn serve_once(listener: TcpListener, body: Vec<u8>) -> std::thread::J
 }
 
 /// GET `path` from 127.0.0.1:`port` (HTTP/1.0); the body.
-fn fetch(port: u16, path: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn fetch(port: u16, path: &str) -> Result<Vec<u8>, String> {
     let mut s =
         TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connecting to the forwarded port: {e}"))?;
     s.set_read_timeout(Some(hard_timeout())).ok();
@@ -84,13 +84,13 @@ fn fetch(port: u16, path: &str) -> Result<Vec<u8>, String> {
 }
 
 /// The hash `sha256sum` printed for `file`.
-pub(super) fn guest_sha(out: &str, file: &str) -> Option<String> {
+pub(crate) fn guest_sha(out: &str, file: &str) -> Option<String> {
     out.lines().find(|l| l.trim_end().ends_with(file))?.split_whitespace().next().map(str::to_string)
 }
 
 /// Waits (up to 30 s of guest time) for eth0 to get QEMU user networking's 10.0.2.15 by DHCP, which
 /// the initramfs's rcS runs in the background.
-pub(super) fn wait_for_dhcp(con: &mut ShellConsole) -> Result<(), String> {
+pub(crate) fn wait_for_dhcp(con: &mut ShellConsole) -> Result<(), String> {
     let ip = sh(
         con,
         "i=0; until ip -4 addr show eth0 | grep -q 10.0.2.15 || [ $i -ge 150 ]; do i=$((i+1)); sleep 0.2; done; \

@@ -40,7 +40,8 @@ mod linux_faults;
 mod linux_guest;
 mod linux_lines;
 mod linux_net;
-pub(crate) use linux_guest::boot_with_linux_devices;
+pub(crate) use linux_guest::{LinuxBoot, boot_linux, boot_with_linux_devices, quiet_console};
+pub(crate) use linux_net::{blob, fetch, guest_sha, hex, serve_once, wait_for_dhcp};
 mod rt;
 
 pub use linux_guest::stress_run;

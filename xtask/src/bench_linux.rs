@@ -1,0 +1,334 @@
+//! Benches of Linux as people run it beside the real-time tasks (issue 12), each against the same
+//! kernel booted bare in the same QEMU configuration: network throughput both ways, disk
+//! throughput both ways, the latency task's worst case during a network flood and during disk
+//! I/O, and Debian's boot time to multi-user.target.
+//!
+//! Everything is measured in the guest's own time under `-icount shift=0` (1 instruction = 1 ns):
+//! Linux's CPU work is counted exactly, while the host's share of an I/O (QEMU's slirp, its block
+//! layer) costs the guest no time with `sleep=off`, and real time with `sleep=on` (Debian's boot,
+//! whose time-outs need it). Figures compare the two systems of the same run, not hardware.
+
+use std::path::Path;
+
+use hauki_abi::cmdline;
+use sha2::{Digest, Sha256};
+
+use crate::bench::{BenchCtx, Metric, metric};
+use crate::console::ShellConsole;
+use crate::qemu::{Boot, Qemu, QemuConfig, cokernel_args, disk_args};
+use crate::suite::{LinuxBoot, blob, boot_linux, guest_sha, hex, quiet_console, serve_once, wait_for_dhcp};
+use crate::telemetry::Records;
+
+/// Bytes moved each way over the network, and written then read on the disk.
+const NET_BYTES: usize = 64 << 20;
+const DISK_MIB: usize = 128;
+
+/// Which system a run boots.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum System {
+    /// The co-kernel with its real-time tasks, Linux as its idle task.
+    Hauki,
+    /// The same patched kernel booted bare (no co-kernel).
+    Bare,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Hauki => "hauki",
+            System::Bare => "bare",
+        }
+    }
+}
+
+/// Boots `system` with `linux` and the QEMU devices `qemu_extra` under icount, up to Linux's
+/// prompt (`prompt`), its console quiet; the console and COM2's file.
+fn boot(
+    c: &BenchCtx<'_>,
+    system: System,
+    dir: &Path,
+    linux: &LinuxBoot<'_>,
+    qemu_extra: &[String],
+    prompt: &str,
+) -> Result<(ShellConsole, std::path::PathBuf), String> {
+    let bound = std::time::Duration::from_secs(900);
+    let extra: Vec<&str> = qemu_extra.iter().map(String::as_str).collect();
+    let (mut con, c2) = match system {
+        System::Hauki => {
+            let args = cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &250)]);
+            boot_linux(dir, &c.elf, &args, Some(0), linux, &extra)?
+        }
+        System::Bare => {
+            let (vmlinux, initrd) = crate::linux::build_all(c.ws)?;
+            let initrd = linux.initramfs.map_or(initrd, Path::to_path_buf);
+            let (c1, c2) = Qemu::paths(dir);
+            let mut cfg =
+                QemuConfig::test(Boot::Linux { vmlinux, initrd, cmdline: linux.cmdline.into() }, "max", &c1, &c2);
+            cfg.icount = true;
+            cfg.icount_sleep = linux.icount_sleep;
+            cfg.extra = qemu_extra.to_vec();
+            (ShellConsole::spawn(dir, &cfg)?, c2)
+        }
+    };
+    con.expect(prompt, bound)?;
+    con.expect("# ", bound)?;
+    quiet_console(&mut con, bound)?;
+    Ok((con, c2))
+}
+
+/// Runs `cmd`; its output, or an error naming it.
+fn run(con: &mut ShellConsole, cmd: &str) -> Result<String, String> {
+    let (out, st) = con.run(cmd, std::time::Duration::from_secs(900))?;
+    if st != 0 {
+        return Err(format!("`{cmd}` exited with {st}: {out}"));
+    }
+    Ok(out)
+}
+
+/// Linux's uptime in seconds (the guest's clock).
+fn uptime(con: &mut ShellConsole) -> Result<f64, String> {
+    let out = run(con, "cut -d' ' -f1 /proc/uptime")?;
+    out.trim().parse().map_err(|e| format!("/proc/uptime said {out:?}: {e}"))
+}
+
+/// The worst latency and the misses in latency records `from..` of COM2 (none for a bare run).
+fn worst_since(c2: &Path, from: usize) -> (u64, u64, usize) {
+    let recs = Records::parse(&std::fs::read_to_string(c2).unwrap_or_default());
+    let lat: Vec<_> = recs.events("latency").skip(from).collect();
+    let max = lat.iter().filter_map(|l| l["max_ns"].as_u64()).max().unwrap_or(0);
+    let misses = lat.iter().filter_map(|l| l["misses"].as_u64()).sum();
+    (max, misses, lat.len())
+}
+
+fn latency_records(c2: &Path) -> usize {
+    Records::parse(&std::fs::read_to_string(c2).unwrap_or_default()).events("latency").count()
+}
+
+/// One system's network and disk figures: (host → Linux MB/s, Linux → host MB/s, disk write
+/// MB/s, disk read MB/s), guest time, and the latency task's worst case and misses during the
+/// network and the disk phases.
+struct IoRun {
+    mbps: [f64; 4],
+    rt_net: (u64, u64),
+    rt_disk: (u64, u64),
+}
+
+fn io_run(c: &BenchCtx<'_>, system: System) -> Result<IoRun, String> {
+    let dir = c.dir.join(format!("linux-io-{}", system.name()));
+    let files = c.dir.join(format!("linux-io-{}-files", system.name()));
+    let _ = std::fs::remove_dir_all(&files);
+    std::fs::create_dir_all(&files).map_err(|e| e.to_string())?;
+    let disk = files.join("disk.img");
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(((DISK_MIB + 8) << 20) as u64))
+        .map_err(|e| format!("{}: {e}", disk.display()))?;
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let mut qemu = disk_args(&[crate::qemu::Disk { bus: crate::qemu::DiskBus::Virtio, image: disk }]);
+    let net = crate::qemu::Net { model: crate::qemu::NicModel::Virtio, forwards: vec![(port, 8080)] };
+    qemu.extend(["-nic".into(), net.arg()]);
+    let (mut con, c2) = boot(c, system, &dir, &LinuxBoot::default(), &qemu, "is up; type 'poweroff' to end.")?;
+    wait_for_dhcp(&mut con)?;
+    let mb = |bytes: usize, secs: f64| bytes as f64 / 1e6 / secs.max(1e-3);
+    let rt_from = latency_records(&c2);
+    // Host → Linux: Linux fetches NET_BYTES the host serves and checks them.
+    let body: Vec<u8> = (0..NET_BYTES >> 20).flat_map(|i| blob(i as u64 + 1)).collect();
+    let want = hex(&Sha256::digest(&body));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let hport = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let server = serve_once(listener, body);
+    let out = run(
+        &mut con,
+        &format!(
+            "a=$(cut -d' ' -f1 /proc/uptime); wget -q -O - http://10.0.2.2:{hport}/blob | sha256sum; \
+             b=$(cut -d' ' -f1 /proc/uptime); echo ELAPSED $a $b"
+        ),
+    )?;
+    server.join().map_err(|_| "the host server panicked".to_string())??;
+    if guest_sha(&out, "-").as_deref() != Some(want.as_str()) {
+        return Err(format!("{}: what Linux fetched differs: {out:?}", system.name()));
+    }
+    let down = elapsed(&out)?;
+    // Linux → host: the host fetches NET_BYTES Linux serves from tmpfs through the forwarded port.
+    let sums = run(
+        &mut con,
+        &format!(
+            "mkdir -p /tmp/www && head -c {NET_BYTES} /dev/urandom > /tmp/www/blob && sha256sum /tmp/www/blob && \
+             httpd -p 8080 -h /tmp/www"
+        ),
+    )?;
+    let want = guest_sha(&sums, "/tmp/www/blob").ok_or("no sha256sum of the blob")?;
+    let t0 = uptime(&mut con)?;
+    let got = crate::suite::fetch(port, "/blob")?;
+    let t1 = uptime(&mut con)?;
+    if got.len() != NET_BYTES || hex(&Sha256::digest(&got)) != want {
+        return Err(format!("{}: the host fetched {} bytes that differ from Linux's", system.name(), got.len()));
+    }
+    run(&mut con, "rm -rf /tmp/www; killall httpd; sleep 1")?;
+    let (net_max, net_misses, _) = worst_since(&c2, rt_from);
+    // The disk: write DISK_MIB and sync, drop the caches, read them back.
+    let rt_from = latency_records(&c2);
+    let out = run(
+        &mut con,
+        &format!(
+            "a=$(cut -d' ' -f1 /proc/uptime); dd if=/dev/zero of=/dev/vda bs=1M count={DISK_MIB} conv=fsync 2>/dev/null; \
+             b=$(cut -d' ' -f1 /proc/uptime); echo 3 > /proc/sys/vm/drop_caches; \
+             dd if=/dev/vda of=/dev/null bs=1M count={DISK_MIB} 2>/dev/null; c=$(cut -d' ' -f1 /proc/uptime); \
+             echo ELAPSED $a $b; echo ELAPSED $b $c; sleep 1"
+        ),
+    )?;
+    let times: Vec<f64> = out.lines().filter(|l| l.starts_with("ELAPSED")).map(elapsed).collect::<Result<_, _>>()?;
+    let [write, read] = times[..] else { return Err(format!("no disk timings in {out:?}")) };
+    let (disk_max, disk_misses, _) = worst_since(&c2, rt_from);
+    con.send("poweroff")?;
+    let _ = con.wait_exit(std::time::Duration::from_secs(120));
+    let bytes = DISK_MIB << 20;
+    Ok(IoRun {
+        mbps: [mb(NET_BYTES, down), mb(NET_BYTES, t1 - t0), mb(bytes, write), mb(bytes, read)],
+        rt_net: (net_max, net_misses),
+        rt_disk: (disk_max, disk_misses),
+    })
+}
+
+/// Seconds between the two uptimes of an `ELAPSED a b` line.
+fn elapsed(out: &str) -> Result<f64, String> {
+    let line = out.lines().find(|l| l.starts_with("ELAPSED")).ok_or_else(|| format!("no ELAPSED line in {out:?}"))?;
+    let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    match v[..] {
+        [a, b] if b >= a => Ok(b - a),
+        _ => Err(format!("bad ELAPSED line {line:?}")),
+    }
+}
+
+/// Network and disk throughput under the co-kernel against the same kernel bare, and the latency
+/// task's worst case during each (virtual time).
+pub fn linux_io(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
+    println!(
+        "    the patched kernel under the co-kernel, then bare, same QEMU (virtio-net, virtio-blk, icount): \
+         {} MiB each way over the network, {DISK_MIB} MiB written and read on the disk",
+        NET_BYTES >> 20
+    );
+    let h = io_run(c, System::Hauki)?;
+    let b = io_run(c, System::Bare)?;
+    let names = ["net.host_to_linux", "net.linux_to_host", "disk.write", "disk.read"];
+    let what = [
+        "Linux fetches from the host (wget, SHA-256 checked)",
+        "the host fetches from Linux's httpd through a forwarded port (checked)",
+        "dd to the raw virtio disk, conv=fsync",
+        "dd from the raw virtio disk, caches dropped",
+    ];
+    let mut m = Vec::new();
+    for i in 0..4 {
+        let ratio = (h.mbps[i] / b.mbps[i].max(1e-9) * 1000.0).round() as u64;
+        m.push(metric(
+            &format!("linux.io.{}.hauki_kbps", names[i]),
+            (h.mbps[i] * 1000.0) as u64,
+            "kB/s",
+            None,
+            &format!("{} under the co-kernel (virtual time)", what[i]),
+        ));
+        m.push(metric(
+            &format!("linux.io.{}.bare_kbps", names[i]),
+            (b.mbps[i] * 1000.0) as u64,
+            "kB/s",
+            None,
+            &format!("{} bare, same QEMU", what[i]),
+        ));
+        m.push(metric(&format!("linux.io.{}.ratio_permille", names[i]), ratio, "‰", None, "co-kernel / bare"));
+    }
+    m.push(metric(
+        "linux.io.rt_latency_net.max",
+        h.rt_net.0,
+        "ns",
+        Some(10_000),
+        &format!("latency task while Linux moves the network data ({} misses)", h.rt_net.1),
+    ));
+    m.push(metric(
+        "linux.io.rt_latency_disk.max",
+        h.rt_disk.0,
+        "ns",
+        Some(10_000),
+        &format!("latency task during the disk writes and reads ({} misses)", h.rt_disk.1),
+    ));
+    m.push(metric("linux.io.rt_misses", h.rt_net.1 + h.rt_disk.1, "", Some(0), "deadline misses during both"));
+    Ok(m)
+}
+
+/// `systemd-analyze`'s durations (`1min 2.5s`, `850ms`, `12.3s`) in milliseconds.
+fn systemd_ms(text: &str) -> Option<u64> {
+    let mut total = 0.0;
+    for part in text.split_whitespace() {
+        let (num, unit) = part.split_at(part.find(|c: char| c.is_ascii_alphabetic())?);
+        let v: f64 = num.parse().ok()?;
+        total += v * match unit {
+            "min" => 60_000.0,
+            "s" => 1000.0,
+            "ms" => 1.0,
+            "us" => 0.001,
+            _ => return None,
+        };
+    }
+    Some(total.round() as u64)
+}
+
+/// The total of a `Startup finished in … = TOTAL` line.
+fn startup_total_ms(analyze: &str) -> Option<u64> {
+    let line = analyze.lines().find(|l| l.contains("Startup finished in"))?;
+    systemd_ms(line.rsplit('=').next()?.trim())
+}
+
+/// Debian's boot to multi-user.target under the co-kernel against bare (`systemd-analyze`).
+pub fn debian_boot(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
+    let initramfs = crate::linux::build_rootless_initramfs(c.ws)?;
+    let cmdline = format!("{} systemd.show_status=false", crate::rootfs::CMDLINE);
+    let mut out = Vec::new();
+    for system in [System::Hauki, System::Bare] {
+        let dir = c.dir.join(format!("debian-{}", system.name()));
+        let files = c.dir.join(format!("debian-{}-files", system.name()));
+        std::fs::create_dir_all(&files).map_err(|e| e.to_string())?;
+        let image = files.join("debian.ext4");
+        crate::rootfs::fresh_copy(c.ws, &image)?;
+        let qemu = disk_args(&[crate::qemu::Disk { bus: crate::qemu::DiskBus::Virtio, image }]);
+        let linux = LinuxBoot { initramfs: Some(&initramfs), vmlinux: None, cmdline: &cmdline, icount_sleep: true };
+        let (mut con, _c2) = boot(c, system, &dir, &linux, &qemu, "root@hauki-debian")?;
+        con.run(
+            "bind 'set enable-bracketed-paste off'; export TERM=dumb PS1='# '",
+            std::time::Duration::from_secs(60),
+        )?;
+        let (state, _) = con.run("systemctl is-system-running --wait", std::time::Duration::from_secs(900))?;
+        let analyze = run(&mut con, "systemd-analyze")?;
+        let total = startup_total_ms(&analyze).ok_or_else(|| format!("no startup time in {analyze:?}"))?;
+        println!("    {}: {} ({})", system.name(), analyze.lines().next().unwrap_or("").trim(), state.trim());
+        con.send("systemctl poweroff")?;
+        let _ = con.wait_exit(std::time::Duration::from_secs(300));
+        out.push(total);
+    }
+    Ok(vec![
+        metric(
+            "debian.boot_ms.hauki",
+            out[0],
+            "ms",
+            None,
+            "kernel + userspace to multi-user.target under the co-kernel (systemd-analyze; guest time, idle at host pace)",
+        ),
+        metric("debian.boot_ms.bare", out[1], "ms", None, "the same, the kernel booted bare in the same QEMU"),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_durations_and_elapsed_lines_are_read() {
+        assert_eq!(systemd_ms("1min 2.5s"), Some(62_500));
+        assert_eq!(systemd_ms("850ms"), Some(850));
+        assert_eq!(systemd_ms("12.345s"), Some(12_345));
+        assert_eq!(systemd_ms("3 parsecs"), None);
+        let a = "Startup finished in 2.104s (kernel) + 10.650s (userspace) = 12.755s\nmulti-user.target reached after 10.6s in userspace";
+        assert_eq!(startup_total_ms(a), Some(12_755));
+        assert_eq!(elapsed("x\nELAPSED 10.50 12.75\n").unwrap(), 2.25);
+        assert!(elapsed("ELAPSED 3 2").is_err());
+        assert!(elapsed("nothing").is_err());
+    }
+}
