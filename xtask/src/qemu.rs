@@ -198,12 +198,6 @@ pub struct QemuConfig {
     pub icount: bool,
     /// The icount shift (0: one instruction = 1 ns).
     pub icount_shift: u8,
-    /// `sleep=on` instead of `sleep=off`: while the guest idles, its clock follows the host's
-    /// instead of jumping to the next timer. Execution is still instruction-counted (latencies are
-    /// exact); waits on host I/O (disks) then take guest time in proportion to real time, where
-    /// `sleep=off` would let seconds of guest time pass in a moment of waiting (and a guest's
-    /// own time-outs fire).
-    pub icount_sleep: bool,
     /// How it boots.
     pub boot: Boot,
     /// COM1 (console).
@@ -232,7 +226,6 @@ impl QemuConfig {
             mem_mib: 512,
             icount: false,
             icount_shift: 0,
-            icount_sleep: false,
             boot,
             com1: format!("file:{}", com1.display()),
             com2: format!("file:{}", com2.display()),
@@ -253,8 +246,7 @@ impl QemuConfig {
         push(&["-smp", &self.smp.to_string()]);
         push(&["-m", &self.mem_mib.to_string()]);
         if self.icount {
-            let sleep = if self.icount_sleep { "on" } else { "off" };
-            push(&["-icount", &format!("shift={},sleep={sleep}", self.icount_shift)]);
+            push(&["-icount", &format!("shift={},sleep=off", self.icount_shift)]);
         }
         // COM1 must be the first -serial, COM2 the second. QEMU's microvm machine wires up only the
         // first -serial, so there COM2 (file: chardevs only) becomes an explicit isa-serial at 0x2f8.
@@ -440,7 +432,6 @@ pub fn run_interactive(ws: &Workspace, tools: &Tools, o: &RunOpts, out: &Artifac
         mem_mib: o.mem_mib,
         icount: o.icount,
         icount_shift: 0,
-        icount_sleep: false,
         boot,
         com1: "mon:stdio".into(),
         com2: format!("file:{}", telemetry.display()),
@@ -754,7 +745,6 @@ mod tests {
             mem_mib: 1024,
             icount: false,
             icount_shift: 0,
-            icount_sleep: false,
             boot: Boot::Cdrom { iso: "/h.iso".into(), uefi: Some(("/C.fd".into(), "/V.fd".into())) },
             com1: "mon:stdio".into(),
             com2: "file:/t.jsonl".into(),
@@ -802,8 +792,6 @@ mod tests {
         cfg.icount = true;
         let a = cfg.args();
         assert_eq!(a[pos(&a, "-icount") + 1], "shift=0,sleep=off");
-        cfg.icount_sleep = true;
-        assert_eq!(cfg.args()[pos(&a, "-icount") + 1], "shift=0,sleep=on");
         assert_eq!(a[pos(&a, "-append") + 1], "hauki.debug_exit=1");
         assert!(cfg.display_line().contains("-append hauki.debug_exit=1"));
         assert_eq!(kernel_cmdline("  a=1 "), "hauki.debug_exit=1 a=1");

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::linux_guest::{LinuxBoot, UP, quiet_console, sh, with_linux_boot};
+use super::linux_guest::{UP, quiet_console, sh, with_linux};
 use super::{Ctx, Status, Test, hard_timeout};
 use crate::console::ShellConsole;
 use crate::qemu::{Disk, DiskBus, disk_args};
@@ -196,9 +196,7 @@ fn linux_disks_ext4_survive_reboot_and_panic(ctx: &Ctx<'_>, elf: &Path, _iso: &P
         sh(con, "sleep 1")?;
         Ok(())
     };
-    // Guest time follows the host's while Linux waits for the disks (see QemuConfig::icount_sleep).
-    let linux = LinuxBoot { icount_sleep: true, ..LinuxBoot::default() };
-    match with_linux_boot(&dir, elf, &[], &linux, &qemu, &steps) {
+    match with_linux(&dir, elf, &[], &qemu, &steps) {
         Status::Pass => {}
         other => return other,
     }

@@ -37,22 +37,10 @@ pub(super) fn with_linux(
     qemu_extra: &[&str],
     steps: &dyn Fn(&mut ShellConsole, &Path) -> Result<(), String>,
 ) -> Status {
-    with_linux_boot(dir, elf, extra_args, &LinuxBoot::default(), qemu_extra, steps)
-}
-
-/// [`with_linux`] with what Linux boots with chosen too.
-pub(super) fn with_linux_boot(
-    dir: &Path,
-    elf: &Path,
-    extra_args: &[(&str, &dyn std::fmt::Display)],
-    linux: &LinuxBoot<'_>,
-    qemu_extra: &[&str],
-    steps: &dyn Fn(&mut ShellConsole, &Path) -> Result<(), String>,
-) -> Status {
     let mut args: Vec<(&str, &dyn std::fmt::Display)> = vec![(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &500)];
     args.extend_from_slice(extra_args);
     let args = cokernel_args(&args);
-    let (mut con, c2) = match boot_linux(dir, elf, &args, Some(0), linux, qemu_extra) {
+    let (mut con, c2) = match boot_linux(dir, elf, &args, Some(0), &LinuxBoot::default(), qemu_extra) {
         Ok(x) => x,
         Err(e) => return Status::Fail(e),
     };
@@ -207,14 +195,11 @@ pub(crate) struct LinuxBoot<'a> {
     pub initramfs: Option<&'a Path>,
     pub vmlinux: Option<&'a Path>,
     pub cmdline: &'a str,
-    /// Under icount, let the guest's clock follow the host's while it idles
-    /// ([`QemuConfig::icount_sleep`]): for runs that wait on disks.
-    pub icount_sleep: bool,
 }
 
 impl Default for LinuxBoot<'_> {
     fn default() -> Self {
-        LinuxBoot { initramfs: None, vmlinux: None, cmdline: crate::linux::DEFAULT_CMDLINE, icount_sleep: false }
+        LinuxBoot { initramfs: None, vmlinux: None, cmdline: crate::linux::DEFAULT_CMDLINE }
     }
 }
 
@@ -253,7 +238,6 @@ pub(crate) fn boot_linux(
     cfg.extra.extend(qemu_extra.iter().map(|s| s.to_string()));
     cfg.icount = icount.is_some();
     cfg.icount_shift = icount.unwrap_or(0);
-    cfg.icount_sleep = linux.icount_sleep;
     let con = ShellConsole::spawn(&dir, &cfg)?;
     Ok((con, c2))
 }

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::linux_guest::{LinuxBoot, sh, with_linux, with_linux_boot};
+use super::linux_guest::{sh, with_linux};
 use super::linux_net::{blob, guest_sha, hex, serve_once, wait_for_dhcp};
 use super::{Ctx, Status, Test};
 use crate::console::ShellConsole;
@@ -106,9 +106,7 @@ fn pci_lines_shared_by_two_devices(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> St
         );
         Ok(())
     };
-    // Guest time follows the host's while Linux waits for the disk (see QemuConfig::icount_sleep).
-    let linux = LinuxBoot { icount_sleep: true, ..LinuxBoot::default() };
-    with_linux_boot(&dir, elf, &[], &linux, &qemu, &steps)
+    with_linux(&dir, elf, &[], &qemu, &steps)
 }
 
 /// QEMU's edu device in slot 0xe shares GSI 22 with an e1000 in slot 6. No driver owns the edu;
