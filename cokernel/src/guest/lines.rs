@@ -14,9 +14,9 @@
 //! with `GSI_BIND`, naming the vector its own vector allocator chose and the trigger and polarity
 //! ACPI gave it.
 //!
-//! A line that interrupts faster than any device should (a handler that never clears its cause, a
-//! device asserting a line nobody serves) is an interrupt storm: more than [`STORM_LIMIT`]
-//! arrivals within [`STORM_WINDOW_NS`]. The line is throttled — left masked past Linux's EOI for
+//! A level line that interrupts faster than any device should (a handler that never clears its
+//! cause, a device asserting a shared line nobody serves) is an interrupt storm: more than
+//! [`STORM_LIMIT`] arrivals within [`STORM_WINDOW_NS`]. The line is throttled — left masked past Linux's EOI for
 //! [`THROTTLE_FIRST_NS`], doubling on each repeat up to [`THROTTLE_MAX_NS`] — counted, and
 //! released by [`Lines::release_due`]. Each arrival costs the real-time side one trap either way;
 //! the throttle bounds how many Linux can cause, whatever its drivers do.
@@ -26,10 +26,15 @@
 
 use hauki_abi::guest::{ISA_LINES, ISA_VECTOR_BASE, LINES};
 
-/// A storm: more arrivals than this on one line within [`STORM_WINDOW_NS`] (50 000 a second).
-pub const STORM_LIMIT: u32 = 500;
+/// A storm: more arrivals than this on one line within [`STORM_WINDOW_NS`] (80 000 a second, in
+/// a burst no device of Linux's makes: each arrival waits for Linux's EOI). The burst is short on
+/// purpose: a line re-asserted at every EOI arrives again while Linux is still returning from the
+/// last interrupt (its virtual flag is on again before its `iretq`), so Linux's interrupt frames
+/// nest one deeper per arrival; the throttle must stop that before Linux's stack runs out (the
+/// first version, 500 in 10 ms, let a storm overflow it).
+pub const STORM_LIMIT: u32 = 8;
 /// The window arrivals are counted in.
-pub const STORM_WINDOW_NS: u64 = 10_000_000;
+pub const STORM_WINDOW_NS: u64 = 100_000;
 /// How long a storming line stays masked the first time.
 pub const THROTTLE_FIRST_NS: u64 = 10_000_000;
 /// The longest it stays masked (the throttle doubles on each storm in a row).
@@ -278,17 +283,22 @@ impl Lines {
     }
 
     /// An interrupt arrived on `vector` at `now` (ns): a level line's input is masked before the
-    /// local APIC is acknowledged, and a line storming is throttled (masked, edge or level, until
-    /// [`Lines::release_due`] lets it go). The line and what to program; `None` when the vector is
+    /// local APIC is acknowledged, and a level line storming is throttled (left masked past
+    /// Linux's EOI until [`Lines::release_due`] lets it go; the device keeps the line asserted,
+    /// so nothing is lost). Edge lines are never throttled: masking would lose edges. The line and what to program; `None` when the vector is
     /// not one of Linux's lines.
     pub fn arrive(&mut self, vector: u8, now: u64) -> Option<(u32, Action)> {
         let irq = self.line_of(vector)?;
         let (line, route) = self.usable(irq).ok()?;
         line.count += 1;
         let before = line.hw_masked();
-        if route.level {
-            line.in_service = true;
+        if !route.level {
+            // An edge is an event of its own: masking the input would lose the next one (and
+            // hang its device: a UART waiting for its transmitter-empty interrupt). Only a level
+            // line can storm in the sense that matters, asserted with nobody clearing it.
+            return Some((irq, Action::None));
         }
+        line.in_service = true;
         let s = &mut line.storm;
         if now.saturating_sub(s.window_start) > STORM_WINDOW_NS {
             // A quiet window: the next storm starts from the shortest throttle again.
@@ -486,11 +496,11 @@ mod tests {
         let mut l = Lines::new(&q35(), 0);
         l.bind(20, 0x60, true, true, true).unwrap();
         l.unmask(20).unwrap();
-        // A busy but sane device: 400 per window, window after window, is never throttled.
+        // A busy but sane device: the limit per window, evenly spread, window after window, is
+        // never throttled.
         let mut t = 1_000;
-        for _ in 0..5 {
-            t = storm(&mut l, 20, 0x60, STORM_LIMIT - 100, t, STORM_WINDOW_NS / u64::from(STORM_LIMIT));
-            t += STORM_WINDOW_NS;
+        for _ in 0..50 {
+            t = storm(&mut l, 20, 0x60, STORM_LIMIT, t, STORM_WINDOW_NS / u64::from(STORM_LIMIT) + 1);
         }
         assert_eq!(l.line(20).unwrap().storm.storms, 0);
         assert!(!l.any_throttled());
@@ -529,15 +539,16 @@ mod tests {
     }
 
     #[test]
-    fn an_edge_line_storming_is_masked_too() {
+    fn an_edge_line_is_never_throttled() {
+        // A UART in an emulator, with no baud rate to pace it, can interrupt faster than the
+        // storm limit; masking its edge line would lose the edge it waits for.
         let mut l = Lines::new(&q35(), 0);
         l.unmask(4).unwrap();
-        let mut last = Action::None;
-        for i in 0..=u64::from(STORM_LIMIT) {
-            last = l.arrive(0x34, i * 100).unwrap().1;
+        for i in 0..=10 * u64::from(STORM_LIMIT) {
+            assert_eq!(l.arrive(0x34, i * 100), Some((4, Action::None)));
         }
-        assert_eq!(last, Action::Program { gsi: 4, masked: true });
-        assert_eq!(l.eoi(4), Ok(Action::None));
+        assert_eq!(l.line(4).unwrap().storm.storms, 0);
+        assert!(!l.line(4).unwrap().hw_masked());
     }
 
     #[test]
