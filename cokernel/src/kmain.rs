@@ -145,7 +145,14 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
             Err(e) => log::warn!("IO-APIC {} at {:#x}: {e}; left alone", io.id, io.phys),
         }
     }
-    irqchip::init(&platform.overrides, platform.sci_irq);
+    let storm_limit = match cmdline::number(line, keys::LINE_STORM_LIMIT, 0..=u64::from(u32::MAX)) {
+        Ok(n) => n.map_or(crate::guest::lines::STORM_LIMIT, |n| n as u32),
+        Err(e) => {
+            log::warn!("{e}; keeping the default {}", crate::guest::lines::STORM_LIMIT);
+            crate::guest::lines::STORM_LIMIT
+        }
+    };
+    irqchip::init(&platform.overrides, platform.sci_irq, storm_limit);
     let (tsc_hz, tsc_source) = tsc::calibrate(cpu.tsc_hz_stated, platform.hpet_phys);
     let force_lapic = cmdline::get(line, keys::TIMER) == Some("lapic");
     let timer = timer::init(cpu.tsc_deadline, force_lapic);

@@ -80,6 +80,9 @@ pub mod cmdline {
     pub const LINUX_BOOT_WATCHDOG_MS: &str = "hauki.linux_boot_watchdog_ms";
     /// `hauki.linux_max_restarts=N`: restarts before Linux is left halted.
     pub const LINUX_MAX_RESTARTS: &str = "hauki.linux_max_restarts";
+    /// `hauki.line_storm_limit=N`: arrivals on one of Linux's level lines within 100 µs that make
+    /// an interrupt storm, which the co-kernel throttles (default 8; 0: never throttle).
+    pub const LINE_STORM_LIMIT: &str = "hauki.line_storm_limit";
     /// `hauki.pool_mib=N`: memory the co-kernel keeps for itself when Linux is loaded.
     pub const POOL_MIB: &str = "hauki.pool_mib";
     /// `hauki.channels_kib=N`: KiB of the region shared with Linux for channels (16 to 4096, default 256).

@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use spin::Mutex;
 
 use crate::arch::{acpi, apic, ioapic, tsc};
-use crate::guest::lines::{Action, Lines, Refusal, Route, SourceOverride, redirection_entry};
+use crate::guest::lines::{Action, Arrival, Lines, Refusal, Route, SourceOverride, redirection_entry};
 
 static LINES: Mutex<Option<Lines>> = Mutex::new(None);
 
@@ -19,9 +19,6 @@ static BOUND_VECTORS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
 /// Some line is throttled (the timer path's cheap test before taking the lock).
 static THROTTLED: AtomicBool = AtomicBool::new(false);
-
-/// Storms detected, on every line, since boot (for telemetry; per line in [`storms`]).
-static STORMS: AtomicU64 = AtomicU64::new(0);
 
 fn set_bound(vector: u8, on: bool) {
     let (word, bit) = (usize::from(vector / 64), 1u64 << (vector % 64));
@@ -54,9 +51,9 @@ pub fn sci() -> Option<u8> {
     Some(SCI.load(Ordering::Relaxed)).filter(|&l| l < 16)
 }
 
-/// Takes the MADT's source overrides and the FADT's SCI; every line stays masked until Linux asks
-/// for it.
-pub fn init(overrides: &[acpi::Override], sci: Option<u16>) {
+/// Takes the MADT's source overrides, the FADT's SCI and the storm limit (arrivals within 100 µs;
+/// 0: never throttle); every line stays masked until Linux asks for it.
+pub fn init(overrides: &[acpi::Override], sci: Option<u16>, storm_limit: u32) {
     if let Some(l) = sci.and_then(|l| u8::try_from(l).ok()) {
         SCI.store(l, Ordering::Relaxed);
     }
@@ -64,7 +61,9 @@ pub fn init(overrides: &[acpi::Override], sci: Option<u16>) {
     for o in overrides {
         let _ = v.push(SourceOverride { isa_irq: o.isa_irq, gsi: o.gsi, flags: o.flags });
     }
-    *LINES.lock() = Some(Lines::new(&v, RESERVED));
+    let mut lines = Lines::new(&v, RESERVED);
+    lines.set_storm_limit(storm_limit);
+    *LINES.lock() = Some(lines);
 }
 
 fn apply(lines: &Lines, irq: u32, action: Action) {
@@ -100,13 +99,9 @@ pub fn call(op: fn(&mut Lines, u32) -> Result<Action, Refusal>, irq: u64) -> u64
 pub fn on_arrival(vector: u8) {
     let mut g = LINES.lock();
     let Some(lines) = g.as_mut() else { return };
-    let storms = |l: &Lines, irq| l.line(irq).map_or(0, |x| x.storm.storms);
-    let Some(irq) = lines.line_of(vector) else { return };
-    let before = storms(lines, irq);
-    if let Some((irq, a)) = lines.arrive(vector, now_ns()) {
-        apply(lines, irq, a);
-        if storms(lines, irq) != before {
-            STORMS.fetch_add(1, Ordering::Relaxed);
+    if let Some(Arrival { irq, action, throttled }) = lines.arrive(vector, now_ns()) {
+        apply(lines, irq, action);
+        if throttled {
             THROTTLED.store(true, Ordering::Relaxed);
         }
     }
@@ -156,20 +151,34 @@ pub fn bind(gsi: u32, vector: u8, level: bool, active_low: bool) -> u64 {
     })
 }
 
-/// Storms detected so far, on every line.
-pub fn storms_total() -> u64 {
-    STORMS.load(Ordering::Relaxed)
+/// Each line's interrupts and storms so far, and the lines throttled now (a bit each), from one
+/// look at the table.
+pub fn snapshot() -> LineCounts {
+    let mut c = LineCounts::default();
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let g = LINES.lock();
+        let Some(lines) = g.as_ref() else { return };
+        for irq in 0..hauki_abi::guest::LINES {
+            let Some(l) = lines.line(irq) else { continue };
+            c.irqs[irq as usize] = l.count;
+            c.storms[irq as usize] = l.storm.storms;
+            if l.storm.throttled_until.is_some() {
+                c.throttled |= 1 << irq;
+            }
+        }
+    });
+    c
 }
 
-/// Storms detected on line `irq`, and whether it is throttled now.
-pub fn storms(irq: u32) -> (u64, bool) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        LINES
-            .lock()
-            .as_ref()
-            .and_then(|l| l.line(irq).map(|x| (x.storm.storms, x.storm.throttled_until.is_some())))
-            .unwrap_or((0, false))
-    })
+/// Per-line counters ([`snapshot`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LineCounts {
+    /// Interrupts received on each line.
+    pub irqs: [u64; hauki_abi::guest::LINES as usize],
+    /// Storms detected on each line.
+    pub storms: [u64; hauki_abi::guest::LINES as usize],
+    /// The lines throttled now, a bit each.
+    pub throttled: u32,
 }
 
 /// A real-time task claims ISA line `irq` (before Linux runs): Linux's calls on it are refused

@@ -26,12 +26,13 @@
 
 use hauki_abi::guest::{ISA_LINES, ISA_VECTOR_BASE, LINES};
 
-/// A storm: more arrivals than this on one line within [`STORM_WINDOW_NS`] (80 000 a second, in
-/// a burst no device of Linux's makes: each arrival waits for Linux's EOI). The burst is short on
-/// purpose: a line re-asserted at every EOI arrives again while Linux is still returning from the
-/// last interrupt (its virtual flag is on again before its `iretq`), so Linux's interrupt frames
-/// nest one deeper per arrival; the throttle must stop that before Linux's stack runs out (the
-/// first version, 500 in 10 ms, let a storm overflow it).
+/// A storm, by default: more arrivals than this on one line within [`STORM_WINDOW_NS`] (80 000 a
+/// second, in a burst no device of Linux's makes: each arrival waits for Linux's EOI).
+/// `hauki.line_storm_limit=N` sets it; 0 never throttles. The burst is short because Linux
+/// without x2APIC replays logged events on its way back to kernel code with `int`, one interrupt
+/// frame deeper per arrival: the throttle bounds that depth (the first limit, 500 in 10 ms, let a
+/// storm overflow Linux's stack). With x2APIC, a self-IPI taken after its `iretq` keeps the depth
+/// at one (patch 0006).
 pub const STORM_LIMIT: u32 = 8;
 /// The window arrivals are counted in.
 pub const STORM_WINDOW_NS: u64 = 100_000;
@@ -154,6 +155,19 @@ pub enum Action {
 #[derive(Clone, Debug)]
 pub struct Lines {
     lines: [Line; LINES as usize],
+    /// Arrivals within [`STORM_WINDOW_NS`] that make a storm; 0: never throttle.
+    storm_limit: u32,
+}
+
+/// What an arrival on one of Linux's lines did ([`Lines::arrive`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    /// The line (IRQ, or GSI for a PCI line).
+    pub irq: u32,
+    /// What to program at the IO-APIC.
+    pub action: Action,
+    /// Whether this arrival made the line a storm, now throttled.
+    pub throttled: bool,
 }
 
 impl Lines {
@@ -173,7 +187,12 @@ impl Lines {
             let flags = own.map_or(0, |o| o.flags);
             line.route = Some(Route { gsi, level: flags & 0b1100 == 0b1100, active_low: flags & 0b11 == 0b11 });
         }
-        Lines { lines }
+        Lines { lines, storm_limit: STORM_LIMIT }
+    }
+
+    /// Sets how many arrivals within [`STORM_WINDOW_NS`] make a storm (0: never throttle).
+    pub fn set_storm_limit(&mut self, limit: u32) {
+        self.storm_limit = limit;
     }
 
     /// The state of line `irq`; `None` above 23.
@@ -285,10 +304,11 @@ impl Lines {
     /// An interrupt arrived on `vector` at `now` (ns): a level line's input is masked before the
     /// local APIC is acknowledged, and a level line storming is throttled (left masked past
     /// Linux's EOI until [`Lines::release_due`] lets it go; the device keeps the line asserted,
-    /// so nothing is lost). Edge lines are never throttled: masking would lose edges. The line and what to program; `None` when the vector is
-    /// not one of Linux's lines.
-    pub fn arrive(&mut self, vector: u8, now: u64) -> Option<(u32, Action)> {
+    /// so nothing is lost). Edge lines are never throttled: masking would lose edges. `None` when
+    /// the vector is not one of Linux's lines.
+    pub fn arrive(&mut self, vector: u8, now: u64) -> Option<Arrival> {
         let irq = self.line_of(vector)?;
+        let limit = self.storm_limit;
         let (line, route) = self.usable(irq).ok()?;
         line.count += 1;
         let before = line.hw_masked();
@@ -296,27 +316,29 @@ impl Lines {
             // An edge is an event of its own: masking the input would lose the next one (and
             // hang its device: a UART waiting for its transmitter-empty interrupt). Only a level
             // line can storm in the sense that matters, asserted with nobody clearing it.
-            return Some((irq, Action::None));
+            return Some(Arrival { irq, action: Action::None, throttled: false });
         }
         line.in_service = true;
         let s = &mut line.storm;
+        let limit = if limit == 0 { u32::MAX } else { limit };
         if now.saturating_sub(s.window_start) > STORM_WINDOW_NS {
             // A quiet window: the next storm starts from the shortest throttle again.
-            if s.in_window <= STORM_LIMIT && s.throttled_until.is_none() {
+            if s.in_window <= limit && s.throttled_until.is_none() {
                 s.next_ns = THROTTLE_FIRST_NS;
             }
             s.window_start = now;
             s.in_window = 0;
         }
-        s.in_window += 1;
-        if s.in_window > STORM_LIMIT && s.throttled_until.is_none() {
+        s.in_window = s.in_window.saturating_add(1);
+        let throttled = s.in_window > limit && s.throttled_until.is_none();
+        if throttled {
             s.throttled_until = Some(now.saturating_add(s.next_ns));
             s.next_ns = (s.next_ns * 2).min(THROTTLE_MAX_NS);
             s.storms += 1;
             s.in_window = 0;
             s.window_start = now;
         }
-        Some((irq, Self::program(line, route, before)))
+        Some(Arrival { irq, action: Self::program(line, route, before), throttled })
     }
 
     /// Lets the throttled lines whose time is up go at `now` (ns): calls `apply` for each with
@@ -428,7 +450,7 @@ mod tests {
         assert!(l.line(4).unwrap().hw_masked(), "every line starts masked");
         assert_eq!(l.unmask(4), Ok(Action::Program { gsi: 4, masked: false }));
         assert_eq!(l.unmask(4), Ok(Action::None));
-        assert_eq!(l.arrive(0x34, 0), Some((4, Action::None)));
+        assert_eq!(l.arrive(0x34, 0), Some(Arrival { irq: 4, action: Action::None, throttled: false }));
         assert_eq!(l.eoi(4), Ok(Action::None));
         assert_eq!(l.line(4).unwrap().count, 1);
         assert_eq!(l.mask(4), Ok(Action::Program { gsi: 4, masked: true }));
@@ -438,7 +460,10 @@ mod tests {
     fn level_line_stays_masked_from_arrival_to_eoi() {
         let mut l = Lines::new(&q35(), 0);
         assert_eq!(l.unmask(9), Ok(Action::Program { gsi: 9, masked: false }));
-        assert_eq!(l.arrive(0x39, 0), Some((9, Action::Program { gsi: 9, masked: true })));
+        assert_eq!(
+            l.arrive(0x39, 0),
+            Some(Arrival { irq: 9, action: Action::Program { gsi: 9, masked: true }, throttled: false })
+        );
         assert!(l.line(9).unwrap().in_service);
         // Linux masks and unmasks inside its handler: the input stays masked until the EOI.
         assert_eq!(l.mask(9), Ok(Action::None));
@@ -469,7 +494,10 @@ mod tests {
         assert_eq!(l.bind(18, 0x41, true, false, true).map(|r| r.active_low), Ok(false));
         // A bound line behaves like a level ISA line: masked from arrival to EOI.
         assert_eq!(l.unmask(17), Ok(Action::Program { gsi: 17, masked: false }));
-        assert_eq!(l.arrive(0x51, 0), Some((17, Action::Program { gsi: 17, masked: true })));
+        assert_eq!(
+            l.arrive(0x51, 0),
+            Some(Arrival { irq: 17, action: Action::Program { gsi: 17, masked: true }, throttled: false })
+        );
         assert_eq!(l.eoi(17), Ok(Action::Program { gsi: 17, masked: false }));
         assert_eq!(l.line(17).unwrap().count, 1);
         assert_eq!(l.unbind(17), Ok(Action::Program { gsi: 17, masked: true }));
@@ -508,8 +536,8 @@ mod tests {
         // EOI leaves it masked.
         t = storm(&mut l, 20, 0x60, STORM_LIMIT, t, 1_000);
         assert!(!l.line(20).unwrap().hw_masked());
-        let (_, a) = l.arrive(0x60, t).unwrap();
-        assert_eq!(a, Action::Program { gsi: 20, masked: true });
+        let a = l.arrive(0x60, t).unwrap();
+        assert_eq!(a, Arrival { irq: 20, action: Action::Program { gsi: 20, masked: true }, throttled: true });
         assert_eq!(l.eoi(20), Ok(Action::None), "throttled: the EOI does not unmask");
         assert_eq!(l.line(20).unwrap().storm.storms, 1);
         assert_eq!(l.line(20).unwrap().storm.throttled_until, Some(t + THROTTLE_FIRST_NS));
@@ -545,10 +573,27 @@ mod tests {
         let mut l = Lines::new(&q35(), 0);
         l.unmask(4).unwrap();
         for i in 0..=10 * u64::from(STORM_LIMIT) {
-            assert_eq!(l.arrive(0x34, i * 100), Some((4, Action::None)));
+            assert_eq!(l.arrive(0x34, i * 100), Some(Arrival { irq: 4, action: Action::None, throttled: false }));
         }
         assert_eq!(l.line(4).unwrap().storm.storms, 0);
         assert!(!l.line(4).unwrap().hw_masked());
+    }
+
+    #[test]
+    fn the_storm_limit_is_set_by_the_command_line_and_0_never_throttles() {
+        let mut l = Lines::new(&q35(), 0);
+        l.bind(20, 0x60, true, true, true).unwrap();
+        l.unmask(20).unwrap();
+        l.set_storm_limit(2);
+        let t = storm(&mut l, 20, 0x60, 2, 0, 1_000);
+        assert!(l.arrive(0x60, t).unwrap().throttled, "the third arrival within the window");
+        l.release_due(u64::MAX, |_, _, _| {});
+        l.eoi(20).unwrap();
+        l.set_storm_limit(0);
+        let t = storm(&mut l, 20, 0x60, 10_000, t + THROTTLE_MAX_NS, 100);
+        assert!(!l.arrive(0x60, t).unwrap().throttled);
+        assert_eq!(l.line(20).unwrap().storm.storms, 1, "only the one with a limit");
+        assert!(!l.any_throttled());
     }
 
     #[test]

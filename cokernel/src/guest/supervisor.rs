@@ -134,6 +134,15 @@ pub fn linux_faulted(vector: u8, rip: u64) {
     REQUEST.store(Failure::Fault as u8, Ordering::Release);
 }
 
+/// Where Linux's stack ran out, when an interrupt's entry found no room on it (0: never).
+static STACK_OVERFLOW_RSP: AtomicU64 = AtomicU64::new(0);
+
+/// An interrupt's entry double-faulted on Linux's exhausted stack (trap context); the take-over
+/// reports the stack pointer.
+pub fn note_stack_overflow(rsp: u64) {
+    STACK_OVERFLOW_RSP.store(rsp, Ordering::Relaxed);
+}
+
 /// How often the watchdog task checks (ns); 0 when the watchdog is off.
 static CHECK_PERIOD_NS: AtomicU64 = AtomicU64::new(0);
 
@@ -227,6 +236,10 @@ extern "C" fn take_over() -> ! {
         if why == Failure::Fault {
             let f = FAULT.load(Ordering::Relaxed);
             r.u64("vector", f >> 56).hex("rip", f | 0xff00_0000_0000_0000);
+            let rsp = STACK_OVERFLOW_RSP.swap(0, Ordering::Relaxed);
+            if rsp != 0 {
+                r.str("cause", "stack-overflow").hex("rsp", rsp);
+            }
         }
         if why == Failure::Stuck {
             r.u64("waited_ns", tsc::ticks_to_ns(STUCK_WAITED.load(Ordering::Relaxed)))

@@ -46,17 +46,7 @@ pub fn guest() -> Guest {
     let (idt_loads, entry_to_idt) = loader::idt_loads();
     let (timer_events, timer_sets) = vtimer::counts();
     let (failures, restarts, heartbeats) = supervisor::counts();
-    let mut line_irqs = [0u64; hauki_abi::guest::LINES as usize];
-    let mut line_storms = [0u64; hauki_abi::guest::LINES as usize];
-    let mut lines_throttled = 0;
-    for (i, (l, s)) in line_irqs.iter_mut().zip(line_storms.iter_mut()).enumerate() {
-        *l = irqchip::count(i as u32);
-        let (storms, throttled) = irqchip::storms(i as u32);
-        *s = storms;
-        if throttled {
-            lines_throttled |= 1 << i;
-        }
-    }
+    let lines = irqchip::snapshot();
     Guest {
         running: vcpu::active(),
         soft_irq: vcpu::soft(),
@@ -65,9 +55,9 @@ pub fn guest() -> Guest {
         events: vcpu::counts(),
         timer_events,
         timer_sets,
-        line_irqs,
-        line_storms,
-        lines_throttled,
+        line_irqs: lines.irqs,
+        line_storms: lines.storms,
+        lines_throttled: lines.throttled,
         line_calls_refused: irqchip::refused(),
         failures,
         restarts,
