@@ -41,6 +41,9 @@ fn dispatch(v: usize, frame: &mut TrapFrame) -> *mut TrapFrame {
             supervisor::linux_faulted(v as u8, frame.rip);
             return sched::switch_point(frame);
         }
+        if v == 8 && linux_interrupted() && !mm::is_stack_address(frame.rsp, 8) {
+            return linux_stack_overflow(frame);
+        }
         exceptions::handle(frame);
         return frame;
     }
@@ -84,5 +87,29 @@ fn dispatch(v: usize, frame: &mut TrapFrame) -> *mut TrapFrame {
         idt::count_unexpected(vector);
     }
     apic::eoi();
+    sched::switch_point(frame)
+}
+
+/// A double fault in the co-kernel's own entry code, on a stack that is not the co-kernel's:
+/// an interrupt arrived while Linux's kernel stack had no room left for the CPU's frame or the
+/// entry's registers (Linux overflowed its stack, and the interrupt found the guard page first).
+/// That is Linux's failure, not the co-kernel's: the #DF runs on its own IST stack, the trap it
+/// interrupted had done nothing yet (interrupts off, no lock taken), so the interrupt it was
+/// entering is acknowledged and raised again, and the supervisor takes Linux's context over.
+fn linux_stack_overflow(frame: &mut TrapFrame) -> *mut TrapFrame {
+    supervisor::note_stack_overflow(frame.rsp);
+    // The interrupt being entered is in service at the local APIC (traps run with interrupts off,
+    // so it is the only one): acknowledge it, or every vector at or below its priority stays
+    // blocked. The co-kernel's own is raised again; Linux's goes with Linux. A lost timer
+    // interrupt needs nothing: the switch point handles a deadline that passed unseen.
+    for v in (32..=255u8).rev() {
+        if apic::in_service(v) {
+            apic::eoi();
+            if v != vectors::TIMER && (vcpu::is_cokernel_vector(v) || idt::has_handler(v)) {
+                apic::send_ipi(apic::id(), u32::from(v));
+            }
+        }
+    }
+    supervisor::linux_faulted(8, frame.rip);
     sched::switch_point(frame)
 }

@@ -178,6 +178,11 @@ pub fn count_spurious() {
 
 /// Runs the handler [`register`]ed for the frame's vector; false if there is none.
 #[inline(always)]
+/// Whether a handler is registered for `v`.
+pub fn has_handler(v: u8) -> bool {
+    HANDLERS[usize::from(v)].load(Ordering::Acquire) != 0
+}
+
 pub(crate) fn run_handler(v: u8, frame: &mut TrapFrame) -> bool {
     let h = HANDLERS[usize::from(v)].load(Ordering::Acquire);
     if h == 0 {
