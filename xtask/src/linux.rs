@@ -164,6 +164,12 @@ pub fn build_kernel(ws: &Workspace) -> Result<PathBuf, String> {
     build_flavour(ws, Flavour::Default)
 }
 
+/// Whether a flavour's build is in the cache already.
+pub fn is_cached(ws: &Workspace, flavour: Flavour) -> bool {
+    let key = source_version().and_then(|v| build_key(ws, &v, flavour));
+    key.is_ok_and(|k| cache_dir().join(format!("linux-{k}")).join(VMLINUX).exists())
+}
+
 /// Builds (or takes from the cache) a kernel flavour; returns its path in `target/hauki/`.
 pub fn build_flavour(ws: &Workspace, flavour: Flavour) -> Result<PathBuf, String> {
     let version = source_version()?;

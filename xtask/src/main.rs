@@ -78,7 +78,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "linux",
         summary: "Build the Linux guest: the patched 6.12 vmlinux (cached outside the repo) and the busybox initramfs.",
-        usage: "cargo xtask linux",
+        usage: "cargo xtask linux [--debug]   (--debug: also the lockdep debug flavour, vmlinux-debug)",
         run: cmd_linux,
     },
     Command {
@@ -139,10 +139,18 @@ fn cmd_layers(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
 }
 
 fn cmd_linux(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
-    args::no_args("linux", args)?;
+    let debug = match args {
+        [] => false,
+        [a] if a == "--debug" => true,
+        _ => return Err(format!("`linux` takes only --debug (got {args:?})")),
+    };
     deps::ensure()?;
     let (vmlinux, initramfs) = linux::build_all(ws)?;
     println!("==> {}\n==> {}", ws.rel(&vmlinux), ws.rel(&initramfs));
+    if debug {
+        let v = linux::build_flavour(ws, linux::Flavour::Debug)?;
+        println!("==> {}", ws.rel(&v));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

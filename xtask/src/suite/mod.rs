@@ -230,6 +230,8 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut sum = Summary::default();
+    // The lockdep test's debug kernel is built beside the tests that come before it.
+    let mut debug_build = DebugBuild::new(ws, &chosen);
     let mut ktest_elf = Lazy(None);
     let mut artifacts: Lazy<Artifacts> = Lazy(None);
     let not_built =
@@ -254,6 +256,9 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
             Run::System(f) => match artifacts.get(|| build::build_all(ws)) {
                 Err(e) => sum.record(&t.name, not_built(e), None),
                 Ok(a) => {
+                    if t.area.starts_with("linux") {
+                        debug_build.start(ws);
+                    }
                     println!("==> {}", t.name);
                     let start = Instant::now();
                     let status = f(&ctx, &a.elf, &a.iso);
@@ -262,7 +267,68 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
             },
         }
     }
+    debug_build.wait();
     sum.finish()
+}
+
+/// The debug kernel, built in the background (a second `cargo xtask linux --debug`, niced, its
+/// output in `target/hauki/linux-debug-build.log`) while the Linux tests before
+/// `linux-debug-lockdep` run: on two cores the QEMU tests use one, and a cold run saves most of
+/// the build's quarter of an hour. The test takes the result through the build lock (it waits
+/// for the build, or builds again itself and fails with the build's error).
+struct DebugBuild {
+    wanted: bool,
+    child: Option<std::process::Child>,
+}
+
+impl DebugBuild {
+    fn new(ws: &Workspace, chosen: &[&Test]) -> DebugBuild {
+        // Worth it only with other Linux tests to overlap.
+        let others = chosen.iter().filter(|t| t.area.starts_with("linux") && t.name != "linux-debug-lockdep").count();
+        let wanted = others > 0
+            && chosen.iter().any(|t| t.name == "linux-debug-lockdep")
+            && !crate::linux::is_cached(ws, crate::linux::Flavour::Debug);
+        DebugBuild { wanted, child: None }
+    }
+
+    /// Once: the default kernel first (in the foreground, as the test would), then the debug one.
+    fn start(&mut self, ws: &Workspace) {
+        if !std::mem::take(&mut self.wanted) {
+            return;
+        }
+        if crate::linux::build_kernel(ws).is_err() {
+            return; // the test reports it
+        }
+        let log = ws.hauki_dir().join("linux-debug-build.log");
+        let spawn = || -> std::io::Result<std::process::Child> {
+            let out = std::fs::File::create(&log)?;
+            std::process::Command::new("nice")
+                .args(["-n", "10"])
+                .arg(std::env::current_exe()?)
+                .args(["linux", "--debug"])
+                .current_dir(&ws.root)
+                .stdin(std::process::Stdio::null())
+                .stdout(out.try_clone()?)
+                .stderr(out)
+                .spawn()
+        };
+        match spawn() {
+            Ok(c) => {
+                println!(
+                    "==> building the debug kernel for linux-debug-lockdep in the background meanwhile (log: {})",
+                    ws.rel(&log)
+                );
+                self.child = Some(c);
+            }
+            Err(e) => println!("==> the debug kernel's background build did not start ({e}); the test builds it"),
+        }
+    }
+
+    fn wait(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
 }
 
 fn x2apic_skip_reason(tools: &Tools) -> String {
