@@ -195,7 +195,8 @@ fn missing() -> Vec<Missing> {
     m
 }
 
-fn is_root() -> bool {
+/// Whether xtask runs as root (`id -u` is 0).
+pub(crate) fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 

@@ -133,7 +133,7 @@ pub fn build(ws: &Workspace) -> Result<PathBuf, String> {
             return Err(format!("{prog} is missing: `apt-get install {package}` (`cargo xtask deps` does it as root)"));
         }
     }
-    if !is_root() {
+    if !crate::deps::is_root() {
         return Err("cargo xtask rootfs builds the image as root (mmdebstrap's root mode keeps the files' owners, \
                     which mkfs.ext4 -d copies): run it with sudo once; the image is cached for everyone after"
             .into());
@@ -195,9 +195,7 @@ pub fn working_copy(ws: &Workspace) -> Result<PathBuf, String> {
     if !copy.exists() || std::fs::read_to_string(&stamp).ok().as_deref() != Some(from.as_str()) {
         println!("==> a fresh working copy of the image: {}", ws.rel(&copy));
         std::fs::create_dir_all(ws.hauki_dir()).map_err(|e| e.to_string())?;
-        let mut cp = Command::new("cp");
-        cp.arg("--sparse=always").arg(&cached).arg(&copy);
-        crate::util::run_status(&mut cp)?;
+        sparse_copy(&cached, &copy)?;
         std::fs::write(&stamp, &from).map_err(|e| e.to_string())?;
     }
     install_tools(ws, &copy)?;
@@ -209,10 +207,13 @@ pub fn working_copy(ws: &Workspace) -> Result<PathBuf, String> {
 pub fn fresh_copy(ws: &Workspace, dest: &Path) -> Result<(), String> {
     let cached = build(ws)?;
     let _ = std::fs::remove_file(dest);
-    let mut cp = Command::new("cp");
-    cp.arg("--sparse=always").arg(&cached).arg(dest);
-    crate::util::run_status(&mut cp)?;
+    sparse_copy(&cached, dest)?;
     install_tools(ws, dest)
+}
+
+/// Copies the image `from` to `to`, keeping it sparse.
+fn sparse_copy(from: &Path, to: &Path) -> Result<(), String> {
+    crate::util::run_status(Command::new("cp").arg("--sparse=always").arg(from).arg(to))
 }
 
 /// Writes the Linux tools into `/usr/local/bin` of the (unmounted) image with debugfs.
@@ -246,10 +247,6 @@ fn install_tools(ws: &Workspace, image: &Path) -> Result<(), String> {
 fn set_mode(p: &Path, mode: u32) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|e| format!("{}: {e}", p.display()))
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
 /// Runs mmdebstrap with its output in `log`, showing its phases (its `I: …` lines) as progress.

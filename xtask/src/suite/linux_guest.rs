@@ -50,11 +50,7 @@ pub(super) fn with_linux(
         con.expect("# ", bound)?;
         quiet_console(&mut con, bound)?;
         steps(&mut con, &c2)?;
-        let recs = Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default());
-        let misses: u64 = recs.events("latency").filter_map(|l| l["misses"].as_u64()).sum();
-        if misses != 0 {
-            return Err(format!("the latency task missed {misses} deadlines"));
-        }
+        no_misses(&c2, "")?;
         poweroff(&mut con, bound)
     };
     match run() {
@@ -438,11 +434,27 @@ fn linux_loader_refuses_bad_image(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Sta
 
 /// `poweroff` on Linux's shell must end QEMU cleanly (status 0).
 pub(super) fn poweroff(con: &mut ShellConsole, bound: Duration) -> Result<(), String> {
-    con.send("poweroff")?;
+    poweroff_by(con, "poweroff", bound)
+}
+
+/// `cmd` on Linux's shell must end QEMU cleanly (status 0).
+pub(super) fn poweroff_by(con: &mut ShellConsole, cmd: &str, bound: Duration) -> Result<(), String> {
+    con.send(cmd)?;
     match con.wait_exit(bound)? {
         Some(0) => Ok(()),
-        other => Err(format!("QEMU exit status {other:?} after poweroff, want 0")),
+        other => Err(format!("QEMU exit status {other:?} after {cmd}, want 0")),
     }
+}
+
+/// The latency task's worst case (ns) in COM2's records so far (`c2`); an error, naming `during`,
+/// if it missed any deadline.
+pub(super) fn no_misses(c2: &Path, during: &str) -> Result<u64, String> {
+    let recs = Records::parse(&std::fs::read_to_string(c2).unwrap_or_default());
+    let misses: u64 = recs.events("latency").filter_map(|l| l["misses"].as_u64()).sum();
+    if misses != 0 {
+        return Err(format!("the latency task missed {misses} deadlines{during}"));
+    }
+    Ok(recs.events("latency").filter_map(|l| l["max_ns"].as_u64()).max().unwrap_or(0))
 }
 
 /// Seconds of virtual time the battery runs in the system test (about 10 s of wall time each
