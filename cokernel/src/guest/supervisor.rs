@@ -274,15 +274,36 @@ extern "C" fn take_over() -> ! {
 /// kept instead of done.
 #[cfg(feature = "ktest")]
 pub mod testing {
-    use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
     use super::{
-        BOOT_WATCHDOG_TICKS, CHECK_PERIOD_NS, CHECKS_PER_LIMIT, Failure, STUCK_BOOTING, STUCK_WAITED, WATCHDOG_TICKS,
-        tsc,
+        BOOT_WATCHDOG_TICKS, CHECK_PERIOD_NS, CHECKS_PER_LIMIT, Failure, STACK_OVERFLOW_RSP, STUCK_BOOTING,
+        STUCK_WAITED, TrapFrame, WATCHDOG_TICKS, tsc,
     };
 
     pub(super) static DRY_RUN: AtomicBool = AtomicBool::new(false);
     pub(super) static CAUGHT: AtomicU8 = AtomicU8::new(0);
+    static RESUME_AFTER_OVERFLOW: AtomicU64 = AtomicU64::new(0);
+
+    /// The next stack overflow caught in an interrupt's entry resumes at `rip`, interrupts off
+    /// (the synthetic guest's stack is not worth returning to; a dry run keeps the frame).
+    pub fn resume_after_overflow(rip: u64) {
+        RESUME_AFTER_OVERFLOW.store(rip, Ordering::Relaxed);
+    }
+
+    /// Called on a caught stack overflow: points `frame` at the resume point, if one was set.
+    pub fn redirect_after_overflow(frame: &mut TrapFrame) {
+        let rip = RESUME_AFTER_OVERFLOW.swap(0, Ordering::Relaxed);
+        if rip != 0 {
+            frame.rip = rip;
+            frame.rflags &= !0x200;
+        }
+    }
+
+    /// The stack pointer of the last caught overflow (0: none), taken.
+    pub fn take_overflow_rsp() -> u64 {
+        STACK_OVERFLOW_RSP.swap(0, Ordering::Relaxed)
+    }
 
     /// Judges with these limits and keeps verdicts instead of acting on them. Returns the check
     /// period (ns) when this is the first call, for the caller to start the watchdog task with.

@@ -111,5 +111,7 @@ fn linux_stack_overflow(frame: &mut TrapFrame) -> *mut TrapFrame {
         }
     }
     supervisor::linux_faulted(8, frame.rip);
+    #[cfg(feature = "ktest")]
+    supervisor::testing::redirect_after_overflow(frame);
     sched::switch_point(frame)
 }

@@ -99,6 +99,7 @@ const TESTS: &[Test] = tests![
     watchdog::watchdog_catches_a_guest_spinning_with_its_timer_armed,
     watchdog::watchdog_catches_a_guest_halted_with_its_flag_off,
     watchdog::watchdog_catches_a_guest_looping_in_faults,
+    watchdog::an_interrupt_entry_on_linux_s_exhausted_stack_is_linux_s_failure,
     watchdog::watchdog_catches_a_guest_that_never_registers,
     phase::phase_transform_is_constant_time_dudect,
     phase::phase_dudect_detects_the_branchy_control,

@@ -173,6 +173,72 @@ pub(super) fn watchdog_catches_a_guest_looping_in_faults() -> TestResult {
     r
 }
 
+core::arch::global_asm!(
+    r#"
+    .section .guest_test, "ax"
+    .global ktest_guest_overflow
+    .global ktest_guest_overflow_resume
+/* Guest code on an exhausted stack (rdi: 64 bytes above an unmapped page): interrupts on, so the
+   interrupt pending at the local APIC is taken here. The CPU's frame fits; the co-kernel entry's
+   register pushes do not. The co-kernel resumes the guest at the label below, interrupts off. */
+ktest_guest_overflow:
+    movq %rsp, ktest_overflow_saved_rsp(%rip)
+    movq %rdi, %rsp
+    sti
+1:  pause
+    jmp 1b
+ktest_guest_overflow_resume:
+    movq ktest_overflow_saved_rsp(%rip), %rsp
+    sti
+    ret
+
+    .section .data.ktest_guest, "aw"
+    .balign 8
+ktest_overflow_saved_rsp: .quad 0
+    .section .text
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    fn ktest_guest_overflow(stack: u64);
+    fn ktest_guest_overflow_resume();
+}
+
+/// The vector the overflowing guest is interrupted with (a Linux one: acknowledged, not raised
+/// again, when Linux is given up).
+const OVERFLOW_IRQ: u8 = 0x40;
+
+pub(super) fn an_interrupt_entry_on_linux_s_exhausted_stack_is_linux_s_failure() -> TestResult {
+    wd_arm();
+    let _ = supervisor::testing::take_caught();
+    let _ = supervisor::testing::take_overflow_rsp();
+    // The guest's stack: one page in a window of its own, an unmapped page below it, and not a
+    // co-kernel stack.
+    let phys = arch::mm::alloc_frame().ok_or("no frame for the guest's stack")?;
+    let page = arch::mm::map_mmio(phys, 4096);
+    ensure!(arch::mm::translate(page - 4096).is_none(), "the page below the guest's stack is mapped");
+    guest_on();
+    guest::VCPU.set_enabled(true);
+    supervisor::testing::resume_after_overflow(ktest_guest_overflow_resume as *const () as u64);
+    let timer = arch::frame::vectors::TIMER;
+    let ticks = idt::count(timer);
+    x86_64::instructions::interrupts::disable();
+    arch::apic::send_ipi(arch::apic::id(), u32::from(OVERFLOW_IRQ));
+    // SAFETY: guest code: it runs on the given stack until an interrupt's entry overflows it,
+    // and the co-kernel resumes it at its resume label, which restores this stack and returns.
+    unsafe { ktest_guest_overflow(page + 64) };
+    let caught = supervisor::testing::take_caught();
+    let rsp = supervisor::testing::take_overflow_rsp();
+    wd_guest_gone();
+    ensure!(matches!(caught, Some((Failure::Fault, _, _))), "judged {caught:?}, want a Linux fault");
+    ensure!(rsp >= page - 8 && rsp < page + 64, "the overflow's stack pointer {rsp:#x}, the page at {page:#x}");
+    ensure!(!arch::apic::in_service(OVERFLOW_IRQ), "the interrupt being entered is still in service");
+    // The co-kernel's own interrupts go on: the timer keeps ticking.
+    ensure!(run_until(50, || idt::count(timer) > ticks + 2), "the co-kernel's timer stopped");
+    Ok(())
+}
+
 pub(super) fn watchdog_catches_a_guest_that_never_registers() -> TestResult {
     wd_arm();
     let _ = supervisor::testing::take_caught();
