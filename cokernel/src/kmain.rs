@@ -408,7 +408,8 @@ fn start_linux(
         return None;
     }
     let mut features = 0;
-    if cpu.x2apic {
+    // The mode in use, not the CPU's ability: Linux writes the x2APIC self-IPI MSR on it.
+    if apic::mode() == Some(apic::Mode::X2Apic) {
         features |= hauki_abi::guest::FEATURE_X2APIC;
     }
     if cpu.tsc_deadline {

@@ -166,8 +166,10 @@ pub mod guest {
     /// not Linux's: Linux claims neither.
     pub const TELEMETRY_IRQ: u32 = 3;
 
-    /// [`Handoff::features`] bit: the CPU has x2APIC (CPUID.1:ECX bit 21); Linux then sends its
-    /// upcall on the way to user mode as a self-IPI through the x2APIC MSR.
+    /// [`Handoff::features`] bit: the co-kernel runs the local APIC in x2APIC mode; Linux then
+    /// sends its upcall on the way back to user or kernel code as a self-IPI through the x2APIC
+    /// MSR (in xAPIC mode that MSR write would fault, so the bit is clear there even when the CPU
+    /// has x2APIC, e.g. with `hauki.apic=xapic`).
     pub const FEATURE_X2APIC: u64 = 1 << 0;
     /// [`Handoff::features`] bit: the CPU has the TSC-deadline timer mode.
     pub const FEATURE_TSC_DEADLINE: u64 = 1 << 1;
