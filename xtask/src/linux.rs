@@ -67,19 +67,46 @@ fn parse_series(text: &str) -> Vec<String> {
     text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect()
 }
 
-/// Which kernel: the one that runs (`hauki.config`), or the debug build for lockdep and entry
-/// checks (`hauki.config` + `hauki-debug.config`).
+/// Which kernel: the one that runs (`hauki.config`), the debug build for lockdep and entry
+/// checks (`hauki.config` + `hauki-debug.config`), or one of the two references Hauki is compared
+/// with, built from the same source without the patch series: `hauki.config` without its Hauki
+/// options, `EXPERT` on (which PREEMPT_RT depends on) and a preemption model set on the
+/// configured tree with `scripts/config`, then `olddefconfig` (setting EXPERT in the
+/// `allnoconfig` fragment instead would turn off dozens of options EXPERT makes visible).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavour {
     Default,
     Debug,
+    /// Unpatched, `CONFIG_PREEMPT_RT` (mainline since 6.12).
+    PreemptRt,
+    /// Unpatched, `CONFIG_PREEMPT_VOLUNTARY`: the preemption Debian's kernels run with by default.
+    Stock,
 }
 
 impl Flavour {
     fn fragments(self) -> &'static [&'static str] {
         match self {
-            Flavour::Default => &["linux-patch/hauki.config"],
             Flavour::Debug => &["linux-patch/hauki.config", "linux-patch/hauki-debug.config"],
+            Flavour::Default | Flavour::PreemptRt | Flavour::Stock => &["linux-patch/hauki.config"],
+        }
+    }
+
+    /// Whether the patch series is applied (the references are built without it).
+    fn patched(self) -> bool {
+        matches!(self, Flavour::Default | Flavour::Debug)
+    }
+
+    /// How the progress lines name the build.
+    fn what(self) -> &'static str {
+        if self.patched() { "with the patch series" } else { "unpatched" }
+    }
+
+    /// `scripts/config` arguments applied after `allnoconfig` (then `olddefconfig`), if any.
+    pub fn preemption(self) -> &'static [&'static str] {
+        match self {
+            Flavour::Default | Flavour::Debug => &[],
+            Flavour::PreemptRt => &["-e", "EXPERT", "-d", "PREEMPT_NONE", "-e", "PREEMPT_RT"],
+            Flavour::Stock => &["-e", "EXPERT", "-d", "PREEMPT_NONE", "-e", "PREEMPT_VOLUNTARY"],
         }
     }
 
@@ -88,6 +115,8 @@ impl Flavour {
         match self {
             Flavour::Default => VMLINUX,
             Flavour::Debug => "vmlinux-debug",
+            Flavour::PreemptRt => "vmlinux-preempt-rt",
+            Flavour::Stock => "vmlinux-stock",
         }
     }
 
@@ -96,7 +125,7 @@ impl Flavour {
     /// ([`expected_objects`]).
     fn typical_objects(self) -> u64 {
         match self {
-            Flavour::Default => 1190,
+            Flavour::Default | Flavour::PreemptRt | Flavour::Stock => 1190,
             Flavour::Debug => 1220,
         }
     }
@@ -106,25 +135,38 @@ impl Flavour {
         match self {
             Flavour::Default => "objects-default",
             Flavour::Debug => "objects-debug",
+            Flavour::PreemptRt => "objects-preempt-rt",
+            Flavour::Stock => "objects-stock",
         }
     }
 
-    /// The fragments, concatenated.
+    /// The fragments, concatenated (without the Hauki options for an unpatched build).
     fn config(self, ws: &Workspace) -> Result<String, String> {
         let mut text = String::new();
         for f in self.fragments() {
             let p = ws.root.join(f);
             text.push_str(&std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?);
         }
+        if !self.patched() {
+            text = without_hauki_options(&text);
+        }
         Ok(text)
     }
+}
+
+/// A fragment without the options only the patch series has (`CONFIG_HAUKI_*`).
+fn without_hauki_options(fragment: &str) -> String {
+    fragment.lines().filter(|l| !l.contains("CONFIG_HAUKI_")).map(|l| format!("{l}\n")).collect()
 }
 
 /// The cache key: every input that changes the kernel.
 fn build_key(ws: &Workspace, version: &str, flavour: Flavour) -> Result<String, String> {
     let mut h = Sha256::new();
     h.update(format!("recipe {RECIPE_VERSION}\nsource {version}\n"));
-    for p in series(ws)? {
+    if !flavour.patched() {
+        h.update(format!("unpatched, scripts/config {}\n", flavour.preemption().join(" ")));
+    }
+    for p in series(ws)?.into_iter().filter(|_| flavour.patched()) {
         let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
         h.update(p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         h.update(&bytes);
@@ -183,10 +225,10 @@ pub fn build_flavour(ws: &Workspace, flavour: Flavour) -> Result<PathBuf, String
         if !cached.exists() {
             compile(ws, &cache, &dir, &version, flavour)?;
         } else {
-            println!("==> Linux {version} with the patch series ({flavour:?}): built meanwhile ({})", dir.display());
+            println!("==> Linux {version} {} ({flavour:?}): built meanwhile ({})", flavour.what(), dir.display());
         }
     } else {
-        println!("==> Linux {version} with the patch series ({flavour:?}): cached ({})", dir.display());
+        println!("==> Linux {version} {} ({flavour:?}): cached ({})", flavour.what(), dir.display());
     }
     std::fs::create_dir_all(ws.hauki_dir()).map_err(|e| e.to_string())?;
     std::fs::copy(&cached, &out).map_err(|e| format!("copy {} -> {}: {e}", cached.display(), out.display()))?;
@@ -216,7 +258,7 @@ fn compile(ws: &Workspace, cache: &Path, dir: &Path, version: &str, flavour: Fla
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     // A hard-linked copy: cheap, and `patch` replaces (not edits) the files it changes.
     run_status(Command::new("cp").arg("-al").arg(&pristine).arg(&tree))?;
-    for p in series(ws)? {
+    for p in series(ws)?.into_iter().filter(|_| flavour.patched()) {
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         println!("==> applying {name}");
         let o = Command::new("patch")
@@ -244,6 +286,18 @@ fn compile(ws: &Workspace, cache: &Path, dir: &Path, version: &str, flavour: Fla
     println!("==> configuring (allnoconfig + {})", flavour.fragments().join(" + "));
     let log = dir.join("build.log");
     run_logged(make(&["allnoconfig", &format!("KCONFIG_ALLCONFIG={}", frag.display())]), &log)?;
+    if !flavour.preemption().is_empty() {
+        println!("==> scripts/config {} && make olddefconfig", flavour.preemption().join(" "));
+        let mut sc = Command::new(tree.join("scripts/config"));
+        sc.arg("--file").arg(obj.join(".config")).args(flavour.preemption());
+        run_logged(sc, &log)?;
+        run_logged(make(&["olddefconfig"]), &log)?;
+        let have = std::fs::read_to_string(obj.join(".config")).map_err(|e| format!(".config: {e}"))?;
+        let wrong = preemption_not_taken(flavour.preemption(), &have);
+        if !wrong.is_empty() {
+            return Err(format!("Kconfig did not take the preemption model ({flavour:?}): {}", wrong.join(", ")));
+        }
+    }
     check_config(&config, &obj.join(".config"))?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (expected, from) = expected_objects(cache, flavour);
@@ -377,6 +431,18 @@ fn check_config(fragment: &str, config: &Path) -> Result<(), String> {
     }
 }
 
+/// The `scripts/config` settings (`-e X`, `-d X`) a `.config` does not have.
+fn preemption_not_taken(args: &[&str], config: &str) -> Vec<String> {
+    let have: std::collections::HashSet<&str> = config.lines().map(str::trim).collect();
+    args.chunks(2)
+        .filter_map(|a| match a {
+            ["-e", name] => (!have.contains(format!("CONFIG_{name}=y").as_str())).then(|| format!("CONFIG_{name}=y")),
+            ["-d", name] => have.contains(format!("CONFIG_{name}=y").as_str()).then(|| format!("CONFIG_{name} off")),
+            _ => None,
+        })
+        .collect()
+}
+
 fn missing_options(fragment: &str, config: &str) -> Vec<String> {
     let have: std::collections::HashSet<&str> = config.lines().map(str::trim).collect();
     fragment
@@ -492,7 +558,7 @@ const BUSYBOX: &str = "/bin/busybox";
 /// `linux-patch/initramfs/etc/inittab`), `haukictl` ([`build_haukictl`]), the files under
 /// `linux-patch/initramfs/`, /dev/console.
 pub fn build_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
-    write_initramfs(ws, INITRAMFS, &[])
+    write_initramfs(ws, INITRAMFS, &[], "")
 }
 
 /// The initramfs for a boot from a disk (`target/hauki/rootless.cpio.gz`): `/dev/console` and
@@ -545,7 +611,69 @@ pub fn build_selftests_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
         let data = std::fs::read(out.join(&n)).map_err(|e| format!("{n}: {e}"))?;
         files.push((format!("selftests/{n}"), data));
     }
-    write_initramfs(ws, SELFTESTS_INITRAMFS, &files)
+    let what = format!(" and {} selftests", files.len());
+    write_initramfs(ws, SELFTESTS_INITRAMFS, &files, &what)
+}
+
+/// The initramfs the latency comparison boots (`target/hauki/rt-tests-initramfs.cpio.gz`):
+/// everything the usual one has, and Debian 12's `cyclictest` and `hackbench` (rt-tests) with the
+/// C library and libnuma they load, from Debian's packages ([`rt_tests_files`]).
+pub fn build_rt_tests_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
+    let files = rt_tests_files(&cache_dir())?;
+    write_initramfs(ws, "rt-tests-initramfs.cpio.gz", &files, " and rt-tests (cyclictest, hackbench)")
+}
+
+/// The Debian packages the rt-tests files come from.
+const RT_TESTS_DEBS: [&str; 3] = ["rt-tests", "libnuma1", "libc6"];
+
+/// (package, path in the package, path in the initramfs): the two programs, the libraries they
+/// load (`ldd`), and the dynamic loader at the path their ELF headers name.
+const RT_TESTS_FILES: [(&str, &str, &str); 7] = [
+    ("rt-tests", "usr/bin/cyclictest", "bin/cyclictest"),
+    ("rt-tests", "usr/bin/hackbench", "bin/hackbench"),
+    ("libnuma1", "usr/lib/x86_64-linux-gnu/libnuma.so.1.0.0", "lib/x86_64-linux-gnu/libnuma.so.1"),
+    ("libc6", "lib/x86_64-linux-gnu/libc.so.6", "lib/x86_64-linux-gnu/libc.so.6"),
+    ("libc6", "lib/x86_64-linux-gnu/libpthread.so.0", "lib/x86_64-linux-gnu/libpthread.so.0"),
+    ("libc6", "lib/x86_64-linux-gnu/librt.so.1", "lib/x86_64-linux-gnu/librt.so.1"),
+    ("libc6", "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2"),
+];
+
+/// The rt-tests files for the initramfs, from the Debian packages kept in
+/// `~/.cache/hauki/rt-tests-debs/` (fetched with `apt-get download` the first time; their file
+/// names carry their versions, so what a run used is on record there).
+fn rt_tests_files(cache: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let dir = cache.join("rt-tests-debs");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let deb_of = |pkg: &str| -> Option<PathBuf> {
+        let prefix = format!("{pkg}_");
+        std::fs::read_dir(&dir).ok()?.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                && p.extension().is_some_and(|e| e == "deb")
+        })
+    };
+    let missing: Vec<&str> = RT_TESTS_DEBS.iter().copied().filter(|p| deb_of(p).is_none()).collect();
+    if !missing.is_empty() {
+        println!("==> apt-get download {} (for the latency comparison's initramfs)", missing.join(" "));
+        let mut c = Command::new("apt-get");
+        c.arg("download").args(&missing).current_dir(&dir);
+        run_status(&mut c).map_err(|e| format!("{e}; `apt-get update` may be needed first"))?;
+    }
+    let stage = dir.join("extracted");
+    let _ = std::fs::remove_dir_all(&stage);
+    let mut files = Vec::new();
+    for pkg in RT_TESTS_DEBS {
+        let deb = deb_of(pkg).ok_or_else(|| format!("{pkg}: no .deb in {}", dir.display()))?;
+        let into = stage.join(pkg);
+        std::fs::create_dir_all(&into).map_err(|e| e.to_string())?;
+        run_status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&into))?;
+    }
+    for (pkg, from, to) in RT_TESTS_FILES {
+        let p = stage.join(pkg).join(from);
+        let data = std::fs::read(&p).map_err(|e| format!("{}: {e} (in {pkg}'s package)", p.display()))?;
+        files.push((to.to_string(), data));
+    }
+    let _ = std::fs::remove_dir_all(&stage);
+    Ok(files)
 }
 
 /// The Linux programs of `linux-patch/haukictl` (`haukictl`, `hauki-decide` for the bridge
@@ -604,7 +732,11 @@ fn check_static_elf(data: &[u8]) -> Result<(), String> {
 
 /// The initramfs `name` in `target/hauki/`, with `bin/haukictl` and `extra` files (path,
 /// contents; mode 0755) added.
-fn write_initramfs(ws: &Workspace, name: &str, extra: &[(String, Vec<u8>)]) -> Result<PathBuf, String> {
+/// The folders every initramfs has.
+const INITRAMFS_DIRS: [&str; 13] =
+    ["bin", "sbin", "dev", "etc", "proc", "sys", "tmp", "root", "usr", "usr/bin", "usr/sbin", "var", "run"];
+
+fn write_initramfs(ws: &Workspace, name: &str, extra: &[(String, Vec<u8>)], what: &str) -> Result<PathBuf, String> {
     let busybox = std::fs::read(BUSYBOX)
         .map_err(|e| format!("{BUSYBOX}: {e}; install Debian's busybox-static (`apt-get install busybox-static`)"))?;
     if busybox.get(..4) != Some(b"\x7fELF") || busybox.windows(7).any(|w| w == b"ld-linux") {
@@ -612,7 +744,7 @@ fn write_initramfs(ws: &Workspace, name: &str, extra: &[(String, Vec<u8>)]) -> R
     }
     let tools = build_haukictl(ws)?;
     let mut c = Cpio::new();
-    for d in ["bin", "sbin", "dev", "etc", "proc", "sys", "tmp", "root", "usr", "usr/bin", "usr/sbin", "var", "run"] {
+    for d in INITRAMFS_DIRS {
         c.dir(d);
     }
     c.char_dev("dev/console", 0o600, 5, 1);
@@ -625,14 +757,22 @@ fn write_initramfs(ws: &Workspace, name: &str, extra: &[(String, Vec<u8>)]) -> R
     c.symlink("bin/sh", "busybox");
     let root = ws.root.join("linux-patch/initramfs");
     add_tree(&mut c, &root, &root)?;
-    if !extra.is_empty() {
-        c.dir("selftests");
+    // The folders the extra files need that the base does not have, parents first.
+    let mut dirs = std::collections::BTreeSet::new();
+    for (path, _) in extra {
+        let mut at = Path::new(path).parent();
+        while let Some(d) = at.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(d.to_string_lossy().into_owned());
+            at = d.parent();
+        }
+    }
+    for d in dirs.iter().filter(|d| !INITRAMFS_DIRS.contains(&d.as_str())) {
+        c.dir(d);
     }
     for (path, data) in extra {
         c.file(path, 0o755, data);
     }
     let archive = c.finish();
-    let what = if extra.is_empty() { String::new() } else { format!(" and {} selftests", extra.len()) };
     let tools: Vec<String> = tools.iter().map(|(n, d)| format!("{n} ({} KiB)", d.len() / 1024)).collect();
     println!(
         "==> initramfs {name}: busybox, {}, linux-patch/initramfs{what} ({} KiB before gzip -9)",
@@ -701,6 +841,31 @@ pub fn build_all(ws: &Workspace) -> Result<(PathBuf, PathBuf), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_references_are_built_without_the_hauki_options_and_keyed_apart() {
+        let frag = "# x\nCONFIG_SMP=n\nCONFIG_HAUKI_GUEST=y\nCONFIG_PCI=y\n";
+        assert_eq!(without_hauki_options(frag), "# x\nCONFIG_SMP=n\nCONFIG_PCI=y\n");
+        assert!(Flavour::Default.patched() && Flavour::Debug.patched());
+        assert!(!Flavour::PreemptRt.patched() && !Flavour::Stock.patched());
+        let ws = Workspace::locate();
+        let keys: std::collections::HashSet<String> =
+            [Flavour::Default, Flavour::Debug, Flavour::PreemptRt, Flavour::Stock]
+                .into_iter()
+                .map(|f| build_key(&ws, "6.12.test", f).unwrap())
+                .collect();
+        assert_eq!(keys.len(), 4, "every flavour has a key of its own");
+        assert!(Flavour::PreemptRt.config(&ws).unwrap().lines().all(|l| !l.contains("HAUKI")));
+    }
+
+    #[test]
+    fn a_preemption_model_kconfig_did_not_take_is_named() {
+        let args = Flavour::PreemptRt.preemption();
+        let good = "CONFIG_EXPERT=y\n# CONFIG_PREEMPT_NONE is not set\nCONFIG_PREEMPT_RT=y\n";
+        assert!(preemption_not_taken(args, good).is_empty());
+        let bad = "CONFIG_EXPERT=y\nCONFIG_PREEMPT_NONE=y\n";
+        assert_eq!(preemption_not_taken(args, bad), ["CONFIG_PREEMPT_NONE off", "CONFIG_PREEMPT_RT=y"]);
+    }
 
     #[test]
     fn series_skips_comments_and_blanks() {

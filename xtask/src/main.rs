@@ -10,6 +10,7 @@ mod args;
 mod bench;
 mod bench_linux;
 mod build;
+mod compare;
 mod console;
 mod deps;
 mod elf;
@@ -78,7 +79,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "linux",
         summary: "Build the Linux guest: the patched 6.12 vmlinux (cached outside the repo) and the busybox initramfs.",
-        usage: "cargo xtask linux [--debug]   (--debug: also the lockdep debug flavour, vmlinux-debug)",
+        usage: "cargo xtask linux [--debug] [--preempt-rt] [--stock]   (also the lockdep debug build; the unpatched PREEMPT_RT and stock references)",
         run: cmd_linux,
     },
     Command {
@@ -97,7 +98,7 @@ const COMMANDS: &[Command] = &[
         name: "test",
         summary: "Run every test: host steps (unit tests, lint, format), in-kernel KTAP tests, system tests under QEMU.",
         usage: "cargo xtask test [FILTER...]   (only tests whose name contains a FILTER or whose area is one: host, ktest, boot, rt, apps, \
-                linux-guest, linux-net, linux-lines, linux-disk, linux-distro, linux-faults, linux-checks; a FILTER matching nothing lists the tests; HAUKI_QEMU_TIMEOUT=<s> \
+                linux-guest, linux-net, linux-lines, linux-disk, linux-distro, linux-faults, linux-checks, linux-compare; a FILTER matching nothing lists the tests; HAUKI_QEMU_TIMEOUT=<s> \
                 raises the 120 s safety bound per QEMU run)",
         run: cmd_test,
     },
@@ -139,16 +140,20 @@ fn cmd_layers(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
 }
 
 fn cmd_linux(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
-    let debug = match args {
-        [] => false,
-        [a] if a == "--debug" => true,
-        _ => return Err(format!("`linux` takes only --debug (got {args:?})")),
-    };
+    let mut more = Vec::new();
+    for a in args {
+        more.push(match a.as_str() {
+            "--debug" => linux::Flavour::Debug,
+            "--preempt-rt" => linux::Flavour::PreemptRt,
+            "--stock" => linux::Flavour::Stock,
+            _ => return Err(format!("`linux` takes --debug, --preempt-rt and --stock (got {a:?})")),
+        });
+    }
     deps::ensure()?;
     let (vmlinux, initramfs) = linux::build_all(ws)?;
     println!("==> {}\n==> {}", ws.rel(&vmlinux), ws.rel(&initramfs));
-    if debug {
-        let v = linux::build_flavour(ws, linux::Flavour::Debug)?;
+    for f in more {
+        let v = linux::build_flavour(ws, f)?;
         println!("==> {}", ws.rel(&v));
     }
     Ok(ExitCode::SUCCESS)

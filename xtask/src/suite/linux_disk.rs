@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::linux_guest::{UP, quiet_console, sh, with_linux};
+use super::linux_guest::{at_prompt, sh, with_linux};
 use super::{Ctx, Status, Test, hard_timeout};
 use crate::console::ShellConsole;
 use crate::qemu::{Disk, DiskBus, disk_args};
@@ -86,10 +86,7 @@ fn mount_all(con: &mut ShellConsole, disks: &[TestDisk]) -> Result<Vec<bool>, St
 
 /// Waits for Linux to come back after a reboot or panic, then quiets its console again.
 fn back_up(con: &mut ShellConsole) -> Result<(), String> {
-    let bound = hard_timeout();
-    con.expect(UP, bound)?;
-    con.expect("# ", bound)?;
-    quiet_console(con, bound)
+    at_prompt(con, hard_timeout())
 }
 
 /// The last `linux` record's state (`rebooted`, `panicked`, …) on COM2.

@@ -46,9 +46,7 @@ pub(super) fn with_linux(
     };
     let bound = hard_timeout();
     let mut run = || -> Result<(), String> {
-        con.expect(UP, bound)?;
-        con.expect("# ", bound)?;
-        quiet_console(&mut con, bound)?;
+        at_prompt(&mut con, bound)?;
         steps(&mut con, &c2)?;
         no_misses(&c2, "")?;
         poweroff(&mut con, bound)
@@ -74,13 +72,18 @@ pub(crate) fn quiet_console(con: &mut ShellConsole, bound: Duration) -> Result<(
     con.run("echo 1 > /proc/sys/kernel/printk", bound).map(|_| ())
 }
 
+/// Waits for the initramfs's banner and shell prompt, then quiets Linux's console.
+pub(crate) fn at_prompt(con: &mut ShellConsole, bound: Duration) -> Result<(), String> {
+    con.expect(UP, bound)?;
+    con.expect("# ", bound)?;
+    quiet_console(con, bound)
+}
+
 /// Drives the busybox shell: banner, prompt, `uname -r` ending in -hauki, the pseudo filesystems,
 /// exit statuses, then `poweroff` (QEMU exit status 0).
 fn drive_linux_shell(con: &mut ShellConsole) -> Result<(), String> {
     let bound = hard_timeout();
-    con.expect(UP, bound)?;
-    con.expect("# ", bound)?;
-    quiet_console(con, bound)?;
+    at_prompt(con, bound)?;
     let (release, _) = con.run("uname -r", bound)?;
     if !release.trim().ends_with("-hauki") {
         return Err(format!("uname -r says {:?}, want a release ending in -hauki", release.trim()));
@@ -279,9 +282,7 @@ fn linux_guest_beside_rt(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     };
     let bound = hard_timeout();
     let mut steps = || -> Result<(), String> {
-        con.expect(UP, bound)?;
-        con.expect("# ", bound)?;
-        quiet_console(&mut con, bound)?;
+        at_prompt(&mut con, bound)?;
         // The first report after the prompt may still cover Linux's boot: the shell's figures start
         // after it.
         let before = Records::parse(&std::fs::read_to_string(&c2).unwrap_or_default()).events("latency").count() + 1;

@@ -34,6 +34,7 @@ mod boot;
 mod host;
 mod ktest;
 mod linux_checks;
+mod linux_compare;
 mod linux_disk;
 mod linux_distro;
 mod linux_faults;
@@ -163,6 +164,7 @@ fn registry() -> Vec<Test> {
         linux_distro::tests(),
         linux_faults::tests(),
         linux_checks::tests(),
+        linux_compare::tests(),
     ]
     .into_iter()
     .flatten()
@@ -230,8 +232,8 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut sum = Summary::default();
-    // The lockdep test's debug kernel is built beside the tests that come before it.
-    let mut debug_build = DebugBuild::new(ws, &chosen);
+    // The kernels only the last Linux tests boot are built beside the tests that come before.
+    let mut background = BackgroundKernels::new(ws, &chosen);
     let mut ktest_elf = Lazy(None);
     let mut artifacts: Lazy<Artifacts> = Lazy(None);
     let not_built =
@@ -257,7 +259,7 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
                 Err(e) => sum.record(&t.name, not_built(e), None),
                 Ok(a) => {
                     if t.area.starts_with("linux") {
-                        debug_build.start(ws);
+                        background.start(ws);
                     }
                     println!("==> {}", t.name);
                     let start = Instant::now();
@@ -267,45 +269,58 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
             },
         }
     }
-    debug_build.wait();
+    background.wait();
     sum.finish()
 }
 
-/// The debug kernel, built in the background (a second `cargo xtask linux --debug`, niced, its
-/// output in `target/hauki/linux-debug-build.log`) while the Linux tests before
-/// `linux-debug-lockdep` run: on two cores the QEMU tests use one, and a cold run saves most of
-/// the build's quarter of an hour. The test takes the result through the build lock (it waits
-/// for the build, or builds again itself and fails with the build's error).
-struct DebugBuild {
-    wanted: bool,
+/// The kernels only some Linux tests boot (the test, the flavour, `cargo xtask linux`'s flag).
+const BACKGROUND_KERNELS: [(&str, crate::linux::Flavour, &str); 2] = [
+    ("linux-debug-lockdep", crate::linux::Flavour::Debug, "--debug"),
+    ("preempt-rt-kernel-runs-cyclictest", crate::linux::Flavour::PreemptRt, "--preempt-rt"),
+];
+
+/// Those kernels, built in the background (a second `cargo xtask linux --debug …`, niced, its
+/// output in `target/hauki/linux-background-build.log`) while the Linux tests before theirs run:
+/// on two cores the QEMU tests use one, and a cold run saves most of each build's quarter of an
+/// hour. A test takes its kernel through the build lock (it waits for the build, or builds again
+/// itself and fails with the build's error).
+struct BackgroundKernels {
+    flags: Vec<&'static str>,
     child: Option<std::process::Child>,
 }
 
-impl DebugBuild {
-    fn new(ws: &Workspace, chosen: &[&Test]) -> DebugBuild {
+impl BackgroundKernels {
+    fn new(ws: &Workspace, chosen: &[&Test]) -> BackgroundKernels {
+        let theirs = |t: &Test| BACKGROUND_KERNELS.iter().any(|(name, _, _)| t.name == *name);
         // Worth it only with other Linux tests to overlap.
-        let others = chosen.iter().filter(|t| t.area.starts_with("linux") && t.name != "linux-debug-lockdep").count();
-        let wanted = others > 0
-            && chosen.iter().any(|t| t.name == "linux-debug-lockdep")
-            && !crate::linux::is_cached(ws, crate::linux::Flavour::Debug);
-        DebugBuild { wanted, child: None }
+        let others = chosen.iter().filter(|t| t.area.starts_with("linux") && !theirs(t)).count();
+        let flags = BACKGROUND_KERNELS
+            .iter()
+            .filter(|(name, f, _)| {
+                others > 0 && chosen.iter().any(|t| t.name == *name) && !crate::linux::is_cached(ws, *f)
+            })
+            .map(|(_, _, flag)| *flag)
+            .collect();
+        BackgroundKernels { flags, child: None }
     }
 
-    /// Once: the default kernel first (in the foreground, as the test would), then the debug one.
+    /// Once: the default kernel first (in the foreground, as the tests would), then the others.
     fn start(&mut self, ws: &Workspace) {
-        if !std::mem::take(&mut self.wanted) {
+        let flags = std::mem::take(&mut self.flags);
+        if flags.is_empty() {
             return;
         }
         if crate::linux::build_kernel(ws).is_err() {
             return; // the test reports it
         }
-        let log = ws.hauki_dir().join("linux-debug-build.log");
+        let log = ws.hauki_dir().join("linux-background-build.log");
         let spawn = || -> std::io::Result<std::process::Child> {
             let out = std::fs::File::create(&log)?;
             std::process::Command::new("nice")
                 .args(["-n", "10"])
                 .arg(std::env::current_exe()?)
-                .args(["linux", "--debug"])
+                .arg("linux")
+                .args(&flags)
                 .current_dir(&ws.root)
                 .stdin(std::process::Stdio::null())
                 .stdout(out.try_clone()?)
@@ -315,12 +330,13 @@ impl DebugBuild {
         match spawn() {
             Ok(c) => {
                 println!(
-                    "==> building the debug kernel for linux-debug-lockdep in the background meanwhile (log: {})",
+                    "==> building `cargo xtask linux {}` in the background meanwhile (log: {})",
+                    flags.join(" "),
                     ws.rel(&log)
                 );
                 self.child = Some(c);
             }
-            Err(e) => println!("==> the debug kernel's background build did not start ({e}); the test builds it"),
+            Err(e) => println!("==> the background kernel build did not start ({e}); the tests build them"),
         }
     }
 
