@@ -268,6 +268,84 @@ pub const FUZZ_USAGE: &str = "cargo xtask fuzz [TARGET...] [--seconds N] | --lis
   --input FILE        run TARGET once on FILE (replay a crash) instead of fuzzing
 Needs nightly and cargo-fuzz (installed on first use); docs/fuzzing.md.";
 
+/// One command's arguments, a flag at a time: `--flag=value` split at `=`, and the value of a
+/// flag that takes one (inline or the next argument).
+struct Flags<'a> {
+    it: std::slice::Iter<'a, String>,
+    command: &'static str,
+}
+
+impl<'a> Flags<'a> {
+    /// The next argument as (flag or word, inline value).
+    fn next(&mut self) -> Option<(&'a str, Option<&'a str>)> {
+        let arg = self.it.next()?;
+        Some(match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
+            _ => (arg.as_str(), None),
+        })
+    }
+
+    /// The value of `flag`: `inline`, or the next argument.
+    fn value(&mut self, flag: &str, inline: Option<&str>) -> Result<String, String> {
+        match inline {
+            Some(v) => Ok(v.to_string()),
+            None => self
+                .it
+                .next()
+                .cloned()
+                .ok_or_else(|| format!("`{flag}` needs a value; see `cargo xtask help {}`", self.command)),
+        }
+    }
+}
+
+/// The arguments of `cargo xtask bench`: bench names, or `--compare` with its options.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct BenchOpts {
+    /// The benches named (empty: all); not with `--compare`.
+    pub names: Vec<String>,
+    /// `--compare`: Hauki against PREEMPT_RT and stock Linux.
+    pub compare: bool,
+    /// `--quick`: the comparison's short form.
+    pub quick: bool,
+    /// `--secs N`: virtual seconds of load per system.
+    pub secs: Option<u64>,
+    /// `--json FILE`.
+    pub json: Option<PathBuf>,
+    /// `--docs` / `--no-docs`: regenerate docs/benchmarks.md (default: for a full run).
+    pub docs: Option<bool>,
+}
+
+impl BenchOpts {
+    /// Parse the arguments after `bench`.
+    pub fn parse(args: &[String]) -> Result<BenchOpts, String> {
+        let mut o = BenchOpts::default();
+        let mut flags = Flags { it: args.iter(), command: "bench" };
+        while let Some((flag, inline)) = flags.next() {
+            let mut value = |name: &str| flags.value(name, inline);
+            match flag {
+                "--compare" if inline.is_none() => o.compare = true,
+                "--quick" if inline.is_none() => o.quick = true,
+                "--docs" if inline.is_none() => o.docs = Some(true),
+                "--no-docs" if inline.is_none() => o.docs = Some(false),
+                "--secs" => o.secs = Some(u64::from(number(flag, &value(flag)?, 2, 3600)?)),
+                "--json" => o.json = Some(PathBuf::from(value(flag)?)),
+                f if f.starts_with('-') => {
+                    return Err(format!("unknown flag `{f}` for `bench`; see `cargo xtask help bench`"));
+                }
+                name => o.names.push(name.to_string()),
+            }
+        }
+        let compare_only = o.quick || o.secs.is_some() || o.json.is_some() || o.docs.is_some();
+        if compare_only && !o.compare {
+            return Err("--quick, --secs, --json and --docs go with --compare".into());
+        }
+        if o.compare && !o.names.is_empty() {
+            return Err(format!("--compare runs on its own; drop the bench names {:?}", o.names));
+        }
+        Ok(o)
+    }
+}
+
 /// The arguments of `cargo xtask fuzz`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FuzzOpts {
@@ -285,18 +363,9 @@ impl FuzzOpts {
     /// Parse the arguments after `fuzz`.
     pub fn parse(args: &[String]) -> Result<FuzzOpts, String> {
         let mut o = FuzzOpts { targets: Vec::new(), seconds: 60, list: false, input: None };
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-                _ => (arg.as_str(), None),
-            };
-            let mut value = |name: &str| match &inline {
-                Some(v) => Ok(v.clone()),
-                None => {
-                    it.next().cloned().ok_or_else(|| format!("`{name}` needs a value; see `cargo xtask help fuzz`"))
-                }
-            };
+        let mut flags = Flags { it: args.iter(), command: "fuzz" };
+        while let Some((flag, inline)) = flags.next() {
+            let mut value = |name: &str| flags.value(name, inline);
             match flag {
                 "--seconds" => o.seconds = number(flag, &value(flag)?, 1, 24 * 3600)?,
                 "--input" => o.input = Some(PathBuf::from(value(flag)?)),
@@ -451,5 +520,19 @@ mod tests {
     fn no_args_check() {
         assert!(no_args("build", &[]).is_ok());
         assert!(no_args("build", &["x".into()]).is_err());
+    }
+
+    #[test]
+    fn bench_options() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(BenchOpts::parse(&v(&["edu", "uart"])).unwrap().names, ["edu", "uart"]);
+        let o = BenchOpts::parse(&v(&["--compare", "--quick", "--json", "r.json"])).unwrap();
+        assert!(o.compare && o.quick && o.json == Some(PathBuf::from("r.json")) && o.docs.is_none());
+        let o = BenchOpts::parse(&v(&["--compare", "--secs=30", "--no-docs"])).unwrap();
+        assert_eq!((o.secs, o.docs), (Some(30), Some(false)));
+        assert!(BenchOpts::parse(&v(&["--quick"])).unwrap_err().contains("go with --compare"));
+        assert!(BenchOpts::parse(&v(&["--compare", "edu"])).unwrap_err().contains("on its own"));
+        assert!(BenchOpts::parse(&v(&["--compare", "--secs", "1"])).is_err());
+        assert!(BenchOpts::parse(&v(&["--compare", "--json"])).unwrap_err().contains("needs a value"));
     }
 }

@@ -41,7 +41,7 @@ pub fn cache_dir() -> PathBuf {
     home.join(".cache").join("hauki")
 }
 
-fn source_version() -> Result<String, String> {
+pub(crate) fn source_version() -> Result<String, String> {
     let out = Command::new("dpkg-query")
         .args(["-W", "-f", "${Version}", SOURCE_PACKAGE])
         .output()

@@ -8,6 +8,7 @@ mod abi;
 mod apps;
 mod args;
 mod bench;
+mod bench_compare;
 mod bench_linux;
 mod build;
 mod compare;
@@ -105,7 +106,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "bench",
         summary: "Build, then measure image size and boot time; writes target/hauki/bench.json.",
-        usage: "cargo xtask bench [NAME...]   (only the benches whose name contains a NAME: image-size, boot-time, rt-core, rt-latency, rt-stagger, linux-guest, linux-stress, channels, edu, uart, linux-io, debian-boot)",
+        usage: "cargo xtask bench [NAME...]   (only the benches whose name contains a NAME: image-size, boot-time, rt-core, rt-latency, rt-stagger, linux-guest, linux-stress, channels, edu, uart, linux-io, debian-boot)\n       cargo xtask bench --compare [--quick] [--secs N] [--json FILE] [--docs|--no-docs]   (Hauki against PREEMPT_RT and stock Linux under the same load; writes target/hauki/compare/ and, for a full run, docs/benchmarks.md)",
         run: cmd_bench,
     },
     Command {
@@ -279,13 +280,30 @@ fn cmd_test(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
     Ok(suite::run_all(ws, &tools, args))
 }
 
-/// `bench`: image size and boot time against their targets.
+/// `bench`: the benches against their targets, or `--compare`.
 fn cmd_bench(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
-    let chosen: Vec<&bench::Bench> =
-        bench::BENCHES.iter().filter(|b| args.is_empty() || args.iter().any(|a| b.name.contains(a.as_str()))).collect();
+    let o = args::BenchOpts::parse(args)?;
+    if o.compare {
+        let tools = deps::ensure()?;
+        let secs = o.secs.unwrap_or(if o.quick { bench_compare::QUICK_SECS } else { bench_compare::FULL_SECS });
+        let opts = bench_compare::Options {
+            secs,
+            work_scale: if o.quick { 1 } else { 4 },
+            out: ws.hauki_dir().join("compare"),
+            json: o.json,
+            docs: o.docs.unwrap_or(!o.quick),
+            command: format!("cargo xtask bench {}", args.join(" ")),
+        };
+        bench_compare::run(ws, tools.qemu_version, &opts)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let chosen: Vec<&bench::Bench> = bench::BENCHES
+        .iter()
+        .filter(|b| o.names.is_empty() || o.names.iter().any(|a| b.name.contains(a.as_str())))
+        .collect();
     if chosen.is_empty() {
         let names: Vec<&str> = bench::BENCHES.iter().map(|b| b.name).collect();
-        return Err(format!("no bench matches {args:?}; the benches: {}", names.join(", ")));
+        return Err(format!("no bench matches {:?}; the benches: {}", o.names, names.join(", ")));
     }
     let tools = deps::ensure()?;
     bench::run_all(ws, &tools, &chosen)

@@ -1,4 +1,5 @@
-//! Latency statistics: count, min, max, mean and a logarithmic histogram of latencies in ns.
+//! Latency statistics: count, min, max, mean and a logarithmic histogram of latencies in ns; and
+//! [`FineHist`], a linear 100 ns histogram for comparisons with other systems.
 //!
 //! Histogram buckets ([`BUCKETS`] = 24), for a latency of `ns` nanoseconds:
 //! * bucket 0 is `[0, 500)` ns;
@@ -21,6 +22,8 @@
 //! * `misses` counts deadline misses reported with [`LatencyStats::record_miss`]; they are not
 //!   samples;
 //! * integer-only; `record` is O(1).
+
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// Number of histogram buckets.
 pub const BUCKETS: usize = 24;
@@ -138,6 +141,72 @@ impl LatencyStats {
     }
 }
 
+/// Width of a [`FineHist`] bucket (ns).
+pub const FINE_BUCKET_NS: u64 = 100;
+/// [`FineHist`] buckets below its overflow bucket: 0 to 51.2 µs in [`FINE_BUCKET_NS`] steps.
+pub const FINE_BUCKETS: usize = 512;
+
+/// A linear histogram of one task's latencies at [`FINE_BUCKET_NS`] resolution, for comparisons
+/// with other systems' histograms (cyclictest counts in 1 µs buckets): bucket `i <
+/// FINE_BUCKETS` is `[i·100, (i+1)·100)` ns, bucket `FINE_BUCKETS` is every latency of 51.2 µs or
+/// more.
+///
+/// Two halves, so that a reader never stops the writer: [`FineHist::record`] counts into the
+/// active half; the reader [`FineHist::flip`]s (the window ends there) and then
+/// [`FineHist::drain`]s the half it got back at its own pace while new samples go to the other.
+/// Counts are atomics, so this holds for any writers and readers; a window is exact when the flip
+/// happens where no `record` is under way (the telemetry task flips inside the same
+/// interrupts-off section that takes the [`LatencyStats`] window, and the latency task, the one
+/// writer, runs above it).
+pub struct FineHist {
+    active: AtomicUsize,
+    halves: [[AtomicU32; FINE_BUCKETS + 1]; 2],
+}
+
+impl Default for FineHist {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FineHist {
+    /// Empty, half 0 active.
+    pub const fn new() -> Self {
+        FineHist { active: AtomicUsize::new(0), halves: [const { [const { AtomicU32::new(0) }; FINE_BUCKETS + 1] }; 2] }
+    }
+
+    /// The bucket of a latency of `ns` nanoseconds.
+    #[inline]
+    pub const fn bucket_of(ns: u64) -> usize {
+        let b = ns / FINE_BUCKET_NS;
+        if b < FINE_BUCKETS as u64 { b as usize } else { FINE_BUCKETS }
+    }
+
+    /// Counts one latency in the active half (saturating). O(1).
+    #[inline]
+    pub fn record(&self, ns: u64) {
+        let half = &self.halves[self.active.load(Ordering::Relaxed) & 1];
+        let c = &half[Self::bucket_of(ns)];
+        // Saturating: a bucket at u32::MAX stays there (4·10⁹ samples is 5 days at 10 kHz).
+        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_add(1));
+    }
+
+    /// Ends the window: new samples go to the other half. Returns the half that holds the window
+    /// just ended, for [`FineHist::drain`].
+    pub fn flip(&self) -> usize {
+        self.active.fetch_xor(1, Ordering::Relaxed) & 1
+    }
+
+    /// Takes the counts of `half` (emptying it): `(bucket, count)` for every non-empty bucket,
+    /// in bucket order (bucket [`FINE_BUCKETS`] is the overflow).
+    pub fn drain(&self, half: usize) -> impl Iterator<Item = (usize, u32)> + '_ {
+        self.halves[half & 1].iter().enumerate().filter_map(|(i, c)| {
+            let v = c.swap(0, Ordering::Relaxed);
+            (v != 0).then_some((i, v))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,5 +311,31 @@ mod tests {
                 prop_assert_eq!(all.max_ns, *a.iter().chain(&b).max().unwrap());
             }
         }
+    }
+
+    #[test]
+    fn the_fine_histogram_counts_by_window_and_drains_in_order() {
+        let h = FineHist::new();
+        assert_eq!(FineHist::bucket_of(0), 0);
+        assert_eq!(FineHist::bucket_of(99), 0);
+        assert_eq!(FineHist::bucket_of(100), 1);
+        assert_eq!(FineHist::bucket_of(51_199), FINE_BUCKETS - 1);
+        assert_eq!(FineHist::bucket_of(51_200), FINE_BUCKETS);
+        assert_eq!(FineHist::bucket_of(u64::MAX), FINE_BUCKETS);
+        for ns in [150, 120, 2_050, 1_000_000] {
+            h.record(ns);
+        }
+        let first = h.flip();
+        h.record(330);
+        let got: Vec<_> = h.drain(first).collect();
+        assert_eq!(got, [(1, 2), (20, 1), (FINE_BUCKETS, 1)]);
+        assert_eq!(h.drain(first).count(), 0, "drained means empty");
+        let second = h.flip();
+        assert_ne!(first, second);
+        assert_eq!(h.drain(second).collect::<Vec<_>>(), [(3, 1)]);
+        h.halves[h.active.load(Ordering::Relaxed)][7].store(u32::MAX, Ordering::Relaxed);
+        h.record(750);
+        let third = h.flip();
+        assert_eq!(h.drain(third).collect::<Vec<_>>(), [(7, u32::MAX)], "saturates");
     }
 }

@@ -2,13 +2,16 @@
 //! against its programmed release (like Xenomai's `latency` or cyclictest). The telemetry task
 //! reports and resets the statistics once per reporting period.
 
-use crate::rt::hist::LatencyStats;
+use crate::rt::hist::{FineHist, LatencyStats};
 use crate::rt::prio::TaskId;
 use crate::rt::sched::Error;
 use crate::tasks::api::{self, Periodic, Shared};
 
 /// Release latencies of the current reporting window (the telemetry task reads and resets it).
 pub static STATS: Shared<LatencyStats> = Shared::new(LatencyStats::new());
+/// The current window's latencies at 100 ns resolution (the telemetry task flips and drains it
+/// with [`STATS`]).
+pub static FINE: FineHist = FineHist::new();
 /// Statistics since boot (never reset).
 pub static TOTAL: Shared<LatencyStats> = Shared::new(LatencyStats::new());
 static TASK: Shared<Option<TaskId>> = Shared::new(None);
@@ -38,5 +41,6 @@ fn run(_: usize) -> ! {
         let late = api::ns_between(release, api::now_tsc());
         STATS.with(|s| s.record(late));
         TOTAL.with(|s| s.record(late));
+        FINE.record(late);
     }
 }

@@ -58,10 +58,10 @@ fn run(_: usize) -> ! {
     loop {
         crate::tasks::api::wait_next_period();
         reports += 1;
-        let window = super::latency::STATS.with(|s| {
+        let (window, fine) = super::latency::STATS.with(|s| {
             let w = *s;
             s.reset();
-            w
+            (w, super::latency::FINE.flip())
         });
         let lat_task = super::latency::task();
         // One short critical section per task: interrupts stay off for a copy, not a scan.
@@ -82,6 +82,7 @@ fn run(_: usize) -> ! {
         last_misses = misses_total;
         super::latency::TOTAL.with(|t| t.misses = misses_total);
         emit_latency(&window, misses, misses_total);
+        emit_latency_hist(fine);
         console::line(
             format_args!(
                 "latency {} samples: min {} avg {} max {} ns, {} deadline misses ({} since boot){}",
@@ -173,6 +174,37 @@ fn emit_latency(w: &LatencyStats, misses: u64, misses_total: u64) {
             .u64("hist_bucket0_ns", hist::BUCKET0_NS)
             .u64s("hist", &w.hist.map(u64::from));
     });
+}
+
+/// The window's fine histogram (`half` of [`super::latency::FINE`], drained as it is written):
+/// the counts from the first non-empty bucket to the last, and the overflows.
+fn emit_latency_hist(half: usize) {
+    use core::cell::Cell;
+    let mut nonempty = super::latency::FINE.drain(half).peekable();
+    let first = nonempty.peek().map_or(0, |&(i, _)| i.min(hist::FINE_BUCKETS));
+    let overflows = Cell::new(0u64);
+    let mut next = first;
+    let counts = nonempty.flat_map(|(i, c)| {
+        let gap = if i < hist::FINE_BUCKETS { i - next } else { 0 };
+        let c = if i < hist::FINE_BUCKETS {
+            next = i + 1;
+            Some(u64::from(c))
+        } else {
+            overflows.set(u64::from(c));
+            None
+        };
+        core::iter::repeat_n(0, gap).chain(c)
+    });
+    console::record("latency_hist", |r| {
+        r.str("task", "latency")
+            .u64("bucket_ns", hist::FINE_BUCKET_NS)
+            .u64("buckets", hist::FINE_BUCKETS as u64)
+            .u64("first", first as u64)
+            .u64_iter("counts", counts)
+            .u64("overflows", overflows.get());
+    });
+    // Whatever the record did not take (a busy UART drops it) must not leak into a later window.
+    super::latency::FINE.drain(half).for_each(drop);
 }
 
 /// One `channel` record per channel: its counters, and whether a Linux program has it open.

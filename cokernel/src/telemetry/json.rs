@@ -112,11 +112,20 @@ impl<'w, W: Write> Record<'w, W> {
         self.list(key, vs, false)
     }
 
+    /// An array of unsigned integers taken from an iterator (nothing is buffered).
+    pub fn u64_iter(&mut self, key: &str, vs: impl IntoIterator<Item = u64>) -> &mut Self {
+        self.numbers(key, vs)
+    }
+
     /// An array of signed integers.
     pub fn i64s(&mut self, key: &str, vs: &[i64]) -> &mut Self {
+        self.numbers(key, vs.iter().copied())
+    }
+
+    fn numbers<T: fmt::Display>(&mut self, key: &str, vs: impl IntoIterator<Item = T>) -> &mut Self {
         self.key(key);
         self.put("[");
-        for (i, v) in vs.iter().enumerate() {
+        for (i, v) in vs.into_iter().enumerate() {
             if i > 0 {
                 self.put(",");
             }

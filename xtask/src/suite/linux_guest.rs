@@ -58,7 +58,7 @@ pub(super) fn with_linux(
 }
 
 /// Runs `cmd` on the shell; its output, or an error naming the command and its status.
-pub(super) fn sh(con: &mut ShellConsole, cmd: &str) -> Result<String, String> {
+pub(crate) fn sh(con: &mut ShellConsole, cmd: &str) -> Result<String, String> {
     let (out, status) = con.run(cmd, hard_timeout())?;
     if status != 0 {
         return Err(format!("`{cmd}` exited with {status}: {out}"));
@@ -109,7 +109,7 @@ fn drive_linux_shell(con: &mut ShellConsole) -> Result<(), String> {
     }
 }
 
-pub(super) fn report_console_failure(con: &ShellConsole, e: String) -> Status {
+pub(crate) fn report_console_failure(con: &ShellConsole, e: String) -> Status {
     let text = con.text();
     let tail: Vec<&str> = text.lines().rev().take(30).collect();
     println!("    console ({}), last lines:", con.log_path().display());
@@ -434,7 +434,7 @@ fn linux_loader_refuses_bad_image(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Sta
 }
 
 /// `poweroff` on Linux's shell must end QEMU cleanly (status 0).
-pub(super) fn poweroff(con: &mut ShellConsole, bound: Duration) -> Result<(), String> {
+pub(crate) fn poweroff(con: &mut ShellConsole, bound: Duration) -> Result<(), String> {
     poweroff_by(con, "poweroff", bound)
 }
 

@@ -41,7 +41,10 @@ mod linux_faults;
 mod linux_guest;
 mod linux_lines;
 mod linux_net;
-pub(crate) use linux_guest::{LinuxBoot, boot_linux, boot_with_linux_devices, quiet_console};
+pub(crate) use linux_compare::REFERENCE_CMDLINE;
+pub(crate) use linux_guest::{
+    LinuxBoot, at_prompt, boot_linux, boot_with_linux_devices, poweroff, quiet_console, report_console_failure, sh,
+};
 pub(crate) use linux_net::{blob, fetch, guest_sha, hex, serve_once, wait_for_dhcp};
 mod rt;
 
@@ -274,9 +277,10 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
 }
 
 /// The kernels only some Linux tests boot (the test, the flavour, `cargo xtask linux`'s flag).
-const BACKGROUND_KERNELS: [(&str, crate::linux::Flavour, &str); 2] = [
+const BACKGROUND_KERNELS: [(&str, crate::linux::Flavour, &str); 3] = [
     ("linux-debug-lockdep", crate::linux::Flavour::Debug, "--debug"),
-    ("preempt-rt-kernel-runs-cyclictest", crate::linux::Flavour::PreemptRt, "--preempt-rt"),
+    ("bench-compare-runs-the-three-systems", crate::linux::Flavour::PreemptRt, "--preempt-rt"),
+    ("bench-compare-runs-the-three-systems", crate::linux::Flavour::Stock, "--stock"),
 ];
 
 /// Those kernels, built in the background (a second `cargo xtask linux --debug …`, niced, its
@@ -294,13 +298,13 @@ impl BackgroundKernels {
         let theirs = |t: &Test| BACKGROUND_KERNELS.iter().any(|(name, _, _)| t.name == *name);
         // Worth it only with other Linux tests to overlap.
         let others = chosen.iter().filter(|t| t.area.starts_with("linux") && !theirs(t)).count();
-        let flags = BACKGROUND_KERNELS
-            .iter()
-            .filter(|(name, f, _)| {
-                others > 0 && chosen.iter().any(|t| t.name == *name) && !crate::linux::is_cached(ws, *f)
-            })
-            .map(|(_, _, flag)| *flag)
-            .collect();
+        let mut flags: Vec<&'static str> = Vec::new();
+        for (name, f, flag) in BACKGROUND_KERNELS {
+            let wanted = others > 0 && chosen.iter().any(|t| t.name == name) && !crate::linux::is_cached(ws, f);
+            if wanted && !flags.contains(&flag) {
+                flags.push(flag);
+            }
+        }
         BackgroundKernels { flags, child: None }
     }
 
