@@ -66,6 +66,19 @@ pub fn number<'a>(cmdline: &'a str, key: &'a str, range: RangeInclusive<u64>) ->
     }
 }
 
+/// The value of `key` as a number in `range`, or `default` when absent. A bad value is refused
+/// with a warning that names it and the default kept (`unit` follows the default in the
+/// message), so a typo never stops the boot.
+pub fn number_or(cmdline: &str, key: &str, range: RangeInclusive<u64>, default: u64, unit: &str) -> u64 {
+    match number(cmdline, key, range) {
+        Ok(n) => n.unwrap_or(default),
+        Err(e) => {
+            log::warn!("{e}; keeping the default {default}{unit}");
+            default
+        }
+    }
+}
+
 /// Bytes in a MiB.
 const MIB: u64 = 1 << 20;
 
@@ -130,5 +143,13 @@ mod tests {
         for off in ["", "k=0", "k=no", "k=off", "k=false", "k=2", "kk", "x=k", "k= "] {
             assert!(!flag(off, "k"), "{off}");
         }
+    }
+
+    #[test]
+    fn number_or_keeps_the_default_for_absent_and_bad_values() {
+        assert_eq!(number_or("a=1 b=7", "b", 0..=10, 3, " ms"), 7);
+        assert_eq!(number_or("a=1", "b", 0..=10, 3, " ms"), 3);
+        assert_eq!(number_or("b=11", "b", 0..=10, 3, " ms"), 3);
+        assert_eq!(number_or("b=x", "b", 0..=10, 3, ""), 3);
     }
 }

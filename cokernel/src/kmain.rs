@@ -145,13 +145,8 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
             Err(e) => log::warn!("IO-APIC {} at {:#x}: {e}; left alone", io.id, io.phys),
         }
     }
-    let storm_limit = match cmdline::number(line, keys::LINE_STORM_LIMIT, 0..=u64::from(u32::MAX)) {
-        Ok(n) => n.map_or(crate::guest::lines::STORM_LIMIT, |n| n as u32),
-        Err(e) => {
-            log::warn!("{e}; keeping the default {}", crate::guest::lines::STORM_LIMIT);
-            crate::guest::lines::STORM_LIMIT
-        }
-    };
+    let default = u64::from(crate::guest::lines::STORM_LIMIT);
+    let storm_limit = cmdline::number_or(line, keys::LINE_STORM_LIMIT, 0..=u64::from(u32::MAX), default, "") as u32;
     irqchip::init(&platform.overrides, platform.sci_irq, storm_limit);
     let (tsc_hz, tsc_source) = tsc::calibrate(cpu.tsc_hz_stated, platform.hpet_phys);
     let force_lapic = cmdline::get(line, keys::TIMER) == Some("lapic");

@@ -155,7 +155,7 @@ pub enum Action {
 #[derive(Clone, Debug)]
 pub struct Lines {
     lines: [Line; LINES as usize],
-    /// Arrivals within [`STORM_WINDOW_NS`] that make a storm; 0: never throttle.
+    /// Arrivals within [`STORM_WINDOW_NS`] that make a storm; `u32::MAX`: never throttle.
     storm_limit: u32,
 }
 
@@ -192,7 +192,8 @@ impl Lines {
 
     /// Sets how many arrivals within [`STORM_WINDOW_NS`] make a storm (0: never throttle).
     pub fn set_storm_limit(&mut self, limit: u32) {
-        self.storm_limit = limit;
+        // Stored as the arrivals it takes: 0 (never) is more than a window can hold.
+        self.storm_limit = if limit == 0 { u32::MAX } else { limit };
     }
 
     /// The state of line `irq`; `None` above 23.
@@ -320,7 +321,6 @@ impl Lines {
         }
         line.in_service = true;
         let s = &mut line.storm;
-        let limit = if limit == 0 { u32::MAX } else { limit };
         if now.saturating_sub(s.window_start) > STORM_WINDOW_NS {
             // A quiet window: the next storm starts from the shortest throttle again.
             if s.in_window <= limit && s.throttled_until.is_none() {

@@ -97,24 +97,15 @@ static STUCK_BOOTING: AtomicU8 = AtomicU8::new(0);
 pub fn init(line: &str) {
     RESTART.store(u8::from(cmdline::get(line, hauki_abi::cmdline::LINUX_FAILURE) != Some("halt")), Ordering::Relaxed);
     // At most a day; 0 turns the watchdog off.
-    let ms_key = |key: &str, default: u64| {
-        cmdline::number(line, key, 0..=86_400_000)
-            .unwrap_or_else(|e| {
-                log::warn!("{e}; keeping the default {default} ms");
-                None
-            })
-            .unwrap_or(default)
-    };
+    let ms_key = |key: &str, default: u64| cmdline::number_or(line, key, 0..=86_400_000, default, " ms");
     let ms = ms_key(hauki_abi::cmdline::LINUX_WATCHDOG_MS, DEFAULT_WATCHDOG_MS);
     WATCHDOG_TICKS.store(tsc::ns_to_ticks(ms * 1_000_000), Ordering::Relaxed);
     let boot_ms = ms_key(hauki_abi::cmdline::LINUX_BOOT_WATCHDOG_MS, DEFAULT_BOOT_WATCHDOG_MS).max(ms);
     BOOT_WATCHDOG_TICKS.store(tsc::ns_to_ticks(boot_ms * 1_000_000), Ordering::Relaxed);
     CHECK_PERIOD_NS.store(ms * 1_000_000 / u64::from(CHECKS_PER_LIMIT), Ordering::Relaxed);
-    match cmdline::number(line, hauki_abi::cmdline::LINUX_MAX_RESTARTS, 0..=u64::MAX) {
-        Ok(Some(n)) => MAX_RESTARTS.store(n, Ordering::Relaxed),
-        Ok(None) => {}
-        Err(e) => log::warn!("{e}; keeping the default {DEFAULT_MAX_RESTARTS}"),
-    }
+    let restarts =
+        cmdline::number_or(line, hauki_abi::cmdline::LINUX_MAX_RESTARTS, 0..=u64::MAX, DEFAULT_MAX_RESTARTS, "");
+    MAX_RESTARTS.store(restarts, Ordering::Relaxed);
     STACK_TOP.store(mm::alloc_stack(), Ordering::Relaxed);
 }
 

@@ -102,12 +102,10 @@ fn linux_stack_overflow(frame: &mut TrapFrame) -> *mut TrapFrame {
     // so it is the only one): acknowledge it, or every vector at or below its priority stays
     // blocked. The co-kernel's own is raised again; Linux's goes with Linux. A lost timer
     // interrupt needs nothing: the switch point handles a deadline that passed unseen.
-    for v in (32..=255u8).rev() {
-        if apic::in_service(v) {
-            apic::eoi();
-            if v != vectors::TIMER && (vcpu::is_cokernel_vector(v) || idt::has_handler(v)) {
-                apic::send_ipi(apic::id(), u32::from(v));
-            }
+    for v in apic::in_service_vectors().filter(|v| *v >= 32) {
+        apic::eoi();
+        if v != vectors::TIMER && (vcpu::is_cokernel_vector(v) || idt::has_handler(v)) {
+            apic::send_ipi(apic::id(), u32::from(v));
         }
     }
     supervisor::linux_faulted(8, frame.rip);

@@ -167,6 +167,15 @@ pub fn in_service(v: u8) -> bool {
     read(REG_ISR + 0x10 * (u32::from(v) / 32)) & (1 << (v % 32)) != 0
 }
 
+/// The vectors in service (ISR bits set), highest first: one read per 32-vector register, made
+/// when the iteration reaches it.
+pub fn in_service_vectors() -> impl Iterator<Item = u8> {
+    (0..8u32).rev().flat_map(|r| {
+        let bits = read(REG_ISR + 0x10 * r);
+        (0..32u32).rev().filter(move |b| bits & (1 << b) != 0).map(move |b| (r * 32 + b) as u8)
+    })
+}
+
 /// Signals end of interrupt for the highest in-service vector.
 #[inline]
 pub fn eoi() {
