@@ -2,15 +2,16 @@
 //! PREEMPT_RT and on stock Linux, in the same QEMU with instruction counting, under the same load;
 //! and Linux's own throughput under the co-kernel against the same kernel booted bare.
 //!
-//! Every system boots with the rt-tests initramfs (cyclictest, hackbench), a virtio NIC with a
-//! forwarded port and `tsc=reliable`, under `-icount shift=0,sleep=off` (1 instruction = 1 ns of
-//! virtual time); the co-kernel runs without an application (`hauki.app=off`): its latency
-//! task, telemetry and watchdog. In each, Linux runs `hauki-load` (the stress battery, a hackbench loop, a
-//! network flood both ways) and, one second in, `cyclictest -m --policy=fifo -p99 -i100 -t1` for
-//! the measured span. Hauki's figure is the co-kernel's 10 kHz latency task over the reporting
-//! windows inside that span (its 100 ns `latency_hist` records); the references' figure is
-//! cyclictest's. Under Hauki, Linux runs the same cyclictest too: its figure (Linux's own
-//! latency beside the co-kernel) is reported beside the others, not compared.
+//! Every system boots with the rt-tests initramfs (cyclictest, hackbench, stress-ng), a virtio NIC
+//! with a forwarded port and `tsc=reliable`, under `-icount shift=0,sleep=off` (1 instruction =
+//! 1 ns of virtual time); the co-kernel runs without an application (`hauki.app=off`): its
+//! latency task, telemetry and watchdog. In each, Linux runs `hauki-load` (the stress battery, a
+//! hackbench loop, a stress-ng mix, a network flood both ways) and, one second in,
+//! `cyclictest -m --policy=fifo -p99 -i100 -t1` for the measured span. Hauki's figure is the
+//! co-kernel's 10 kHz latency task over the reporting windows inside that span (its 100 ns
+//! `latency_hist` records); the references' figure is cyclictest's. Under Hauki, Linux runs the
+//! same cyclictest too: its figure (Linux's own latency beside the co-kernel) is reported beside
+//! the others, not compared.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -438,6 +439,9 @@ fn latency_run(system: System, guest: Guest<'_>, initrd: &Path, dir: &Path, secs
             return Err(format!("no summary from hauki-load and hauki-stress: {}", crate::progress::last_line(&out)));
         }
         let load = load.join("; ");
+        if !load.contains("stress-ng successful run completed") {
+            return Err(format!("the stress-ng mix did not complete: {load}"));
+        }
         let late = |h: &Histogram| -> u64 {
             let from = (PERIOD_US * 1000 / h.bucket_ns) as usize;
             h.buckets.iter().skip(from).sum::<u64>() + h.overflows
@@ -693,7 +697,8 @@ pub fn markdown(r: &Report, qemu: (u32, u32, u32), command: &str) -> String {
          - One virtual CPU (`-cpu max`), 512 MiB, a virtio NIC on QEMU's user network with a forwarded port.\n\
          - The load, the same everywhere, for {} + 2 virtual s: `hauki-load` — the stress battery\n\
            (`hauki-stress`: CPU hogs, fork/exec, find, /proc readers, pipes, console output, memory pressure),\n\
-           a `hackbench -g 2 -l 50` loop, two wget loops fetching 4 MiB responses from the host, and the host\n\
+           a `hackbench -g 2 -l 50` loop, a stress-ng mix (`--cpu 1 --switch 1 --vm 1 --hdd 1 --timer 1\n\
+           --timer-freq 10000 --sock 1`), two wget loops fetching 4 MiB responses from the host, and the host\n\
            fetching a 4 MiB file from Linux's httpd through the forwarded port, again and again.\n\
          - One second in: `cyclictest -m --policy=fifo -p99 -i100 -t1 -h {HIST_US} -q -D {}` in Linux on all three.\n\
            PREEMPT_RT's and stock's figures are cyclictest's; a miss there is a wake-up 100 µs (a period) or more late,

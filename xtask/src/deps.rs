@@ -174,6 +174,8 @@ fn missing() -> Vec<Missing> {
         "linux-source-6.12",
     );
     need(Path::new("/bin/busybox").exists(), "/bin/busybox (static)", "busybox-static");
+    // The latency comparison's load (`bench --compare`): stress-ng goes into Linux's initramfs.
+    need(Path::new(crate::linux::STRESS_NG).exists(), crate::linux::STRESS_NG, "stress-ng");
     // Linux's disks and the Debian image (`cargo xtask rootfs`), and ssh into it.
     need(find_program("mmdebstrap").is_some(), "mmdebstrap (the Debian image)", "mmdebstrap");
     need(find_program("mkfs.ext4").is_some() && find_program("debugfs").is_some(), "mkfs.ext4, debugfs", "e2fsprogs");
@@ -240,6 +242,7 @@ const APT_PACKAGES: &[&str] = &[
     "mtools",
     "ovmf",
     "busybox-static",
+    "stress-ng",
     "linux-source-6.12",
     "flex",
     "bison",
@@ -291,7 +294,7 @@ fn install_debian(debian12: bool) -> Result<(), String> {
         apt(&["install", "-y", "qemu-system-x86"])?;
     }
     println!(
-        "==> installing GRUB, xorriso, mtools, OVMF, busybox-static, the Linux 6.12 source and its build tools, \
+        "==> installing GRUB, xorriso, mtools, OVMF, busybox-static, stress-ng, the Linux 6.12 source and its build tools, \
          mmdebstrap, e2fsprogs and the ssh client"
     );
     let mut args = vec!["install", "-y", "--no-install-recommends"];

@@ -619,8 +619,48 @@ pub fn build_selftests_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
 /// everything the usual one has, and Debian 12's `cyclictest` and `hackbench` (rt-tests) with the
 /// C library and libnuma they load, from Debian's packages ([`rt_tests_files`]).
 pub fn build_rt_tests_initramfs(ws: &Workspace) -> Result<PathBuf, String> {
-    let files = rt_tests_files(&cache_dir())?;
-    write_initramfs(ws, "rt-tests-initramfs.cpio.gz", &files, " and rt-tests (cyclictest, hackbench)")
+    let mut files = rt_tests_files(&cache_dir())?;
+    let have: Vec<String> = files.iter().map(|f| f.0.clone()).collect();
+    files.extend(stress_ng_files()?.into_iter().filter(|f| !have.contains(&f.0)));
+    write_initramfs(ws, "rt-tests-initramfs.cpio.gz", &files, " and rt-tests (cyclictest, hackbench) and stress-ng")
+}
+
+/// Where `cargo xtask deps` has Debian's stress-ng installed.
+pub const STRESS_NG: &str = "/usr/bin/stress-ng";
+
+/// The host's stress-ng (Debian 12's, installed by `cargo xtask deps`) and the libraries `ldd`
+/// says it loads, each at `lib/x86_64-linux-gnu/<soname>` (the dynamic loader is the rt-tests
+/// one, at the path the ELF names). The host is the Debian release the rt-tests packages come
+/// from, so the C library is the same ABI.
+fn stress_ng_files() -> Result<Vec<(String, Vec<u8>)>, String> {
+    let read = |p: &str| std::fs::read(p).map_err(|e| format!("{p}: {e}; `cargo xtask deps` installs stress-ng"));
+    let mut files = vec![("bin/stress-ng".to_string(), read(STRESS_NG)?)];
+    let out = Command::new("ldd").arg(STRESS_NG).output().map_err(|e| format!("cannot run ldd: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("`ldd {STRESS_NG}` failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    for (soname, path) in ldd_libraries(&String::from_utf8_lossy(&out.stdout))? {
+        files.push((format!("lib/x86_64-linux-gnu/{soname}"), read(&path)?));
+    }
+    Ok(files)
+}
+
+/// The `soname => path` lines of `ldd`'s output (not the vDSO, not the loader); an unresolved
+/// library is an error naming it.
+fn ldd_libraries(out: &str) -> Result<Vec<(String, String)>, String> {
+    let mut v = Vec::new();
+    for l in out.lines().map(str::trim) {
+        let Some((soname, rest)) = l.split_once(" => ") else { continue };
+        let path = rest.split_whitespace().next().unwrap_or("");
+        if !path.starts_with('/') {
+            return Err(format!("ldd cannot find {soname}: {l:?}"));
+        }
+        v.push((soname.to_string(), path.to_string()));
+    }
+    if v.is_empty() {
+        return Err(format!("ldd listed no library: {out:?}"));
+    }
+    Ok(v)
 }
 
 /// The Debian packages the rt-tests files come from.
@@ -995,5 +1035,20 @@ mod tests {
         assert_eq!(a.len() % 4, 0);
         // filesize field (7th) is 5.
         assert_eq!(&a[6 + 6 * 8..6 + 7 * 8], b"00000005");
+    }
+
+    #[test]
+    fn ldd_lines_give_the_libraries_and_a_missing_one_is_named() {
+        let out = "\tlinux-vdso.so.1 (0x00007f)\n\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x00007f)\n\
+                   \t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x1)\n";
+        let libs = ldd_libraries(out).unwrap();
+        assert_eq!(
+            libs,
+            [
+                ("libm.so.6".into(), "/lib/x86_64-linux-gnu/libm.so.6".into()),
+                ("libz.so.1".into(), "/lib/x86_64-linux-gnu/libz.so.1".into())
+            ]
+        );
+        assert!(ldd_libraries("\tlibq.so.1 => not found\n").unwrap_err().contains("cannot find libq.so.1"));
     }
 }
