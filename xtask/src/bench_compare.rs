@@ -208,7 +208,7 @@ pub fn run(ws: &Workspace, qemu_version: (u32, u32, u32), o: &Options) -> Result
         let svg = ws.root.join("docs/benchmarks-latency.svg");
         std::fs::copy(&plot, &svg).map_err(|e| format!("{}: {e}", svg.display()))?;
         let md = ws.root.join("docs/benchmarks.md");
-        std::fs::write(&md, markdown(&report, qemu_version, &o.command))
+        std::fs::write(&md, markdown(ws, &report, qemu_version, &o.command))
             .map_err(|e| format!("{}: {e}", md.display()))?;
         println!("==> wrote {} and {}", ws.rel(&md), ws.rel(&svg));
     }
@@ -660,7 +660,7 @@ pub fn plot_svg(r: &Report, path: &Path) -> Result<(), String> {
 }
 
 /// `docs/benchmarks.md`: the figures, the plot, how they were made and what they are.
-pub fn markdown(r: &Report, qemu: (u32, u32, u32), command: &str) -> String {
+pub fn markdown(ws: &Workspace, r: &Report, qemu: (u32, u32, u32), command: &str) -> String {
     let kernel = crate::linux::source_version().unwrap_or_else(|_| "6.12".into());
     let (_, ratio) = r.throughput();
     let by = |s: System| r.runs.iter().find(|x| x.system == s);
@@ -713,6 +713,7 @@ pub fn markdown(r: &Report, qemu: (u32, u32, u32), command: &str) -> String {
            so the idle clock jumps of `sleep=off` do not enter.\n\n",
         r.secs, r.secs, r.work_scale
     ));
+    s.push_str(&configs_section(ws));
     s.push_str("| system | `uname -v` | clocksource | load summary |\n|---|---|---|---|\n");
     for run in &r.runs {
         s.push_str(&format!("| {} | {} | {} | {} |\n", run.system.key(), run.uname, run.clocksource, run.load));
@@ -737,6 +738,43 @@ pub fn check_svg(svg: &str, curves: usize) -> Result<(), String> {
         return Err(format!("{lines} polylines, want a curve per system ({curves})"));
     }
     Ok(())
+}
+
+/// The kernels' configurations: each one's preemption model and how many options set it apart from
+/// stock's (all three from the same `hauki.config`).
+fn configs_section(ws: &Workspace) -> String {
+    let set = |cfg: &str| -> std::collections::BTreeSet<String> {
+        cfg.lines().filter(|l| l.starts_with("CONFIG_")).map(str::to_string).collect()
+    };
+    let kernels = [("Hauki", Flavour::Default), ("PREEMPT_RT", Flavour::PreemptRt), ("stock", Flavour::Stock)];
+    let configs: Vec<Option<String>> = kernels.iter().map(|(_, f)| crate::linux::built_config(ws, *f).ok()).collect();
+    let mut s = String::from("| kernel | preemption | options set | differing from stock |\n|---|---|---:|---|\n");
+    let stock = configs[2].as_deref().map(set).unwrap_or_default();
+    for ((name, _), cfg) in kernels.iter().zip(&configs) {
+        let Some(cfg) = cfg else {
+            s.push_str(&format!("| {name} | (its .config is not in the cache) | | |\n"));
+            continue;
+        };
+        let mine = set(cfg);
+        let model: Vec<&str> =
+            ["CONFIG_PREEMPT_NONE=y", "CONFIG_PREEMPT_VOLUNTARY=y", "CONFIG_PREEMPT=y", "CONFIG_PREEMPT_RT=y"]
+                .into_iter()
+                .filter(|o| mine.contains(*o))
+                .collect();
+        let only: Vec<&str> = mine.symmetric_difference(&stock).map(|l| l.split('=').next().unwrap_or(l)).collect();
+        let mut only: Vec<&str> = only.into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let n = only.len();
+        only.truncate(12);
+        let more = if n > only.len() { format!(" and {} more", n - only.len()) } else { String::new() };
+        s.push_str(&format!(
+            "| {name} | `{}` | {} | {n}: `{}`{more} |\n",
+            model.join(" "),
+            mine.len(),
+            only.join("` `")
+        ));
+    }
+    s.push('\n');
+    s
 }
 
 #[cfg(test)]
@@ -791,8 +829,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("**0.800**"), "{t}");
-        let md = markdown(&r, (10, 0, 2), "cargo xtask bench --compare");
+        let md = markdown(&Workspace::locate(), &r, (10, 0, 2), "cargo xtask bench --compare");
         assert!(md.contains("measured **10.2×**") && md.contains("virtual time"), "{md}");
+        assert!(md.contains("| kernel | preemption |"), "{md}");
+        eprintln!("{md}");
     }
 
     #[test]

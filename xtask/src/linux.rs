@@ -212,6 +212,13 @@ pub fn is_cached(ws: &Workspace, flavour: Flavour) -> bool {
     key.is_ok_and(|k| cache_dir().join(format!("linux-{k}")).join(VMLINUX).exists())
 }
 
+/// The `.config` a built flavour was made with (kept beside its vmlinux in the cache).
+pub fn built_config(ws: &Workspace, flavour: Flavour) -> Result<String, String> {
+    let key = build_key(ws, &source_version()?, flavour)?;
+    let p = cache_dir().join(format!("linux-{key}")).join("config");
+    std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
 /// Builds (or takes from the cache) a kernel flavour; returns its path in `target/hauki/`.
 pub fn build_flavour(ws: &Workspace, flavour: Flavour) -> Result<PathBuf, String> {
     let version = source_version()?;
@@ -698,7 +705,8 @@ fn rt_tests_files(cache: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
         c.arg("download").args(&missing).current_dir(&dir);
         run_status(&mut c).map_err(|e| format!("{e}; `apt-get update` may be needed first"))?;
     }
-    let stage = dir.join("extracted");
+    // Per process: two xtask runs (a bench beside a test) must not extract into one folder.
+    let stage = dir.join(format!("extracted-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&stage);
     let mut files = Vec::new();
     for pkg in RT_TESTS_DEBS {
