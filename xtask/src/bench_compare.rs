@@ -766,12 +766,8 @@ fn configs_section(ws: &Workspace) -> String {
         let n = only.len();
         only.truncate(12);
         let more = if n > only.len() { format!(" and {} more", n - only.len()) } else { String::new() };
-        s.push_str(&format!(
-            "| {name} | `{}` | {} | {n}: `{}`{more} |\n",
-            model.join(" "),
-            mine.len(),
-            only.join("` `")
-        ));
+        let names = if only.is_empty() { String::new() } else { format!(": `{}`{more}", only.join("` `")) };
+        s.push_str(&format!("| {name} | `{}` | {} | {n}{names} |\n", model.join(" "), mine.len()));
     }
     s.push('\n');
     s
@@ -832,7 +828,6 @@ mod tests {
         let md = markdown(&Workspace::locate(), &r, (10, 0, 2), "cargo xtask bench --compare");
         assert!(md.contains("measured **10.2×**") && md.contains("virtual time"), "{md}");
         assert!(md.contains("| kernel | preemption |"), "{md}");
-        eprintln!("{md}");
     }
 
     #[test]
