@@ -195,14 +195,20 @@ pub(super) fn tsc_frequency_is_plausible() -> TestResult {
     Ok(())
 }
 
+/// Halts until the timer has fired (at most `spins` halts). The check runs with interrupts off and
+/// `idle_once` is `sti; hlt`, so an expiry taken between the check and the halt still ends the
+/// halt: with interrupts on during the check, it could be taken there and the halt then waited for
+/// an interrupt that never came (a busy host's stall hit that window once).
 fn wait_fired(before: u64, spins: u64) -> bool {
     for _ in 0..spins {
+        x86_64::instructions::interrupts::disable();
         if timer::FIRED.load(Ordering::Relaxed) > before {
+            x86_64::instructions::interrupts::enable();
             return true;
         }
         arch::idle_once();
     }
-    false
+    timer::FIRED.load(Ordering::Relaxed) > before
 }
 
 pub(super) fn oneshot_timer_fires_once_not_early() -> TestResult {
