@@ -313,6 +313,8 @@ pub struct BenchOpts {
     pub json: Option<PathBuf>,
     /// `--docs` / `--no-docs`: regenerate docs/benchmarks.md (default: for a full run).
     pub docs: Option<bool>,
+    /// `--from FILE`: render a report a run wrote, without running.
+    pub from: Option<PathBuf>,
 }
 
 impl BenchOpts {
@@ -329,15 +331,16 @@ impl BenchOpts {
                 "--no-docs" if inline.is_none() => o.docs = Some(false),
                 "--secs" => o.secs = Some(u64::from(number(flag, &value(flag)?, 2, 3600)?)),
                 "--json" => o.json = Some(PathBuf::from(value(flag)?)),
+                "--from" => o.from = Some(PathBuf::from(value(flag)?)),
                 f if f.starts_with('-') => {
                     return Err(format!("unknown flag `{f}` for `bench`; see `cargo xtask help bench`"));
                 }
                 name => o.names.push(name.to_string()),
             }
         }
-        let compare_only = o.quick || o.secs.is_some() || o.json.is_some() || o.docs.is_some();
+        let compare_only = o.quick || o.secs.is_some() || o.json.is_some() || o.docs.is_some() || o.from.is_some();
         if compare_only && !o.compare {
-            return Err("--quick, --secs, --json and --docs go with --compare".into());
+            return Err("--quick, --secs, --json, --docs and --from go with --compare".into());
         }
         if o.compare && !o.names.is_empty() {
             return Err(format!("--compare runs on its own; drop the bench names {:?}", o.names));

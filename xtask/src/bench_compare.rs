@@ -195,23 +195,14 @@ pub fn run(ws: &Workspace, qemu_version: (u32, u32, u32), o: &Options) -> Result
     })?;
     let report = Report { secs: o.secs, runs, work: (hauki, bare), work_scale: o.work_scale, wall: started.elapsed() };
     println!("\n{}", table(&report));
-    let plot = o.out.join("latency.svg");
-    plot_svg(&report, &plot)?;
     let doc = to_json(&report, qemu_version, &o.command);
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n";
     let json_path = o.out.join("compare.json");
     for p in std::iter::once(&json_path).chain(&o.json) {
         std::fs::write(p, &text).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
-    println!("==> wrote {} and {}", ws.rel(&plot), ws.rel(&json_path));
-    if o.docs {
-        let svg = ws.root.join("docs/benchmarks-latency.svg");
-        std::fs::copy(&plot, &svg).map_err(|e| format!("{}: {e}", svg.display()))?;
-        let md = ws.root.join("docs/benchmarks.md");
-        std::fs::write(&md, markdown(ws, &report, qemu_version, &o.command))
-            .map_err(|e| format!("{}: {e}", md.display()))?;
-        println!("==> wrote {} and {}", ws.rel(&md), ws.rel(&svg));
-    }
+    println!("==> wrote {}", ws.rel(&json_path));
+    render(ws, &report, qemu_version, &o.command, &o.out, o.docs)?;
     Ok(report)
 }
 
@@ -605,22 +596,31 @@ pub fn to_json(r: &Report, qemu: (u32, u32, u32), command: &str) -> Value {
     Value::Object(doc)
 }
 
-/// The histograms as an SVG plot: samples per 1 µs of latency (log scale) against latency, one
-/// curve per system (Hauki's 100 ns buckets summed into 1 µs ones).
+/// The histograms as an SVG plot, both axes logarithmic: samples per µs of latency against
+/// latency, one curve per system, each at its own resolution (Hauki's 100 ns buckets,
+/// cyclictest's 1 µs ones; dividing by the bucket width puts them on one scale).
 pub fn plot_svg(r: &Report, path: &Path) -> Result<(), String> {
     use plotters::prelude::*;
-    let curves: Vec<(&str, Vec<(f64, f64)>)> = r
+    let curves: Vec<(String, Vec<(f64, f64)>)> = r
         .runs
         .iter()
         .map(|run| {
-            let h = run.hist.rebinned(1000);
-            let pts =
-                h.buckets.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, c)| (i as f64, *c as f64)).collect();
-            (run.system.label(), pts)
+            let h = &run.hist;
+            let width_us = h.bucket_ns as f64 / 1000.0;
+            let pts = h
+                .buckets
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .map(|(i, c)| ((i as f64 + 0.5) * width_us, *c as f64 / width_us))
+                .collect();
+            (format!("{} ({} ns buckets)", run.system.label(), h.bucket_ns), pts)
         })
         .collect();
-    let x_max = curves.iter().flat_map(|c| c.1.iter().map(|p| p.0)).fold(1.0f64, f64::max) + 2.0;
-    let y_max = curves.iter().flat_map(|c| c.1.iter().map(|p| p.1)).fold(10.0f64, f64::max) * 3.0;
+    let xs = || curves.iter().flat_map(|c| c.1.iter().map(|p| p.0));
+    let ys = || curves.iter().flat_map(|c| c.1.iter().map(|p| p.1));
+    let (x_min, x_max) = (xs().fold(1.0f64, f64::min) / 1.5, xs().fold(2.0f64, f64::max) * 1.5);
+    let (y_min, y_max) = (ys().fold(1.0f64, f64::min) / 2.0, ys().fold(10.0f64, f64::max) * 3.0);
     let e = |e: &dyn std::fmt::Display| format!("plotting {}: {e}", path.display());
     let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
@@ -632,12 +632,12 @@ pub fn plot_svg(r: &Report, path: &Path) -> Result<(), String> {
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(64)
-        .build_cartesian_2d(0f64..x_max, (0.8f64..y_max).log_scale())
+        .build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale())
         .map_err(|x| e(&x))?;
     chart
         .configure_mesh()
-        .x_desc("latency (µs of virtual time, 1 µs buckets)")
-        .y_desc("samples (log scale)")
+        .x_desc("latency (µs of virtual time, log scale)")
+        .y_desc("samples per µs of latency (log scale)")
         .draw()
         .map_err(|x| e(&x))?;
     let colours = [RGBColor(200, 30, 30), RGBColor(30, 80, 200), RGBColor(40, 150, 40)];
@@ -656,6 +656,92 @@ pub fn plot_svg(r: &Report, path: &Path) -> Result<(), String> {
         .draw()
         .map_err(|x| e(&x))?;
     root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
+/// A report read back from its JSON, with the QEMU version and the command of its run.
+pub struct Saved {
+    /// The figures.
+    pub report: Report,
+    /// QEMU's version.
+    pub qemu: (u32, u32, u32),
+    /// The command that made it.
+    pub command: String,
+}
+
+/// A report read back from the JSON [`to_json`] wrote (`bench --compare --from FILE`): the same
+/// table, plot and markdown without running anything again.
+pub fn from_json(doc: &Value) -> Result<Saved, String> {
+    let num = |v: &Value, k: &str| v[k].as_u64().ok_or_else(|| format!("no number `{k}` in the report"));
+    let text = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    let hist = |v: &Value| -> Result<Histogram, String> {
+        let buckets = v["buckets"].as_array().ok_or("no `buckets` in the report")?;
+        Ok(Histogram {
+            bucket_ns: num(v, "bucket_ns")?.max(1),
+            buckets: buckets
+                .iter()
+                .map(|c| c.as_u64().ok_or("a bucket that is not a count"))
+                .collect::<Result<_, _>>()?,
+            overflows: num(v, "overflows")?,
+            min_ns: num(v, "min_ns")?,
+            avg_ns: num(v, "avg_ns")?,
+            max_ns: num(v, "max_ns")?,
+        })
+    };
+    let mut runs = Vec::new();
+    for system in System::ALL {
+        let v = &doc[system.key()];
+        runs.push(LatencyRun {
+            system,
+            hist: hist(v).map_err(|e| format!("{}: {e}", system.key()))?,
+            misses: num(v, "misses")?,
+            uname: text(v, "kernel"),
+            clocksource: text(v, "clocksource"),
+            linux_cyclictest: if v["linux_cyclictest"].is_object() {
+                Some(hist(&v["linux_cyclictest"])?)
+            } else {
+                None
+            },
+            load: text(v, "load"),
+            flood_bytes: (num(v, "flood_bytes_to_linux")?, num(v, "flood_bytes_from_linux")?),
+        });
+    }
+    let work = doc["linux_throughput"].as_object().ok_or("no `linux_throughput` in the report")?;
+    let side = |k: &str| -> WorkRun {
+        WorkRun { seconds: work.iter().map(|(n, v)| (n.clone(), v[k].as_f64().unwrap_or(0.0))).collect() }
+    };
+    let qemu: Vec<u32> = text(doc, "qemu").split('.').filter_map(|x| x.parse().ok()).collect();
+    let report = Report {
+        secs: num(doc, "secs")?,
+        runs,
+        work: (side("hauki_s"), side("bare_s")),
+        work_scale: num(doc, "work_scale")?,
+        wall: Duration::from_secs(num(doc, "wall_s")?),
+    };
+    let qemu =
+        (qemu.first().copied().unwrap_or(0), qemu.get(1).copied().unwrap_or(0), qemu.get(2).copied().unwrap_or(0));
+    Ok(Saved { report, qemu, command: text(doc, "command") })
+}
+
+/// Writes the plot and, with `docs`, `docs/benchmarks.md` and its copy of the plot, from a report.
+pub fn render(
+    ws: &Workspace,
+    r: &Report,
+    qemu: (u32, u32, u32),
+    command: &str,
+    out: &Path,
+    docs: bool,
+) -> Result<(), String> {
+    let plot = out.join("latency.svg");
+    plot_svg(r, &plot)?;
+    println!("==> wrote {}", ws.rel(&plot));
+    if docs {
+        let svg = ws.root.join("docs/benchmarks-latency.svg");
+        std::fs::copy(&plot, &svg).map_err(|e| format!("{}: {e}", svg.display()))?;
+        let md = ws.root.join("docs/benchmarks.md");
+        std::fs::write(&md, markdown(ws, r, qemu, command)).map_err(|e| format!("{}: {e}", md.display()))?;
+        println!("==> wrote {} and {}", ws.rel(&md), ws.rel(&svg));
+    }
     Ok(())
 }
 
@@ -828,6 +914,20 @@ mod tests {
         let md = markdown(&Workspace::locate(), &r, (10, 0, 2), "cargo xtask bench --compare");
         assert!(md.contains("measured **10.2×**") && md.contains("virtual time"), "{md}");
         assert!(md.contains("| kernel | preemption |"), "{md}");
+    }
+
+    #[test]
+    fn a_report_reads_back_from_its_json() {
+        let r = report();
+        let doc = to_json(&r, (10, 0, 2), "cargo xtask bench --compare");
+        let Saved { report: back, qemu, command } = from_json(&doc).map_err(|e| e.to_string()).unwrap();
+        assert_eq!((qemu, command.as_str()), ((10, 0, 2), "cargo xtask bench --compare"));
+        assert_eq!(back.runs[1].hist, r.runs[1].hist);
+        assert_eq!(table(&back).lines().take(6).collect::<Vec<_>>(), table(&r).lines().take(6).collect::<Vec<_>>());
+        assert!((back.throughput().1 - r.throughput().1).abs() < 1e-9);
+        let mut bad = doc.clone();
+        bad["stock"]["buckets"] = json!("many");
+        assert!(from_json(&bad).err().unwrap().contains("stock: no `buckets`"));
     }
 
     #[test]

@@ -45,14 +45,6 @@ impl Histogram {
         None
     }
 
-    /// The same samples in buckets of `bucket_ns` (a multiple of this histogram's), for a plot
-    /// that shows every system at one resolution.
-    pub fn rebinned(&self, bucket_ns: u64) -> Histogram {
-        let k = (bucket_ns / self.bucket_ns).max(1) as usize;
-        let buckets = self.buckets.chunks(k).map(|c| c.iter().sum()).collect();
-        Histogram { bucket_ns: self.bucket_ns * k as u64, buckets, ..self.clone() }
-    }
-
     /// Adds `other`'s samples (same bucket width), as if both windows were one.
     pub fn merge(&mut self, other: &Histogram) {
         let (n, m) = (self.samples(), other.samples());
@@ -266,8 +258,6 @@ mod tests {
         assert_eq!(h.percentile_ns(1.0), Some(4000));
         let empty = Histogram { buckets: vec![0; 4], overflows: 0, min_ns: 0, avg_ns: 0, max_ns: 0, ..h.clone() };
         assert_eq!(empty.percentile_ns(0.5), None);
-        let coarse = h.rebinned(2000);
-        assert_eq!((coarse.bucket_ns, coarse.buckets.clone()), (2000, vec![90, 10]));
         let mut both = h.clone();
         both.merge(&Histogram { buckets: vec![0, 0, 0, 0, 0, 100], min_ns: 5000, avg_ns: 5000, max_ns: 5900, ..h });
         assert_eq!((both.samples(), both.min_ns, both.avg_ns, both.max_ns), (200, 1000, 3000, 5900));

@@ -106,7 +106,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "bench",
         summary: "Build, then measure image size and boot time; writes target/hauki/bench.json.",
-        usage: "cargo xtask bench [NAME...]   (only the benches whose name contains a NAME: image-size, boot-time, rt-core, rt-latency, rt-stagger, linux-guest, linux-stress, channels, edu, uart, linux-io, debian-boot)\n       cargo xtask bench --compare [--quick] [--secs N] [--json FILE] [--docs|--no-docs]   (Hauki against PREEMPT_RT and stock Linux under the same load; writes target/hauki/compare/ and, for a full run, docs/benchmarks.md)",
+        usage: "cargo xtask bench [NAME...]   (only the benches whose name contains a NAME: image-size, boot-time, rt-core, rt-latency, rt-stagger, linux-guest, linux-stress, channels, edu, uart, linux-io, debian-boot)\n       cargo xtask bench --compare [--quick] [--secs N] [--json FILE] [--docs|--no-docs] [--from FILE]   (Hauki against PREEMPT_RT and stock Linux under the same load; writes target/hauki/compare/ and, for a full run, docs/benchmarks.md; --from renders a run's compare.json again without running)",
         run: cmd_bench,
     },
     Command {
@@ -283,6 +283,18 @@ fn cmd_test(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
 /// `bench`: the benches against their targets, or `--compare`.
 fn cmd_bench(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
     let o = args::BenchOpts::parse(args)?;
+    if o.compare
+        && let Some(from) = &o.from
+    {
+        let text = std::fs::read_to_string(from).map_err(|e| format!("{}: {e}", from.display()))?;
+        let doc = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", from.display()))?;
+        let saved = bench_compare::from_json(&doc).map_err(|e| format!("{}: {e}", from.display()))?;
+        println!("{}", bench_compare::table(&saved.report));
+        let out = ws.hauki_dir().join("compare");
+        std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        bench_compare::render(ws, &saved.report, saved.qemu, &saved.command, &out, o.docs.unwrap_or(false))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if o.compare {
         let tools = deps::ensure()?;
         let secs = o.secs.unwrap_or(if o.quick { bench_compare::QUICK_SECS } else { bench_compare::FULL_SECS });
