@@ -89,6 +89,28 @@ pub fn mib<'a>(cmdline: &'a str, key: &'a str) -> Result<Option<u64>, BadValue<'
     Ok(number(cmdline, key, 1..=u64::MAX / MIB)?.map(|n| n * MIB))
 }
 
+/// The value of `key` as a set of numbers below 64 (a bit each): `1,3`, `1-3`, `0,2-4`, or empty
+/// for none; `Ok(None)` when absent. A malformed value is refused with the key's [`BadValue`].
+pub fn bit_list<'a>(cmdline: &'a str, key: &'a str) -> Result<Option<u64>, BadValue<'a>> {
+    let Some(value) = get(cmdline, key) else {
+        return Ok(None);
+    };
+    let bad = || BadValue { key, value, range: 0..=63 };
+    let mut bits = 0u64;
+    for part in value.split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let a: u64 = a.parse().map_err(|_| bad())?;
+        let b: u64 = b.parse().map_err(|_| bad())?;
+        if a > b || b > 63 {
+            return Err(bad());
+        }
+        for n in a..=b {
+            bits |= 1 << n;
+        }
+    }
+    Ok(Some(bits))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +173,18 @@ mod tests {
         assert_eq!(number_or("a=1", "b", 0..=10, 3, " ms"), 3);
         assert_eq!(number_or("b=11", "b", 0..=10, 3, " ms"), 3);
         assert_eq!(number_or("b=x", "b", 0..=10, 3, ""), 3);
+    }
+
+    #[test]
+    fn bit_lists() {
+        assert_eq!(bit_list("a=1", "hauki.rt_cpus"), Ok(None));
+        assert_eq!(bit_list("hauki.rt_cpus=1,3", "hauki.rt_cpus"), Ok(Some(0b1010)));
+        assert_eq!(bit_list("hauki.rt_cpus=1-3", "hauki.rt_cpus"), Ok(Some(0b1110)));
+        assert_eq!(bit_list("hauki.rt_cpus=0,2-3,63", "hauki.rt_cpus"), Ok(Some(0b1101 | 1 << 63)));
+        assert_eq!(bit_list("hauki.rt_cpus=", "hauki.rt_cpus"), Ok(Some(0)));
+        for bad in ["x", "3-1", "64", "1-64", "1,,x", "-1", "1-"] {
+            let line = alloc::format!("hauki.rt_cpus={bad}");
+            assert!(bit_list(&line, "hauki.rt_cpus").is_err(), "{bad} accepted");
+        }
     }
 }

@@ -51,7 +51,7 @@ pub struct BootReport {
     pub lapic_timer_hz: u64,
     /// Nanoseconds from the boot trampoline's first TSC read to the end of bring-up.
     pub boot_ns: u64,
-    /// The CPUs found and parked.
+    /// The CPUs found, started and parked.
     pub cpus: smp::Summary,
     /// IO-APICs the MADT lists.
     pub ioapics: u32,
@@ -98,10 +98,7 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     let cpu = cpu::detect();
     let (mm_stats, linux_plan, withheld) = init_memory(&boot);
     // IST stacks exist only now; until here #DF/NMI/#MC used the current stack.
-    gdt::set_ist(gdt::IST_DOUBLE_FAULT, mm::alloc_stack());
-    gdt::set_ist(gdt::IST_NMI, mm::alloc_stack());
-    gdt::set_ist(gdt::IST_DEBUG, mm::alloc_stack());
-    gdt::set_ist(gdt::IST_MACHINE_CHECK, mm::alloc_stack());
+    gdt::alloc_ist_stacks(0);
     idt::enable_ist();
 
     if !cpu.apic {
@@ -151,7 +148,15 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     let (tsc_hz, tsc_source) = tsc::calibrate(cpu.tsc_hz_stated, platform.hpet_phys);
     let force_lapic = cmdline::get(line, keys::TIMER) == Some("lapic");
     let timer = timer::init(cpu.tsc_deadline, force_lapic);
-    let cpus = smp::park_secondaries(&platform);
+    let rt = match cmdline::bit_list(line, keys::RT_CPUS) {
+        Ok(Some(bits)) => smp::RtChoice::List(bits),
+        Ok(None) => smp::RtChoice::Default,
+        Err(e) => {
+            log::warn!("{e}; the default real-time-only CPU is kept");
+            smp::RtChoice::Default
+        }
+    };
+    let cpus = smp::start_secondaries(&platform, low_pages(&boot), rt);
     x86_64::instructions::interrupts::enable();
 
     let boot_ns = tsc::ticks_to_ns(rdtsc() - entry_tsc);
@@ -200,11 +205,22 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
         (0, 0)
     });
     let guest = start_linux(&boot, &report.cpu, linux_plan, &withheld, region);
+    if guest.is_some() && report.cpus.online > 1 {
+        // Linux runs on CPU 0 only (for now): it must not start the CPUs the co-kernel runs on.
+        if let Err(e) = linux::append_cmdline("nr_cpus=1") {
+            fatal("linux-cmdline", format_args!("cannot keep Linux off the secondary CPUs: {e}"));
+        }
+    }
     sched::init();
+    for c in smp::online().filter(|&c| c != 0) {
+        sched::prepare(c);
+    }
+    smp::set_main(secondary_main);
     #[cfg(feature = "ktest")]
     {
         let _ = &guest; // the in-kernel tests run instead of Linux
         context::set(Context::Test);
+        smp::release();
         let ok = crate::ktest::run();
         fatal::enable_debug_exit();
         fatal::exit(if ok { debug_exit::SUCCESS } else { debug_exit::FAILURE });
@@ -212,9 +228,11 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     #[allow(unreachable_code, reason = "with the ktest feature the tests above end the run")]
     if cmdline::flag(line, keys::BENCH) {
         context::set(Context::Test);
+        smp::release();
         crate::tasks::bench::run();
     }
     crate::tasks::start(line, || start_app(line, boot.vga_text && guest.is_none()));
+    smp::release();
     if let Some((entry, boot_params)) = guest {
         console::release_console();
         context::set(Context::Idle);
@@ -224,6 +242,33 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     loop {
         crate::arch::idle_once();
     }
+}
+
+/// What a secondary CPU runs once released: its scheduler, with the co-kernel's idle loop as
+/// its idle task (Linux runs on CPU 0 only).
+fn secondary_main() -> ! {
+    x86_64::instructions::interrupts::disable();
+    sched::start_this_cpu();
+    loop {
+        crate::arch::idle_once();
+    }
+}
+
+/// 16 KiB of free RAM below 1 MiB for the secondaries' start-up code: usable in the memory map,
+/// clear of the boot information and modules, below the EBDA.
+fn low_pages(boot: &BootInfo) -> Option<u64> {
+    let mut avoid: heapless::Vec<core::ops::Range<u64>, 16> = heapless::Vec::new();
+    let _ = avoid.push(0..0x1000);
+    for r in &boot.info_ranges {
+        let _ = avoid.push(r.clone());
+    }
+    for m in &boot.modules {
+        let _ = avoid.push(m.start..m.end);
+    }
+    boot.memory
+        .find_free(smp::LOW_BYTES, 0x1000, 0x1000, &avoid)
+        .map(|r| r.start)
+        .filter(|&a| a + smp::LOW_BYTES <= 0x9_f000)
 }
 
 /// Starts the image's application unless `hauki.app=off`; what it cannot have is refused with
@@ -559,6 +604,8 @@ fn emit_boot_record(b: &BootReport) {
             .bool("interrupt_rf_quirk", idt::interrupt_rf_quirk())
             .str("hypervisor", b.cpu.hypervisor.as_deref().unwrap_or("none"))
             .u64("cpus", u64::from(b.cpus.cpus))
+            .u64("cpus_online", u64::from(b.cpus.online))
+            .u64("cpus_rt_only", u64::from(b.cpus.rt_only))
             .u64("cpus_parked", u64::from(b.cpus.parked))
             .u64("boot_cpu_apic_id", u64::from(apic::id()))
             .u64("ioapics", u64::from(b.ioapics))

@@ -83,6 +83,9 @@ pub mod cmdline {
     /// `hauki.line_storm_limit=N`: arrivals on one of Linux's level lines within 100 µs that make
     /// an interrupt storm, which the co-kernel throttles (default 8; 0: never throttle).
     pub const LINE_STORM_LIMIT: &str = "hauki.line_storm_limit";
+    /// `hauki.rt_cpus=LIST`: the co-kernel CPUs (indexes, `1,3` or `1-3`) that run only real-time
+    /// tasks, never Linux (default: the last CPU when there are at least two; CPU 0 is Linux's).
+    pub const RT_CPUS: &str = "hauki.rt_cpus";
     /// `hauki.pool_mib=N`: memory the co-kernel keeps for itself when Linux is loaded.
     pub const POOL_MIB: &str = "hauki.pool_mib";
     /// `hauki.channels_kib=N`: KiB of the region shared with Linux for channels (16 to 4096, default 256).

@@ -200,9 +200,11 @@ pub fn progress() -> (u64, crate::guest::watchdog::Observation) {
     (ENTRIES.load(Ordering::Relaxed), o)
 }
 
-/// Whether the idle context runs the guest (set by [`set_active`]).
+/// Whether the idle context runs the guest (set by [`set_active`]) on this CPU: Linux's CPU (on
+/// the others the idle context is the co-kernel's own idle loop).
+#[inline]
 pub fn active() -> bool {
-    ACTIVE.load(Ordering::Acquire)
+    ACTIVE.load(Ordering::Acquire) && crate::arch::percpu::this() == crate::kernel::sched::LINUX_CPU
 }
 
 /// Vectors the co-kernel keeps (never forwarded, never logged).

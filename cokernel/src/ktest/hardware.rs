@@ -1,5 +1,5 @@
 //! The hardware layer: the IDT, the memory protections, the interrupt controllers, the TSC and the
-//! one-shot timer, the parked CPUs, and the frames external interrupts push.
+//! one-shot timer, and the frames external interrupts push.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -248,15 +248,6 @@ pub(super) fn timer_cancel_prevents_expiry() -> TestResult {
         core::hint::spin_loop();
     }
     ensure!(timer::FIRED.load(Ordering::Relaxed) == before, "cancelled timer fired");
-    Ok(())
-}
-
-pub(super) fn secondary_cpus_are_parked() -> TestResult {
-    let r = crate::kmain::boot_report();
-    let listed = r.platform.cpus.iter().filter(|c| c.enabled || c.online_capable).count() as u32;
-    ensure!(r.cpus.cpus == listed, "{} CPUs counted, MADT lists {listed}", r.cpus.cpus);
-    ensure!(r.cpus.parked == listed - 1, "{} parked of {} secondaries", r.cpus.parked, listed - 1);
-    arch::console::console_write(format_args!("# {} CPU(s), {} parked\n", r.cpus.cpus, r.cpus.parked));
     Ok(())
 }
 

@@ -56,6 +56,7 @@ mod guest;
 mod hardware;
 mod phase;
 mod rt;
+mod smp;
 mod watchdog;
 
 const TESTS: &[Test] = tests![
@@ -79,7 +80,7 @@ const TESTS: &[Test] = tests![
     hardware::tsc_frequency_is_plausible,
     hardware::oneshot_timer_fires_once_not_early,
     hardware::timer_cancel_prevents_expiry,
-    hardware::secondary_cpus_are_parked,
+    smp::secondary_cpus_are_online,
     hardware::pci_function_found_by_address_and_absent_ones_refused,
     hardware::isa_claims_that_cannot_be_are_refused_naming_why,
     rt::rt_ready_tasks_run_in_priority_order,
@@ -87,6 +88,9 @@ const TESTS: &[Test] = tests![
     rt::rt_priority_inheritance_bounds_inversion,
     rt::rt_deadline_misses_and_overruns_are_detected,
     rt::rt_queue_passes_messages_in_order_with_blocking,
+    smp::smp_tasks_run_on_the_cpu_they_were_created_for,
+    smp::smp_posts_cross_cpus_through_mailboxes,
+    smp::smp_objects_and_tasks_refuse_the_wrong_cpu,
     guest::guest_exception_is_forwarded_with_the_exact_frame,
     guest::guest_interrupt_is_forwarded_when_the_guest_runs,
     guest::guest_interrupt_during_a_task_is_replayed_on_resume,

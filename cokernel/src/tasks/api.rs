@@ -34,6 +34,11 @@ fn kcall(nr: u64, a: u64, b: u64) -> Result<u64, Error> {
     if r & ERROR_BIT != 0 { Err(Error::from_code(r as u8)) } else { Ok(r) }
 }
 
+/// The CPU the caller runs on (the co-kernel's index: 0 is the boot CPU).
+pub fn this_cpu() -> usize {
+    crate::arch::percpu::this()
+}
+
 /// TSC now.
 pub fn now_tsc() -> u64 {
     cpu::rdtsc()
@@ -107,6 +112,7 @@ pub struct Periodic {
     deadline_ns: Option<u64>,
     budget_ns: u64,
     epoch_tsc: Option<u64>,
+    cpu: Option<usize>,
 }
 
 impl Periodic {
@@ -121,7 +127,14 @@ impl Periodic {
             deadline_ns: None,
             budget_ns: 0,
             epoch_tsc: None,
+            cpu: None,
         }
+    }
+    /// The CPU the task runs on, for good (default: the CPU that spawns it). Refused with
+    /// [`Error::WrongCpu`] when the co-kernel does not run on that CPU.
+    pub const fn cpu(mut self, cpu: usize) -> Self {
+        self.cpu = Some(cpu);
+        self
     }
     /// Count the phase from this TSC value instead of from the moment of `spawn`: tasks that
     /// share an epoch are released in a fixed relation to each other.
@@ -178,7 +191,7 @@ impl Periodic {
             },
             first_release: self.epoch_tsc.unwrap_or_else(now_tsc) + tsc::ns_to_ticks(self.phase_ns),
         };
-        glue::spawn(spec, entry, arg)
+        glue::spawn_on(self.cpu.unwrap_or_else(this_cpu), spec, entry, arg)
     }
 }
 
@@ -188,13 +201,20 @@ pub struct Event {
     name: &'static str,
     prio: u8,
     port: u16,
+    cpu: Option<usize>,
 }
 
 impl Event {
     /// A task named `name`, released by events posted to `port` (below
     /// [`crate::rt::sched::MAX_PORTS`], one task per port), priority 100.
     pub const fn new(name: &'static str, port: u16) -> Self {
-        Event { name, prio: 100, port }
+        Event { name, prio: 100, port, cpu: None }
+    }
+    /// The CPU the task runs on, for good (default: the CPU that spawns it). Posts to its port
+    /// from other CPUs reach it through that CPU's mailbox and an IPI.
+    pub const fn cpu(mut self, cpu: usize) -> Self {
+        self.cpu = Some(cpu);
+        self
     }
     /// 1 (least urgent) ..= 255 (most urgent); 0 is the idle level.
     pub const fn priority(mut self, p: u8) -> Self {
@@ -209,7 +229,7 @@ impl Event {
     /// As [`Event::spawn`], running `entry(arg)`.
     pub fn spawn_with(self, entry: Entry, arg: usize) -> Result<TaskId, Error> {
         let spec = Spec { name: self.name, prio: self.prio, kind: Kind::Event { port: self.port }, first_release: 0 };
-        glue::spawn(spec, entry, arg)
+        glue::spawn_on(self.cpu.unwrap_or_else(this_cpu), spec, entry, arg)
     }
 }
 
@@ -226,7 +246,13 @@ unsafe impl<T: Send> Sync for Mutex<T> {}
 impl<T> Mutex<T> {
     /// A mutex guarding `value` (one of the scheduler's [`crate::rt::sched::MAX_MUTEXES`]).
     pub fn new(value: T) -> Result<Self, Error> {
-        Ok(Mutex { id: glue::with(|s| s.mutex_create())?, value: UnsafeCell::new(value) })
+        Self::new_on(this_cpu(), value)
+    }
+
+    /// A mutex for the tasks of CPU `cpu` (mutexes, like tasks, belong to one CPU; a task on
+    /// another CPU that takes it is refused with [`Error::WrongCpu`]).
+    pub fn new_on(cpu: usize, value: T) -> Result<Self, Error> {
+        Ok(Mutex { id: glue::mutex_create_on(cpu)?, value: UnsafeCell::new(value) })
     }
 
     /// Takes the mutex, blocking while another task owns it. Panics if the scheduler refuses:
@@ -277,7 +303,11 @@ pub struct Semaphore(u16);
 impl Semaphore {
     /// A semaphore holding `initial` units, at most `max` (`0 < max`, `initial <= max`).
     pub fn new(initial: u32, max: u32) -> Result<Self, Error> {
-        glue::with(|s| s.sem_create(initial, max)).map(Semaphore)
+        Self::new_on(this_cpu(), initial, max)
+    }
+    /// A semaphore for the tasks of CPU `cpu` (see [`Mutex::new_on`]).
+    pub fn new_on(cpu: usize, initial: u32, max: u32) -> Result<Self, Error> {
+        glue::sem_create_on(cpu, initial, max).map(Semaphore)
     }
     /// Takes a unit, blocking while there is none. Panics if the scheduler refuses: from the idle
     /// context, or with a full wait queue.
@@ -294,7 +324,7 @@ impl Semaphore {
     }
     /// Units held now.
     pub fn count(&self) -> u32 {
-        glue::with(|s| s.sem_count(self.0)).unwrap_or(0)
+        glue::sem_count(self.0).unwrap_or(0)
     }
 }
 

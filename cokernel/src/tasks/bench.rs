@@ -288,9 +288,9 @@ fn latency_with_tasks() {
             spawned += 1;
         }
         api::idle_until(20_000_000, || false); // let set-up finish
-        latency::STATS.with(|s| s.reset());
+        latency::STATS[0].with(|s| s.reset());
         api::idle_until(200_000_000, || false);
-        let w = latency::STATS.with(|s| *s);
+        let w = latency::STATS[0].with(|s| *s);
         let mut name: heapless::String<32> = heapless::String::new();
         let _ = core::fmt::write(&mut name, format_args!("latency/{n}"));
         console::record("bench", |r| {

@@ -38,7 +38,7 @@ fn run(_: usize) -> ! {
     loop {
         api::wait_next_period();
         let ph = super::phase::STATE.with(|s| *s);
-        let lat = super::latency::TOTAL.with(|s| *s);
+        let lat = super::latency::TOTAL[0].with(|s| *s);
         let delta_max = lat.max_ns.max(window.max_ns);
         window = lat;
         // Clear the column and draw each oscillator's sine.

@@ -23,15 +23,20 @@ static PERIOD: Shared<u64> = Shared::new(0);
 pub fn start(period_ns: u64, exit_after: Option<u64>) -> Result<(), Error> {
     EXIT_AFTER.with(|e| *e = exit_after);
     PERIOD.with(|p| *p = period_ns);
-    Periodic::new("telemetry")
-        .priority(super::PRIO_TELEMETRY)
-        .period_ns(period_ns)
-        .phase_ns(period_ns)
-        .spawn(run)
-        .map(|_| ())
+    for cpu in crate::arch::smp::online() {
+        Periodic::new("telemetry")
+            .priority(super::PRIO_TELEMETRY)
+            .period_ns(period_ns)
+            .phase_ns(period_ns)
+            .cpu(cpu)
+            .spawn(if cpu == 0 { run } else { run_secondary })?;
+    }
+    Ok(())
 }
 
 const MAX_REPORTED: usize = 32;
+
+type TaskRow = (TaskId, &'static str, u8, Kind, TaskStats);
 
 fn ticks_ns(t: u64) -> u64 {
     crate::arch::tsc::ticks_to_ns(t)
@@ -52,37 +57,71 @@ fn period_ns(kind: &Kind) -> u64 {
     }
 }
 
+/// What every CPU's reporter emits for its own CPU: the `latency` and `latency_hist` records
+/// (the window then reset) and a `task` record per task, each with the CPU's index. Returns the
+/// window, the latency task's misses in it and since boot, and the tasks.
+fn report_cpu(cpu: usize, last_misses: &mut u64) -> (LatencyStats, u64, u64, heapless::Vec<TaskRow, MAX_REPORTED>) {
+    let (window, fine) = super::latency::STATS[cpu].with(|s| {
+        let w = *s;
+        s.reset();
+        (w, super::latency::FINE[cpu].flip())
+    });
+    let lat_task = super::latency::task();
+    // One short critical section per task: interrupts stay off for a copy, not a scan.
+    let mut tasks: heapless::Vec<TaskRow, MAX_REPORTED> = heapless::Vec::new();
+    for i in 1..=MAX_REPORTED {
+        let Some(entry) = glue::with(|s| {
+            s.nth_task(i).map(|t| {
+                let k = s.task(t);
+                (t, k.name, k.base_prio, k.kind, k.stats)
+            })
+        }) else {
+            break;
+        };
+        let _ = tasks.push(entry);
+    }
+    let misses_total = lat_task.and_then(|lt| tasks.iter().find(|x| x.0 == lt)).map_or(0, |x| x.4.misses);
+    let misses = misses_total - *last_misses;
+    *last_misses = misses_total;
+    super::latency::TOTAL[cpu].with(|t| t.misses = misses_total);
+    emit_latency(cpu, &window, misses, misses_total);
+    emit_latency_hist(cpu, fine);
+    for (_, name, prio, kind, st) in &tasks {
+        console::record("task", |r| {
+            r.str("task", name)
+                .u64("cpu", cpu as u64)
+                .u64("prio", u64::from(*prio))
+                .str("kind", kind_name(kind))
+                .u64("period_ns", period_ns(kind))
+                .u64("releases", st.releases)
+                .u64("completions", st.completions)
+                .u64("misses", st.misses)
+                .u64("overruns", st.overruns)
+                .u64("worst_response_ns", ticks_ns(st.worst_response))
+                .u64("cpu_ns", ticks_ns(st.cpu_time));
+        });
+    }
+    (window, misses, misses_total, tasks)
+}
+
+/// A secondary CPU's reporter: its own latency and tasks.
+fn run_secondary(_: usize) -> ! {
+    let cpu = crate::arch::percpu::this();
+    let mut last_misses = 0u64;
+    loop {
+        crate::tasks::api::wait_next_period();
+        report_cpu(cpu, &mut last_misses);
+    }
+}
+
+/// CPU 0's reporter: its own latency and tasks, and everything system-wide.
 fn run(_: usize) -> ! {
     let mut reports = 0u64;
     let mut last_misses = 0u64;
     loop {
         crate::tasks::api::wait_next_period();
         reports += 1;
-        let (window, fine) = super::latency::STATS.with(|s| {
-            let w = *s;
-            s.reset();
-            (w, super::latency::FINE.flip())
-        });
-        let lat_task = super::latency::task();
-        // One short critical section per task: interrupts stay off for a copy, not a scan.
-        let mut tasks: heapless::Vec<(TaskId, &'static str, u8, Kind, TaskStats), MAX_REPORTED> = heapless::Vec::new();
-        for i in 1..=MAX_REPORTED {
-            let Some(entry) = glue::with(|s| {
-                s.nth_task(i).map(|t| {
-                    let k = s.task(t);
-                    (t, k.name, k.base_prio, k.kind, k.stats)
-                })
-            }) else {
-                break;
-            };
-            let _ = tasks.push(entry);
-        }
-        let misses_total = lat_task.and_then(|lt| tasks.iter().find(|x| x.0 == lt)).map_or(0, |x| x.4.misses);
-        let misses = misses_total - last_misses;
-        last_misses = misses_total;
-        super::latency::TOTAL.with(|t| t.misses = misses_total);
-        emit_latency(&window, misses, misses_total);
-        emit_latency_hist(fine);
+        let (window, misses, misses_total, tasks) = report_cpu(0, &mut last_misses);
         console::line(
             format_args!(
                 "latency {} samples: min {} avg {} max {} ns, {} deadline misses ({} since boot){}",
@@ -96,20 +135,6 @@ fn run(_: usize) -> ! {
             ),
             false,
         );
-        for (_, name, prio, kind, st) in &tasks {
-            console::record("task", |r| {
-                r.str("task", name)
-                    .u64("prio", u64::from(*prio))
-                    .str("kind", kind_name(kind))
-                    .u64("period_ns", period_ns(kind))
-                    .u64("releases", st.releases)
-                    .u64("completions", st.completions)
-                    .u64("misses", st.misses)
-                    .u64("overruns", st.overruns)
-                    .u64("worst_response_ns", ticks_ns(st.worst_response))
-                    .u64("cpu_ns", ticks_ns(st.cpu_time));
-            });
-        }
         // The application's own records (the demo's `control`).
         if let Some(report) = crate::app::this().report {
             report();
@@ -160,10 +185,11 @@ fn run(_: usize) -> ! {
     }
 }
 
-fn emit_latency(w: &LatencyStats, misses: u64, misses_total: u64) {
+fn emit_latency(cpu: usize, w: &LatencyStats, misses: u64, misses_total: u64) {
     let period = super::latency::period_ns();
     console::record("latency", |r| {
         r.str("task", "latency")
+            .u64("cpu", cpu as u64)
             .u64("period_ns", period)
             .u64("samples", w.samples)
             .u64("min_ns", if w.samples > 0 { w.min_ns } else { 0 })
@@ -178,9 +204,10 @@ fn emit_latency(w: &LatencyStats, misses: u64, misses_total: u64) {
 
 /// The window's fine histogram (`half` of [`super::latency::FINE`], drained as it is written):
 /// the counts from the first non-empty bucket to the last, and the overflows.
-fn emit_latency_hist(half: usize) {
+fn emit_latency_hist(cpu: usize, half: usize) {
     use core::cell::Cell;
-    let mut nonempty = super::latency::FINE.drain(half).peekable();
+    let fine = &super::latency::FINE[cpu];
+    let mut nonempty = fine.drain(half).peekable();
     let first = nonempty.peek().map_or(0, |&(i, _)| i.min(hist::FINE_BUCKETS));
     let overflows = Cell::new(0u64);
     let mut next = first;
@@ -197,6 +224,7 @@ fn emit_latency_hist(half: usize) {
     });
     console::record("latency_hist", |r| {
         r.str("task", "latency")
+            .u64("cpu", cpu as u64)
             .u64("bucket_ns", hist::FINE_BUCKET_NS)
             .u64("buckets", hist::FINE_BUCKETS as u64)
             .u64("first", first as u64)
@@ -204,7 +232,7 @@ fn emit_latency_hist(half: usize) {
             .u64("overflows", overflows.get());
     });
     // Whatever the record did not take (a busy UART drops it) must not leak into a later window.
-    super::latency::FINE.drain(half).for_each(drop);
+    fine.drain(half).for_each(drop);
 }
 
 /// One `channel` record per channel: its counters, and whether a Linux program has it open.

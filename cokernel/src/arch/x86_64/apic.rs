@@ -140,6 +140,32 @@ pub fn init(has_x2apic: bool, force_xapic: bool) -> Mode {
         MODE.store(MODE_XAPIC, Ordering::Relaxed);
         Mode::XApic
     };
+    setup_local();
+    mode
+}
+
+/// Enables a secondary CPU's LAPIC in the mode [`init`] chose on the boot CPU (the xAPIC page is
+/// at the same address on every CPU, each seeing its own LAPIC there).
+pub fn init_secondary() {
+    let mut base = Msr::new(IA32_APIC_BASE);
+    // SAFETY: as in `init`: disabled -> xAPIC -> x2APIC are legal transitions, and x2APIC is
+    // chosen only when the boot CPU (the same model) has it.
+    unsafe {
+        let mut v = base.read();
+        if v & BASE_ENABLE == 0 {
+            v |= BASE_ENABLE;
+            base.write(v);
+        }
+        if MODE.load(Ordering::Relaxed) == MODE_X2APIC && v & BASE_X2APIC == 0 {
+            base.write(v | BASE_X2APIC);
+        }
+    }
+    setup_local();
+}
+
+/// This CPU's LAPIC registers: timer masked, LINT0 masked, LINT1 NMI, errors and spurious to
+/// the co-kernel's vectors, software-enabled.
+fn setup_local() {
     write(REG_TPR, 0);
     write(REG_LVT_TIMER, LVT_MASKED | u32::from(vectors::TIMER));
     write(REG_LVT_LINT0, LVT_MASKED);
@@ -149,7 +175,6 @@ pub fn init(has_x2apic: bool, force_xapic: bool) -> Mode {
     write(REG_ESR, 0);
     write(REG_SVR, 0x100 | u32::from(vectors::SPURIOUS));
     eoi();
-    mode
 }
 
 /// This CPU's APIC ID (from CPUID before the LAPIC is set up).
@@ -189,7 +214,9 @@ pub fn send_ipi(dest: u32, icr_low: u32) {
             // SAFETY: the x2APIC ICR MSR; one 64-bit write sends the IPI.
             unsafe { Msr::new(0x830).write((u64::from(dest) << 32) | u64::from(icr_low)) };
         }
-        MODE_XAPIC => {
+        // Two writes: an interrupt between them that sent an IPI of its own would change the
+        // destination under this one.
+        MODE_XAPIC => x86_64::instructions::interrupts::without_interrupts(|| {
             write(REG_ICR_HIGH, dest << 24);
             write(REG_ICR_LOW, icr_low);
             for _ in 0..1_000_000 {
@@ -198,7 +225,7 @@ pub fn send_ipi(dest: u32, icr_low: u32) {
                 }
                 core::hint::spin_loop();
             }
-        }
+        }),
         _ => {}
     }
 }
@@ -206,4 +233,15 @@ pub fn send_ipi(dest: u32, icr_low: u32) {
 /// INIT (assert): puts the target CPU in wait-for-SIPI, the parked state.
 pub fn send_init(dest: u32) {
     send_ipi(dest, 0x0000_4500);
+}
+
+/// STARTUP: a CPU in wait-for-SIPI starts in real mode at `page` × 4 KiB (below 1 MiB).
+pub fn send_startup(dest: u32, page: u8) {
+    send_ipi(dest, 0x0000_4600 | u32::from(page));
+}
+
+/// A fixed interrupt on `vector` to the CPU with APIC ID `dest`.
+#[inline]
+pub fn send_fixed(dest: u32, vector: u8) {
+    send_ipi(dest, u32::from(vector));
 }

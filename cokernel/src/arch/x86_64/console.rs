@@ -3,46 +3,67 @@
 //!
 //! Each UART has a lock so records and lines are never interleaved. Writers keep interrupts on
 //! (a slow UART must never delay a real-time interrupt), so a writer can be preempted while it
-//! holds the lock; anyone who then finds the lock taken drops its line and counts it in
-//! [`DROPPED`] instead of spinning on a lock its own CPU holds. After boot, the telemetry task is
-//! the one regular writer. The fatal paths use [`Sink::force`], which breaks the lock: when the CPU
+//! holds the lock; anyone on the same CPU who then finds the lock taken drops its line and counts
+//! it in [`DROPPED`] instead of spinning on a lock its own CPU holds. A writer on another CPU
+//! waits for the line to end, unless it runs with interrupts off (then it drops its line too).
+//! After boot, each CPU's telemetry task is the one regular writer. The fatal paths use [`Sink::force`], which breaks the lock: when the CPU
 //! is stopping, a half-written line from the interrupted context is better than silence.
 
+use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use spin::Mutex;
-
+use super::percpu;
 use super::serial::Uart;
 use crate::telemetry::json::Record;
 use hauki_abi::serial::{CONSOLE_PORT, TELEMETRY_PORT};
 
-/// A locked UART.
-pub struct Sink(Mutex<Uart>);
+/// A locked UART. The lock word holds the owning CPU's index + 1, so a writer can tell its own
+/// CPU's preempted writer (drop the line: spinning would never end) from another CPU's (wait: it
+/// finishes its line).
+pub struct Sink {
+    owner: AtomicUsize,
+    uart: UnsafeCell<Uart>,
+}
+
+// SAFETY: the UART is reached only by the owner of `owner` (or by `force` on a stopping CPU).
+unsafe impl Sync for Sink {}
 
 impl Sink {
     const fn new(base: u16) -> Self {
-        Sink(Mutex::new(Uart::new(base)))
+        Sink { owner: AtomicUsize::new(0), uart: UnsafeCell::new(Uart::new(base)) }
     }
 
     /// Runs `f` with the UART, breaking the lock if it is held (fatal paths only).
     pub fn force<R>(&self, f: impl FnOnce(&mut Uart) -> R) -> R {
-        if self.0.is_locked() {
-            // SAFETY: called only on paths that stop the CPU; the holder never resumes its write
-            // in a way that matters, and interleaving is preferable to a silent hang.
-            unsafe { self.0.force_unlock() };
-        }
-        f(&mut self.0.lock())
+        // Breaking the lock: called only on paths that stop the CPU; the holder never resumes its
+        // write in a way that matters, and interleaving is preferable to a silent hang.
+        self.owner.swap(percpu::this() + 1, Ordering::Acquire);
+        // SAFETY: this CPU owns the lock now (taken by force).
+        let r = f(unsafe { &mut *self.uart.get() });
+        self.owner.store(0, Ordering::Release);
+        r
     }
 
-    /// Runs `f` with the UART unless another context holds it (then the output is dropped).
+    /// Runs `f` with the UART unless this CPU's own interrupted context holds it (then the output
+    /// is dropped); another CPU's writer is waited for.
     pub fn with(&self, f: impl FnOnce(&mut Uart)) {
-        match self.0.try_lock() {
-            Some(mut u) => f(&mut u),
-            None => {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
+        let me = percpu::this() + 1;
+        loop {
+            match self.owner.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                // This CPU's own writer, or interrupts off here (a real-time interrupt must not wait
+                // for another CPU's line): dropped.
+                Err(o) if o == me || !x86_64::instructions::interrupts::are_enabled() => {
+                    DROPPED.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(_) => core::hint::spin_loop(),
             }
         }
+        // SAFETY: this CPU owns the lock until the store below.
+        f(unsafe { &mut *self.uart.get() });
+        self.owner.store(0, Ordering::Release);
     }
 }
 

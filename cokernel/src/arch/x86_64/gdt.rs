@@ -17,6 +17,8 @@ use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector
 use x86_64::structures::tss::TaskStateSegment;
 use x86_64::{PrivilegeLevel, VirtAddr};
 
+use super::percpu::{self, MAX_CPUS};
+
 /// The 64-bit kernel code selector (Linux's `__KERNEL_CS`).
 pub const KERNEL_CS: u16 = 0x10;
 /// The kernel data and stack selector (Linux's `__KERNEL_DS`).
@@ -38,18 +40,27 @@ struct CpuTables {
     gdt: UnsafeCell<GlobalDescriptorTable<16>>,
     tss: UnsafeCell<TaskStateSegment>,
 }
-// SAFETY: written only on the boot CPU, the one CPU that runs (the others stay parked).
+// SAFETY: CPU `i`'s tables are built by the boot CPU (IST slots, before CPU `i` starts) and then
+// loaded and read only by CPU `i`.
 unsafe impl Sync for CpuTables {}
 
-static TABLES: CpuTables =
-    CpuTables { gdt: UnsafeCell::new(GlobalDescriptorTable::empty()), tss: UnsafeCell::new(TaskStateSegment::new()) };
+/// One GDT and TSS per CPU (the IDT is shared).
+static TABLES: [CpuTables; MAX_CPUS] = [const {
+    CpuTables { gdt: UnsafeCell::new(GlobalDescriptorTable::empty()), tss: UnsafeCell::new(TaskStateSegment::new()) }
+}; MAX_CPUS];
 
-/// Builds and loads the GDT and TSS, reloads every segment register.
+/// Builds and loads the boot CPU's GDT and TSS, reloads every segment register.
 pub fn init() {
-    // SAFETY: boot CPU, once, before interrupts are enabled; nothing else references the tables yet.
-    let gdt = unsafe { &mut *TABLES.gdt.get() };
+    init_cpu(0);
+}
+
+/// Builds and loads CPU `cpu`'s GDT and TSS on that CPU, reloads every segment register.
+pub fn init_cpu(cpu: usize) {
+    let t = &TABLES[cpu];
+    // SAFETY: on CPU `cpu`, once, before interrupts are enabled; no other CPU loads these tables.
+    let gdt = unsafe { &mut *t.gdt.get() };
     // SAFETY: as above; the TSS is 'static, as the descriptor requires.
-    let tss: &'static TaskStateSegment = unsafe { &*TABLES.tss.get() };
+    let tss: &'static TaskStateSegment = unsafe { &*t.tss.get() };
     gdt.append(Descriptor::UserSegment(0x00cf_9b00_0000_ffff)); // 0x08 kernel 32-bit code
     let cs = gdt.append(Descriptor::kernel_code_segment()); // 0x10
     let ds = gdt.append(Descriptor::kernel_data_segment()); // 0x18
@@ -61,7 +72,7 @@ pub fn init() {
     debug_assert_eq!((cs.0, ds.0, tss_sel.0), (KERNEL_CS, KERNEL_DS, TSS_SEL));
     // SAFETY: the table is 'static and complete; the selectors loaded below are valid in it.
     unsafe {
-        (*TABLES.gdt.get()).load_unsafe();
+        (*t.gdt.get()).load_unsafe();
         CS::set_reg(cs);
         SS::set_reg(ds);
         DS::set_reg(ds);
@@ -78,7 +89,7 @@ pub fn reload() {
     // SAFETY: the tables were built by `init`; the TSS descriptor's busy bit (type 0xb) is cleared
     // first, as `ltr` requires an available TSS; the selectors are those `init` loaded.
     unsafe {
-        let gdt = &*TABLES.gdt.get();
+        let gdt = &*TABLES[percpu::this()].gdt.get();
         let entries = gdt.entries().as_ptr() as *mut u64;
         let tss = entries.add(usize::from(TSS_SEL) / 8);
         tss.write_volatile(tss.read_volatile() & !(1 << 41));
@@ -93,10 +104,18 @@ pub fn reload() {
     }
 }
 
-/// Points IST slot `slot` (1-based) at `top`.
-pub fn set_ist(slot: u8, top: u64) {
+/// Points CPU `cpu`'s IST slot `slot` (1-based) at `top` (for a secondary: before it starts).
+pub fn set_ist_of(cpu: usize, slot: u8, top: u64) {
     assert!((1..=7).contains(&slot));
     // SAFETY: the CPU reads the IST slot only when it takes an exception through a gate that
-    // names it; gates name a slot only after it has been set (see idt::enable_ist).
-    unsafe { (*TABLES.tss.get()).interrupt_stack_table[usize::from(slot - 1)] = VirtAddr::new(top) };
+    // names it; gates name a slot only after it has been set (see idt::enable_ist), and a
+    // secondary's slots are set before it runs.
+    unsafe { (*TABLES[cpu].tss.get()).interrupt_stack_table[usize::from(slot - 1)] = VirtAddr::new(top) };
+}
+
+/// Gives CPU `cpu` its four IST stacks (#DF, NMI, #DB, #MC), each behind a guard page.
+pub fn alloc_ist_stacks(cpu: usize) {
+    for slot in [IST_DOUBLE_FAULT, IST_NMI, IST_DEBUG, IST_MACHINE_CHECK] {
+        set_ist_of(cpu, slot, super::mm::alloc_stack());
+    }
 }

@@ -70,6 +70,11 @@ pub fn init() {
     // As in Linux: user code may raise #BP (int3) and #OF (into).
     gates[3].attributes = 0xee;
     gates[4].attributes = 0xee;
+    load();
+}
+
+/// Loads the one IDT on this CPU (the boot CPU in [`init`], each secondary as it starts).
+pub fn load() {
     let ptr = x86_64::structures::DescriptorTablePointer {
         limit: (size_of::<[Gate; 256]>() - 1) as u16,
         base: x86_64::VirtAddr::new(IDT.0.get() as u64),
@@ -78,7 +83,7 @@ pub fn init() {
     unsafe { x86_64::instructions::tables::lidt(&ptr) };
 }
 
-/// Moves #DF, NMI and #MC onto their IST stacks (after gdt::set_ist has given each a stack).
+/// Moves #DF, NMI and #MC onto their IST stacks (after gdt::alloc_ist_stacks has given each a stack).
 pub fn enable_ist() {
     // SAFETY: each gate is one 16-byte store the CPU reads only on delivery; the IST slots it
     // names are already set.

@@ -17,6 +17,7 @@ pub mod idt;
 pub mod ioapic;
 pub mod mm;
 pub mod pci;
+pub mod percpu;
 pub mod pic;
 pub mod serial;
 pub mod smp;

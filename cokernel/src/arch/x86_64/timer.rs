@@ -11,6 +11,7 @@ use super::apic::{self, LVT_TSC_DEADLINE};
 use super::cpu::rdtsc;
 use super::frame::{TrapFrame, vectors};
 use super::idt;
+use super::percpu::{self, MAX_CPUS};
 use super::tsc;
 use x86_64::registers::model_specific::Msr;
 
@@ -37,7 +38,8 @@ impl Kind {
 
 static KIND: AtomicU8 = AtomicU8::new(0);
 static LAPIC_HZ: AtomicU64 = AtomicU64::new(0);
-static DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Each CPU's armed deadline (its own LAPIC timer).
+static DEADLINE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
 /// Expiries delivered to the callback.
 pub static FIRED: AtomicU64 = AtomicU64::new(0);
 /// TSC when the last expiry was handled.
@@ -69,6 +71,14 @@ pub fn kind() -> Kind {
 /// The LAPIC timer's input frequency in Hz, as [`init`] measured it (divide by 1); 0 before.
 pub fn lapic_hz() -> u64 {
     LAPIC_HZ.load(Ordering::Relaxed)
+}
+
+/// Sets a secondary CPU's LAPIC timer up as [`init`] chose on the boot CPU (same hardware, so
+/// no calibration of its own).
+pub fn init_secondary() {
+    apic::write(apic::REG_TIMER_DIVIDE, 0b1011);
+    let mode = if kind() == Kind::TscDeadline { LVT_TSC_DEADLINE } else { 0 };
+    apic::write(apic::REG_LVT_TIMER, mode | u32::from(vectors::TIMER));
 }
 
 /// Calibrates the LAPIC timer against the TSC and selects the timer hardware.
@@ -142,13 +152,13 @@ pub fn set_callback(f: Callback) {
 
 /// Arms the timer for absolute TSC `deadline` (replacing any earlier one).
 pub fn arm_at(deadline: u64) {
-    DEADLINE.store(deadline, Ordering::Relaxed);
+    DEADLINE[percpu::this()].store(deadline, Ordering::Relaxed);
     program(deadline, rdtsc());
 }
 
 /// Disarms the timer.
 pub fn cancel() {
-    DEADLINE.store(u64::MAX, Ordering::Relaxed);
+    DEADLINE[percpu::this()].store(u64::MAX, Ordering::Relaxed);
     match kind() {
         // SAFETY: writing 0 to IA32_TSC_DEADLINE disarms it.
         Kind::TscDeadline => unsafe { Msr::new(IA32_TSC_DEADLINE).write(0) },
@@ -176,7 +186,8 @@ fn program(deadline: u64, now: u64) {
 
 fn on_interrupt(frame: &mut TrapFrame) {
     let now = rdtsc();
-    let deadline = DEADLINE.load(Ordering::Relaxed);
+    let slot = &DEADLINE[percpu::this()];
+    let deadline = slot.load(Ordering::Relaxed);
     if deadline == u64::MAX {
         return; // cancelled after it was already pending
     }
@@ -187,7 +198,7 @@ fn on_interrupt(frame: &mut TrapFrame) {
     if now - deadline > LATE_TICKS.load(Ordering::Relaxed) {
         attribute(frame, now - deadline);
     }
-    DEADLINE.store(u64::MAX, Ordering::Relaxed);
+    slot.store(u64::MAX, Ordering::Relaxed);
     FIRED.fetch_add(1, Ordering::Relaxed);
     LAST_FIRE_TSC.store(now, Ordering::Relaxed);
     let cb = CALLBACK.load(Ordering::Acquire);

@@ -238,10 +238,13 @@ pub enum Error {
     WrongKind,
     /// A post would raise the semaphore above its maximum.
     SemOverflow,
+    /// The object or CPU does not fit: a mutex or semaphore of another CPU's tasks (objects are
+    /// per CPU, as tasks are), or a task for a CPU the co-kernel does not run on.
+    WrongCpu,
 }
 
 impl Error {
-    const ALL: [Error; 12] = [
+    const ALL: [Error; 13] = [
         Error::NoFreeTask,
         Error::NoFreeObject,
         Error::BadPriority,
@@ -254,6 +257,7 @@ impl Error {
         Error::TooManyHeld,
         Error::WrongKind,
         Error::SemOverflow,
+        Error::WrongCpu,
     ];
 
     /// The error a kernel call's return code names (unknown codes read as `NoSuchObject`).
@@ -326,6 +330,12 @@ impl Scheduler {
         idle.kind = Kind::Idle;
         s.ready.push_back(&mut s.links, 0, IDLE);
         s
+    }
+
+    /// Starts the idle context's CPU-time account at `now` (a CPU that starts running a
+    /// scheduler created earlier for it).
+    pub fn reset_idle_clock(&mut self, now: u64) {
+        self.last_switch = now;
     }
 
     /// The running task (the last one [`Scheduler::schedule`] picked).
