@@ -269,7 +269,7 @@ fn boot(guest: Guest<'_>, initrd: &Path, dir: &Path, qemu_extra: &[String]) -> R
             let args =
                 cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &REPORT_MS), (cmdline::APP, &"off")]);
             let extra: Vec<&str> = qemu_extra.iter().map(String::as_str).collect();
-            let linux = LinuxBoot { initramfs: Some(initrd), vmlinux: None, cmdline: &cmdline };
+            let linux = LinuxBoot { initramfs: Some(initrd), vmlinux: None, cmdline: &cmdline, smp: 1 };
             boot_linux(dir, elf, &args, Some(0), &linux, &extra)?
         }
         Guest::Bare(vmlinux) => {

@@ -301,7 +301,7 @@ pub fn debian_boot(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
         let image = files.join("debian.ext4");
         crate::rootfs::fresh_copy(c.ws, &image)?;
         let qemu = disk_args(&[crate::qemu::Disk { bus: crate::qemu::DiskBus::Virtio, image }]);
-        let linux = LinuxBoot { initramfs: Some(&initramfs), vmlinux: None, cmdline: &cmdline };
+        let linux = LinuxBoot { initramfs: Some(&initramfs), vmlinux: None, cmdline: &cmdline, smp: 1 };
         let (mut con, _c2) = boot(c, system, &dir, &linux, &qemu, "root@hauki-debian")?;
         con.run(
             "bind 'set enable-bracketed-paste off'; export TERM=dumb PS1='# '",

@@ -163,6 +163,23 @@ pub fn cokernel_window(latency: &Value, fine: &Value) -> Result<Histogram, Strin
 /// Every window of the co-kernel's latency task in `recs` from the `from`-th `latency` record
 /// to before the `to`-th, as one histogram, and the misses in them.
 pub fn cokernel_histogram(recs: &[&Value], from: usize, to: usize) -> Result<(Histogram, u64), String> {
+    cokernel_histogram_of(recs, 0, from, to)
+}
+
+/// The CPU a record is about (`cpu`; records from before there were several say none: CPU 0).
+pub fn record_cpu(r: &Value) -> u64 {
+    r["cpu"].as_u64().unwrap_or(0)
+}
+
+/// As [`cokernel_histogram`], for CPU `cpu`'s latency task (each CPU's records are paired among
+/// themselves: the other CPUs' interleave with them).
+pub fn cokernel_histogram_of(recs: &[&Value], cpu: u64, from: usize, to: usize) -> Result<(Histogram, u64), String> {
+    let mine: Vec<&Value> = recs
+        .iter()
+        .copied()
+        .filter(|r| !(r["event"] == "latency" || r["event"] == "latency_hist") || record_cpu(r) == cpu)
+        .collect();
+    let recs = &mine[..];
     let mut total: Option<Histogram> = None;
     let mut misses = 0;
     let mut nth = 0;
@@ -178,15 +195,15 @@ pub fn cokernel_histogram(recs: &[&Value], from: usize, to: usize) -> Result<(Hi
             .iter()
             .take_while(|x| x["event"] != "latency")
             .find(|x| x["event"] == "latency_hist")
-            .ok_or_else(|| format!("latency record {nth} has no latency_hist record after it"))?;
-        let w = cokernel_window(r, fine).map_err(|e| format!("latency window {nth}: {e}"))?;
+            .ok_or_else(|| format!("CPU {cpu}: latency record {nth} has no latency_hist record after it"))?;
+        let w = cokernel_window(r, fine).map_err(|e| format!("CPU {cpu}: latency window {nth}: {e}"))?;
         misses += r["misses"].as_u64().unwrap_or(0);
         match &mut total {
             Some(t) => t.merge(&w),
             None => total = Some(w),
         }
     }
-    total.map(|t| (t, misses)).ok_or_else(|| format!("no latency windows between records {from} and {to}"))
+    total.map(|t| (t, misses)).ok_or_else(|| format!("CPU {cpu}: no latency windows between records {from} and {to}"))
 }
 
 use serde_json::Value;
@@ -294,5 +311,26 @@ mod tests {
         let elsewhere =
             rec(r#"{"event":"latency_hist","bucket_ns":100,"buckets":512,"first":2,"counts":[2,0,2],"overflows":1}"#);
         assert!(cokernel_window(&lat, &elsewhere).unwrap_err().contains("min 150 ns"));
+    }
+
+    #[test]
+    fn each_cpu_s_windows_are_paired_among_themselves() {
+        let lat0 = rec(r#"{"event":"latency","cpu":0,"samples":2,"min_ns":150,"avg_ns":150,"max_ns":150,"misses":0}"#);
+        let fine0 = rec(
+            r#"{"event":"latency_hist","cpu":0,"bucket_ns":100,"buckets":512,"first":1,"counts":[2],"overflows":0}"#,
+        );
+        let lat1 = rec(r#"{"event":"latency","cpu":1,"samples":3,"min_ns":350,"avg_ns":350,"max_ns":350,"misses":1}"#);
+        let fine1 = rec(
+            r#"{"event":"latency_hist","cpu":1,"bucket_ns":100,"buckets":512,"first":3,"counts":[3],"overflows":0}"#,
+        );
+        // Interleaved as two CPUs' reporters write them.
+        let recs = [lat1.clone(), lat0.clone(), fine1.clone(), fine0.clone(), lat1, fine1];
+        let refs: Vec<&Value> = recs.iter().collect();
+        let (h0, m0) = cokernel_histogram_of(&refs, 0, 0, 9).unwrap();
+        let (h1, m1) = cokernel_histogram_of(&refs, 1, 0, 9).unwrap();
+        assert_eq!((h0.samples(), m0, h0.max_ns), (2, 0, 150));
+        assert_eq!((h1.samples(), m1, h1.max_ns), (6, 2, 350));
+        // The same records read as one CPU's do not pair up.
+        assert!(cokernel_histogram_of(&refs, 2, 0, 9).unwrap_err().contains("CPU 2: no latency windows"));
     }
 }

@@ -99,7 +99,7 @@ const COMMANDS: &[Command] = &[
         name: "test",
         summary: "Run every test: host steps (unit tests, lint, format), in-kernel KTAP tests, system tests under QEMU.",
         usage: "cargo xtask test [FILTER...]   (only tests whose name contains a FILTER or whose area is one: host, ktest, boot, rt, apps, \
-                linux-guest, linux-net, linux-lines, linux-disk, linux-distro, linux-faults, linux-checks, linux-compare; a FILTER matching nothing lists the tests; HAUKI_QEMU_TIMEOUT=<s> \
+                linux-guest, linux-net, linux-lines, linux-disk, linux-distro, linux-faults, linux-smp, linux-checks, linux-compare; a FILTER matching nothing lists the tests; HAUKI_QEMU_TIMEOUT=<s> \
                 raises the 120 s safety bound per QEMU run)",
         run: cmd_test,
     },

@@ -210,7 +210,7 @@ extern "C" fn take_over() -> ! {
                 x86_64::registers::control::Cr3Flags::empty(),
             );
         }
-        gdt::reload();
+        gdt::reload(crate::arch::percpu::this());
     });
     let why = Failure::from_u8(HANDLING.load(Ordering::Acquire)).unwrap_or(Failure::Stuck);
     FAILURES.fetch_add(1, Ordering::Relaxed);

@@ -134,11 +134,12 @@ fn enter_guest_handler(frame: &mut TrapFrame) {
     }
 }
 
-unsafe extern "C" {
-    static mut hauki_forward_pending: u64;
-    static mut hauki_forward_skip: u64;
-    static mut hauki_forward_target: u64;
-}
+/// The CPU Linux runs on (its idle task is Linux there; elsewhere it is the co-kernel's idle loop).
+pub const LINUX_CPU: usize = 0;
+
+/// In a frame's vector slot: forward to the target in its error-code slot (a vector without an
+/// error code). `trap.S` knows this value.
+const FORWARD_NO_CODE: u64 = 0x100;
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static IDT_BASE: AtomicU64 = AtomicU64::new(0);
@@ -204,7 +205,7 @@ pub fn progress() -> (u64, crate::guest::watchdog::Observation) {
 /// the others the idle context is the co-kernel's own idle loop).
 #[inline]
 pub fn active() -> bool {
-    ACTIVE.load(Ordering::Acquire) && crate::arch::percpu::this() == crate::kernel::sched::LINUX_CPU
+    ACTIVE.load(Ordering::Acquire) && crate::arch::percpu::this() == LINUX_CPU
 }
 
 /// Vectors the co-kernel keeps (never forwarded, never logged).
@@ -246,18 +247,21 @@ pub fn gate_target(v: u8) -> Option<u64> {
     crate::guest::calls::gate_target(gate, linux_image())
 }
 
-/// Arranges for the trap exit to jump to the guest's gate for `v`. False if it has none.
-pub fn forward(v: u8) -> bool {
+/// Arranges for the trap exit that resumes `frame` to jump to the guest's gate for `v` instead
+/// of returning: the target goes in the frame's vector slot (the error code stays for a vector
+/// that has one) or, with [`FORWARD_NO_CODE`] there, in its error-code slot. The decision lives
+/// in the frame, so every CPU's trap exit reads its own. False if the guest has no gate.
+pub fn forward(frame: &mut TrapFrame, v: u8) -> bool {
     let Some(target) = gate_target(v) else {
         NO_GATE.fetch_add(1, Ordering::Relaxed);
         return false;
     };
-    // SAFETY: trap context, interrupts off, one real-time CPU: nothing else reads or writes the
-    // forwarding slots until this trap returns through them.
-    unsafe {
-        core::ptr::addr_of_mut!(hauki_forward_target).write_volatile(target);
-        core::ptr::addr_of_mut!(hauki_forward_skip).write_volatile(if has_error_code(v) { 8 } else { 16 });
-        core::ptr::addr_of_mut!(hauki_forward_pending).write_volatile(1);
+    debug_assert!(target > FORWARD_NO_CODE);
+    if has_error_code(v) {
+        frame.vector = target;
+    } else {
+        frame.vector = FORWARD_NO_CODE;
+        frame.error_code = target;
     }
     true
 }
@@ -289,7 +293,7 @@ pub fn forward_exception(frame: &mut TrapFrame, v: u8) -> bool {
         return false;
     }
     enter_guest_handler(frame);
-    let forwarded = forward(v);
+    let forwarded = forward(frame, v);
     if forwarded {
         FORWARDED.fetch_add(1, Ordering::Relaxed);
     }
@@ -321,7 +325,7 @@ fn take_highest() -> Option<u8> {
 pub fn on_guest_interrupt(frame: &mut TrapFrame, v: u8, guest_interrupted: bool) -> bool {
     if guest_interrupted && deliverable(frame) && gate_target(v).is_some() {
         enter_guest_handler(frame);
-        if forward(v) {
+        if forward(frame, v) {
             FORWARDED.fetch_add(1, Ordering::Relaxed);
             took_event();
             return true;
@@ -345,7 +349,7 @@ pub fn replay_on_resume(resumed: &mut TrapFrame) {
     while let Some(v) = take_highest() {
         if gate_target(v).is_some() {
             enter_guest_handler(resumed);
-            forward(v);
+            forward(resumed, v);
             REPLAYED.fetch_add(1, Ordering::Relaxed);
             took_event();
             forwarded = true;
@@ -365,7 +369,7 @@ pub fn replay_on_resume(resumed: &mut TrapFrame) {
         && gate_target(hauki_abi::guest::VECTOR_LINUX_TIMER).is_some()
     {
         enter_guest_handler(resumed);
-        forward(hauki_abi::guest::VECTOR_LINUX_TIMER);
+        forward(resumed, hauki_abi::guest::VECTOR_LINUX_TIMER);
         LDT_RETURNS.fetch_add(1, Ordering::Relaxed);
     }
 }

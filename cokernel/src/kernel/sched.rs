@@ -70,8 +70,7 @@ static SLOTS: [Slot; MAX_CPUS] = [const {
     }
 }; MAX_CPUS];
 
-/// The CPU Linux runs on (its idle task is Linux there; elsewhere it is the co-kernel's idle loop).
-pub const LINUX_CPU: usize = 0;
+pub use crate::guest::vcpu::LINUX_CPU;
 
 /// A scheduler, locked; interrupts are off while it lives.
 struct Guard(spin::MutexGuard<'static, Option<&'static mut Scheduler>>);

@@ -81,7 +81,7 @@ fn linux_debian_multi_user_with_ssh(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> S
     qemu.extend(["-nic".to_string(), Net { model: NicModel::Virtio, forwards: vec![(port, 22)] }.arg()]);
     let qemu: Vec<&str> = qemu.iter().map(String::as_str).collect();
     let cmdline = test_cmdline();
-    let linux = LinuxBoot { initramfs: Some(&initramfs), vmlinux: None, cmdline: &cmdline };
+    let linux = LinuxBoot { initramfs: Some(&initramfs), vmlinux: None, cmdline: &cmdline, smp: 1 };
     let args = cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &500)]);
     let (mut con, c2) = match boot_linux(&dir, elf, &args, Some(0), &linux, &qemu) {
         Ok(x) => x,

@@ -194,11 +194,13 @@ pub(crate) struct LinuxBoot<'a> {
     pub initramfs: Option<&'a Path>,
     pub vmlinux: Option<&'a Path>,
     pub cmdline: &'a str,
+    /// CPUs (`-smp`).
+    pub smp: u32,
 }
 
 impl Default for LinuxBoot<'_> {
     fn default() -> Self {
-        LinuxBoot { initramfs: None, vmlinux: None, cmdline: crate::linux::DEFAULT_CMDLINE }
+        LinuxBoot { initramfs: None, vmlinux: None, cmdline: crate::linux::DEFAULT_CMDLINE, smp: 1 }
     }
 }
 
@@ -233,6 +235,7 @@ pub(crate) fn boot_linux(
     let args = format!("{cokernel_args} {}", crate::qemu::cokernel_args(&[(cmdline::TIMING, &timing)]));
     let boot = Boot::Kernel { elf: elf.to_path_buf(), cmdline: kernel_cmdline(&args) };
     let mut cfg = QemuConfig::test(boot, "max", &c1, &c2);
+    cfg.smp = linux.smp;
     cfg.extra = vec!["-initrd".into(), bundle.display().to_string()];
     cfg.extra.extend(qemu_extra.iter().map(|s| s.to_string()));
     cfg.icount = icount.is_some();

@@ -41,6 +41,7 @@ mod linux_faults;
 mod linux_guest;
 mod linux_lines;
 mod linux_net;
+mod linux_smp;
 pub(crate) use linux_compare::REFERENCE_CMDLINE;
 pub(crate) use linux_guest::{
     LinuxBoot, at_prompt, boot_linux, boot_with_linux_devices, poweroff, quiet_console, report_console_failure, sh,
@@ -166,6 +167,7 @@ fn registry() -> Vec<Test> {
         linux_lines::tests(),
         linux_distro::tests(),
         linux_faults::tests(),
+        linux_smp::tests(),
         linux_checks::tests(),
         linux_compare::tests(),
     ]

@@ -2,6 +2,10 @@
 
 use raw_cpuid::CpuId;
 
+/// CPUs the co-kernel runs on at most (the boot CPU included). Secondaries beyond it are left
+/// parked and reported.
+pub const MAX_CPUS: usize = 16;
+
 /// The CPU's identity and the features the co-kernel depends on or reports.
 #[derive(Clone, Debug)]
 pub struct Features {

@@ -17,7 +17,7 @@ use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector
 use x86_64::structures::tss::TaskStateSegment;
 use x86_64::{PrivilegeLevel, VirtAddr};
 
-use super::percpu::{self, MAX_CPUS};
+use super::cpu::MAX_CPUS;
 
 /// The 64-bit kernel code selector (Linux's `__KERNEL_CS`).
 pub const KERNEL_CS: u16 = 0x10;
@@ -83,13 +83,13 @@ pub fn init_cpu(cpu: usize) {
     }
 }
 
-/// Loads the co-kernel's GDT and TSS again (after a guest that loaded its own died: its tables
-/// lie in memory about to be overwritten). Interrupts must be off.
-pub fn reload() {
+/// Loads CPU `cpu`'s (this CPU's) GDT and TSS again (after a guest that loaded its own died:
+/// its tables lie in memory about to be overwritten). Interrupts must be off.
+pub fn reload(cpu: usize) {
     // SAFETY: the tables were built by `init`; the TSS descriptor's busy bit (type 0xb) is cleared
     // first, as `ltr` requires an available TSS; the selectors are those `init` loaded.
     unsafe {
-        let gdt = &*TABLES[percpu::this()].gdt.get();
+        let gdt = &*TABLES[cpu].gdt.get();
         let entries = gdt.entries().as_ptr() as *mut u64;
         let tss = entries.add(usize::from(TSS_SEL) / 8);
         tss.write_volatile(tss.read_volatile() & !(1 << 41));

@@ -10,9 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering}
 
 use super::apic;
 
-/// CPUs the co-kernel runs on at most (the boot CPU included). Secondaries beyond it are left
-/// parked and reported.
-pub const MAX_CPUS: usize = 16;
+pub use super::cpu::MAX_CPUS;
 
 /// Set (before the first secondary starts) once more than one CPU may run co-kernel code.
 static SMP: AtomicBool = AtomicBool::new(false);

@@ -64,26 +64,18 @@ hauki_trap_common:
     /* Forward to the guest (Linux)? Then the guest's gate target runs with RSP at the exact
        hardware frame (error code kept for vectors that have one), every register as at the
        event, as if the guest's own gate had been taken. No register is free here, so the
-       decision and the target live in memory (one real-time CPU; interrupts are off). */
-    cmpq $0, hauki_forward_pending(%rip)
-    jne 1f
+       decision and the target live in the frame's own vector and error-code slots (per CPU,
+       per frame: see vcpu::forward): a vector (0..=255) returns normally; the target in the
+       vector slot keeps the error code; FORWARD_NO_CODE (0x100) there has the target in the
+       error-code slot. `ret` pops the target and jumps to it. */
+    cmpq $0xff, (%rsp)
+    ja 1f
     addq $16, %rsp
     iretq
-1:  movq $0, hauki_forward_pending(%rip)
-    addq hauki_forward_skip(%rip), %rsp
-    jmp *hauki_forward_target(%rip)
-
-    .section .data.forward, "aw"
-    .balign 8
-    .global hauki_forward_pending
-    .global hauki_forward_skip
-    .global hauki_forward_target
-hauki_forward_pending:
-    .quad 0
-hauki_forward_skip:
-    .quad 16
-hauki_forward_target:
-    .quad 0
+1:  cmpq $0x100, (%rsp)
+    jne 2f
+    addq $8, %rsp
+2:  ret
     .section .text.trap, "ax"
 
 /* u64 hauki_probe_read(addr): 0 if the byte at addr reads, else vector + 1. */

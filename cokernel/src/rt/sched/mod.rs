@@ -789,6 +789,6 @@ mod error_code_tests {
         for e in Error::ALL {
             assert_eq!(Error::from_code(e as u8), e);
         }
-        assert_eq!(Error::ALL.len(), Error::SemOverflow as usize + 1);
+        assert_eq!(Error::ALL.len(), Error::WrongCpu as usize + 1);
     }
 }

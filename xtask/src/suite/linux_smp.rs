@@ -1,0 +1,184 @@
+//! Several CPUs under deterministic time (icount): the co-kernel runs on every CPU, Linux beside it
+//! on the shared one, real-time tasks on every core; the latency task on each CPU misses nothing
+//! while Linux runs the stress battery, panics and is restarted.
+//!
+//! QEMU runs the vCPUs round-robin in one thread under icount: a CPU's timer interrupt waits until
+//! the vCPU running before it gives up its turn, so the worst case on one CPU carries the others'
+//! time slices. The tests judge deadlines (100 µs) and print the per-CPU worst cases; `cargo
+//! xtask bench` reports them.
+
+use std::path::Path;
+
+use hauki_abi::cmdline;
+use serde_json::Value;
+
+use super::linux_guest::{LinuxBoot, UP, boot_linux, report_console_failure};
+use super::{Ctx, Status, Test, hard_timeout};
+use crate::compare::{cokernel_histogram_of, record_cpu};
+use crate::qemu::cokernel_args;
+use crate::telemetry::Records;
+
+pub(super) fn tests() -> Vec<Test> {
+    tests![System: smp2_linux_beside_an_rt_only_core, smp4_every_core_runs_real_time_tasks]
+}
+
+fn records(c2: &Path) -> Records {
+    Records::parse(&std::fs::read_to_string(c2).unwrap_or_default())
+}
+
+/// Per CPU in `0..cpus`: the latency records from the `skip`-th on (each CPU's own count),
+/// checked: samples in every window, no miss, the fine histogram consistent; the worst case (ns).
+fn per_cpu_latency(r: &Records, cpus: u64, skip: usize, during: &str) -> Result<Vec<u64>, String> {
+    let all: Vec<&Value> = r.records.iter().collect();
+    let mut worst = Vec::new();
+    for cpu in 0..cpus {
+        let lat: Vec<&Value> = r.events("latency").filter(|l| record_cpu(l) == cpu).collect();
+        if lat.len() <= skip {
+            return Err(format!("CPU {cpu}: {} latency records{during}, want more than {skip}", lat.len()));
+        }
+        if let Some(l) = lat.iter().find(|l| l["samples"].as_u64().unwrap_or(0) == 0) {
+            return Err(format!("CPU {cpu}: a window without samples{during}: {l}"));
+        }
+        let (h, misses) = cokernel_histogram_of(&all, cpu, skip, lat.len())?;
+        let since_boot = lat.last().and_then(|l| l["misses_total"].as_u64()).unwrap_or(u64::MAX);
+        if misses != 0 || since_boot != 0 {
+            return Err(format!(
+                "CPU {cpu}: the latency task missed {misses} deadlines{during} ({since_boot} since boot)"
+            ));
+        }
+        worst.push(h.max_ns);
+    }
+    if let Some(t) = r.events("task").find(|t| t["misses"].as_u64() != Some(0)) {
+        return Err(format!("task {} on CPU {} missed deadlines{during}: {t}", t["task"], record_cpu(t)));
+    }
+    Ok(worst)
+}
+
+fn boot_record_cpus(r: &Records, online: u64, rt_only: u64) -> Result<(), String> {
+    let b = r.events("boot").next().ok_or("no boot record")?;
+    if b["cpus_online"] != online || b["cpus_rt_only"] != rt_only || b["cpus_parked"] != 0 {
+        return Err(format!(
+            "boot record: cpus_online {} cpus_rt_only {} cpus_parked {}, want {online}, {rt_only}, 0",
+            b["cpus_online"], b["cpus_rt_only"], b["cpus_parked"]
+        ));
+    }
+    Ok(())
+}
+
+/// Linux sees only its own CPU: `nproc` and `/proc/cpuinfo` say 1.
+fn linux_sees_one_cpu(con: &mut crate::console::ShellConsole) -> Result<(), String> {
+    let bound = hard_timeout();
+    let (out, _) = con.run("nproc; grep -c ^processor /proc/cpuinfo", bound)?;
+    let nums: Vec<&str> = out.split_whitespace().collect();
+    if nums != ["1", "1"] {
+        return Err(format!(
+            "Linux counts CPUs {nums:?} (nproc, /proc/cpuinfo), want 1 and 1: it must see only the shared CPU"
+        ));
+    }
+    Ok(())
+}
+
+fn boot(
+    ctx: &Ctx<'_>,
+    elf: &Path,
+    smp: u32,
+    extra: &[(&str, &dyn std::fmt::Display)],
+) -> Result<(crate::console::ShellConsole, std::path::PathBuf), Status> {
+    let mut keys: Vec<(&str, &dyn std::fmt::Display)> =
+        vec![(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &500), (cmdline::APP, &"off")];
+    keys.extend_from_slice(extra);
+    let linux = LinuxBoot { smp, ..LinuxBoot::default() };
+    boot_linux(&ctx.dir(), elf, &cokernel_args(&keys), Some(0), &linux, &[]).map_err(Status::Fail)
+}
+
+/// Two CPUs, the default split: CPU 0 shared (Linux is its idle task), CPU 1 real-time only.
+/// Linux boots and counts one CPU, runs the stress battery, then panics and is restarted; the
+/// latency task on each CPU misses nothing throughout, and CPU 1's windows go on unbroken while
+/// Linux is down.
+fn smp2_linux_beside_an_rt_only_core(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
+    let (mut con, c2) = match boot(ctx, elf, 2, &[]) {
+        Ok(x) => x,
+        Err(s) => return s,
+    };
+    let bound = hard_timeout();
+    let mut steps = || -> Result<(), String> {
+        con.expect(UP, bound)?;
+        con.expect("# ", bound)?;
+        boot_record_cpus(&records(&c2), 2, 1)?;
+        linux_sees_one_cpu(&mut con)?;
+        let skip = |cpu: u64| records(&c2).events("latency").filter(|l| record_cpu(l) == cpu).count();
+        let before = skip(1);
+        let (out, status) = con.run("hauki-stress 3", bound + std::time::Duration::from_secs(90))?;
+        if status != 0 || !out.contains("hauki-stress:") {
+            return Err(format!("the stress battery failed (status {status}): {out}"));
+        }
+        let worst = per_cpu_latency(&records(&c2), 2, before, " under the battery")?;
+        println!(
+            "    under hauki-stress 3: latency worst case CPU 0 (shared) {} ns, CPU 1 (real-time only) {} ns (virtual)",
+            worst[0], worst[1]
+        );
+        // Linux panics: it is restarted on CPU 0, and CPU 1 never notices.
+        let cpu1_before = skip(1);
+        con.send("echo PANIC > /sys/kernel/debug/provoke-crash/DIRECT")?;
+        con.expect("Kernel panic", bound).map_err(|e| format!("Linux did not panic: {e}"))?;
+        con.expect(UP, bound).map_err(|e| format!("Linux was not restarted: {e}"))?;
+        con.expect("# ", bound)?;
+        linux_sees_one_cpu(&mut con)?;
+        con.run("sleep 1", bound)?;
+        let r = records(&c2);
+        let restarted = r.events("linux").filter(|l| l["action"] == "restart").count();
+        if restarted != 1 {
+            return Err(format!("{restarted} Linux restarts recorded, want 1"));
+        }
+        let worst = per_cpu_latency(&r, 2, 0, " across the panic and restart")?;
+        // Every window of CPU 1's across the restart holds its full count of releases (500 ms of
+        // 100 µs periods), so it lost none.
+        let windows: Vec<u64> = r
+            .events("latency")
+            .filter(|l| record_cpu(l) == 1)
+            .skip(cpu1_before)
+            .filter_map(|l| l["samples"].as_u64())
+            .collect();
+        if windows.len() < 3 || windows[..windows.len() - 1].iter().any(|&n| n.abs_diff(5000) > 1) {
+            return Err(format!("CPU 1's windows across Linux's restart: {windows:?} samples, want 5000 each"));
+        }
+        println!(
+            "    Linux panicked and was restarted; {} windows of CPU 1 across it, 5000 samples each; worst case CPU 0 {} ns, CPU 1 {} ns",
+            windows.len(),
+            worst[0],
+            worst[1]
+        );
+        super::linux_guest::poweroff(&mut con, bound)
+    };
+    match steps() {
+        Ok(()) => Status::Pass,
+        Err(e) => report_console_failure(&con, e),
+    }
+}
+
+/// Four CPUs, every secondary real-time only (`hauki.rt_cpus=1-3`): the co-kernel's latency task
+/// runs on all four with no miss while Linux, on CPU 0, runs the battery.
+fn smp4_every_core_runs_real_time_tasks(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
+    let (mut con, c2) = match boot(ctx, elf, 4, &[(cmdline::RT_CPUS, &"1-3")]) {
+        Ok(x) => x,
+        Err(s) => return s,
+    };
+    let bound = hard_timeout();
+    let mut steps = || -> Result<(), String> {
+        con.expect(UP, bound)?;
+        con.expect("# ", bound)?;
+        boot_record_cpus(&records(&c2), 4, 3)?;
+        linux_sees_one_cpu(&mut con)?;
+        let (out, status) = con.run("hauki-stress 2", bound + std::time::Duration::from_secs(90))?;
+        if status != 0 || !out.contains("hauki-stress:") {
+            return Err(format!("the stress battery failed (status {status}): {out}"));
+        }
+        let worst = per_cpu_latency(&records(&c2), 4, 0, "")?;
+        println!("    latency worst case per CPU {worst:?} ns (virtual; CPU 0 shared, 1-3 real-time only)");
+        super::linux_guest::poweroff(&mut con, bound)
+    };
+    match steps() {
+        Ok(()) => Status::Pass,
+        Err(e) => report_console_failure(&con, e),
+    }
+}
