@@ -226,10 +226,11 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
         fatal::exit(if ok { debug_exit::SUCCESS } else { debug_exit::FAILURE });
     }
     #[allow(unreachable_code, reason = "with the ktest feature the tests above end the run")]
-    if cmdline::flag(line, keys::BENCH) {
+    let smp_bench = cmdline::get(line, keys::BENCH) == Some("smp");
+    if cmdline::flag(line, keys::BENCH) || smp_bench {
         context::set(Context::Test);
         smp::release();
-        crate::tasks::bench::run();
+        crate::tasks::bench::run(smp_bench);
     }
     crate::tasks::start(line, || start_app(line, boot.vga_text && guest.is_none()));
     smp::release();

@@ -68,7 +68,8 @@ pub mod cmdline {
     pub const APP: &str = "hauki.app";
     /// `hauki.stagger=off`: release equal-period workers at the same instant.
     pub const STAGGER: &str = "hauki.stagger";
-    /// `hauki.bench=1`: run the in-kernel benchmarks instead of the tasks, then exit.
+    /// `hauki.bench=1`: run the in-kernel benchmarks instead of the tasks, then exit (`smp`: only
+    /// the posts within a CPU and across CPUs).
     pub const BENCH: &str = "hauki.bench";
     /// `hauki.linux=guest|handover`: what to do with a loaded Linux (absent: load and check only).
     pub const LINUX: &str = "hauki.linux";

@@ -74,8 +74,10 @@ pub const BENCHES: &[Bench] = &[
     Bench { name: "rt-core", run: rt_core },
     Bench { name: "rt-latency", run: rt_latency },
     Bench { name: "rt-stagger", run: rt_stagger },
+    Bench { name: "rt-smp", run: rt_smp },
     Bench { name: "linux-guest", run: linux_guest },
     Bench { name: "linux-stress", run: linux_stress },
+    Bench { name: "linux-smp", run: crate::bench_linux::linux_smp },
     Bench { name: "channels", run: channels },
     Bench { name: "edu", run: edu },
     Bench { name: "uart", run: uart },
@@ -94,12 +96,18 @@ const SWITCH_TARGET: u64 = 500;
 /// Boots the co-kernel under `-icount shift=0,sleep=off` (`-cpu max`) with `append`, waits for it
 /// to exit with success, returns the telemetry.
 fn run_icount(c: &BenchCtx<'_>, name: &str, append: &str) -> Result<Records, String> {
+    run_icount_smp(c, name, append, 1)
+}
+
+/// As [`run_icount`], with `smp` CPUs.
+fn run_icount_smp(c: &BenchCtx<'_>, name: &str, append: &str, smp: u32) -> Result<Records, String> {
     let dir = c.dir.join(name);
     let (c1, c2) = Qemu::paths(&dir);
     let cfg = {
         let mut cfg =
             QemuConfig::test(Boot::Kernel { elf: c.elf.clone(), cmdline: kernel_cmdline(append) }, "max", &c1, &c2);
         cfg.icount = true;
+        cfg.smp = smp;
         cfg
     };
     let mut q = Qemu::spawn(&dir, &cfg, hard_timeout())?;
@@ -145,6 +153,30 @@ fn rt_core(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     }
     if out.is_empty() {
         return Err("no bench records on COM2".into());
+    }
+    Ok(out)
+}
+
+/// Posts between tasks on one CPU and across two (`hauki.bench=smp` under `-smp 2`): from the
+/// sender's post to the receiver's first instruction after its wait. Virtual time; the
+/// cross-CPU figure carries QEMU's round-robin of vCPUs (see tasks/bench.rs).
+fn rt_smp(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
+    let recs = run_icount_smp(c, "rt-smp", &cokernel_args(&[(cmdline::BENCH, &"smp")]), 2)?;
+    let mut out = Vec::new();
+    for name in ["post_same_cpu", "post_cross_cpu"] {
+        let r = recs.events("bench").find(|r| r["name"] == name).ok_or_else(|| format!("no {name} bench record"))?;
+        let g = |k: &str| r[k].as_u64().unwrap_or(0);
+        if g("samples") < 1000 {
+            return Err(format!("{name}: {} rounds, want 2000", g("samples")));
+        }
+        let note = format!(
+            "{}; min {} avg {} over {} posts",
+            r["note"].as_str().unwrap_or(""),
+            g("min_ns"),
+            g("avg_ns"),
+            g("samples")
+        );
+        out.push(metric(&format!("rt.{name}.max"), g("max_ns"), "ns", Some(LATENCY_TARGET_NS), &note));
     }
     Ok(out)
 }

@@ -106,7 +106,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "bench",
         summary: "Build, then measure image size and boot time; writes target/hauki/bench.json.",
-        usage: "cargo xtask bench [NAME...]   (only the benches whose name contains a NAME: image-size, boot-time, rt-core, rt-latency, rt-stagger, linux-guest, linux-stress, channels, edu, uart, linux-io, debian-boot)\n       cargo xtask bench --compare [--quick] [--secs N] [--json FILE] [--docs|--no-docs] [--from FILE]   (Hauki against PREEMPT_RT and stock Linux under the same load; writes target/hauki/compare/ and, for a full run, docs/benchmarks.md; --from renders a run's compare.json again without running)",
+        usage: "cargo xtask bench [NAME...]   (only the benches whose name contains a NAME: image-size, boot-time, rt-core, rt-latency, rt-stagger, rt-smp, linux-guest, linux-stress, linux-smp, channels, edu, uart, linux-io, debian-boot)\n       cargo xtask bench --compare [--quick] [--secs N] [--json FILE] [--docs|--no-docs] [--from FILE]   (Hauki against PREEMPT_RT and stock Linux under the same load; writes target/hauki/compare/ and, for a full run, docs/benchmarks.md; --from renders a run's compare.json again without running)",
         run: cmd_bench,
     },
     Command {

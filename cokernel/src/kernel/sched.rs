@@ -187,6 +187,10 @@ pub fn start_this_cpu() {
         s.reset_idle_clock(now);
         rearm(&mut s);
     }
+    // Tasks created for this CPU before it ran, and posts that reached its mailbox meanwhile
+    // (their IPI found it not yet running): the wake-up vector, taken as soon as the idle loop
+    // turns interrupts on, drains the mailbox and passes the switch point.
+    kick(cpu);
 }
 
 /// Sends CPU `cpu` the wake-up IPI: it drains its mailbox and passes its switch point.

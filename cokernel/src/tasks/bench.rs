@@ -8,6 +8,13 @@
 //! - `sched_cycle/N`: one release-run-complete cycle of the scheduler core (expire, select,
 //!   complete, select) with N periodic tasks in the system.
 //! - `latency/N`: the latency task's release latency with N tasks in the system.
+//! - `post_same_cpu`, `post_cross_cpu`: from a task's post to the woken event task's first
+//!   instruction after its wait, both tasks on CPU 0, or the receiver on another CPU (through
+//!   the mailbox and the wake-up IPI; only with a second CPU). Under icount QEMU runs the vCPUs
+//!   round-robin, so the cross-CPU figure also holds the sender's path from its post to its next
+//!   halt (its CPU's turn ends there): path lengths of both CPUs, not parallel hardware.
+
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::{console, cpu, fatal, tsc};
 use crate::rt::sched::{Kind, Scheduler, Spec};
@@ -23,15 +30,22 @@ fn emit(name: &str, n: u64, per_op_ticks_x1000: u64, note: &str) {
     });
 }
 
-/// Runs every benchmark in turn (each writes its `bench` records), then ends the run with
-/// SUCCESS. Called from the idle context instead of starting the tasks.
-pub fn run() -> ! {
+/// Runs every benchmark in turn (each writes its `bench` records), or with `smp_only`
+/// (`hauki.bench=smp`) only the posts within and across CPUs, then ends the run with SUCCESS. Called from the idle context instead of starting the tasks.
+pub fn run(smp_only: bool) -> ! {
+    if smp_only {
+        post_between_tasks(false);
+        post_between_tasks(true);
+        fatal::exit(debug_exit::SUCCESS)
+    }
     let k = kcall();
     context_switch(k);
     for n in [1usize, 16, 64, 256] {
         sched_cycle(n);
     }
     guest_forward_and_replay();
+    post_between_tasks(false);
+    post_between_tasks(true);
     latency_with_tasks();
     fatal::exit(debug_exit::SUCCESS)
 }
@@ -84,10 +98,10 @@ const BENCH_NATIVE_VECTOR: u8 = 0x51;
 #[repr(C, align(16))]
 struct Idt([u64; 512]);
 static mut BENCH_IDT: Idt = Idt([0; 512]);
-static NATIVE_TSC: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static NATIVE_TSC: AtomicU64 = AtomicU64::new(0);
 
 fn native_handler(_f: &mut crate::arch::frame::TrapFrame) {
-    NATIVE_TSC.store(cpu::rdtsc(), core::sync::atomic::Ordering::Relaxed);
+    NATIVE_TSC.store(cpu::rdtsc(), Ordering::Relaxed);
 }
 
 static REPLAY_T0: api::Shared<u64> = api::Shared::new(0);
@@ -131,10 +145,10 @@ fn guest_forward_and_replay() {
         fwd += guest_rec!(bench_guest_tsc) - t0;
         let t0 = cpu::rdtsc();
         apic::send_ipi(apic::id(), u32::from(BENCH_NATIVE_VECTOR));
-        while NATIVE_TSC.load(core::sync::atomic::Ordering::Relaxed) < t0 {
+        while NATIVE_TSC.load(Ordering::Relaxed) < t0 {
             core::hint::spin_loop();
         }
-        native += NATIVE_TSC.load(core::sync::atomic::Ordering::Relaxed) - t0;
+        native += NATIVE_TSC.load(Ordering::Relaxed) - t0;
     }
     emit(
         "forward_interrupt",
@@ -266,6 +280,83 @@ fn sched_cycle(n: usize) {
         total * 1000 / RELEASES,
         "per release: expire + select + complete + select, scheduler core only",
     );
+}
+
+// ---- posting to an event task on this CPU or another ----
+
+const XRECV_PORT: u16 = 90;
+const XSEND_PORT: u16 = 91;
+const POST_ROUNDS: u64 = 2000;
+
+static SENT_AT: AtomicU64 = AtomicU64::new(0);
+static XROUNDS: AtomicU64 = AtomicU64::new(0);
+static XMIN: AtomicU64 = AtomicU64::new(u64::MAX);
+static XMAX: AtomicU64 = AtomicU64::new(0);
+static XSUM: AtomicU64 = AtomicU64::new(0);
+
+/// The sender: each event from the receiver (or the first from the bench) starts a round by
+/// posting to the receiver's port `to`.
+fn xsend(to: usize) -> ! {
+    loop {
+        api::wait_event();
+        if XROUNDS.load(Ordering::Relaxed) >= POST_ROUNDS {
+            continue;
+        }
+        SENT_AT.store(cpu::rdtsc(), Ordering::Release);
+        api::post(to as u16, 1).expect("post to the receiver");
+    }
+}
+
+/// The receiver: the time from the sender's post to here, then the next round (a post back to
+/// the sender's port `back`).
+fn xrecv(back: usize) -> ! {
+    loop {
+        api::wait_event();
+        let t = cpu::rdtsc().saturating_sub(SENT_AT.load(Ordering::Acquire));
+        XMIN.fetch_min(t, Ordering::Relaxed);
+        XMAX.fetch_max(t, Ordering::Relaxed);
+        XSUM.fetch_add(t, Ordering::Relaxed);
+        XROUNDS.fetch_add(1, Ordering::Release);
+        api::post(back as u16, 1).expect("post back to the sender");
+    }
+}
+
+fn post_between_tasks(cross: bool) {
+    let cpu = if cross {
+        match crate::arch::smp::online().find(|&c| c != 0) {
+            Some(c) => c,
+            None => return, // one CPU: nothing to measure
+        }
+    } else {
+        0
+    };
+    for a in [&XROUNDS, &XMAX, &XSUM] {
+        a.store(0, Ordering::Relaxed);
+    }
+    XMIN.store(u64::MAX, Ordering::Relaxed);
+    let (rp, sp) = (XRECV_PORT + 2 * u16::from(cross), XSEND_PORT + 2 * u16::from(cross));
+    // Ports differ per run: each run has its own pair of tasks (tasks never end).
+    Event::new("xrecv", rp).priority(200).cpu(cpu).spawn_with(xrecv, usize::from(sp)).expect("receiver");
+    Event::new("xsend", sp).priority(200).cpu(0).spawn_with(xsend, usize::from(rp)).expect("sender");
+    api::post(sp, 1).expect("start");
+    api::idle_until(2_000_000_000, || XROUNDS.load(Ordering::Acquire) >= POST_ROUNDS);
+    let n = XROUNDS.load(Ordering::Acquire).max(1);
+    let ns = |t: u64| tsc::ticks_to_ns(t);
+    console::record("bench", |r| {
+        r.str("name", if cross { "post_cross_cpu" } else { "post_same_cpu" })
+            .u64("samples", XROUNDS.load(Ordering::Acquire))
+            .u64("min_ns", ns(XMIN.load(Ordering::Relaxed)))
+            .u64("avg_ns", ns(XSUM.load(Ordering::Relaxed) / n))
+            .u64("max_ns", ns(XMAX.load(Ordering::Relaxed)))
+            .str(
+                "note",
+                if cross {
+                    "task post to an event task on CPU 1 running: mailbox + IPI + switch (icount: includes the sender's path to its halt)"
+                } else {
+                    "task post to a higher event task on the same CPU running: kernel call + switch"
+                },
+            );
+    });
 }
 
 fn dummy(_: usize) -> ! {

@@ -16,7 +16,7 @@ use crate::telemetry::{Expect, Records};
 use crate::util::Workspace;
 
 /// The last line of the busybox initramfs's banner: Linux is up and its shell about to prompt.
-pub(super) const UP: &str = "is up; type 'poweroff' to end.";
+pub(crate) const UP: &str = "is up; type 'poweroff' to end.";
 
 pub(super) fn tests() -> Vec<Test> {
     tests![System:

@@ -8,6 +8,7 @@
 //! xtask bench` reports them.
 
 use std::path::Path;
+use std::time::Duration;
 
 use hauki_abi::cmdline;
 use serde_json::Value;
@@ -15,6 +16,7 @@ use serde_json::Value;
 use super::linux_guest::{LinuxBoot, UP, boot_linux, report_console_failure};
 use super::{Ctx, Status, Test, hard_timeout};
 use crate::compare::{cokernel_histogram_of, record_cpu};
+use crate::console::ShellConsole;
 use crate::qemu::cokernel_args;
 use crate::telemetry::Records;
 
@@ -65,8 +67,27 @@ fn boot_record_cpus(r: &Records, online: u64, rt_only: u64) -> Result<(), String
     Ok(())
 }
 
+/// Linux up at its prompt, the boot record naming `online` CPUs of which `rt_only` are real-time
+/// only, and Linux seeing only its own CPU.
+fn up(con: &mut ShellConsole, c2: &Path, online: u64, rt_only: u64) -> Result<(), String> {
+    let bound = hard_timeout();
+    con.expect(UP, bound)?;
+    con.expect("# ", bound)?;
+    boot_record_cpus(&records(c2), online, rt_only)?;
+    linux_sees_one_cpu(con)
+}
+
+/// `hauki-stress SECS` on Linux's shell, checked.
+fn stress(con: &mut ShellConsole, secs: u64) -> Result<(), String> {
+    let (out, status) = con.run(&format!("hauki-stress {secs}"), hard_timeout() + Duration::from_secs(45 * secs))?;
+    if status != 0 || !out.contains("hauki-stress:") {
+        return Err(format!("the stress battery failed (status {status}): {out}"));
+    }
+    Ok(())
+}
+
 /// Linux sees only its own CPU: `nproc` and `/proc/cpuinfo` say 1.
-fn linux_sees_one_cpu(con: &mut crate::console::ShellConsole) -> Result<(), String> {
+fn linux_sees_one_cpu(con: &mut ShellConsole) -> Result<(), String> {
     let bound = hard_timeout();
     let (out, _) = con.run("nproc; grep -c ^processor /proc/cpuinfo", bound)?;
     let nums: Vec<&str> = out.split_whitespace().collect();
@@ -83,7 +104,7 @@ fn boot(
     elf: &Path,
     smp: u32,
     extra: &[(&str, &dyn std::fmt::Display)],
-) -> Result<(crate::console::ShellConsole, std::path::PathBuf), Status> {
+) -> Result<(ShellConsole, std::path::PathBuf), Status> {
     let mut keys: Vec<(&str, &dyn std::fmt::Display)> =
         vec![(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &500), (cmdline::APP, &"off")];
     keys.extend_from_slice(extra);
@@ -102,16 +123,10 @@ fn smp2_linux_beside_an_rt_only_core(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> 
     };
     let bound = hard_timeout();
     let mut steps = || -> Result<(), String> {
-        con.expect(UP, bound)?;
-        con.expect("# ", bound)?;
-        boot_record_cpus(&records(&c2), 2, 1)?;
-        linux_sees_one_cpu(&mut con)?;
+        up(&mut con, &c2, 2, 1)?;
         let skip = |cpu: u64| records(&c2).events("latency").filter(|l| record_cpu(l) == cpu).count();
         let before = skip(1);
-        let (out, status) = con.run("hauki-stress 3", bound + std::time::Duration::from_secs(90))?;
-        if status != 0 || !out.contains("hauki-stress:") {
-            return Err(format!("the stress battery failed (status {status}): {out}"));
-        }
+        stress(&mut con, 3)?;
         let worst = per_cpu_latency(&records(&c2), 2, before, " under the battery")?;
         println!(
             "    under hauki-stress 3: latency worst case CPU 0 (shared) {} ns, CPU 1 (real-time only) {} ns (virtual)",
@@ -165,14 +180,8 @@ fn smp4_every_core_runs_real_time_tasks(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) 
     };
     let bound = hard_timeout();
     let mut steps = || -> Result<(), String> {
-        con.expect(UP, bound)?;
-        con.expect("# ", bound)?;
-        boot_record_cpus(&records(&c2), 4, 3)?;
-        linux_sees_one_cpu(&mut con)?;
-        let (out, status) = con.run("hauki-stress 2", bound + std::time::Duration::from_secs(90))?;
-        if status != 0 || !out.contains("hauki-stress:") {
-            return Err(format!("the stress battery failed (status {status}): {out}"));
-        }
+        up(&mut con, &c2, 4, 3)?;
+        stress(&mut con, 2)?;
         let worst = per_cpu_latency(&records(&c2), 4, 0, "")?;
         println!("    latency worst case per CPU {worst:?} ns (virtual; CPU 0 shared, 1-3 real-time only)");
         super::linux_guest::poweroff(&mut con, bound)

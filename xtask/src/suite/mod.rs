@@ -43,6 +43,7 @@ mod linux_lines;
 mod linux_net;
 mod linux_smp;
 pub(crate) use linux_compare::REFERENCE_CMDLINE;
+pub(crate) use linux_guest::UP as LINUX_UP;
 pub(crate) use linux_guest::{
     LinuxBoot, at_prompt, boot_linux, boot_with_linux_devices, poweroff, quiet_console, report_console_failure, sh,
 };

@@ -115,6 +115,7 @@ pub fn start_secondaries(p: &Platform, low: Option<u64>, rt: RtChoice) -> Summar
     let me = apic::id();
     let _ = percpu::register(me);
     let mut s = Summary { online: 1, ..Summary::default() };
+    let mut results: heapless::Vec<(u32, u32, Result<usize, &'static str>), 64> = heapless::Vec::new();
     let usable = p.cpus.iter().filter(|c| c.enabled || c.online_capable || c.apic_id == me).count();
     if let Some(low) = low.filter(|_| usable > 1) {
         prepare_low(low);
@@ -137,27 +138,13 @@ pub fn start_secondaries(p: &Platform, low: Option<u64>, rt: RtChoice) -> Summar
             None => Err("no free page below 1 MiB for the start-up code"),
             Some(low) => start_one(c.apic_id, low),
         };
-        match started {
-            Ok(cpu) => {
-                s.online += 1;
-                console::record("cpu", |r| {
-                    r.u64("cpu", cpu as u64)
-                        .u64("apic_id", u64::from(c.apic_id))
-                        .u64("acpi_uid", u64::from(c.acpi_uid))
-                        .str("state", "online");
-                });
-            }
-            Err(why) => {
-                apic::send_init(c.apic_id);
-                s.parked += 1;
-                console::record("cpu", |r| {
-                    r.u64("apic_id", u64::from(c.apic_id))
-                        .u64("acpi_uid", u64::from(c.acpi_uid))
-                        .str("state", "parked")
-                        .str("message", why);
-                });
-            }
+        if started.is_ok() {
+            s.online += 1;
+        } else {
+            apic::send_init(c.apic_id);
+            s.parked += 1;
         }
+        let _ = results.push((c.apic_id, c.acpi_uid, started));
     }
     let online = s.online as usize;
     let mask = match rt {
@@ -176,6 +163,23 @@ pub fn start_secondaries(p: &Platform, low: Option<u64>, rt: RtChoice) -> Summar
     };
     RT_ONLY.store(mask, Ordering::Relaxed);
     s.rt_only = mask.count_ones();
+    for (apic_id, acpi_uid, started) in results {
+        console::record("cpu", |r| {
+            match started {
+                Ok(cpu) => r
+                    .u64("cpu", cpu as u64)
+                    .u64("apic_id", u64::from(apic_id))
+                    .u64("acpi_uid", u64::from(acpi_uid))
+                    .str("state", "online")
+                    .str("kind", if is_rt_only(cpu) { "rt" } else { "shared" }),
+                Err(why) => r
+                    .u64("apic_id", u64::from(apic_id))
+                    .u64("acpi_uid", u64::from(acpi_uid))
+                    .str("state", "parked")
+                    .str("message", why),
+            };
+        });
+    }
     s
 }
 
