@@ -205,12 +205,6 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
         (0, 0)
     });
     let guest = start_linux(&boot, &report.cpu, linux_plan, &withheld, region);
-    if guest.is_some() && report.cpus.online > 1 {
-        // Linux runs on CPU 0 only (for now): it must not start the CPUs the co-kernel runs on.
-        if let Err(e) = linux::append_cmdline("nr_cpus=1") {
-            fatal("linux-cmdline", format_args!("cannot keep Linux off the secondary CPUs: {e}"));
-        }
-    }
     sched::init();
     for c in smp::online().filter(|&c| c != 0) {
         sched::prepare(c);
@@ -243,6 +237,50 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     loop {
         crate::arch::idle_once();
     }
+}
+
+/// Linux's ACPI tables (`guest::acpi_view`): the firmware's, with a MADT listing only the CPUs
+/// Linux runs on (CPU 0), in a page of the co-kernel's pool; the RSDP's physical address. On
+/// firmware tables it cannot use, a `linux_acpi` record says why and Linux gets the firmware's
+/// tables (and `nr_cpus=1`).
+fn linux_acpi(p: &acpi::Platform) -> Option<u64> {
+    use crate::guest::acpi_view::{self, Firmware};
+    let t = &p.tables;
+    let (Some(root), Some(madt)) =
+        (acpi::table_bytes(t.root_phys, acpi_view::PAGE), acpi::table_bytes(t.madt_phys, 1 << 16))
+    else {
+        acpi_fallback(format_args!("the firmware's root table or MADT has an impossible length"));
+        return None;
+    };
+    let page = mm::alloc_frame()?;
+    // SAFETY: a fresh pool frame (withheld from Linux's RAM), in the direct map.
+    let out = unsafe { &mut *(mm::phys_to_virt(page) as *mut [u8; acpi_view::PAGE]) };
+    let fw = Firmware { root, xsdt: t.root_is_xsdt, madt_phys: t.madt_phys, madt, oem_id: t.oem_id };
+    let linux_apic = crate::arch::percpu::apic_id(crate::guest::vcpu::LINUX_CPU).unwrap_or_else(apic::id);
+    match acpi_view::build(&fw, &|id| id == linux_apic, page, out) {
+        Ok(b) => {
+            console::record("linux_acpi", |r| {
+                r.str("state", "own")
+                    .hex("rsdp", page)
+                    .u64("cpus", u64::from(b.cpus))
+                    .u64("left_out", u64::from(b.dropped))
+                    .u64("bytes", b.len as u64);
+            });
+            Some(page)
+        }
+        Err(e) => {
+            mm::free_frame(page);
+            acpi_fallback(format_args!("{e}"));
+            None
+        }
+    }
+}
+
+fn acpi_fallback(why: core::fmt::Arguments<'_>) {
+    console::record("linux_acpi", |r| {
+        r.str("state", "firmware").fmt("message", why);
+    });
+    log::warn!("Linux gets the firmware's ACPI tables: {why}");
 }
 
 /// What a secondary CPU runs once released: its scheduler, with the co-kernel's idle loop as
@@ -491,6 +529,8 @@ fn start_linux(
         refuse("load-failed", format_args!("{e}"));
         return None;
     }
+    // Linux sees only its own CPUs (not on handover: then the machine is Linux's).
+    let acpi = if mode == LinuxMode::Handover { None } else { linux_acpi(&boot_report().platform) };
     let prep = match linux::prepare(
         &plan,
         boot,
@@ -501,6 +541,7 @@ fn start_linux(
         linux_calls::gate(),
         channels,
         crate::kernel::devices::table_addr(),
+        acpi.or(boot.rsdp),
     ) {
         Ok(p) => p,
         Err(e) => {
@@ -514,6 +555,13 @@ fn start_linux(
             return None;
         }
         supervisor::init(line);
+        if acpi.is_none() && boot_report().cpus.online > 1 {
+            // Without its own MADT, Linux would see the co-kernel's CPUs: it must not start them.
+            if let Err(e) = linux::append_cmdline("nr_cpus=1") {
+                refuse("prepare-failed", format_args!("cannot keep Linux off the co-kernel's CPUs: {e}"));
+                return None;
+            }
+        }
     }
     let handover = mode == LinuxMode::Handover;
     console::record("linux", |r| {

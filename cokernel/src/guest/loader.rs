@@ -384,7 +384,8 @@ pub struct Prepared {
 /// co-kernel's, for restarts); `None` passes it in place.
 /// `call_gate`: the address Linux calls the co-kernel at (the kernel's handler of Linux's calls).
 /// `channels`: the channel region's address and size (0, 0: none); `claimed`: the address of the
-/// table of devices real-time tasks own.
+/// table of devices real-time tasks own; `rsdp`: the ACPI tables Linux gets (the co-kernel's
+/// view, or the firmware's).
 #[allow(clippy::too_many_arguments, reason = "each is one fact of the handoff; a struct would only rename them")]
 pub fn prepare(
     plan: &Plan,
@@ -396,6 +397,7 @@ pub fn prepare(
     call_gate: u64,
     channels: (u64, u64),
     claimed: u64,
+    rsdp: Option<u64>,
 ) -> Result<Prepared, LoaderError> {
     let bp = mm::alloc_frame().ok_or(LoaderError::NoFrame(BootPage::BootParams))?;
     let cmd = mm::alloc_frame().ok_or(LoaderError::NoFrame(BootPage::Cmdline))?;
@@ -428,7 +430,7 @@ pub fn prepare(
         cmdline_phys: cmd,
         cmdline_len: plan.cmdline.len() as u32,
         initrd: plan.initrd.as_ref().map(|r| (initrd_at.unwrap_or(r.start), r.end - r.start)),
-        rsdp: boot.rsdp,
+        rsdp,
         hardware_subarch: if guest { abi::SUBARCH_HAUKI } else { bootparams::X86_SUBARCH_PC },
         subarch_data: ho,
         e820: &e820,

@@ -20,6 +20,7 @@
 //! bounds and never overflow, and report malformed input as a typed error. The pure modules
 //! forbid `unsafe`.
 
+pub mod acpi_view;
 pub mod bootparams;
 pub mod calls;
 pub mod elf;

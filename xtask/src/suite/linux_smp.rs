@@ -86,7 +86,31 @@ fn stress(con: &mut ShellConsole, secs: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Linux sees only its own CPU: `nproc` and `/proc/cpuinfo` say 1.
+/// The processors (APIC IDs) a MADT's bytes list: Local APIC (type 0) and Local x2APIC (type 9)
+/// entries.
+fn madt_apic_ids(t: &[u8]) -> Result<Vec<u32>, String> {
+    let len = t.get(4..8).map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as usize);
+    if t.get(..4) != Some(&b"APIC"[..]) || len != Some(t.len()) || t.len() < 44 {
+        return Err(format!("not a MADT: {} bytes, {:?}", t.len(), t.get(..8)));
+    }
+    let (mut at, mut ids) = (44, Vec::new());
+    while at + 2 <= t.len() {
+        let (ty, l) = (t[at], t[at + 1] as usize);
+        if l < 2 || at + l > t.len() {
+            return Err(format!("a MADT entry at {at} of length {l} runs past the table"));
+        }
+        match ty {
+            0 if l >= 8 => ids.push(u32::from(t[at + 3])),
+            9 if l >= 16 => ids.push(u32::from_le_bytes(t[at + 4..at + 8].try_into().unwrap_or_default())),
+            _ => {}
+        }
+        at += l;
+    }
+    Ok(ids)
+}
+
+/// Linux sees only its own CPU: `nproc` and `/proc/cpuinfo` say 1, the MADT it reads lists only
+/// the boot CPU, and it did not have to ignore a processor.
 fn linux_sees_one_cpu(con: &mut ShellConsole) -> Result<(), String> {
     let bound = hard_timeout();
     let (out, _) = con.run("nproc; grep -c ^processor /proc/cpuinfo", bound)?;
@@ -95,6 +119,19 @@ fn linux_sees_one_cpu(con: &mut ShellConsole) -> Result<(), String> {
         return Err(format!(
             "Linux counts CPUs {nums:?} (nproc, /proc/cpuinfo), want 1 and 1: it must see only the shared CPU"
         ));
+    }
+    let (out, st) = con.run("od -An -v -tu1 /sys/firmware/acpi/tables/APIC", bound)?;
+    if st != 0 {
+        return Err(format!("reading Linux's MADT failed ({st}): {out}"));
+    }
+    let bytes: Vec<u8> = out.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let ids = madt_apic_ids(&bytes)?;
+    if ids != [0] {
+        return Err(format!("the MADT Linux reads lists processors {ids:?}, want only the boot CPU (APIC ID 0)"));
+    }
+    let (out, _) = con.run("dmesg | grep -c 'Processor .* ignored' || true", bound)?;
+    if out.trim() != "0" {
+        return Err(format!("Linux ignored processors it was shown: {out}"));
     }
     Ok(())
 }

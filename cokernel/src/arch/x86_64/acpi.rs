@@ -5,6 +5,7 @@ use core::ptr::NonNull;
 
 use acpi::fadt::Fadt;
 use acpi::madt::{Madt, MadtEntry};
+use acpi::rsdp::Rsdp;
 use acpi::{AcpiHandler, AcpiTables, HpetInfo, PhysicalMapping};
 
 use crate::bootinfo::Firmware;
@@ -22,6 +23,35 @@ impl AcpiHandler for Handler {
     }
 
     fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
+}
+
+/// Where the firmware's ACPI tables are (physical addresses).
+#[derive(Clone, Copy, Debug)]
+pub struct Tables {
+    /// The RSDP (the boot loader's, or the one the BIOS search found).
+    pub rsdp_phys: u64,
+    /// The root table: the XSDT (`root_is_xsdt`) or the RSDT.
+    pub root_phys: u64,
+    /// Whether the root table is the XSDT (RSDP revision 2 or later with an XSDT address).
+    pub root_is_xsdt: bool,
+    /// The MADT.
+    pub madt_phys: u64,
+    /// The RSDP's OEM ID.
+    pub oem_id: [u8; 6],
+}
+
+/// The bytes of the firmware table at `phys` (its header's length, at most `max`), mapped for
+/// the co-kernel's life; `None` when the length is below a header's.
+pub fn table_bytes(phys: u64, max: usize) -> Option<&'static [u8]> {
+    let head = super::mm::map_phys(phys, 36);
+    // SAFETY: `head` maps 36 bytes at `phys` (never unmapped).
+    let len = unsafe { core::ptr::read_unaligned((head + 4) as *const u32) } as usize;
+    if !(36..=max).contains(&len) {
+        return None;
+    }
+    let virt = super::mm::map_phys(phys, len as u64);
+    // SAFETY: `virt` maps `len` bytes at `phys`, read-only use, for the kernel's life.
+    Some(unsafe { core::slice::from_raw_parts(virt as *const u8, len) })
 }
 
 /// One processor the MADT lists (a Local APIC or Local x2APIC entry).
@@ -64,6 +94,8 @@ pub struct Override {
 pub struct Platform {
     /// Physical address of the RSDP the boot loader passed (0: it was found by the BIOS search).
     pub rsdp: u64,
+    /// Where the tables are, for the copy Linux gets (`guest::acpi_view`).
+    pub tables: Tables,
     /// ACPI revision from the RSDP (0: ACPI 1.0, 2 and up: XSDT-based).
     pub revision: u8,
     /// Physical address of the local APIC's registers (the MADT's, or its 64-bit override).
@@ -98,19 +130,39 @@ pub enum Error {
 pub fn discover(rsdp: Option<u64>, firmware: Firmware) -> Result<Platform, Error> {
     // SAFETY: the boot loader's RSDP pointer is taken as given (the crate validates the
     // signature and checksum); the BIOS search is only done on non-UEFI firmware.
-    let tables = unsafe {
+    let rsdp_map = unsafe {
         match rsdp {
-            Some(p) => AcpiTables::from_rsdp(Handler, p as usize).map_err(|_| Error::BadTables)?,
-            None if firmware != Firmware::Uefi => {
-                AcpiTables::search_for_rsdp_bios(Handler).map_err(|_| Error::NoRsdp)?
+            Some(p) => {
+                let m = Handler.map_physical_region::<Rsdp>(p as usize, size_of::<Rsdp>());
+                m.validate().map_err(|_| Error::BadTables)?;
+                m
             }
+            None if firmware != Firmware::Uefi => Rsdp::search_for_on_bios(Handler).map_err(|_| Error::NoRsdp)?,
             None => return Err(Error::NoRsdp),
         }
     };
+    let r = rsdp_map.get();
+    let mut oem_id = [b' '; 6];
+    for (d, s) in oem_id.iter_mut().zip(r.oem_id().bytes()) {
+        *d = s;
+    }
+    let revision = r.revision();
+    // The crate panics on the extended fields of an ACPI 1.0 RSDP.
+    let (rsdt, xsdt) = (r.rsdt_address(), if revision >= 2 { r.xsdt_address() } else { 0 });
+    let rsdp_phys = rsdp_map.physical_start() as u64;
+    // SAFETY: validated just above.
+    let tables = unsafe { AcpiTables::from_validated_rsdp(Handler, rsdp_map) }.map_err(|_| Error::BadTables)?;
     let madt = tables.find_table::<Madt>().map_err(|_| Error::NoMadt)?;
     let m = madt.get();
     let mut p = Platform {
         rsdp: rsdp.unwrap_or(0),
+        tables: Tables {
+            rsdp_phys,
+            root_phys: if revision >= 2 && xsdt != 0 { xsdt } else { u64::from(rsdt) },
+            root_is_xsdt: revision >= 2 && xsdt != 0,
+            madt_phys: madt.physical_start() as u64,
+            oem_id,
+        },
         revision: tables.revision(),
         lapic_phys: u64::from(m.local_apic_address),
         cpus: heapless::Vec::new(),
