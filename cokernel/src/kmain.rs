@@ -206,6 +206,11 @@ extern "C" fn hauki_entry(protocol: u32, magic: u32, info_phys: u32, entry_tsc: 
     });
     let guest = start_linux(&boot, &report.cpu, linux_plan, &withheld, region);
     sched::init();
+    match cmdline::number(line, keys::ICOUNT_PACE_US, 1..=1000) {
+        Ok(Some(us)) => sched::set_icount_pace_us(us),
+        Ok(None) => {}
+        Err(e) => log::warn!("{e}; no pacing"),
+    }
     for c in smp::online().filter(|&c| c != 0) {
         sched::prepare(c);
     }

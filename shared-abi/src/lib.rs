@@ -59,6 +59,11 @@ pub mod cmdline {
     pub const INJECT: &str = "hauki.inject";
     /// `hauki.latency_period_us=N`: period of the latency task (default 100 µs).
     pub const LATENCY_PERIOD_US: &str = "hauki.latency_period_us";
+    /// `hauki.icount_pace_us=N`: an emulator aid for QEMU `-icount` with several CPUs (never on
+    /// hardware): no CPU's one-shot timer is armed more than N µs ahead, so QEMU's round-robin of
+    /// vCPUs (each gets a share of the instructions up to the next timer) switches at least that
+    /// often and a CPU's interrupt waits for another vCPU's turn at most about N µs.
+    pub const ICOUNT_PACE_US: &str = "hauki.icount_pace_us";
     /// `hauki.report_ms=N`: telemetry reporting period (default 1000 ms).
     pub const REPORT_MS: &str = "hauki.report_ms";
     /// `hauki.exit_after_reports=N`: exit with SUCCESS after N telemetry reports.

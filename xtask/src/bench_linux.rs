@@ -338,7 +338,12 @@ const SMP_STRESS_SECS: u64 = 20;
 /// 100 µs period), which parallel hardware does not have. Its median is its own path.
 pub fn linux_smp(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     let dir = c.dir.join("linux-smp");
-    let args = cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &500), (cmdline::APP, &"off")]);
+    let args = cokernel_args(&[
+        (cmdline::LINUX, &"guest"),
+        (cmdline::REPORT_MS, &500),
+        (cmdline::APP, &"off"),
+        (cmdline::ICOUNT_PACE_US, &crate::suite::ICOUNT_PACE_US),
+    ]);
     let linux = LinuxBoot { smp: 2, ..LinuxBoot::default() };
     let (mut con, c2) = boot_linux(&dir, &c.elf, &args, Some(0), &linux, &[])?;
     let bound = std::time::Duration::from_secs(900);

@@ -42,6 +42,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "cmdline", run: cmdline },
     Target { name: "linux_calls", run: linux_calls },
     Target { name: "channel_ring", run: channel_ring },
+    Target { name: "acpi_view", run: acpi_view },
 ];
 
 /// Reads fields from fuzz input, little-endian; once the input is used up every read is zero, so

@@ -57,7 +57,27 @@ pub fn seeds() -> Vec<Seed> {
     add("channel_ring", "messages-honest", ring_steps(false, &[0, 0, 2, 0, 0, 3, 1, 1, 0, 1]));
     add("channel_ring", "stream-honest", ring_steps(true, &[0, 2, 0, 3, 1, 1, 0]));
     add("channel_ring", "messages-scribbled", ring_steps(false, &[0, 4, 0, 1, 3, 4, 1, 0, 2, 1]));
+    add(
+        "acpi_view",
+        "qemu-xsdt-2-cpus-keep-0",
+        acpi_tables(true, 0b10, crate::guest::acpi_view::sample::madt(2, false)),
+    );
+    add("acpi_view", "qemu-rsdt-4-cpus", acpi_tables(false, 0, crate::guest::acpi_view::sample::madt(4, false)));
+    let mut mailbox = crate::guest::acpi_view::sample::madt(3, true);
+    mailbox.extend_from_slice(&[0x10, 16, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0]);
+    let len = mailbox.len() as u32;
+    mailbox[4..8].copy_from_slice(&len.to_le_bytes());
+    add("acpi_view", "x2apic-with-a-mailbox", acpi_tables(true, 0b100, mailbox));
     v
+}
+
+/// One `acpi_view` input: the flags byte (XSDT or RSDT, the APIC IDs kept), a root table whose
+/// first entry is the MADT (then a FADT-like and an HPET-like address), the MADT.
+fn acpi_tables(xsdt: bool, keep_mask: u8, madt: Vec<u8>) -> Vec<u8> {
+    let root = crate::guest::acpi_view::sample::root(&[0x7ffe_1000, 0x7ffe_0000, 0x7ffe_2000], xsdt);
+    let mut w = Writer::default();
+    w.u8(u8::from(xsdt) | keep_mask).u16(root.len() as u16).bytes(&root).bytes(&madt);
+    w.out
 }
 
 /// One `channel_ring` input: a ring of 16 slots of 48-byte records (or 16 bytes), then `ops` in

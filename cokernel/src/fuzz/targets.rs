@@ -1,5 +1,6 @@
 //! The checking functions; see the module documentation of [`crate::fuzz`] and docs/fuzzing.md.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::convert::Infallible;
@@ -803,4 +804,80 @@ pub fn channel_ring(data: &[u8]) {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linux's ACPI view
+
+/// `acpi_view::build` on arbitrary firmware tables. Input: a flags byte (bit 0: the root table is
+/// the XSDT; bits 1–7: the APIC IDs kept are those whose low 7 bits share a bit with them, or all
+/// if none are set), the root table's length (u16) and bytes, then the MADT's bytes; the MADT's
+/// address is the root's first entry. An accepted view has valid checksums throughout, lists
+/// every firmware table but the MADT unchanged, and its MADT is the firmware's fixed part and
+/// entries in order, minus exactly the processors not kept and the wake-up mailboxes.
+pub fn acpi_view(data: &[u8]) {
+    use crate::guest::acpi_view::{self as av, Firmware, HEADER, PAGE, XSDT_AT};
+    let mut r = Reader::new(data);
+    let flags = r.u8();
+    let xsdt = flags & 1 != 0;
+    let mask = u32::from(flags >> 1);
+    let n = usize::from(r.u16());
+    let root = r.bytes(n);
+    let madt = r.rest();
+    let width = if xsdt { 8 } else { 4 };
+    let madt_phys = root.get(HEADER..HEADER + width).map_or(0, |b| {
+        let mut w = [0u8; 8];
+        w[..width].copy_from_slice(b);
+        u64::from_le_bytes(w)
+    });
+    let keep = |id: u32| mask == 0 || id & mask != 0;
+    let fw = Firmware { root, xsdt, madt_phys, madt, oem_id: *b"FUZZ  " };
+    let at_phys = 0x20_0000;
+    let mut out = Box::new([0u8; PAGE]);
+    let Ok(b) = av::build(&fw, &keep, at_phys, &mut out) else { return };
+    let sum = |b: &[u8]| b.iter().fold(0u8, |s, &x| s.wrapping_add(x));
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    assert!(b.len <= PAGE);
+    assert_eq!(sum(&out[..20]), 0, "RSDP checksum");
+    assert_eq!(sum(&out[..36]), 0, "RSDP extended checksum");
+    let xl = u32_at(&out[..], XSDT_AT + 4) as usize;
+    assert_eq!(sum(&out[XSDT_AT..XSDT_AT + xl]), 0, "XSDT checksum");
+    let ours: Vec<u64> = out[XSDT_AT + HEADER..XSDT_AT + xl]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let root_len = u32_at(root, 4) as usize;
+    let theirs = av::root_entries(&root[..root_len], xsdt);
+    assert_eq!(ours.len(), theirs.len());
+    let madt_at = (XSDT_AT + xl).next_multiple_of(8);
+    for (o, t) in ours.iter().zip(&theirs) {
+        assert_eq!(*o, if *t == madt_phys { at_phys + madt_at as u64 } else { *t }, "a table moved");
+    }
+    let ml = u32_at(&out[..], madt_at + 4) as usize;
+    let view = &out[madt_at..madt_at + ml];
+    assert_eq!(sum(view), 0, "MADT checksum");
+    assert_eq!(&view[HEADER..HEADER + 8], &madt[HEADER..HEADER + 8]);
+    // The firmware's entries, filtered as documented, are exactly the view's.
+    let entries = |t: &[u8], len: usize| {
+        let mut v = Vec::new();
+        let mut at = HEADER + 8;
+        while at + 2 <= len {
+            let l = usize::from(t[at + 1]);
+            v.push(t[at..at + l].to_vec());
+            at += l;
+        }
+        v
+    };
+    let cpu = |e: &[u8]| match (e[0], e.len()) {
+        (0, 8..) => Some(u32::from(e[3])),
+        (9, 16..) => Some(u32_at(e, 4)),
+        _ => None,
+    };
+    let want: Vec<Vec<u8>> = entries(madt, u32_at(madt, 4) as usize)
+        .into_iter()
+        .filter(|e| e[0] != 0x10 && cpu(e).is_none_or(keep))
+        .collect();
+    assert_eq!(entries(view, ml), want, "the view's MADT entries");
+    assert_eq!(b.cpus as usize, want.iter().filter(|e| cpu(e).is_some()).count());
+    assert_eq!(av::madt_cpus(view).len(), (b.cpus as usize).min(64));
 }

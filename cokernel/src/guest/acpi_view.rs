@@ -134,6 +134,22 @@ fn table_len(b: &[u8], fixed: usize, table: &'static str) -> Result<usize, ViewE
     Ok(length as usize)
 }
 
+/// The table addresses a root table (`root`, exactly its length) lists: 64-bit in the XSDT,
+/// 32-bit in the RSDT; at most 256.
+pub fn root_entries(root: &[u8], xsdt: bool) -> heapless::Vec<u64, 256> {
+    let width = if xsdt { 8 } else { 4 };
+    root.get(HEADER..)
+        .unwrap_or_default()
+        .chunks_exact(width)
+        .take(256)
+        .map(|c| {
+            let mut w = [0u8; 8];
+            w[..width].copy_from_slice(c);
+            u64::from_le_bytes(w)
+        })
+        .collect()
+}
+
 /// Builds Linux's RSDP, XSDT and MADT into `out`, to be placed at physical address `at_phys`:
 /// the MADT keeps the processors for which `keep(apic_id)` holds. The RSDP is at offset 0.
 pub fn build(
@@ -147,16 +163,7 @@ pub fn build(
         return Err(ViewError::RootSignature);
     }
     let root_len = table_len(fw.root, HEADER, if fw.xsdt { "XSDT" } else { "RSDT" })?;
-    let width = if fw.xsdt { 8 } else { 4 };
-    let entries: heapless::Vec<u64, 256> = fw.root[HEADER..root_len]
-        .chunks_exact(width)
-        .take(256)
-        .map(|c| {
-            let mut w = [0u8; 8];
-            w[..width].copy_from_slice(c);
-            u64::from_le_bytes(w)
-        })
-        .collect();
+    let entries = root_entries(&fw.root[..root_len], fw.xsdt);
     if !entries.contains(&fw.madt_phys) {
         return Err(ViewError::MadtNotListed);
     }

@@ -159,6 +159,16 @@ pub fn exists(cpu: usize) -> bool {
     cpu < MAX_CPUS && x86_64::instructions::interrupts::without_interrupts(|| SLOTS[cpu].sched.lock().is_some())
 }
 
+/// `hauki.icount_pace_us` in TSC ticks (0: off): the furthest ahead any CPU's timer is armed.
+static PACE_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Under QEMU `-icount` with several CPUs: arm no CPU's timer more than `us` µs ahead
+/// (`hauki.icount_pace_us`, an emulator aid; see shared-abi). Each CPU then wakes at least that
+/// often, which costs its idle loop (or Linux) a timer interrupt per period.
+pub fn set_icount_pace_us(us: u64) {
+    PACE_TICKS.store(crate::arch::tsc::ns_to_ticks(us.saturating_mul(1000)), Ordering::Relaxed);
+}
+
 /// Creates the boot CPU's scheduler; the caller's context becomes its idle task.
 pub fn init() {
     prepare(0);
@@ -400,10 +410,15 @@ fn rearm(s: &mut Scheduler) {
     let cpu = percpu::this();
     let armed = &SLOTS[cpu].armed;
     let linux = if cpu == LINUX_CPU { vtimer::deadline() } else { u64::MAX };
-    let next = match s.next_expiry() {
+    let mut next = match s.next_expiry() {
         Some(t) => Some(t.min(linux)),
         None => (linux != u64::MAX).then_some(linux),
     };
+    let pace = PACE_TICKS.load(Ordering::Relaxed);
+    if pace != 0 {
+        let cap = rdtsc() + pace;
+        next = Some(next.map_or(cap, |n| n.min(cap)));
+    }
     match next {
         Some(when) if when != armed.load(Ordering::Relaxed) => {
             armed.store(when, Ordering::Relaxed);

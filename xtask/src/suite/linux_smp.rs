@@ -4,8 +4,9 @@
 //!
 //! QEMU runs the vCPUs round-robin in one thread under icount: a CPU's timer interrupt waits until
 //! the vCPU running before it gives up its turn, so the worst case on one CPU carries the others'
-//! time slices. The tests judge deadlines (100 µs) and print the per-CPU worst cases; `cargo
-//! xtask bench` reports them.
+//! time slices. The co-kernel's `hauki.icount_pace_us` keeps those turns short (docs/smp.md).
+//! The tests judge deadlines (100 µs) and print the per-CPU worst cases; `cargo xtask bench`
+//! reports them.
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,6 +20,10 @@ use crate::compare::{cokernel_histogram_of, record_cpu};
 use crate::console::ShellConsole;
 use crate::qemu::cokernel_args;
 use crate::telemetry::Records;
+
+/// `hauki.icount_pace_us` in these tests: QEMU's round-robin switches vCPUs at least every
+/// 10 µs of virtual time, so a CPU's timer waits for another vCPU's turn about 5 µs at most.
+pub(crate) const ICOUNT_PACE_US: u64 = 10;
 
 pub(super) fn tests() -> Vec<Test> {
     tests![System: smp2_linux_beside_an_rt_only_core, smp4_every_core_runs_real_time_tasks]
@@ -142,8 +147,12 @@ fn boot(
     smp: u32,
     extra: &[(&str, &dyn std::fmt::Display)],
 ) -> Result<(ShellConsole, std::path::PathBuf), Status> {
-    let mut keys: Vec<(&str, &dyn std::fmt::Display)> =
-        vec![(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &500), (cmdline::APP, &"off")];
+    let mut keys: Vec<(&str, &dyn std::fmt::Display)> = vec![
+        (cmdline::LINUX, &"guest"),
+        (cmdline::REPORT_MS, &500),
+        (cmdline::APP, &"off"),
+        (cmdline::ICOUNT_PACE_US, &ICOUNT_PACE_US),
+    ];
     keys.extend_from_slice(extra);
     let linux = LinuxBoot { smp, ..LinuxBoot::default() };
     boot_linux(&ctx.dir(), elf, &cokernel_args(&keys), Some(0), &linux, &[]).map_err(Status::Fail)

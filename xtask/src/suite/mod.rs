@@ -48,6 +48,7 @@ pub(crate) use linux_guest::{
     LinuxBoot, at_prompt, boot_linux, boot_with_linux_devices, poweroff, quiet_console, report_console_failure, sh,
 };
 pub(crate) use linux_net::{blob, fetch, guest_sha, hex, serve_once, wait_for_dhcp};
+pub(crate) use linux_smp::ICOUNT_PACE_US;
 mod rt;
 
 pub use linux_guest::stress_run;
