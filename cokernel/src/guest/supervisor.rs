@@ -149,7 +149,7 @@ static STATE: spin::Mutex<Option<(u64, Watchdog)>> = spin::Mutex::new(None);
 /// and asks for a take-over when Linux has stopped taking its events.
 pub fn check(linux_cpu: u64) {
     let limit = WATCHDOG_TICKS.load(Ordering::Relaxed);
-    if limit == 0 || !vcpu::active() || REQUEST.load(Ordering::Acquire) != 0 {
+    if limit == 0 || !vcpu::running() || REQUEST.load(Ordering::Acquire) != 0 {
         return;
     }
     let (entries, mut o) = vcpu::progress();

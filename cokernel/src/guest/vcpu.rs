@@ -201,6 +201,11 @@ pub fn progress() -> (u64, crate::guest::watchdog::Observation) {
     (ENTRIES.load(Ordering::Relaxed), o)
 }
 
+/// Whether the guest runs (set by [`set_active`]), on whichever CPU asks.
+pub fn running() -> bool {
+    ACTIVE.load(Ordering::Acquire)
+}
+
 /// Whether the idle context runs the guest (set by [`set_active`]) on this CPU: Linux's CPU (on
 /// the others the idle context is the co-kernel's own idle loop).
 #[inline]

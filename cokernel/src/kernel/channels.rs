@@ -169,7 +169,7 @@ fn dir() -> Option<*mut Directory> {
 /// Opens a channel (while applications start, before Linux runs).
 pub fn open(spec: &Spec) -> Result<Ends, ChannelError> {
     let dir = dir().ok_or(ChannelError::NoRegion)?;
-    if vcpu::active() {
+    if vcpu::running() {
         return Err(ChannelError::TooLate);
     }
     if !valid_name(spec.name) {
@@ -274,10 +274,14 @@ fn count_event(index: usize, what: usize, n: u64) {
 }
 
 /// Rings Linux's doorbell: its channel vector is logged and delivered when Linux runs with its
-/// flag on (nothing when Linux is not running).
+/// flag on (nothing when Linux is not running). From a task on another CPU, Linux's CPU is sent
+/// the wake-up IPI, whose switch point replays the event.
 fn ring_linux() {
-    if vcpu::active() {
+    if vcpu::running() {
         x86_64::instructions::interrupts::without_interrupts(|| vcpu::log_pending(VECTOR_LINUX_CHANNEL));
+        if crate::arch::percpu::this() != vcpu::LINUX_CPU {
+            super::sched::kick(vcpu::LINUX_CPU);
+        }
     }
 }
 

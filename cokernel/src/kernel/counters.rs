@@ -48,7 +48,7 @@ pub fn guest() -> Guest {
     let (failures, restarts, heartbeats) = supervisor::counts();
     let lines = irqchip::snapshot();
     Guest {
-        running: vcpu::active(),
+        running: vcpu::running(),
         soft_irq: vcpu::soft(),
         idt_loads,
         entry_to_idt_ns: tsc::ticks_to_ns(entry_to_idt),

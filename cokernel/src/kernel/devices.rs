@@ -160,7 +160,7 @@ fn on_device_interrupt(_: &mut TrapFrame) {
 /// Claims the first PCI function `vendor:device`: maps BAR 0, sends its MSI to `port`, hides it
 /// from Linux.
 pub fn claim_pci(vendor: u16, device: u16, port: u16) -> Result<PciDevice, DeviceError> {
-    if vcpu::active() {
+    if vcpu::running() {
         return Err(DeviceError::TooLate);
     }
     claim(pci::find(vendor, device).ok_or(DeviceError::Absent { vendor, device })?, port)
@@ -169,7 +169,7 @@ pub fn claim_pci(vendor: u16, device: u16, port: u16) -> Result<PciDevice, Devic
 /// Claims the PCI function at `bus:dev.func` (segment 0), as [`claim_pci`] does: for a machine
 /// with two of the same device, or a device known by its slot.
 pub fn claim_pci_at(bus: u8, dev: u8, func: u8, port: u16) -> Result<PciDevice, DeviceError> {
-    if vcpu::active() {
+    if vcpu::running() {
         return Err(DeviceError::TooLate);
     }
     claim(pci::at(bus, dev, func).ok_or(DeviceError::AbsentAt { bus, dev, func })?, port)
@@ -305,7 +305,7 @@ fn on_isa_interrupt(frame: &mut TrapFrame) {
 /// the line are refused, and Linux's command line gets `reserve=START,LEN` so no Linux driver can
 /// take the ports. While the application starts, before Linux runs.
 pub fn claim_isa(line: u8, start: u16, len: u16, port: u16) -> Result<IsaDevice, DeviceError> {
-    if vcpu::active() {
+    if vcpu::running() {
         return Err(DeviceError::TooLate);
     }
     if !ports_claimable(start, len) {
