@@ -393,6 +393,17 @@ pub fn run_interactive(ws: &Workspace, tools: &Tools, o: &RunOpts, out: &Artifac
         if let Some(t) = timing(o.accel, o.icount) {
             extra = format!("{extra} {}", cokernel_args(&[(cmdline::TIMING, &t)]));
         }
+        // Several vCPUs under icount run round-robin: keep their turns short (docs/smp.md),
+        // unless the user chose a pace.
+        if o.icount && o.smp > 1 && !extra.contains(cmdline::ICOUNT_PACE_US) {
+            extra = format!("{extra} {}", cokernel_args(&[(cmdline::ICOUNT_PACE_US, &crate::suite::ICOUNT_PACE_US)]));
+            println!(
+                "note: {} vCPUs under icount run round-robin in one thread; {}={} keeps each one's turn short (an emulator aid, docs/smp.md)",
+                o.smp,
+                cmdline::ICOUNT_PACE_US,
+                crate::suite::ICOUNT_PACE_US
+            );
+        }
         if o.handover {
             extra = format!("{extra} {}", cokernel_args(&[(cmdline::LINUX, &"handover")]));
         } else if !o.no_linux {
