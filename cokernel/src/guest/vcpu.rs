@@ -382,9 +382,6 @@ pub fn replay_on_resume(resumed: &mut TrapFrame) {
 /// Returns to Linux user code on an LDT stack segment routed through Linux (see above).
 static LDT_RETURNS: AtomicU64 = AtomicU64::new(0);
 
-/// The WAKEUP vector: nothing to do but pass through the switch point (which replays).
-pub fn on_wakeup(_frame: &mut TrapFrame) {}
-
 /// Linux turned its flag on with events logged (`int HAUKI_VECTOR_UPCALL`).
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
 

@@ -155,8 +155,8 @@ pub fn running() -> bool {
 
 /// Whether CPU `cpu`'s scheduler exists (tasks may be created there).
 pub fn exists(cpu: usize) -> bool {
-    // SAFETY: a read of the Option's discriminant under the lock.
-    cpu < MAX_CPUS && x86_64::instructions::interrupts::without_interrupts(|| SLOTS[cpu].sched.lock().is_some())
+    // `prepare` sets the pointer once the scheduler is in its lock.
+    SLOTS.get(cpu).is_some_and(|s| !s.ptr.load(Ordering::Acquire).is_null())
 }
 
 /// `hauki.icount_pace_us` in TSC ticks (0: off): the furthest ahead any CPU's timer is armed.
@@ -182,8 +182,9 @@ pub fn init() {
 /// created there at once; they run once the CPU calls [`start_this_cpu`].
 pub fn prepare(cpu: usize) {
     let s = Box::leak(Box::new(Scheduler::new(rdtsc())));
-    SLOTS[cpu].ptr.store(&raw mut *s, Ordering::Release);
+    let ptr = &raw mut *s;
     x86_64::instructions::interrupts::without_interrupts(|| *SLOTS[cpu].sched.lock() = Some(s));
+    SLOTS[cpu].ptr.store(ptr, Ordering::Release);
 }
 
 /// On a secondary CPU whose scheduler [`prepare`] created: its context becomes the idle task, and
