@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR MIT) */
 /*
- * The Hauki co-kernel ABI, version 1.4: the handoff page, the per-CPU
+ * The Hauki co-kernel ABI, version 1.5: the handoff page, the per-CPU
  * virtual CPU block and the status page shared by the co-kernel and
  * Linux, the vectors the co-kernel keeps and the call numbers.
  *
@@ -14,7 +14,7 @@
 
 #define HAUKI_ABI_MAGIC			_AC(0x494241494b554148, ULL)
 #define HAUKI_ABI_VERSION_MAJOR		0x1
-#define HAUKI_ABI_VERSION_MINOR		0x4
+#define HAUKI_ABI_VERSION_MINOR		0x5
 #define HAUKI_SUBARCH			0x5
 #define HAUKI_FIRST_PGD_SLOT		0x100
 #define HAUKI_PGD_SLOTS			0x10
@@ -50,6 +50,8 @@
 #define HAUKI_CALL_REGISTER_VCPU	0x8
 #define HAUKI_CALL_CHANNEL_NOTIFY	0x9
 #define HAUKI_CALL_GSI_BIND		0xa
+#define HAUKI_CALL_VCPU_OF		0xb
+#define HAUKI_CALL_CPU_START		0xc
 #define HAUKI_GSI_BIND_LEVEL		0x10000
 #define HAUKI_GSI_BIND_ACTIVE_LOW	0x20000
 #define HAUKI_CLAIMED_MAX_PCI		0x10

@@ -262,7 +262,10 @@ fn linux_acpi(p: &acpi::Platform) -> Option<u64> {
     let out = unsafe { &mut *(mm::phys_to_virt(page) as *mut [u8; acpi_view::PAGE]) };
     let fw = Firmware { root, xsdt: t.root_is_xsdt, madt_phys: t.madt_phys, madt, oem_id: t.oem_id };
     let linux_apic = crate::arch::percpu::apic_id(crate::guest::vcpu::LINUX_CPU).unwrap_or_else(apic::id);
-    match acpi_view::build(&fw, &|id| id == linux_apic, page, out) {
+    let linux = crate::guest::vcpu::linux_cpus();
+    let is_linux =
+        |id: u32| id == linux_apic || crate::arch::percpu::of_apic(id).is_some_and(|c| c < 32 && linux & (1 << c) != 0);
+    match acpi_view::build(&fw, &is_linux, page, out) {
         Ok(b) => {
             console::record("linux_acpi", |r| {
                 r.str("state", "own")
@@ -281,6 +284,19 @@ fn linux_acpi(p: &acpi::Platform) -> Option<u64> {
     }
 }
 
+/// The CPUs Linux runs on (bit per co-kernel CPU): CPU 0 and every other shared CPU that is
+/// online, or CPU 0 alone with `hauki.linux_smp=off`.
+fn linux_cpus(line: &str) -> u32 {
+    let smp = !matches!(cmdline::get(line, keys::LINUX_SMP), Some("off" | "0"));
+    let mut mask = 1;
+    if smp {
+        for c in smp::online().filter(|&c| c > 0 && c < 32 && !smp::is_rt_only(c)) {
+            mask |= 1 << c;
+        }
+    }
+    mask
+}
+
 fn acpi_fallback(why: core::fmt::Arguments<'_>) {
     console::record("linux_acpi", |r| {
         r.str("state", "firmware").fmt("message", why);
@@ -289,13 +305,12 @@ fn acpi_fallback(why: core::fmt::Arguments<'_>) {
 }
 
 /// What a secondary CPU runs once released: its scheduler, with the co-kernel's idle loop as
-/// its idle task (Linux runs on CPU 0 only).
+/// its idle task until Linux starts one of its CPUs there (`CPU_START`); Linux is the idle task
+/// from then on.
 fn secondary_main() -> ! {
     x86_64::instructions::interrupts::disable();
     sched::start_this_cpu();
-    loop {
-        crate::arch::idle_once();
-    }
+    supervisor::secondary_idle()
 }
 
 /// 16 KiB of free RAM below 1 MiB for the secondaries' start-up code: usable in the memory map,
@@ -535,7 +550,11 @@ fn start_linux(
         return None;
     }
     // Linux sees only its own CPUs (not on handover: then the machine is Linux's).
+    crate::guest::vcpu::set_linux_cpus(linux_cpus(line));
     let acpi = if mode == LinuxMode::Handover { None } else { linux_acpi(&boot_report().platform) };
+    if acpi.is_none() {
+        crate::guest::vcpu::set_linux_cpus(0);
+    }
     let prep = match linux::prepare(
         &plan,
         boot,
@@ -560,6 +579,13 @@ fn start_linux(
             return None;
         }
         supervisor::init(line);
+        if crate::guest::vcpu::linux_cpus().count_ones() > 1 {
+            // Linux's broadcast IPIs would reach the co-kernel's real-time-only CPUs too.
+            if let Err(e) = linux::append_cmdline("no_ipi_broadcast=1") {
+                refuse("prepare-failed", format_args!("cannot keep Linux's IPIs off real-time CPUs: {e}"));
+                return None;
+            }
+        }
         if acpi.is_none() && boot_report().cpus.online > 1 {
             // Without its own MADT, Linux would see the co-kernel's CPUs: it must not start them.
             if let Err(e) = linux::append_cmdline("nr_cpus=1") {

@@ -92,6 +92,9 @@ pub mod cmdline {
     /// `hauki.rt_cpus=LIST`: the co-kernel CPUs (indexes, `1,3` or `1-3`) that run only real-time
     /// tasks, never Linux (default: the last CPU when there are at least two; CPU 0 is Linux's).
     pub const RT_CPUS: &str = "hauki.rt_cpus";
+    /// `hauki.linux_smp=on|off`: Linux runs on every shared CPU (on, the default), or on CPU 0
+    /// only (off).
+    pub const LINUX_SMP: &str = "hauki.linux_smp";
     /// `hauki.pool_mib=N`: memory the co-kernel keeps for itself when Linux is loaded.
     pub const POOL_MIB: &str = "hauki.pool_mib";
     /// `hauki.channels_kib=N`: KiB of the region shared with Linux for channels (16 to 4096, default 256).
@@ -129,7 +132,7 @@ pub mod guest {
     /// Incompatible layout or semantics change: both sides refuse a different major.
     pub const VERSION_MAJOR: u16 = 1;
     /// Compatible additions (new fields in reserved space, new calls).
-    pub const VERSION_MINOR: u16 = 4;
+    pub const VERSION_MINOR: u16 = 5;
     /// `boot_params.hdr.hardware_subarch` for a Linux started by Hauki (upstream uses 0..=4).
     pub const SUBARCH_HAUKI: u32 = 5;
     /// The first of the co-kernel's PML4 slots (Linux's guard hole, `0xffff_8000_0000_0000`):
@@ -247,6 +250,19 @@ pub mod guest {
         pub const GSI_BIND_LEVEL: u64 = 1 << 16;
         /// [`GSI_BIND`] argument bit: active low.
         pub const GSI_BIND_ACTIVE_LOW: u64 = 1 << 17;
+        /// RSI = a local APIC ID (minor 5): the virtual address (shared range) of that CPU's vCPU
+        /// block, which Linux makes that CPU's before it starts it with [`CPU_START`] (the boot
+        /// CPU's is [`super::Handoff::vcpu_virt`]). Refused (u64::MAX, counted) for a CPU that is
+        /// not one of Linux's (the MADT the co-kernel gives Linux lists exactly those).
+        pub const VCPU_OF: u32 = 11;
+        /// Starts one of Linux's secondary CPUs (minor 5): RSI bits 0–31 = its local APIC ID,
+        /// bits 32–63 = the physical address to start at, below 1 MiB (Linux's
+        /// `trampoline_start64`). The co-kernel enters Linux on that CPU there as its idle task:
+        /// 64-bit mode, interrupts off, CS = 0x10, a page table that identity-maps the low 4 GiB
+        /// and maps the co-kernel's range. Returns 0 once the CPU was asked (Linux then waits for
+        /// it to come up as after any wake-up). Refused (u64::MAX, counted) for a CPU that is not
+        /// Linux's, one Linux already runs on, or an address at or above 1 MiB.
+        pub const CPU_START: u32 = 12;
     }
 
     /// The handoff page (one per boot). All fields little-endian, fixed width. The co-kernel
@@ -270,7 +286,8 @@ pub mod guest {
         /// Bytes of one [`Vcpu`] block (`size_of::<Vcpu>()`, 0x80).
         /* 0x10 */
         pub vcpu_size: u32,
-        /// vCPU blocks at [`Handoff::vcpu_phys`] (at most [`MAX_VCPUS`]; the co-kernel gives one).
+        /// Linux's CPUs (at most [`MAX_VCPUS`]), each with a vCPU block: the boot CPU's at
+        /// [`Handoff::vcpu_phys`], the others' from [`call::VCPU_OF`] (minor 5; before, one).
         /* 0x14 */
         pub nr_vcpus: u32,
         /// `FEATURE_*` bits: what the CPU offers that Linux may rely on.
@@ -748,6 +765,8 @@ pub mod guest {
         ("CALL_REGISTER_VCPU", call::REGISTER_VCPU as u64),
         ("CALL_CHANNEL_NOTIFY", call::CHANNEL_NOTIFY as u64),
         ("CALL_GSI_BIND", call::GSI_BIND as u64),
+        ("CALL_VCPU_OF", call::VCPU_OF as u64),
+        ("CALL_CPU_START", call::CPU_START as u64),
         ("GSI_BIND_LEVEL", call::GSI_BIND_LEVEL),
         ("GSI_BIND_ACTIVE_LOW", call::GSI_BIND_ACTIVE_LOW),
         ("CLAIMED_MAX_PCI", super::devices::MAX_PCI as u64),

@@ -385,7 +385,7 @@ const TYPICAL: LinuxCall = LinuxCall {
 
 /// Linux's calls as the patch series makes them: its first IDT (in .bss, the `desc_ptr` in
 /// .data), the read-only alias, idt_invalidate, the other calls, and a `desc_ptr` on a stack.
-const LINUX_CALLS: [(&str, LinuxCall); 8] = [
+const LINUX_CALLS: [(&str, LinuxCall); 10] = [
     ("load-idt-early", TYPICAL),
     ("load-idt-cea", LinuxCall { idt_base: CEA_RO_IDT, vector: 3, gate_attr: 0xee, ..TYPICAL }),
     ("idt-invalidate", LinuxCall { idt_base: 0, idt_limit: 0, ..TYPICAL }),
@@ -394,6 +394,8 @@ const LINUX_CALLS: [(&str, LinuxCall); 8] = [
     ("irq-eoi", LinuxCall { nr: 5, arg: Err(4), vector: 0x34, ..TYPICAL }),
     ("shutdown-panic", LinuxCall { nr: 7, arg: Err(2), have_image: false, ..TYPICAL }),
     ("desc-on-a-stack", LinuxCall { arg: Err(0xffff_c900_0001_3e58), ..TYPICAL }),
+    ("vcpu-of", LinuxCall { nr: 11, arg: Err(1), ..TYPICAL }),
+    ("cpu-start", LinuxCall { nr: 12, arg: Err(0x9_a000 << 32 | 1), ..TYPICAL }),
 ];
 
 /// In `linux_calls`' encoding.

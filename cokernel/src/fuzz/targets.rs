@@ -590,7 +590,7 @@ pub fn linux_calls(data: &[u8]) {
     let expect = Expect { vcpu: r.u64(), image: have_image.then_some(&image), channels: u32::from(r.u8() % 40) };
 
     // An argument near a segment now and then, so pointers into the image are common.
-    let nr = if r.u8() & 1 == 0 { u64::from(r.u8() % 12) } else { r.u64() };
+    let nr = if r.u8() & 1 == 0 { u64::from(r.u8() % 14) } else { r.u64() };
     let arg = match (r.u8() % 3, segments.first()) {
         (0, Some(s)) => s.vaddr.wrapping_add(u64::from(r.u32())),
         (1, _) => u64::from(r.u8()),
@@ -628,6 +628,23 @@ pub fn linux_calls(data: &[u8]) {
             assert!(nr32 == Some(n::CHANNEL_NOTIFY) && u64::from(index) == arg && index < expect.channels)
         }
         Err(Refusal::BadChannel) => assert!(nr32 == Some(n::CHANNEL_NOTIFY) && arg >= u64::from(expect.channels)),
+        Ok(Call::VcpuOf { apic_id }) => {
+            assert!(nr32 == Some(n::VCPU_OF) && u64::from(apic_id) == arg && apic_id <= 255)
+        }
+        Ok(Call::CpuStart { apic_id, start }) => {
+            assert_eq!(nr32, Some(n::CPU_START));
+            assert_eq!(u64::from(start) << 32 | u64::from(apic_id), arg, "every bit is one of its fields");
+            assert!(apic_id <= 255 && start != 0 && start < 0x10_0000);
+        }
+        Err(Refusal::BadCpu) => {
+            assert!(matches!(nr32, Some(n::VCPU_OF | n::CPU_START)));
+            assert!(if nr32 == Some(n::VCPU_OF) { arg > 255 } else { arg & 0xffff_ffff > 255 });
+        }
+        Err(Refusal::BadStart) => {
+            assert_eq!(nr32, Some(n::CPU_START));
+            let start = arg >> 32;
+            assert!(start == 0 || start >= 0x10_0000);
+        }
         Err(Refusal::UnknownCall) => assert!(!matches!(
             nr32,
             Some(
@@ -640,6 +657,8 @@ pub fn linux_calls(data: &[u8]) {
                     | n::SHUTDOWN
                     | n::CHANNEL_NOTIFY
                     | n::GSI_BIND
+                    | n::VCPU_OF
+                    | n::CPU_START
             )
         )),
         Err(Refusal::WrongVcpu) => assert!(nr32 == Some(n::REGISTER_VCPU) && arg != expect.vcpu),

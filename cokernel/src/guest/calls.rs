@@ -135,6 +135,19 @@ pub enum Call {
         /// The channel's index in the directory.
         index: u32,
     },
+    /// `VCPU_OF` a local APIC ID (0..=255; whether it is Linux's CPU is the co-kernel's decision).
+    VcpuOf {
+        /// The CPU's local APIC ID.
+        apic_id: u32,
+    },
+    /// `CPU_START` of a CPU at a physical address below 1 MiB (whether the CPU is Linux's and
+    /// idle is the co-kernel's decision).
+    CpuStart {
+        /// The CPU's local APIC ID (0..=255).
+        apic_id: u32,
+        /// Where Linux's 64-bit trampoline starts (physical, below 1 MiB).
+        start: u32,
+    },
 }
 
 /// Why a call from Linux was refused. The co-kernel returns `u64::MAX` to Linux, counts it and
@@ -162,11 +175,16 @@ pub enum Refusal {
     BadChannel,
     /// `GSI_BIND` of a line outside 16..23, or with bits set beyond its fields.
     BadBind,
+    /// `VCPU_OF` or `CPU_START` of a CPU that is not one of Linux's (an APIC ID above 255, or
+    /// none of the CPUs the co-kernel gives Linux), or `CPU_START` of a CPU Linux already runs on.
+    BadCpu,
+    /// `CPU_START` at an address at or above 1 MiB (or 0).
+    BadStart,
 }
 
 impl Refusal {
     /// Every kind, in [`index`](Self::index) order.
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 12] = [
         Refusal::UnknownCall,
         Refusal::WrongVcpu,
         Refusal::BadLine,
@@ -177,6 +195,8 @@ impl Refusal {
         Refusal::IdtOutsideImage,
         Refusal::BadChannel,
         Refusal::BadBind,
+        Refusal::BadCpu,
+        Refusal::BadStart,
     ];
 
     /// Position in [`ALL`](Self::ALL) (a bit number for "reported once" masks).
@@ -197,9 +217,16 @@ impl Refusal {
             Refusal::IdtOutsideImage => "idt-outside-image",
             Refusal::BadChannel => "bad-channel",
             Refusal::BadBind => "bad-bind",
+            Refusal::BadCpu => "bad-cpu",
+            Refusal::BadStart => "bad-start",
         }
     }
 }
+
+/// The highest local APIC ID the co-kernel starts CPUs by (xAPIC's 8 bits).
+pub const MAX_APIC_ID: u32 = 255;
+/// `CPU_START` addresses lie below this (the real-mode megabyte, where Linux's trampoline is).
+pub const LOW_MEMORY_END: u32 = 0x10_0000;
 
 /// What a call is checked against: the vCPU block handed to Linux, and Linux's image once
 /// loaded.
@@ -252,6 +279,20 @@ pub fn decode(nr: u64, arg: u64, expect: &Expect<'_>) -> Result<Call, Refusal> {
             Ok(index) if index < expect.channels => Ok(Call::ChannelNotify { index }),
             _ => Err(Refusal::BadChannel),
         },
+        call::VCPU_OF => match u32::try_from(arg) {
+            Ok(apic_id) if apic_id <= MAX_APIC_ID => Ok(Call::VcpuOf { apic_id }),
+            _ => Err(Refusal::BadCpu),
+        },
+        call::CPU_START => {
+            let (apic_id, start) = (arg as u32, (arg >> 32) as u32);
+            if apic_id > MAX_APIC_ID {
+                Err(Refusal::BadCpu)
+            } else if start == 0 || start >= LOW_MEMORY_END {
+                Err(Refusal::BadStart)
+            } else {
+                Ok(Call::CpuStart { apic_id, start })
+            }
+        }
         call::SHUTDOWN => Ok(Call::Shutdown(match u32::try_from(arg) {
             Ok(call::SHUTDOWN_OFF) => Stop::PoweredOff,
             Ok(call::SHUTDOWN_REBOOT) => Stop::Reboot,
@@ -426,6 +467,25 @@ mod tests {
             assert_eq!(decode(call::CHANNEL_NOTIFY.into(), bad, &e), Err(Refusal::BadChannel), "{bad:#x}");
         }
         assert_eq!(decode(call::CHANNEL_NOTIFY.into(), 0, &none), Err(Refusal::BadChannel));
+    }
+
+    #[test]
+    fn decodes_cpu_calls() {
+        let i = image();
+        let e = expect(&i);
+        assert_eq!(decode(call::VCPU_OF.into(), 3, &e), Ok(Call::VcpuOf { apic_id: 3 }));
+        assert_eq!(decode(call::VCPU_OF.into(), 255, &e), Ok(Call::VcpuOf { apic_id: 255 }));
+        for bad in [256, u64::from(u32::MAX), 1 << 32] {
+            assert_eq!(decode(call::VCPU_OF.into(), bad, &e), Err(Refusal::BadCpu), "{bad:#x}");
+        }
+        let start = |apic: u64, at: u64| decode(call::CPU_START.into(), at << 32 | apic, &e);
+        assert_eq!(start(2, 0x9a000), Ok(Call::CpuStart { apic_id: 2, start: 0x9a000 }));
+        assert_eq!(start(1, 0xf_ffff), Ok(Call::CpuStart { apic_id: 1, start: 0xf_ffff }));
+        assert_eq!(start(256, 0x9a000), Err(Refusal::BadCpu));
+        assert_eq!(start(0xffff_ffff, 0x9a000), Err(Refusal::BadCpu));
+        for at in [0, 0x10_0000, 0xffff_ffff] {
+            assert_eq!(start(1, at), Err(Refusal::BadStart), "{at:#x}");
+        }
     }
 
     fn desc(limit: u16, base: u64) -> [u8; 10] {

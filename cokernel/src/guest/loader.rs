@@ -414,8 +414,8 @@ pub fn prepare(
         h.cokernel_phys_end = withhold.iter().map(|r| r.end).max().unwrap_or(0);
         h.pgd = mm::share_top_level();
         h.call_gate = call_gate;
-        h.nr_vcpus = 1;
-        h.vcpu_virt = vcpu::VCPU.addr();
+        h.nr_vcpus = vcpu::linux_cpus().count_ones();
+        h.vcpu_virt = vcpu::block(vcpu::LINUX_CPU).addr();
         h.vcpu_phys = h.vcpu_virt - mm::KERNEL_VIRT_BASE;
         h.status_virt = vcpu::STATUS.addr();
         (h.channels_virt, h.channels_size) = channels;
@@ -581,30 +581,52 @@ pub fn enter_guest(entry: u64, boot_params: u64) -> ! {
     ENTERED_TSC.store(cpu::rdtsc(), Ordering::Relaxed);
     // SAFETY: reading a linker-initialised constant.
     let boot = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(hauki_boot_pml4_phys)) };
-    static ENTRY_PML4: AtomicU64 = AtomicU64::new(0);
-    let pml4 = match ENTRY_PML4.load(Ordering::Relaxed) {
-        0 => {
-            let f = mm::alloc_frame().expect("a frame for Linux's entry page table");
-            ENTRY_PML4.store(f, Ordering::Relaxed);
-            f
-        }
-        f => f,
-    };
-    let slots = mm::share_top_level();
-    let t = mm::phys_to_virt(pml4) as *mut u64;
-    // SAFETY: a fresh frame; the boot PML4 is reachable through the direct map (low memory).
-    unsafe {
-        core::ptr::write_bytes(t as *mut u8, 0, 4096);
-        *t = *(mm::phys_to_virt(boot) as *const u64); // slot 0: identity 0..4 GiB (boot tables)
-        for (i, e) in slots.iter().enumerate() {
-            *t.add(256 + i) = *e;
-        }
-    }
+    let pml4 = entry_pml4(boot);
     vcpu::set_active(true);
     // SAFETY: the new table maps this code and stack (shared slots) and Linux's entry and
     // boot_params (identity); interrupts are off as the protocol requires. From here on this
     // context is Linux.
     unsafe { jump_to_linux(pml4, entry, boot_params) }
+}
+
+/// The page table Linux is entered with (on its boot CPU and on each secondary it starts): the
+/// boot tables' identity map of the low 4 GiB in slot 0 and the co-kernel's shared slots, in one
+/// pool frame kept for every entry (rewritten with the same contents each time).
+fn entry_pml4(boot: u64) -> u64 {
+    static ENTRY_PML4: spin::Once<u64> = spin::Once::new();
+    let pml4 = *ENTRY_PML4.call_once(|| {
+        let f = mm::alloc_frame().expect("a frame for Linux's entry page table");
+        // SAFETY: a fresh pool frame, in the direct map.
+        unsafe { core::ptr::write_bytes(mm::phys_to_virt(f) as *mut u8, 0, 4096) };
+        f
+    });
+    let slots = mm::share_top_level();
+    let t = mm::phys_to_virt(pml4) as *mut u64;
+    // SAFETY: the pool frame kept for this table; the boot PML4 is reachable through the direct
+    // map (low memory). Entries are written whole, with the values they already had after the
+    // first time, so a CPU walking the table meanwhile sees the same mappings.
+    unsafe {
+        t.write_volatile(*(mm::phys_to_virt(boot) as *const u64)); // slot 0: identity 0..4 GiB
+        for (i, e) in slots.iter().enumerate() {
+            t.add(256 + i).write_volatile(*e);
+        }
+    }
+    pml4
+}
+
+/// Enters Linux on this secondary CPU at `start`, Linux's 64-bit trampoline below 1 MiB
+/// (`CPU_START`): interrupts off, the entry page table, a 64-bit code segment. From here on this
+/// CPU's idle context is Linux. Called from the CPU's idle loop.
+pub fn enter_secondary(start: u64) -> ! {
+    x86_64::instructions::interrupts::disable();
+    // SAFETY: reading a linker-initialised constant.
+    let boot = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(hauki_boot_pml4_phys)) };
+    let pml4 = entry_pml4(boot);
+    vcpu::set_active(true);
+    // SAFETY: the table maps this code (shared slots) and identity-maps `start` (below 1 MiB,
+    // checked by `guest::calls`); interrupts are off; the trampoline sets up its own stack and
+    // segments. Nothing of this context is needed afterwards: it is Linux's now.
+    unsafe { jump_to_linux(pml4, start, 0) }
 }
 
 /// Loads `cr3` and enters Linux's 64-bit entry with RSI = `boot_params` (CS/DS are 0x10/0x18,

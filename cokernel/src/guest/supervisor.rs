@@ -8,11 +8,12 @@
 //! kept (`hauki.linux_failure=restart`, the default, at most `hauki.linux_max_restarts` times) or
 //! leaves the CPU idle (`halt`; always after a power-off).
 
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use super::watchdog::{Verdict, Watchdog};
 use super::{irqchip, loader, vcpu, vtimer};
 use crate::arch::frame::{self, TrapFrame};
+use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{apic, console, gdt, mm, pci, tsc};
 use crate::cmdline;
 
@@ -71,6 +72,11 @@ static WATCHDOG_TICKS: AtomicU64 = AtomicU64::new(0);
 static BOOT_WATCHDOG_TICKS: AtomicU64 = AtomicU64::new(0);
 static MAX_RESTARTS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_RESTARTS);
 static STACK_TOP: AtomicU64 = AtomicU64::new(0);
+/// Per CPU: the stack a CPU Linux ran on goes back to the co-kernel's idle loop on, when
+/// Linux stops as a whole (set aside at `init`, like the take-over's).
+static EVICT_STACK: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// CPUs that must leave Linux at their next switch point (bit per CPU).
+static EVICT: AtomicU32 = AtomicU32::new(0);
 /// Linux restarts so far.
 static RESTARTS: AtomicU64 = AtomicU64::new(0);
 /// Take-overs so far (restarts and halts).
@@ -107,6 +113,21 @@ pub fn init(line: &str) {
         cmdline::number_or(line, hauki_abi::cmdline::LINUX_MAX_RESTARTS, 0..=u64::MAX, DEFAULT_MAX_RESTARTS, "");
     MAX_RESTARTS.store(restarts, Ordering::Relaxed);
     STACK_TOP.store(mm::alloc_stack(), Ordering::Relaxed);
+    let linux = vcpu::linux_cpus();
+    for (cpu, top) in EVICT_STACK.iter().enumerate() {
+        if cpu != vcpu::LINUX_CPU && linux & (1 << cpu) != 0 {
+            top.store(mm::alloc_stack(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// The switch point of Linux's boot CPU handles a failure: wake it from another CPU.
+fn wake_linux_cpu() {
+    if percpu::this() != vcpu::LINUX_CPU
+        && let Some(id) = percpu::apic_id(vcpu::LINUX_CPU)
+    {
+        apic::send_fixed(id, frame::vectors::WAKEUP);
+    }
 }
 
 /// Linux told the co-kernel it stops (its context, interrupts off): the wake-up interrupt brings
@@ -114,6 +135,7 @@ pub fn init(line: &str) {
 pub fn linux_stopped(why: Failure) {
     REQUEST.store(why as u8, Ordering::Release);
     apic::send_ipi(apic::id(), u32::from(frame::vectors::WAKEUP));
+    wake_linux_cpu();
 }
 
 /// The exception (vector, RIP) Linux had no handler for, for the report.
@@ -123,6 +145,7 @@ static FAULT: AtomicU64 = AtomicU64::new(0);
 pub fn linux_faulted(vector: u8, rip: u64) {
     FAULT.store((u64::from(vector) << 56) | (rip & 0x00ff_ffff_ffff_ffff), Ordering::Relaxed);
     REQUEST.store(Failure::Fault as u8, Ordering::Release);
+    wake_linux_cpu();
 }
 
 /// Where Linux's stack ran out, when an interrupt's entry found no room on it (0: never).
@@ -149,7 +172,8 @@ static STATE: spin::Mutex<Option<(u64, Watchdog)>> = spin::Mutex::new(None);
 /// and asks for a take-over when Linux has stopped taking its events.
 pub fn check(linux_cpu: u64) {
     let limit = WATCHDOG_TICKS.load(Ordering::Relaxed);
-    if limit == 0 || !vcpu::running() || REQUEST.load(Ordering::Acquire) != 0 {
+    // Only while Linux runs on its boot CPU (not while a take-over gathers its other CPUs).
+    if limit == 0 || vcpu::running_on() & (1 << vcpu::LINUX_CPU) == 0 || REQUEST.load(Ordering::Acquire) != 0 {
         return;
     }
     let (entries, mut o) = vcpu::progress();
@@ -189,28 +213,95 @@ pub fn take_over_frame() -> Option<*mut TrapFrame> {
         return None;
     }
     HANDLING.store(req, Ordering::Release);
-    vcpu::reset();
-    vtimer::clear();
-    irqchip::reset();
+    // This CPU leaves Linux now; Linux's other CPUs at their next switch point. The take-over
+    // forgets Linux once all have.
+    vcpu::leave();
+    vtimer::clear_this();
+    let others = vcpu::running_on() & !(1 << percpu::this());
+    EVICT.fetch_or(others, Ordering::AcqRel);
+    for cpu in (0..MAX_CPUS).filter(|c| others & (1 << c) != 0) {
+        if let Some(id) = percpu::apic_id(cpu) {
+            apic::send_fixed(id, frame::vectors::WAKEUP);
+        }
+    }
     // SAFETY: the take-over stack is the co-kernel's, used by nothing else (the dead Linux's
     // context is abandoned; a second take-over comes only after `enter_guest` left this stack).
     let frame = unsafe { frame::initial_frame(STACK_TOP.load(Ordering::Relaxed), take_over as *const () as u64, 0, 0) };
     Some(frame as *mut TrapFrame)
 }
 
-/// The idle context after Linux died: the co-kernel's tables back, the dead Linux's bus masters
-/// stopped, a report, then Linux again or idle. Interrupts are on: every task preempts this.
-extern "C" fn take_over() -> ! {
+/// At the switch point of a CPU other than Linux's boot CPU, about to resume the idle context
+/// (Linux) there (interrupts off): if Linux is being taken down, this CPU leaves it, and the
+/// frame returned runs the co-kernel's idle loop on this CPU's eviction stack instead.
+pub fn evict_frame() -> Option<*mut TrapFrame> {
+    let cpu = percpu::this();
+    let bit = 1 << cpu;
+    if EVICT.load(Ordering::Acquire) & bit == 0 {
+        return None;
+    }
+    EVICT.fetch_and(!bit, Ordering::AcqRel);
+    let top = EVICT_STACK[cpu].load(Ordering::Relaxed);
+    if top == 0 {
+        return None;
+    }
+    vcpu::leave();
+    vtimer::clear_this();
+    // SAFETY: this CPU's eviction stack, used by nothing else (the abandoned Linux context was
+    // the only other thing this CPU's idle context ran on).
+    let frame = unsafe { frame::initial_frame(top, evicted as *const () as u64, 0, 0) };
+    Some(frame as *mut TrapFrame)
+}
+
+/// A secondary's idle context after Linux left it: the co-kernel's page table and GDT back, then
+/// the co-kernel's idle loop, until Linux starts the CPU again.
+extern "C" fn evicted() -> ! {
+    own_tables();
+    secondary_idle()
+}
+
+/// This CPU back on the co-kernel's own page table and GDT/TSS (Linux's, which Linux may
+/// overwrite or free from now on, must not stay loaded).
+fn own_tables() {
     x86_64::instructions::interrupts::without_interrupts(|| {
         // SAFETY: the co-kernel's own page table maps this code and stack; its GDT and TSS are
-        // intact (Linux's, about to be overwritten, must not stay loaded).
+        // intact.
         unsafe {
             x86_64::registers::control::Cr3::write(
                 x86_64::structures::paging::PhysFrame::containing_address(x86_64::PhysAddr::new(mm::kernel_pml4())),
                 x86_64::registers::control::Cr3Flags::empty(),
             );
         }
-        gdt::reload(crate::arch::percpu::this());
+        gdt::reload(percpu::this());
+    });
+}
+
+/// The idle loop of a CPU Linux may share but does not run on (yet, or again): halted between
+/// interrupts until Linux starts it (`CPU_START`), then Linux is its idle context.
+pub fn secondary_idle() -> ! {
+    loop {
+        // With interrupts off between the look and the halt (`sti; hlt`), a start Linux asks
+        // for (`CPU_START`, with the wake-up IPI) is never missed.
+        x86_64::instructions::interrupts::disable();
+        if let Some(start) = vcpu::take_start() {
+            loader::enter_secondary(start);
+        }
+        crate::arch::idle_once();
+    }
+}
+
+/// The idle context after Linux died: the co-kernel's tables back, the dead Linux's bus masters
+/// stopped, a report, then Linux again or idle. Interrupts are on: every task preempts this.
+extern "C" fn take_over() -> ! {
+    own_tables();
+    // Linux's other CPUs leave it at their next switch point (an idle moment on each, between
+    // its real-time tasks); nothing of Linux is touched before they all have.
+    while vcpu::running() {
+        core::hint::spin_loop();
+    }
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        vcpu::reset();
+        vtimer::clear();
+        irqchip::reset();
     });
     let why = Failure::from_u8(HANDLING.load(Ordering::Acquire)).unwrap_or(Failure::Stuck);
     FAILURES.fetch_add(1, Ordering::Relaxed);

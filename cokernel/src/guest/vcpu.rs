@@ -12,40 +12,61 @@
 //! vector (and the fake error code on vectors without one) and jumps to the target stored here.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hauki_abi::guest::{MASK_DISABLED, MASK_ENABLED, Vcpu};
 
 use super::calls::KernelImage;
 
 use crate::arch::frame::{TrapFrame, vectors};
+use crate::arch::percpu::{MAX_CPUS, this};
 use crate::arch::{apic, cpu, exceptions, timer};
 
-/// Linux's vCPU block: its soft interrupt flag and the pending summary. Linux writes `mask`
-/// (through its pv irq ops) from its own context; the co-kernel reads and writes it only with
-/// interrupts off. Shared memory: treated as Linux's allegation (only the mask byte's zero/non-zero
-/// value is used).
+/// One of Linux's vCPU blocks: its soft interrupt flag and the pending summary on one CPU. Linux
+/// writes `mask` (through its pv irq ops) from its own context on that CPU; the co-kernel reads and
+/// writes it there only with interrupts off. Shared memory: treated as Linux's allegation (only the
+/// mask byte's zero/non-zero value is used).
+#[repr(align(128))]
 pub struct VcpuCell(UnsafeCell<Vcpu>);
-// SAFETY: accesses are single bytes, volatile, on the one CPU Linux and the co-kernel share.
+// SAFETY: accesses are single bytes or words, volatile, on the CPU the block belongs to (Linux's
+// code on it, or the co-kernel's traps there).
 unsafe impl Sync for VcpuCell {}
 
-/// Linux's one vCPU block, in the co-kernel's image (the shared range): the handoff gives its
-/// address. Starts with the flag off and no deadline.
-pub static VCPU: VcpuCell = VcpuCell(UnsafeCell::new(Vcpu {
-    mask: MASK_DISABLED,
-    pending_any: 0,
-    pad0: [0; 6],
-    pending: [0; 4],
-    idt_base: 0,
-    idt_limit: 0,
-    pad1: [0; 6],
-    timer_deadline: u64::MAX,
-    forwarded: 0,
-    replayed: 0,
-    upcalls: 0,
-    hard_cli_max_tsc: 0,
-    reserved: [0; 4],
-}));
+impl VcpuCell {
+    const fn new() -> Self {
+        Self(UnsafeCell::new(Vcpu {
+            mask: MASK_DISABLED,
+            pending_any: 0,
+            pad0: [0; 6],
+            pending: [0; 4],
+            idt_base: 0,
+            idt_limit: 0,
+            pad1: [0; 6],
+            timer_deadline: u64::MAX,
+            forwarded: 0,
+            replayed: 0,
+            upcalls: 0,
+            hard_cli_max_tsc: 0,
+            reserved: [0; 4],
+        }))
+    }
+}
+
+/// Linux's vCPU blocks, one per CPU, in the co-kernel's image (the shared range): the handoff
+/// gives the boot CPU's; Linux asks for each secondary's (`VCPU_OF`) before it starts it. Each
+/// starts with the flag off and no deadline.
+static VCPUS: [VcpuCell; MAX_CPUS] = [const { VcpuCell::new() }; MAX_CPUS];
+
+/// CPU `cpu`'s vCPU block.
+pub fn block(cpu: usize) -> &'static VcpuCell {
+    &VCPUS[cpu.min(MAX_CPUS - 1)]
+}
+
+/// This CPU's vCPU block.
+#[inline]
+pub fn mine() -> &'static VcpuCell {
+    &VCPUS[this()]
+}
 
 impl VcpuCell {
     /// The block's virtual address (in the co-kernel's range, which Linux maps too).
@@ -95,18 +116,23 @@ pub fn set_image(image: KernelImage) {
     LINUX_IMAGE.call_once(|| image);
 }
 
-/// Linux registered its vCPU block: decide by its soft flag from now on.
-static SOFT: AtomicBool = AtomicBool::new(false);
+/// The CPUs on which Linux registered its vCPU block (bit per CPU): decide by its soft flag there.
+static SOFT: AtomicU32 = AtomicU32::new(0);
 
-/// Linux's soft interrupt flag is live (it registered its vCPU block).
+/// Linux's soft interrupt flag is live on this CPU (it registered this CPU's vCPU block).
 pub fn set_soft(on: bool) {
-    SOFT.store(on, Ordering::Release);
+    let bit = 1 << this();
+    if on {
+        SOFT.fetch_or(bit, Ordering::Release);
+    } else {
+        SOFT.fetch_and(!bit, Ordering::Release);
+    }
 }
 
-/// Whether Linux's soft interrupt flag is live: events for it are delivered by its virtual flag
-/// (else by the hardware flag in the interrupted frame).
+/// Whether Linux's soft interrupt flag is live on this CPU: events for it are delivered by its
+/// virtual flag (else by the hardware flag in the interrupted frame).
 pub fn soft() -> bool {
-    SOFT.load(Ordering::Acquire)
+    SOFT.load(Ordering::Acquire) & (1 << this()) != 0
 }
 
 /// Whether an event may be delivered to the guest interrupted in `frame` now: user code always;
@@ -116,35 +142,73 @@ fn deliverable(frame: &TrapFrame) -> bool {
     if frame.cs & 3 == 3 {
         return true;
     }
-    if soft() { VCPU.enabled() } else { frame.rflags & RFLAGS_IF != 0 }
+    if soft() { mine().enabled() } else { frame.rflags & RFLAGS_IF != 0 }
 }
 
 /// Before a forwarded event enters Linux: its handler runs with the flag off (as a hardware gate
 /// would leave it), and the frame's IF tells what the interrupted code had, virtually.
 fn enter_guest_handler(frame: &mut TrapFrame) {
     if soft() {
+        let vcpu = mine();
         if frame.cs & 3 == 0 {
-            if VCPU.enabled() {
+            if vcpu.enabled() {
                 frame.rflags |= RFLAGS_IF;
             } else {
                 frame.rflags &= !RFLAGS_IF;
             }
         }
-        VCPU.set_enabled(false);
+        vcpu.set_enabled(false);
     }
 }
 
-/// The CPU Linux runs on (its idle task is Linux there; elsewhere it is the co-kernel's idle loop).
+/// The CPU Linux boots on (its idle task is Linux there; with Linux SMP, Linux's secondaries are
+/// the other shared CPUs it starts through `CPU_START`). Linux's device lines, its watchdog and
+/// its supervisor are this CPU's.
 pub const LINUX_CPU: usize = 0;
+
+/// The CPUs Linux may run on (bit per CPU): its boot CPU and the shared CPUs the co-kernel's MADT
+/// gives it (`kmain`), fixed before Linux first starts.
+static LINUX_CPUS: AtomicU32 = AtomicU32::new(1 << LINUX_CPU);
+
+/// Sets the CPUs Linux may run on (before it first starts); its boot CPU is always one.
+pub fn set_linux_cpus(mask: u32) {
+    LINUX_CPUS.store(mask | 1 << LINUX_CPU, Ordering::Release);
+}
+
+/// The CPUs Linux may run on (bit per CPU).
+pub fn linux_cpus() -> u32 {
+    LINUX_CPUS.load(Ordering::Acquire)
+}
+
+/// Linux asked to start CPU `cpu` at this physical address (0: nothing asked), for that CPU's
+/// idle loop to take ([`take_start`]).
+static START: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Records Linux's `CPU_START` of CPU `cpu` at `start`: false if `cpu` is not one of Linux's
+/// secondaries, Linux runs there already, or a start is already waiting there.
+pub fn request_start(cpu: usize, start: u64) -> bool {
+    if cpu == LINUX_CPU || cpu >= MAX_CPUS || linux_cpus() & (1 << cpu) == 0 || running_on() & (1 << cpu) != 0 {
+        return false;
+    }
+    START[cpu].compare_exchange(0, start, Ordering::AcqRel, Ordering::Acquire).is_ok()
+}
+
+/// The start address Linux asked for on this CPU, taken (interrupts off, from the idle loop).
+pub fn take_start() -> Option<u64> {
+    let s = START[this()].swap(0, Ordering::AcqRel);
+    (s != 0).then_some(s)
+}
 
 /// In a frame's vector slot: forward to the target in its error-code slot (a vector without an
 /// error code). `trap.S` knows this value.
 const FORWARD_NO_CODE: u64 = 0x100;
 
-static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The CPUs whose idle context is Linux (bit per CPU).
+static ACTIVE: AtomicU32 = AtomicU32::new(0);
 static IDT_BASE: AtomicU64 = AtomicU64::new(0);
 static IDT_LIMIT: AtomicU64 = AtomicU64::new(0);
-static PENDING: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+/// Events logged for Linux on each CPU (bit per vector).
+static PENDING: [[AtomicU64; 4]; MAX_CPUS] = [const { [const { AtomicU64::new(0) }; 4] }; MAX_CPUS];
 /// Events delivered at once (the guest was running, its interrupts enabled).
 static FORWARDED: AtomicU64 = AtomicU64::new(0);
 /// Events logged while a real-time task ran, delivered when the guest resumed.
@@ -163,54 +227,70 @@ pub fn set_idt(base: u64, limit: u16) {
     IDT_LIMIT.store(u64::from(limit), Ordering::Release);
 }
 
-/// The idle context now runs the guest (true) or the co-kernel's own idle loop (false).
-/// Turning it on starts a new guest for the watchdog: nothing taken yet, waiting from now.
+/// This CPU's idle context now runs the guest (true) or the co-kernel's own idle loop (false).
+/// Turning it on on Linux's boot CPU starts a new guest for the watchdog: nothing taken yet,
+/// waiting from now.
 pub fn set_active(on: bool) {
+    let cpu = this();
     if on {
-        TAKEN_AT.store(cpu::rdtsc(), Ordering::Relaxed);
-        ENTRIES.fetch_add(1, Ordering::Relaxed);
+        TAKEN_AT[cpu].store(cpu::rdtsc(), Ordering::Relaxed);
+        if cpu == LINUX_CPU {
+            ENTRIES.fetch_add(1, Ordering::Relaxed);
+        }
     }
     timer::set_shared(on);
-    ACTIVE.store(on, Ordering::Release);
+    if on {
+        ACTIVE.fetch_or(1 << cpu, Ordering::Release);
+    } else {
+        ACTIVE.fetch_and(!(1 << cpu), Ordering::Release);
+    }
 }
 
-/// Guests started so far (each Linux entry).
+/// Guests started so far (each Linux entry on its boot CPU).
 static ENTRIES: AtomicU64 = AtomicU64::new(0);
-/// Interrupt events the guest has taken (forwarded or replayed to its gates), and when it last
-/// took one (or was entered).
-static TAKEN: AtomicU64 = AtomicU64::new(0);
-static TAKEN_AT: AtomicU64 = AtomicU64::new(0);
-/// Times the guest (the idle context) was resumed.
-static RESUMES: AtomicU64 = AtomicU64::new(0);
+/// Interrupt events the guest has taken on each CPU (forwarded or replayed to its gates), and
+/// when it last took one there (or was entered).
+static TAKEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static TAKEN_AT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Times the guest (the idle context) was resumed on each CPU.
+static RESUMES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 fn took_event() {
-    TAKEN.fetch_add(1, Ordering::Relaxed);
-    TAKEN_AT.store(cpu::rdtsc(), Ordering::Relaxed);
+    let cpu = this();
+    TAKEN[cpu].fetch_add(1, Ordering::Relaxed);
+    TAKEN_AT[cpu].store(cpu::rdtsc(), Ordering::Relaxed);
 }
 
-/// What the watchdog judges by: the guests started so far, and this one's progress.
+/// What the watchdog judges by: the guests started so far, and this one's progress on its boot
+/// CPU (the watchdog watches that CPU: see docs/smp.md).
 pub fn progress() -> (u64, crate::guest::watchdog::Observation) {
+    let c = LINUX_CPU;
     let o = crate::guest::watchdog::Observation {
         now: cpu::rdtsc(),
-        taken: TAKEN.load(Ordering::Relaxed),
-        taken_at: TAKEN_AT.load(Ordering::Relaxed),
-        resumes: RESUMES.load(Ordering::Relaxed),
-        pending: pending_any(),
+        taken: TAKEN[c].load(Ordering::Relaxed),
+        taken_at: TAKEN_AT[c].load(Ordering::Relaxed),
+        resumes: RESUMES[c].load(Ordering::Relaxed),
+        pending: pending_on(c),
         cpu: 0, // the scheduler's to tell (supervisor::check)
     };
     (ENTRIES.load(Ordering::Relaxed), o)
 }
 
-/// Whether the guest runs (set by [`set_active`]), on whichever CPU asks.
+/// Whether the guest runs (set by [`set_active`]) on any CPU, on whichever CPU asks.
 pub fn running() -> bool {
+    ACTIVE.load(Ordering::Acquire) != 0
+}
+
+/// The CPUs Linux runs on now (bit per CPU).
+pub fn running_on() -> u32 {
     ACTIVE.load(Ordering::Acquire)
 }
 
-/// Whether the idle context runs the guest (set by [`set_active`]) on this CPU: Linux's CPU (on
-/// the others the idle context is the co-kernel's own idle loop).
+/// Whether the idle context runs the guest (set by [`set_active`]) on this CPU (elsewhere the
+/// idle context is the co-kernel's own idle loop).
 #[inline]
 pub fn active() -> bool {
-    ACTIVE.load(Ordering::Acquire) && crate::arch::percpu::this() == LINUX_CPU
+    ACTIVE.load(Ordering::Acquire) & (1 << this()) != 0
 }
 
 /// Vectors the co-kernel keeps (never forwarded, never logged).
@@ -271,25 +351,58 @@ pub fn forward(frame: &mut TrapFrame, v: u8) -> bool {
     true
 }
 
-/// Forgets the guest: no IDT, no soft flag, nothing pending, its vCPU masked (a new Linux
-/// starts from scratch). Interrupts off.
+/// Forgets the guest on every CPU: no IDT, no soft flag, nothing pending, its vCPUs masked (a
+/// new Linux starts from scratch). Interrupts off; Linux runs on no other CPU any more.
 pub fn reset() {
     set_active(false);
-    set_soft(false);
+    ACTIVE.store(0, Ordering::Release);
+    SOFT.store(0, Ordering::Release);
     set_idt(0, 0);
-    for w in &PENDING {
-        w.store(0, Ordering::Relaxed);
+    for (cpu, words) in PENDING.iter().enumerate() {
+        for w in words {
+            w.store(0, Ordering::Relaxed);
+        }
+        START[cpu].store(0, Ordering::Relaxed);
+        let b = block(cpu);
+        b.set_pending_any(false);
+        b.set_enabled(false);
+        b.set_timer_deadline(u64::MAX);
     }
-    VCPU.set_pending_any(false);
-    VCPU.set_enabled(false);
-    VCPU.set_timer_deadline(u64::MAX);
 }
 
-/// Logs `v` for the guest.
+/// This CPU leaves the guest (interrupts off): its idle context is the co-kernel's again; its
+/// soft flag is no longer live, nothing is pending for it here, its block is masked.
+pub fn leave() {
+    let cpu = this();
+    set_active(false);
+    set_soft(false);
+    for w in &PENDING[cpu] {
+        w.store(0, Ordering::Relaxed);
+    }
+    START[cpu].store(0, Ordering::Relaxed);
+    let b = mine();
+    b.set_pending_any(false);
+    b.set_enabled(false);
+    b.set_timer_deadline(u64::MAX);
+}
+
+/// Logs `v` for the guest on this CPU.
 pub fn log_pending(v: u8) {
-    PENDING[usize::from(v / 64)].fetch_or(1 << (v % 64), Ordering::Relaxed);
+    log_pending_on(this(), v);
+}
+
+/// Logs `v` for the guest on CPU `cpu` (from any CPU; another one is sent the wake-up IPI so that
+/// it replays the event at its next switch point).
+pub fn log_pending_on(cpu: usize, v: u8) {
+    let cpu = cpu.min(MAX_CPUS - 1);
+    PENDING[cpu][usize::from(v / 64)].fetch_or(1 << (v % 64), Ordering::Release);
     LOGGED.fetch_add(1, Ordering::Relaxed);
-    VCPU.set_pending_any(true);
+    block(cpu).set_pending_any(true);
+    if cpu != this()
+        && let Some(id) = crate::arch::percpu::apic_id(cpu)
+    {
+        apic::send_fixed(id, vectors::WAKEUP);
+    }
 }
 
 /// An exception in the guest: forward it to the guest's gate (with the virtual IF in the frame).
@@ -305,19 +418,25 @@ pub fn forward_exception(frame: &mut TrapFrame, v: u8) -> bool {
     forwarded
 }
 
-/// Whether any event is logged for the guest and not yet delivered.
+/// Whether any event is logged for the guest on this CPU and not yet delivered.
 pub fn pending_any() -> bool {
-    PENDING.iter().any(|w| w.load(Ordering::Relaxed) != 0)
+    pending_on(this())
 }
 
-/// Removes and returns the highest pending vector (the APIC's priority order).
+/// Whether any event is logged for the guest on CPU `cpu` and not yet delivered.
+pub fn pending_on(cpu: usize) -> bool {
+    PENDING[cpu.min(MAX_CPUS - 1)].iter().any(|w| w.load(Ordering::Acquire) != 0)
+}
+
+/// Removes and returns this CPU's highest pending vector (the APIC's priority order).
 fn take_highest() -> Option<u8> {
-    for (i, w) in PENDING.iter().enumerate().rev() {
-        let bits = w.load(Ordering::Relaxed);
+    let cpu = this();
+    for (i, w) in PENDING[cpu].iter().enumerate().rev() {
+        let bits = w.load(Ordering::Acquire);
         if bits != 0 {
             let b = 63 - bits.leading_zeros();
-            w.fetch_and(!(1 << b), Ordering::Relaxed);
-            VCPU.set_pending_any(pending_any());
+            w.fetch_and(!(1 << b), Ordering::AcqRel);
+            mine().set_pending_any(pending_on(cpu));
             return Some((i * 64) as u8 + b as u8);
         }
     }
@@ -346,7 +465,7 @@ pub fn replay_on_resume(resumed: &mut TrapFrame) {
     if !active() {
         return;
     }
-    RESUMES.fetch_add(1, Ordering::Relaxed);
+    RESUMES[this()].fetch_add(1, Ordering::Relaxed);
     if !deliverable(resumed) {
         return;
     }

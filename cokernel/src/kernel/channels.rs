@@ -274,14 +274,13 @@ fn count_event(index: usize, what: usize, n: u64) {
 }
 
 /// Rings Linux's doorbell: its channel vector is logged and delivered when Linux runs with its
-/// flag on (nothing when Linux is not running). From a task on another CPU, Linux's CPU is sent
-/// the wake-up IPI, whose switch point replays the event.
+/// flag on (nothing when Linux is not running), on Linux's boot CPU. From a task on another CPU,
+/// that CPU is sent the wake-up IPI, whose switch point replays the event.
 fn ring_linux() {
     if vcpu::running() {
-        x86_64::instructions::interrupts::without_interrupts(|| vcpu::log_pending(VECTOR_LINUX_CHANNEL));
-        if crate::arch::percpu::this() != vcpu::LINUX_CPU {
-            super::sched::kick(vcpu::LINUX_CPU);
-        }
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            vcpu::log_pending_on(vcpu::LINUX_CPU, VECTOR_LINUX_CHANNEL)
+        });
     }
 }
 

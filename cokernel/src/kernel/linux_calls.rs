@@ -27,12 +27,24 @@ pub fn refused() -> u64 {
 /// state is touched.
 extern "C" fn hauki_linux_call(nr: u64, arg: u64) -> u64 {
     let expect =
-        calls::Expect { vcpu: vcpu::VCPU.addr(), image: vcpu::linux_image(), channels: super::channels::count() };
+        calls::Expect { vcpu: vcpu::mine().addr(), image: vcpu::linux_image(), channels: super::channels::count() };
     let done = calls::decode(nr, arg, &expect).and_then(|c| match c {
         Call::LoadIdt { desc } => load_idt(desc, expect.image),
-        // Linux's soft interrupt flag goes live (the block this handoff gave).
+        // Linux's soft interrupt flag goes live on this CPU (the block the co-kernel gave it).
+        // A secondary came through Linux's trampoline, which may have loaded an empty IDT: the
+        // co-kernel's goes back in before anything else can interrupt it.
         Call::RegisterVcpu => {
+            crate::arch::idt::load();
             vcpu::set_soft(true);
+            Ok(0)
+        }
+        Call::VcpuOf { apic_id } => linux_cpu(apic_id).map(|cpu| vcpu::block(cpu).addr()),
+        Call::CpuStart { apic_id, start } => {
+            let cpu = linux_cpu(apic_id)?;
+            if !vcpu::request_start(cpu, u64::from(start)) {
+                return Err(Refusal::BadCpu);
+            }
+            super::sched::kick(cpu);
             Ok(0)
         }
         Call::SetTimer { deadline } => {
@@ -68,6 +80,11 @@ extern "C" fn hauki_linux_call(nr: u64, arg: u64) -> u64 {
     let ret = done.unwrap_or_else(|why| refuse(why, nr, arg));
     report_refusals();
     ret
+}
+
+/// The co-kernel's index of the CPU with local APIC ID `apic_id`, if it is one of Linux's.
+fn linux_cpu(apic_id: u32) -> Result<usize, Refusal> {
+    crate::arch::percpu::of_apic(apic_id).filter(|&c| vcpu::linux_cpus() & (1 << c) != 0).ok_or(Refusal::BadCpu)
 }
 
 /// `LOAD_IDT`: reads the `struct desc_ptr` at `desc` (which `calls::decode` found inside Linux's

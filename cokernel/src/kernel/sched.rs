@@ -393,8 +393,10 @@ pub fn spawn_on(cpu: usize, spec: Spec, entry: Entry, arg: usize) -> Result<Task
 fn on_timer(now: u64) {
     let cpu = percpu::this();
     SLOTS[cpu].armed.store(u64::MAX, Ordering::Relaxed);
-    if cpu == LINUX_CPU {
+    if vcpu::active() {
         vtimer::expire(now);
+    }
+    if cpu == LINUX_CPU {
         crate::guest::irqchip::release_due();
     }
     if running() {
@@ -410,7 +412,7 @@ fn on_timer(now: u64) {
 fn rearm(s: &mut Scheduler) {
     let cpu = percpu::this();
     let armed = &SLOTS[cpu].armed;
-    let linux = if cpu == LINUX_CPU { vtimer::deadline() } else { u64::MAX };
+    let linux = vtimer::deadline();
     let mut next = match s.next_expiry() {
         Some(t) => Some(t.min(linux)),
         None => (linux != u64::MAX).then_some(linux),
@@ -447,7 +449,7 @@ fn resume(s: &mut Scheduler, frame: &mut TrapFrame, now: u64) -> *mut TrapFrame 
     if vcpu::active() {
         // The guest shares the LAPIC and may have masked the timer while our deadline was armed:
         // a deadline that has passed without an interrupt is handled now and the timer re-armed.
-        let armed = &SLOTS[LINUX_CPU].armed;
+        let armed = &SLOTS[percpu::this()].armed;
         let at = armed.load(Ordering::Relaxed);
         if at != u64::MAX && at <= now {
             armed.store(u64::MAX, Ordering::Relaxed);
@@ -459,9 +461,17 @@ fn resume(s: &mut Scheduler, frame: &mut TrapFrame, now: u64) -> *mut TrapFrame 
     s.task_mut(cur).frame = frame as *mut TrapFrame as u64;
     let next = s.schedule(now);
     rearm(s);
-    if next == crate::rt::sched::IDLE && percpu::this() == LINUX_CPU {
-        // Linux died: the idle context is taken over (its old frame abandoned).
-        if let Some(f) = supervisor::take_over_frame() {
+    if next == crate::rt::sched::IDLE {
+        // Linux died: the idle context is taken over on its boot CPU, and leaves Linux on its
+        // other CPUs (the old frames abandoned).
+        let taken = if percpu::this() == LINUX_CPU {
+            supervisor::take_over_frame()
+        } else if vcpu::active() {
+            supervisor::evict_frame()
+        } else {
+            None
+        };
+        if let Some(f) = taken {
             s.task_mut(next).frame = f as u64;
             return f;
         }

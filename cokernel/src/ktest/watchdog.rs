@@ -63,7 +63,7 @@ fn wd_guest_running() -> TestResult {
     guest_gate(VECTOR_LINUX_TIMER, ktest_guest_irq_handler as *const () as u64);
     guest_on();
     guest::set_soft(true);
-    guest::VCPU.set_enabled(true);
+    guest::mine().set_enabled(true);
     let before = irq_count();
     let hb = supervisor::counts().2;
     ensure!(run_until(WD_LIMIT_MS * 20, || irq_count() > before), "the idle guest never took a heartbeat");
@@ -113,7 +113,7 @@ pub(super) fn watchdog_leaves_a_healthy_idle_guest_alone() -> TestResult {
     // synthetic gate does not turn the virtual flag back on as Linux's return path does: the
     // idle loop does.)
     let caught = run_until(WD_LIMIT_MS * 5, || {
-        guest::VCPU.set_enabled(true);
+        guest::mine().set_enabled(true);
         supervisor::testing::caught()
     });
     wd_guest_gone();
@@ -124,20 +124,20 @@ pub(super) fn watchdog_leaves_a_healthy_idle_guest_alone() -> TestResult {
 
 pub(super) fn watchdog_catches_a_guest_spinning_with_its_flag_off() -> TestResult {
     wd_guest_running()?;
-    guest::VCPU.set_enabled(false);
+    guest::mine().set_enabled(false);
     wd_expect_stuck("spinning, flag off", false, core::hint::spin_loop)
 }
 
 pub(super) fn watchdog_catches_a_guest_spinning_with_its_timer_armed() -> TestResult {
     wd_guest_running()?;
-    guest::VCPU.set_enabled(false);
+    guest::mine().set_enabled(false);
     glue::set_linux_timer(cpu::rdtsc() + tsc::ns_to_ticks(5_000_000));
     wd_expect_stuck("spinning, flag off, timer armed", false, core::hint::spin_loop)
 }
 
 pub(super) fn watchdog_catches_a_guest_halted_with_its_flag_off() -> TestResult {
     wd_guest_running()?;
-    guest::VCPU.set_enabled(false);
+    guest::mine().set_enabled(false);
     wd_expect_stuck("halted, flag off", false, x86_64::instructions::interrupts::enable_and_hlt)
 }
 
@@ -161,7 +161,7 @@ pub(super) fn watchdog_catches_a_guest_looping_in_faults() -> TestResult {
         .spawn(stop_fault_loop)
         .map_err(|e| alloc::format!("{e:?}"))?;
     guest_gate(6, ktest_guest_ud_loop_handler as *const () as u64);
-    guest::VCPU.set_enabled(false);
+    guest::mine().set_enabled(false);
     let faults = idt::count(6);
     // SAFETY: guest code: its ud2 goes to the guest's looping #UD gate, which lets it through once
     // the watchdog has judged.
@@ -219,7 +219,7 @@ pub(super) fn an_interrupt_entry_on_linux_s_exhausted_stack_is_linux_s_failure()
     let page = arch::mm::map_mmio(phys, 4096);
     ensure!(arch::mm::translate(page - 4096).is_none(), "the page below the guest's stack is mapped");
     guest_on();
-    guest::VCPU.set_enabled(true);
+    guest::mine().set_enabled(true);
     supervisor::testing::resume_after_overflow(ktest_guest_overflow_resume as *const () as u64);
     let timer = arch::frame::vectors::TIMER;
     let ticks = idt::count(timer);

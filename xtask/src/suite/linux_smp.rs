@@ -1,6 +1,7 @@
 //! Several CPUs under deterministic time (icount): the co-kernel runs on every CPU, Linux beside it
-//! on the shared one, real-time tasks on every core; the latency task on each CPU misses nothing
-//! while Linux runs the stress battery, panics and is restarted.
+//! on the shared ones (CPU 0, or every shared CPU with `hauki.linux_smp=on`), real-time tasks on
+//! every core; the latency task on each CPU misses nothing while Linux runs the stress battery,
+//! panics and is restarted.
 //!
 //! QEMU runs the vCPUs round-robin in one thread under icount: a CPU's timer interrupt waits until
 //! the vCPU running before it gives up its turn, so the worst case on one CPU carries the others'
@@ -26,7 +27,11 @@ use crate::telemetry::Records;
 pub(crate) const ICOUNT_PACE_US: u64 = 10;
 
 pub(super) fn tests() -> Vec<Test> {
-    tests![System: smp2_linux_beside_an_rt_only_core, smp4_every_core_runs_real_time_tasks]
+    tests![
+        System: smp2_linux_beside_an_rt_only_core,
+        smp4_every_core_runs_real_time_tasks,
+        smp3_linux_smp_on_two_shared_cores
+    ]
 }
 
 fn records(c2: &Path) -> Records {
@@ -73,13 +78,13 @@ fn boot_record_cpus(r: &Records, online: u64, rt_only: u64) -> Result<(), String
 }
 
 /// Linux up at its prompt, the boot record naming `online` CPUs of which `rt_only` are real-time
-/// only, and Linux seeing only its own CPU.
-fn up(con: &mut ShellConsole, c2: &Path, online: u64, rt_only: u64) -> Result<(), String> {
+/// only, and Linux seeing exactly the CPUs with the APIC IDs `linux`.
+fn up(con: &mut ShellConsole, c2: &Path, online: u64, rt_only: u64, linux: &[u32]) -> Result<(), String> {
     let bound = hard_timeout();
     con.expect(UP, bound)?;
     con.expect("# ", bound)?;
     boot_record_cpus(&records(c2), online, rt_only)?;
-    linux_sees_one_cpu(con)
+    linux_sees_cpus(con, linux)
 }
 
 /// `hauki-stress SECS` on Linux's shell, checked.
@@ -114,15 +119,16 @@ fn madt_apic_ids(t: &[u8]) -> Result<Vec<u32>, String> {
     Ok(ids)
 }
 
-/// Linux sees only its own CPU: `nproc` and `/proc/cpuinfo` say 1, the MADT it reads lists only
-/// the boot CPU, and it did not have to ignore a processor.
-fn linux_sees_one_cpu(con: &mut ShellConsole) -> Result<(), String> {
+/// Linux sees exactly its own CPUs (APIC IDs `want`): `nproc` and `/proc/cpuinfo` count them, the
+/// MADT it reads lists only them, and it did not have to ignore a processor.
+fn linux_sees_cpus(con: &mut ShellConsole, want: &[u32]) -> Result<(), String> {
     let bound = hard_timeout();
     let (out, _) = con.run("nproc; grep -c ^processor /proc/cpuinfo", bound)?;
     let nums: Vec<&str> = out.split_whitespace().collect();
-    if nums != ["1", "1"] {
+    let n = want.len().to_string();
+    if nums != [n.as_str(), n.as_str()] {
         return Err(format!(
-            "Linux counts CPUs {nums:?} (nproc, /proc/cpuinfo), want 1 and 1: it must see only the shared CPU"
+            "Linux counts CPUs {nums:?} (nproc, /proc/cpuinfo), want {n} and {n}: it must see exactly the shared CPUs"
         ));
     }
     let (out, st) = con.run("od -An -v -tu1 /sys/firmware/acpi/tables/APIC", bound)?;
@@ -131,8 +137,8 @@ fn linux_sees_one_cpu(con: &mut ShellConsole) -> Result<(), String> {
     }
     let bytes: Vec<u8> = out.split_whitespace().filter_map(|w| w.parse().ok()).collect();
     let ids = madt_apic_ids(&bytes)?;
-    if ids != [0] {
-        return Err(format!("the MADT Linux reads lists processors {ids:?}, want only the boot CPU (APIC ID 0)"));
+    if ids != want {
+        return Err(format!("the MADT Linux reads lists processors {ids:?}, want the shared CPUs {want:?} (APIC IDs)"));
     }
     let (out, _) = con.run("dmesg | grep -c 'Processor .* ignored' || true", bound)?;
     if out.trim() != "0" {
@@ -169,7 +175,7 @@ fn smp2_linux_beside_an_rt_only_core(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> 
     };
     let bound = hard_timeout();
     let mut steps = || -> Result<(), String> {
-        up(&mut con, &c2, 2, 1)?;
+        up(&mut con, &c2, 2, 1, &[0])?;
         let skip = |cpu: u64| records(&c2).events("latency").filter(|l| record_cpu(l) == cpu).count();
         let before = skip(1);
         stress(&mut con, 3)?;
@@ -179,35 +185,10 @@ fn smp2_linux_beside_an_rt_only_core(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> 
             worst[0], worst[1]
         );
         // Linux panics: it is restarted on CPU 0, and CPU 1 never notices.
-        let cpu1_before = skip(1);
-        con.send("echo PANIC > /sys/kernel/debug/provoke-crash/DIRECT")?;
-        con.expect("Kernel panic", bound).map_err(|e| format!("Linux did not panic: {e}"))?;
-        con.expect(UP, bound).map_err(|e| format!("Linux was not restarted: {e}"))?;
-        con.expect("# ", bound)?;
-        linux_sees_one_cpu(&mut con)?;
-        con.run("sleep 1", bound)?;
-        let r = records(&c2);
-        let restarted = r.events("linux").filter(|l| l["action"] == "restart").count();
-        if restarted != 1 {
-            return Err(format!("{restarted} Linux restarts recorded, want 1"));
-        }
-        let worst = per_cpu_latency(&r, 2, 0, " across the panic and restart")?;
-        // Every window of CPU 1's across the restart holds its full count of releases (500 ms of
-        // 100 µs periods), so it lost none.
-        let windows: Vec<u64> = r
-            .events("latency")
-            .filter(|l| record_cpu(l) == 1)
-            .skip(cpu1_before)
-            .filter_map(|l| l["samples"].as_u64())
-            .collect();
-        if windows.len() < 3 || windows[..windows.len() - 1].iter().any(|&n| n.abs_diff(5000) > 1) {
-            return Err(format!("CPU 1's windows across Linux's restart: {windows:?} samples, want 5000 each"));
-        }
+        let (worst, windows) = panic_and_restart(&mut con, &c2, 2, 1, &[0])?;
         println!(
-            "    Linux panicked and was restarted; {} windows of CPU 1 across it, 5000 samples each; worst case CPU 0 {} ns, CPU 1 {} ns",
-            windows.len(),
-            worst[0],
-            worst[1]
+            "    Linux panicked and was restarted; {windows} windows of CPU 1 across it, 5000 samples each; worst case CPU 0 {} ns, CPU 1 {} ns",
+            worst[0], worst[1]
         );
         super::linux_guest::poweroff(&mut con, bound)
     };
@@ -217,19 +198,113 @@ fn smp2_linux_beside_an_rt_only_core(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> 
     }
 }
 
-/// Four CPUs, every secondary real-time only (`hauki.rt_cpus=1-3`): the co-kernel's latency task
-/// runs on all four with no miss while Linux, on CPU 0, runs the battery.
+/// Four CPUs, the default split: CPUs 0-2 shared (Linux SMP on three CPUs), CPU 3 real-time
+/// only; real-time tasks on every core. Linux counts three CPUs and runs the battery on all of
+/// them; the co-kernel's latency task on all four misses nothing.
 fn smp4_every_core_runs_real_time_tasks(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
-    let (mut con, c2) = match boot(ctx, elf, 4, &[(cmdline::RT_CPUS, &"1-3")]) {
+    let (mut con, c2) = match boot(ctx, elf, 4, &[]) {
         Ok(x) => x,
         Err(s) => return s,
     };
     let bound = hard_timeout();
     let mut steps = || -> Result<(), String> {
-        up(&mut con, &c2, 4, 3)?;
-        stress(&mut con, 2)?;
-        let worst = per_cpu_latency(&records(&c2), 4, 0, "")?;
-        println!("    latency worst case per CPU {worst:?} ns (virtual; CPU 0 shared, 1-3 real-time only)");
+        up(&mut con, &c2, 4, 1, &[0, 1, 2])?;
+        let worst = battery_on_every_linux_cpu(&mut con, &c2, 4, 2)?;
+        println!("    latency worst case per CPU {worst:?} ns (virtual; CPUs 0-2 shared with Linux, 3 real-time only)");
+        super::linux_guest::poweroff(&mut con, bound)
+    };
+    match steps() {
+        Ok(()) => Status::Pass,
+        Err(e) => report_console_failure(&con, e),
+    }
+}
+
+/// `hauki-stress SECS` with Linux on several CPUs: each of Linux's CPUs works under it (its
+/// user+nice+system time in `/proc/stat` grows by at least half a second), and the latency task on
+/// each of the `cpus` CPUs misses nothing meanwhile. The worst case per CPU (ns).
+fn battery_on_every_linux_cpu(con: &mut ShellConsole, c2: &Path, cpus: u64, secs: u64) -> Result<Vec<u64>, String> {
+    let before = records(c2).events("latency").filter(|l| record_cpu(l) == 0).count();
+    let busy_before = linux_cpu_busy(con)?;
+    stress(con, secs)?;
+    let busy = linux_cpu_busy(con)?;
+    if busy.len() != busy_before.len() || busy.iter().zip(&busy_before).any(|(a, b)| a.saturating_sub(*b) < 50) {
+        return Err(format!(
+            "Linux's CPUs worked {busy_before:?} -> {busy:?} ticks (user+nice+system) under the battery: want each busy"
+        ));
+    }
+    println!("    Linux's CPUs busy under hauki-stress {secs}: {busy_before:?} -> {busy:?} ticks (USER_HZ)");
+    // The latency records since the battery began, counted on CPU 0 (every CPU reports at once).
+    per_cpu_latency(&records(c2), cpus, before.saturating_sub(1), " under the battery")
+}
+
+/// Linux panics (LKDTM) and is restarted, seeing its CPUs (APIC IDs `linux`) again; the latency
+/// task on each of the `cpus` CPUs missed nothing throughout, and every window of the real-time-only
+/// CPU `rt_cpu` across the restart holds its full count of releases (500 ms of 100 µs periods), so
+/// it lost none. Returns the worst case per CPU and how many windows of `rt_cpu` spanned it.
+fn panic_and_restart(
+    con: &mut ShellConsole,
+    c2: &Path,
+    cpus: u64,
+    rt_cpu: u64,
+    linux: &[u32],
+) -> Result<(Vec<u64>, usize), String> {
+    let bound = hard_timeout();
+    let before = records(c2).events("latency").filter(|l| record_cpu(l) == rt_cpu).count();
+    con.send("echo PANIC > /sys/kernel/debug/provoke-crash/DIRECT")?;
+    con.expect("Kernel panic", bound).map_err(|e| format!("Linux did not panic: {e}"))?;
+    con.expect(UP, bound).map_err(|e| format!("Linux was not restarted: {e}"))?;
+    con.expect("# ", bound)?;
+    linux_sees_cpus(con, linux)?;
+    con.run("sleep 1", bound)?;
+    let r = records(c2);
+    let restarted = r.events("linux").filter(|l| l["action"] == "restart").count();
+    if restarted != 1 {
+        return Err(format!("{restarted} Linux restarts recorded, want 1"));
+    }
+    let worst = per_cpu_latency(&r, cpus, 0, " across the panic and restart")?;
+    let windows: Vec<u64> = r
+        .events("latency")
+        .filter(|l| record_cpu(l) == rt_cpu)
+        .skip(before)
+        .filter_map(|l| l["samples"].as_u64())
+        .collect();
+    if windows.len() < 3 || windows[..windows.len() - 1].iter().any(|&n| n.abs_diff(5000) > 1) {
+        return Err(format!("CPU {rt_cpu}'s windows across Linux's restart: {windows:?} samples, want 5000 each"));
+    }
+    Ok((worst, windows.len()))
+}
+
+/// Per Linux CPU, the kernel and user time `/proc/stat` has counted (USER_HZ ticks).
+fn linux_cpu_busy(con: &mut ShellConsole) -> Result<Vec<u64>, String> {
+    let (out, _) = con.run("grep '^cpu[0-9]' /proc/stat", hard_timeout())?;
+    Ok(out
+        .lines()
+        .filter(|l| l.starts_with("cpu"))
+        .map(|l| l.split_whitespace().skip(1).take(3).filter_map(|w| w.parse::<u64>().ok()).sum())
+        .collect())
+}
+
+/// Three CPUs, the default split: CPUs 0 and 1 shared (Linux SMP), CPU 2 real-time only. Linux
+/// counts two CPUs and runs the stress battery on both; the latency task on all three misses
+/// nothing; Linux panics and is restarted with both of its CPUs, while CPU 2's windows go on
+/// unbroken.
+fn smp3_linux_smp_on_two_shared_cores(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
+    let (mut con, c2) = match boot(ctx, elf, 3, &[]) {
+        Ok(x) => x,
+        Err(s) => return s,
+    };
+    let bound = hard_timeout();
+    let mut steps = || -> Result<(), String> {
+        up(&mut con, &c2, 3, 1, &[0, 1])?;
+        let worst = battery_on_every_linux_cpu(&mut con, &c2, 3, 3)?;
+        println!(
+            "    latency worst case CPU 0 {} ns, CPU 1 {} ns (shared), CPU 2 {} ns (real-time only) (virtual)",
+            worst[0], worst[1], worst[2]
+        );
+        let (_, windows) = panic_and_restart(&mut con, &c2, 3, 2, &[0, 1])?;
+        println!(
+            "    Linux panicked and came back on both CPUs; {windows} windows of CPU 2 across it, 5000 samples each"
+        );
         super::linux_guest::poweroff(&mut con, bound)
     };
     match steps() {

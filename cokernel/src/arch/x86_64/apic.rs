@@ -215,8 +215,11 @@ pub fn send_ipi(dest: u32, icr_low: u32) {
             unsafe { Msr::new(0x830).write((u64::from(dest) << 32) | u64::from(icr_low)) };
         }
         // Two writes: an interrupt between them that sent an IPI of its own would change the
-        // destination under this one.
+        // destination under this one. Linux on this CPU sends its own IPIs the same way, and
+        // the co-kernel may interrupt it between its two writes: the destination Linux wrote
+        // goes back after this IPI has gone, so Linux's low write still reaches its target.
         MODE_XAPIC => x86_64::instructions::interrupts::without_interrupts(|| {
+            let theirs = read(REG_ICR_HIGH);
             write(REG_ICR_HIGH, dest << 24);
             write(REG_ICR_LOW, icr_low);
             for _ in 0..1_000_000 {
@@ -225,6 +228,7 @@ pub fn send_ipi(dest: u32, icr_low: u32) {
                 }
                 core::hint::spin_loop();
             }
+            write(REG_ICR_HIGH, theirs);
         }),
         _ => {}
     }

@@ -62,6 +62,12 @@ pub fn count() -> usize {
     COUNT.load(Ordering::Acquire)
 }
 
+/// The index of the CPU with local APIC ID `apic_id`, if it is registered.
+pub fn of_apic(apic_id: u32) -> Option<usize> {
+    let b = BY_APIC.get(usize::try_from(apic_id).ok()?)?.load(Ordering::Relaxed);
+    (b != 0).then(|| usize::from(b - 1))
+}
+
 /// The APIC ID of CPU `cpu`, if it is registered.
 pub fn apic_id(cpu: usize) -> Option<u32> {
     APIC_OF.get(cpu).map(|a| a.load(Ordering::Relaxed)).filter(|&a| a != u32::MAX)

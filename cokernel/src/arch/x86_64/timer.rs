@@ -5,7 +5,7 @@
 //! rounded up, and an interrupt that still arrives before the deadline re-arms for the rest, so the
 //! callback never runs early.
 
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::apic::{self, LVT_TSC_DEADLINE};
 use super::cpu::rdtsc;
@@ -52,12 +52,19 @@ pub const LATE_NS: u64 = 150;
 /// Where late timer interrupts landed: the hardware-off windows that held them (`rt::windows`).
 pub static WINDOWS: spin::Mutex<crate::rt::windows::Windows> = spin::Mutex::new(crate::rt::windows::Windows::new());
 
-/// Another kernel (Linux, as the idle task) shares the LAPIC and may rewrite the timer's registers.
-static SHARED: AtomicBool = AtomicBool::new(false);
+/// The CPUs where another kernel (Linux, as the idle task) shares the LAPIC and may rewrite the
+/// timer's registers (bit per CPU).
+static SHARED: AtomicU32 = AtomicU32::new(0);
 
-/// Whether another kernel shares the LAPIC (the one-shot path then rewrites LVT and divider each time).
+/// Whether another kernel shares this CPU's LAPIC (the one-shot path then rewrites LVT and
+/// divider each time).
 pub fn set_shared(on: bool) {
-    SHARED.store(on, Ordering::Relaxed);
+    let bit = 1 << percpu::this();
+    if on {
+        SHARED.fetch_or(bit, Ordering::Relaxed);
+    } else {
+        SHARED.fetch_and(!bit, Ordering::Relaxed);
+    }
 }
 
 /// Called on expiry with the TSC at entry, interrupts off.
@@ -171,7 +178,7 @@ fn program(deadline: u64, now: u64) {
         // SAFETY: the LVT is in TSC-deadline mode; a past deadline fires at once.
         Kind::TscDeadline => unsafe { Msr::new(IA32_TSC_DEADLINE).write(deadline.max(1)) },
         Kind::LapicOneshot => {
-            if SHARED.load(Ordering::Relaxed) {
+            if SHARED.load(Ordering::Relaxed) & (1 << percpu::this()) != 0 {
                 // Linux shares the LAPIC and may have rewritten the timer's LVT or divider.
                 apic::write(apic::REG_TIMER_DIVIDE, 0b1011);
                 apic::write(apic::REG_LVT_TIMER, u32::from(vectors::TIMER));
