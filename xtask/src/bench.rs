@@ -78,6 +78,7 @@ pub const BENCHES: &[Bench] = &[
     Bench { name: "linux-guest", run: linux_guest },
     Bench { name: "linux-stress", run: linux_stress },
     Bench { name: "linux-smp", run: crate::bench_linux::linux_smp },
+    Bench { name: "linux-smp-throughput", run: crate::bench_linux::linux_smp_throughput },
     Bench { name: "channels", run: channels },
     Bench { name: "edu", run: edu },
     Bench { name: "uart", run: uart },

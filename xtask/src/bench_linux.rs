@@ -390,6 +390,75 @@ pub fn linux_smp(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     Ok(out)
 }
 
+/// Jobs in the SMP throughput bench, and what each counts to in Linux's shell (CPU work only: no
+/// I/O, no system calls in the loop).
+const THROUGHPUT_JOBS: u32 = 6;
+const THROUGHPUT_COUNT: u32 = 100_000;
+
+/// Linux's throughput with 1, 2 and 3 shared cores: four CPUs, the last real-time only, and
+/// `hauki.rt_cpus` making one, two or three of them Linux's. The same fixed CPU work, six shell
+/// jobs at once, timed by Linux's own clock; jobs per second and the speed-up over one core.
+///
+/// Wall-clock, not virtual time: under `-icount` QEMU runs the vCPUs round-robin in one thread and
+/// the virtual clock counts every vCPU's instructions, so parallel work can never finish sooner
+/// there. This runs multi-threaded TCG instead, one host thread per vCPU — on a host with fewer
+/// free cores than Linux has CPUs the speed-up stops at the host's, and a busy host makes every
+/// figure noisy. The real-time tasks run all along (the latency task on every CPU).
+pub fn linux_smp_throughput(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "    {THROUGHPUT_JOBS} jobs counting to {THROUGHPUT_COUNT} in Linux's shell, with 1, 2, 3 shared cores of 4 (wall-clock, multi-threaded TCG on {host} host cores)"
+    );
+    let mut out = Vec::new();
+    let mut rates: Vec<f64> = Vec::new();
+    for (shared, rt) in [(1u32, "1-3"), (2, "2-3"), (3, "3")] {
+        let dir = c.dir.join(format!("linux-smp-throughput-{shared}"));
+        let args = cokernel_args(&[
+            (cmdline::LINUX, &"guest"),
+            (cmdline::REPORT_MS, &1000),
+            (cmdline::APP, &"off"),
+            (cmdline::RT_CPUS, &rt),
+        ]);
+        let linux = LinuxBoot { smp: 4, ..LinuxBoot::default() };
+        let (mut con, _c2) = boot_linux(&dir, &c.elf, &args, None, &linux, &[])?;
+        let bound = std::time::Duration::from_secs(900);
+        con.expect(crate::suite::LINUX_UP, bound)?;
+        con.expect("# ", bound)?;
+        quiet_console(&mut con, bound)?;
+        let n = run(&mut con, "nproc")?;
+        if n.trim() != shared.to_string() {
+            return Err(format!("Linux counts {} CPUs with hauki.rt_cpus={rt}, want {shared}", n.trim()));
+        }
+        let job = format!("(i=0; while [ $i -lt {THROUGHPUT_COUNT} ]; do i=$((i+1)); done) &");
+        let cmd = format!(
+            "s=$(cut -d' ' -f1 /proc/uptime); for j in $(seq {THROUGHPUT_JOBS}); do {job} done; wait; echo ELAPSED $s $(cut -d' ' -f1 /proc/uptime)"
+        );
+        let secs = elapsed(&run(&mut con, &cmd)?)?.max(0.01);
+        let _ = run(&mut con, "poweroff");
+        let rate = f64::from(THROUGHPUT_JOBS) / secs;
+        println!("    {shared} shared core(s): {secs:.2} s, {rate:.2} jobs/s");
+        out.push(metric(
+            &format!("smp.throughput.shared{shared}"),
+            (rate * 1000.0).round() as u64,
+            "mjobs/s",
+            None,
+            &format!("{THROUGHPUT_JOBS} jobs in {secs:.2} s of Linux's clock with {shared} shared core(s) (wall-clock TCG, {host} host cores)"),
+        ));
+        rates.push(rate);
+    }
+    for (i, shared) in [(1usize, 2), (2, 3)] {
+        let pct = (rates[i] / rates[0] * 100.0).round() as u64;
+        out.push(metric(
+            &format!("smp.throughput.speedup{shared}"),
+            pct,
+            "%",
+            None,
+            &format!("{shared} shared cores against 1 (100 % = no gain; {host} host cores bound it)"),
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

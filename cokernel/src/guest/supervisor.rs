@@ -165,20 +165,31 @@ pub fn check_period_ns() -> Option<u64> {
     Some(CHECK_PERIOD_NS.load(Ordering::Relaxed)).filter(|&p| p > 0)
 }
 
-/// The judgement for the Linux entered `entries` times so far.
-static STATE: spin::Mutex<Option<(u64, Watchdog)>> = spin::Mutex::new(None);
+/// Per CPU: the judgement for Linux entered there `entries` times so far.
+static STATE: [spin::Mutex<Option<(u64, Watchdog)>>; MAX_CPUS] = [const { spin::Mutex::new(None) }; MAX_CPUS];
+/// The CPU the last stuck Linux was found stuck on, for the report.
+static STUCK_CPU: AtomicU64 = AtomicU64::new(0);
 
-/// One check (the watchdog task, every [`check_period_ns`]): keeps a heartbeat pending for Linux
-/// and asks for a take-over when Linux has stopped taking its events.
-pub fn check(linux_cpu: u64) {
+/// One check of Linux on CPU `cpu` (the watchdog task, every [`check_period_ns`], for each CPU
+/// Linux runs on), told the CPU time its idle context (Linux) has had there: keeps a heartbeat
+/// pending for Linux on that CPU and asks for a take-over when Linux has stopped taking its
+/// events there.
+pub fn check(cpu: usize, linux_ticks: u64) {
     let limit = WATCHDOG_TICKS.load(Ordering::Relaxed);
-    // Only while Linux runs on its boot CPU (not while a take-over gathers its other CPUs).
-    if limit == 0 || vcpu::running_on() & (1 << vcpu::LINUX_CPU) == 0 || REQUEST.load(Ordering::Acquire) != 0 {
+    // Only while Linux runs on its boot CPU (not while a take-over gathers its other CPUs), and
+    // on this one.
+    let on = vcpu::running_on();
+    if limit == 0
+        || cpu >= MAX_CPUS
+        || on & (1 << vcpu::LINUX_CPU) == 0
+        || on & (1 << cpu) == 0
+        || REQUEST.load(Ordering::Acquire) != 0
+    {
         return;
     }
-    let (entries, mut o) = vcpu::progress();
-    o.cpu = linux_cpu;
-    let mut state = STATE.lock();
+    let (entries, mut o) = vcpu::progress(cpu);
+    o.cpu = linux_ticks;
+    let mut state = STATE[cpu].lock();
     let w = match &mut *state {
         Some((e, w)) if *e == entries => w,
         s => {
@@ -191,13 +202,15 @@ pub fn check(linux_cpu: u64) {
         Verdict::Heartbeat => {
             HEARTBEATS.fetch_add(1, Ordering::Relaxed);
             x86_64::instructions::interrupts::without_interrupts(|| {
-                vcpu::log_pending(hauki_abi::guest::VECTOR_LINUX_TIMER)
+                vcpu::log_pending_on(cpu, hauki_abi::guest::VECTOR_LINUX_TIMER)
             });
         }
         Verdict::Stuck { waited, booting } => {
             STUCK_WAITED.store(waited, Ordering::Relaxed);
             STUCK_BOOTING.store(u8::from(booting), Ordering::Relaxed);
+            STUCK_CPU.store(cpu as u64, Ordering::Relaxed);
             REQUEST.store(Failure::Stuck as u8, Ordering::Release);
+            wake_linux_cpu();
         }
     }
 }
@@ -325,6 +338,7 @@ extern "C" fn take_over() -> ! {
         }
         if why == Failure::Stuck {
             r.u64("waited_ns", tsc::ticks_to_ns(STUCK_WAITED.load(Ordering::Relaxed)))
+                .u64("cpu", STUCK_CPU.load(Ordering::Relaxed))
                 .str("phase", if STUCK_BOOTING.load(Ordering::Relaxed) == 1 { "boot" } else { "running" });
         }
     });

@@ -96,6 +96,11 @@ impl VcpuCell {
         // SAFETY: a field of the static, written volatile (Linux may read it).
         unsafe { core::ptr::addr_of_mut!((*self.0.get()).timer_deadline).write_volatile(deadline) }
     }
+    /// The block's summary byte: an event is logged for Linux on its CPU.
+    pub fn pending_summary(&self) -> bool {
+        // SAFETY: a byte of the static, read volatile.
+        unsafe { self.pending_ptr().read_volatile() != 0 }
+    }
     fn set_pending_any(&self, any: bool) {
         // SAFETY: as above.
         unsafe { self.pending_ptr().write_volatile(u8::from(any)) }
@@ -234,9 +239,7 @@ pub fn set_active(on: bool) {
     let cpu = this();
     if on {
         TAKEN_AT[cpu].store(cpu::rdtsc(), Ordering::Relaxed);
-        if cpu == LINUX_CPU {
-            ENTRIES.fetch_add(1, Ordering::Relaxed);
-        }
+        ENTRIES[cpu].fetch_add(1, Ordering::Relaxed);
     }
     timer::set_shared(on);
     if on {
@@ -246,8 +249,8 @@ pub fn set_active(on: bool) {
     }
 }
 
-/// Guests started so far (each Linux entry on its boot CPU).
-static ENTRIES: AtomicU64 = AtomicU64::new(0);
+/// Linux entries on each CPU so far (each start of Linux, or of one of its secondaries).
+static ENTRIES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Interrupt events the guest has taken on each CPU (forwarded or replayed to its gates), and
 /// when it last took one there (or was entered).
 static TAKEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
@@ -261,10 +264,10 @@ fn took_event() {
     TAKEN_AT[cpu].store(cpu::rdtsc(), Ordering::Relaxed);
 }
 
-/// What the watchdog judges by: the guests started so far, and this one's progress on its boot
-/// CPU (the watchdog watches that CPU: see docs/smp.md).
-pub fn progress() -> (u64, crate::guest::watchdog::Observation) {
-    let c = LINUX_CPU;
+/// What the watchdog judges Linux on CPU `c` by: Linux's entries there so far, and this one's
+/// progress.
+pub fn progress(c: usize) -> (u64, crate::guest::watchdog::Observation) {
+    let c = c.min(MAX_CPUS - 1);
     let o = crate::guest::watchdog::Observation {
         now: cpu::rdtsc(),
         taken: TAKEN[c].load(Ordering::Relaxed),
@@ -273,7 +276,7 @@ pub fn progress() -> (u64, crate::guest::watchdog::Observation) {
         pending: pending_on(c),
         cpu: 0, // the scheduler's to tell (supervisor::check)
     };
-    (ENTRIES.load(Ordering::Relaxed), o)
+    (ENTRIES[c].load(Ordering::Relaxed), o)
 }
 
 /// Whether the guest runs (set by [`set_active`]) on any CPU, on whichever CPU asks.

@@ -337,10 +337,10 @@ pub fn current_name() -> Option<&'static str> {
     Some(s.task(s.current()).name)
 }
 
-/// CPU time (TSC ticks) the idle context — Linux, when it runs — has had, as accounted at the
-/// last switch away from it.
-pub fn idle_cpu_ticks() -> u64 {
-    with_cpu(LINUX_CPU, |s| s.task(crate::rt::sched::IDLE).stats.cpu_time)
+/// CPU time (TSC ticks) the idle context of CPU `cpu` — Linux, when it runs there — has had, as
+/// accounted at the last switch away from it.
+pub fn idle_cpu_ticks(cpu: usize) -> u64 {
+    with_cpu(cpu, |s| s.task(crate::rt::sched::IDLE).stats.cpu_time)
 }
 
 /// Task entry: `entry(arg)` never returns.

@@ -91,6 +91,7 @@ const TESTS: &[Test] = tests![
     smp::smp_tasks_run_on_the_cpu_they_were_created_for,
     smp::smp_posts_cross_cpus_through_mailboxes,
     smp::smp_objects_and_tasks_refuse_the_wrong_cpu,
+    smp::smp_linux_state_is_per_cpu,
     guest::guest_exception_is_forwarded_with_the_exact_frame,
     guest::guest_interrupt_is_forwarded_when_the_guest_runs,
     guest::guest_interrupt_during_a_task_is_replayed_on_resume,

@@ -159,3 +159,27 @@ pub(super) fn smp_objects_and_tasks_refuse_the_wrong_cpu() -> TestResult {
     ensure!(t == Err(Error::WrongCpu), "a task for a CPU that does not exist: {t:?}");
     Ok(())
 }
+
+/// Linux's events are per CPU: one logged for Linux on another CPU is pending there only (and
+/// that CPU is woken for it); Linux cannot start its boot CPU, a CPU that is not Linux's, or one
+/// twice.
+pub(super) fn smp_linux_state_is_per_cpu() -> TestResult {
+    use crate::guest::vcpu;
+    let cpu = second_cpu()?;
+    x86_64::instructions::interrupts::without_interrupts(|| vcpu::log_pending_on(cpu, 0x41));
+    let here = vcpu::pending_on(0);
+    let there = vcpu::pending_on(cpu);
+    let summary = vcpu::block(cpu).pending_summary();
+    let none_here = !vcpu::block(0).pending_summary();
+    let linux = vcpu::linux_cpus();
+    let boot = vcpu::request_start(0, 0x9_a000);
+    let not_linux = vcpu::request_start(cpu, 0x9_a000);
+    x86_64::instructions::interrupts::without_interrupts(vcpu::reset);
+    ensure!(there && summary, "the event for CPU {cpu} is not pending there (bit {there}, summary {summary})");
+    ensure!(!here && none_here, "the event for CPU {cpu} is pending on CPU 0");
+    ensure!(linux == 1, "Linux's CPUs are {linux:#b} with no Linux running, want CPU 0's bit");
+    ensure!(!boot, "Linux could start its own boot CPU");
+    ensure!(!not_linux, "Linux could start CPU {cpu}, which is not one of its CPUs");
+    ensure!(!vcpu::pending_on(cpu), "reset left the event pending on CPU {cpu}");
+    Ok(())
+}

@@ -391,6 +391,25 @@ fn publish_status(
         window.max_ns,
         misses_total
     );
+    // With several CPUs, each one's latency task since boot (the lines above are CPU 0's).
+    if crate::arch::smp::online().count() > 1 {
+        let linux = crate::guest::vcpu::running_on();
+        for cpu in crate::arch::smp::online() {
+            let kind = if crate::arch::smp::is_rt_only(cpu) {
+                "real-time only"
+            } else if linux & (1 << cpu) != 0 {
+                "shared, Linux runs here"
+            } else {
+                "shared"
+            };
+            let tot = super::latency::TOTAL[cpu].with(|s| *s);
+            let _ = writeln!(
+                t,
+                "cpu {cpu} ({kind}): latency since boot {} samples, max {} ns, deadline misses {}",
+                tot.samples, tot.max_ns, tot.misses
+            );
+        }
+    }
     // The last report's histogram: bucket i counts [lower(i), lower(i + 1)) ns (crate::rt::hist).
     let _ = write!(t, "latency histogram: bucket0_ns {} counts", hist::BUCKET0_NS);
     for c in window.hist {

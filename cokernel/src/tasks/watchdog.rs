@@ -1,5 +1,5 @@
-//! The watchdog task: every `hauki.linux_watchdog_ms / 8` it asks whether Linux still takes its
-//! events and keeps a heartbeat pending for it ([`crate::guest::supervisor::check`], told how much
+//! The watchdog task: every `hauki.linux_watchdog_ms / 8` it asks, for each CPU Linux runs on,
+//! whether Linux still takes its events there and keeps a heartbeat pending for it ([`crate::guest::supervisor::check`], told how much
 //! CPU the scheduler has given Linux, the idle context). A task of its
 //! own, so its cadence does not depend on the telemetry period.
 
@@ -19,6 +19,9 @@ pub fn start(period_ns: u64) -> Result<(), Error> {
 fn run(_: usize) -> ! {
     loop {
         crate::tasks::api::wait_next_period();
-        crate::guest::supervisor::check(crate::kernel::sched::idle_cpu_ticks());
+        let on = crate::guest::vcpu::running_on();
+        for cpu in (0..crate::arch::percpu::MAX_CPUS).filter(|c| on & (1 << c) != 0) {
+            crate::guest::supervisor::check(cpu, crate::kernel::sched::idle_cpu_ticks(cpu));
+        }
     }
 }

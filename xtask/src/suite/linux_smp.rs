@@ -296,6 +296,13 @@ fn smp3_linux_smp_on_two_shared_cores(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) ->
     let bound = hard_timeout();
     let mut steps = || -> Result<(), String> {
         up(&mut con, &c2, 3, 1, &[0, 1])?;
+        // Linux's status file shows every CPU's latency task and what kind of CPU it is.
+        let (status, _) = con.run("cat /proc/hauki/status", bound)?;
+        for want in ["cpu 0 (shared, Linux runs here)", "cpu 1 (shared, Linux runs here)", "cpu 2 (real-time only)"] {
+            if !status.lines().any(|l| l.starts_with(want) && l.contains("deadline misses 0")) {
+                return Err(format!("/proc/hauki/status has no line `{want}: ... deadline misses 0`:\n{status}"));
+            }
+        }
         let worst = battery_on_every_linux_cpu(&mut con, &c2, 3, 3)?;
         println!(
             "    latency worst case CPU 0 {} ns, CPU 1 {} ns (shared), CPU 2 {} ns (real-time only) (virtual)",
