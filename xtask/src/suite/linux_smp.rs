@@ -237,7 +237,7 @@ fn battery_on_every_linux_cpu(con: &mut ShellConsole, c2: &Path, cpus: u64, secs
     per_cpu_latency(&records(c2), cpus, before.saturating_sub(1), " under the battery")
 }
 
-/// Linux panics (LKDTM) and is restarted, seeing its CPUs (APIC IDs `linux`) again; the latency
+/// Linux panics (LKDTM, on its last CPU) and is restarted, seeing its CPUs (APIC IDs `linux`) again; the latency
 /// task on each of the `cpus` CPUs missed nothing throughout, and every window of the real-time-only
 /// CPU `rt_cpu` across the restart holds its full count of releases (500 ms of 100 µs periods), so
 /// it lost none. Returns the worst case per CPU and how many windows of `rt_cpu` spanned it.
@@ -250,8 +250,11 @@ fn panic_and_restart(
 ) -> Result<(Vec<u64>, usize), String> {
     let bound = hard_timeout();
     let before = records(c2).events("latency").filter(|l| record_cpu(l) == rt_cpu).count();
-    con.send("echo PANIC > /sys/kernel/debug/provoke-crash/DIRECT")?;
+    // On Linux's last CPU: with Linux SMP, a secondary's failure must take all of Linux down.
+    let on = linux.len() - 1;
+    con.send(&format!("taskset -c {on} sh -c 'echo PANIC > /sys/kernel/debug/provoke-crash/DIRECT'"))?;
     con.expect("Kernel panic", bound).map_err(|e| format!("Linux did not panic: {e}"))?;
+    con.expect(&format!("CPU: {on} "), bound).map_err(|e| format!("Linux did not panic on its CPU {on}: {e}"))?;
     con.expect(UP, bound).map_err(|e| format!("Linux was not restarted: {e}"))?;
     con.expect("# ", bound)?;
     linux_sees_cpus(con, linux)?;
