@@ -1,19 +1,45 @@
 //! Linux is still Linux, judged by Linux's own checks: its x86 selftests give the same results
 //! under the co-kernel as bare, and its debug build (lockdep and the entry, irq-state and lock-up
-//! checks) finds nothing to complain about beside the real-time tasks.
+//! checks) finds nothing to complain about beside the real-time tasks. Both run Linux on two CPUs
+//! (Linux SMP: three CPUs, the last real-time only), under deterministic time.
 
 use std::path::Path;
 use std::time::Duration;
 
 use hauki_abi::cmdline;
 
-use super::linux_guest::{boot_with_linux_initramfs, poweroff, quiet_console, report_console_failure};
+use super::linux_guest::{LinuxBoot, boot_linux, poweroff, quiet_console, report_console_failure};
 use super::{Ctx, Status, Test, hard_timeout};
 use crate::console::ShellConsole;
 use crate::qemu::{Boot, Qemu, QemuConfig, cokernel_args};
 
 pub(super) fn tests() -> Vec<Test> {
     tests![System: linux_selftests_x86, linux_debug_lockdep]
+}
+
+/// CPUs of the guest runs: Linux gets all but the last (real-time only).
+const SMP: u32 = 3;
+
+/// Boots Linux under the co-kernel on `SMP - 1` CPUs of its own, under icount (paced as the SMP
+/// tests are), with this initramfs or kernel instead of the usual; checks `nproc`.
+fn boot_smp_guest(
+    dir: &Path,
+    elf: &Path,
+    initramfs: Option<&Path>,
+    vmlinux: Option<&Path>,
+) -> Result<(ShellConsole, std::path::PathBuf), String> {
+    let args = cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::ICOUNT_PACE_US, &super::ICOUNT_PACE_US)]);
+    let linux = LinuxBoot { initramfs, vmlinux, smp: SMP, ..LinuxBoot::default() };
+    boot_linux(dir, elf, &args, Some(0), &linux, &[])
+}
+
+/// Linux counts `SMP - 1` CPUs.
+fn linux_has_its_cpus(con: &mut ShellConsole, bound: Duration) -> Result<(), String> {
+    let (out, _) = con.run("nproc", bound)?;
+    if out.trim() != (SMP - 1).to_string() {
+        return Err(format!("Linux counts {} CPUs, want {}", out.trim(), SMP - 1));
+    }
+    Ok(())
 }
 
 /// One selftest's outcome: name, exit status, its `[FAIL]` lines.
@@ -24,6 +50,7 @@ fn run_selftests(con: &mut ShellConsole, bound: Duration) -> Result<Vec<Selftest
     con.expect(super::linux_guest::UP, bound)?;
     con.expect("# ", bound)?;
     quiet_console(con, bound)?;
+    linux_has_its_cpus(con, bound)?;
     // One test's safety net on the guest's clock: a hang, not slowness, is what it must catch (the
     // console stays quiet while a test runs, so the console's stall bound must be longer).
     let per_test = bound * 15 / 2;
@@ -93,7 +120,8 @@ fn linux_selftests_x86(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
         let dir = ctx.dir_with("bare");
         let (c1, c2) = Qemu::paths(&dir);
         let boot = Boot::Linux { vmlinux, initrd: initramfs.clone(), cmdline: crate::linux::DEFAULT_CMDLINE.into() };
-        let cfg = QemuConfig::test(boot, "max", &c1, &c2);
+        let mut cfg = QemuConfig::test(boot, "max", &c1, &c2);
+        cfg.smp = SMP - 1;
         let mut con = ShellConsole::spawn(&dir, &cfg)?;
         run_selftests(&mut con, bound).inspect_err(|e| {
             let _ = report_console_failure(&con, e.clone());
@@ -102,8 +130,7 @@ fn linux_selftests_x86(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let guest = (|| {
         println!("    Linux under the co-kernel: booting, running hauki-selftests");
         let dir = ctx.dir_with("guest");
-        let args = cokernel_args(&[(cmdline::LINUX, &"guest")]);
-        let (mut con, _) = boot_with_linux_initramfs(&dir, elf, &args, None, Some(&initramfs), None)?;
+        let (mut con, _) = boot_smp_guest(&dir, elf, Some(&initramfs), None)?;
         run_selftests(&mut con, bound).inspect_err(|e| {
             let _ = report_console_failure(&con, e.clone());
         })
@@ -175,13 +202,16 @@ const SPLATS: &[&str] = &[
 fn linux_debug_lockdep(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let r = (|| -> Result<String, String> {
         let vmlinux = crate::linux::build_flavour(ctx.ws, crate::linux::Flavour::Debug)?;
-        let args = cokernel_args(&[(cmdline::LINUX, &"guest")]);
-        println!("    the debug kernel under the co-kernel: booting, a 5 s stress battery, then its log");
-        let (mut con, _) = boot_with_linux_initramfs(&ctx.dir(), elf, &args, None, None, Some(&vmlinux))?;
+        println!(
+            "    the debug kernel under the co-kernel on {} CPUs: booting, a 5 s stress battery, then its log",
+            SMP - 1
+        );
+        let (mut con, _) = boot_smp_guest(&ctx.dir(), elf, None, Some(&vmlinux))?;
         let bound = hard_timeout();
         let steps = (|| -> Result<String, String> {
             con.expect(super::linux_guest::UP, bound * 2)?;
             con.expect("# ", bound)?;
+            linux_has_its_cpus(&mut con, bound)?;
             let (out, _) = con.run("hauki-stress 5", bound * 2)?;
             if !out.contains("hauki-stress:") {
                 return Err(format!("the stress battery did not run: {out}"));

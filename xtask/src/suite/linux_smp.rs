@@ -306,6 +306,11 @@ fn smp3_linux_smp_on_two_shared_cores(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) ->
                 return Err(format!("/proc/hauki/status has no line `{want}: ... deadline misses 0`:\n{status}"));
             }
         }
+        // A CPU Linux took offline would have no way back to the co-kernel: Linux refuses.
+        let (out, _) = con.run("echo 0 > /sys/devices/system/cpu/cpu1/online; echo offline=$?; nproc", bound)?;
+        if out.contains("offline=0") || out.trim().lines().last() != Some("2") {
+            return Err(format!("taking CPU 1 offline: {out:?}; want a refusal and nproc 2"));
+        }
         let worst = battery_on_every_linux_cpu(&mut con, &c2, 3, 3)?;
         println!(
             "    latency worst case CPU 0 {} ns, CPU 1 {} ns (shared), CPU 2 {} ns (real-time only) (virtual)",
