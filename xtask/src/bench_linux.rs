@@ -395,9 +395,10 @@ pub fn linux_smp(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
 const THROUGHPUT_JOBS: u32 = 6;
 const THROUGHPUT_COUNT: u32 = 100_000;
 
-/// Linux's throughput with 1, 2 and 3 shared cores: four CPUs, the last real-time only, and
-/// `hauki.rt_cpus` making one, two or three of them Linux's. The same fixed CPU work, six shell
-/// jobs at once, timed by Linux's own clock; jobs per second and the speed-up over one core.
+/// Linux's throughput with 1, 2 and 3 shared cores: two, three and four CPUs, each time the last
+/// one real-time only (the default split), so the real-time load beside Linux is the same. The
+/// same fixed CPU work, six shell jobs at once, timed by Linux's own clock; jobs per second and the
+/// speed-up over one core.
 ///
 /// Wall-clock, not virtual time: under `-icount` QEMU runs the vCPUs round-robin in one thread and
 /// the virtual clock counts every vCPU's instructions, so parallel work can never finish sooner
@@ -407,19 +408,14 @@ const THROUGHPUT_COUNT: u32 = 100_000;
 pub fn linux_smp_throughput(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     let host = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "    {THROUGHPUT_JOBS} jobs counting to {THROUGHPUT_COUNT} in Linux's shell, with 1, 2, 3 shared cores of 4 (wall-clock, multi-threaded TCG on {host} host cores)"
+        "    {THROUGHPUT_JOBS} jobs counting to {THROUGHPUT_COUNT} in Linux's shell, with 1, 2, 3 shared cores and one real-time-only core (wall-clock, multi-threaded TCG on {host} host cores)"
     );
     let mut out = Vec::new();
     let mut rates: Vec<f64> = Vec::new();
-    for (shared, rt) in [(1u32, "1-3"), (2, "2-3"), (3, "3")] {
+    for shared in 1u32..=3 {
         let dir = c.dir.join(format!("linux-smp-throughput-{shared}"));
-        let args = cokernel_args(&[
-            (cmdline::LINUX, &"guest"),
-            (cmdline::REPORT_MS, &1000),
-            (cmdline::APP, &"off"),
-            (cmdline::RT_CPUS, &rt),
-        ]);
-        let linux = LinuxBoot { smp: 4, ..LinuxBoot::default() };
+        let args = cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::REPORT_MS, &1000), (cmdline::APP, &"off")]);
+        let linux = LinuxBoot { smp: shared + 1, ..LinuxBoot::default() };
         let (mut con, _c2) = boot_linux(&dir, &c.elf, &args, None, &linux, &[])?;
         let bound = std::time::Duration::from_secs(900);
         con.expect(crate::suite::LINUX_UP, bound)?;
@@ -427,22 +423,28 @@ pub fn linux_smp_throughput(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
         quiet_console(&mut con, bound)?;
         let n = run(&mut con, "nproc")?;
         if n.trim() != shared.to_string() {
-            return Err(format!("Linux counts {} CPUs with hauki.rt_cpus={rt}, want {shared}", n.trim()));
+            return Err(format!("Linux counts {} CPUs of {}, want {shared}", n.trim(), shared + 1));
         }
         let job = format!("(i=0; while [ $i -lt {THROUGHPUT_COUNT} ]; do i=$((i+1)); done) &");
         let cmd = format!(
             "s=$(cut -d' ' -f1 /proc/uptime); for j in $(seq {THROUGHPUT_JOBS}); do {job} done; wait; echo ELAPSED $s $(cut -d' ' -f1 /proc/uptime)"
         );
-        let secs = elapsed(&run(&mut con, &cmd)?)?.max(0.01);
+        // Timed on the host: under multi-threaded TCG the guest's TSC follows the host's and need
+        // not match the rate the co-kernel calibrated, so Linux's clock is only reported beside it.
+        let t0 = std::time::Instant::now();
+        let linux_secs = elapsed(&run(&mut con, &cmd)?)?;
+        let secs = t0.elapsed().as_secs_f64().max(0.01);
         let _ = run(&mut con, "poweroff");
         let rate = f64::from(THROUGHPUT_JOBS) / secs;
-        println!("    {shared} shared core(s): {secs:.2} s, {rate:.2} jobs/s");
+        println!(
+            "    {shared} shared core(s): {secs:.2} s on the host ({linux_secs:.2} s by Linux's clock), {rate:.3} jobs/s"
+        );
         out.push(metric(
             &format!("smp.throughput.shared{shared}"),
             (rate * 1000.0).round() as u64,
             "mjobs/s",
             None,
-            &format!("{THROUGHPUT_JOBS} jobs in {secs:.2} s of Linux's clock with {shared} shared core(s) (wall-clock TCG, {host} host cores)"),
+            &format!("{THROUGHPUT_JOBS} jobs in {secs:.2} s of host time ({linux_secs:.2} s by Linux's clock) with {shared} shared core(s) (multi-threaded TCG, {host} host cores)"),
         ));
         rates.push(rate);
     }
