@@ -2,7 +2,7 @@
 //! under the co-kernel as bare, and its debug build (lockdep and the entry, irq-state and lock-up
 //! checks) finds nothing to complain about beside the real-time tasks. The debug build runs Linux
 //! on two CPUs (Linux SMP: three CPUs, the last real-time only), under deterministic time; the
-//! selftests on one CPU (under SMP with a paced timer `sigreturn_64` crashes Linux: docs/smp.md).
+//! selftests on one CPU, unpaced, as they always ran (with Linux on two CPUs: not yet, docs/smp.md).
 
 use std::path::Path;
 use std::time::Duration;
