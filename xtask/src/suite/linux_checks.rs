@@ -1,17 +1,15 @@
 //! Linux is still Linux, judged by Linux's own checks: its x86 selftests give the same results
 //! under the co-kernel as bare, and its debug build (lockdep and the entry, irq-state and lock-up
-//! checks) finds nothing to complain about beside the real-time tasks. The debug build runs Linux
-//! on two CPUs (Linux SMP: three CPUs, the last real-time only), under deterministic time; the
-//! selftests on one CPU, unpaced, as they always ran (with Linux on two CPUs: not yet, docs/smp.md).
+//! checks) finds nothing to complain about beside the real-time tasks. Both run Linux on two CPUs
+//! (Linux SMP: three CPUs, the last real-time only): the debug build under deterministic time, the
+//! selftests unpaced (multi-threaded TCG), against bare Linux on two CPUs.
 
 use std::path::Path;
 use std::time::Duration;
 
 use hauki_abi::cmdline;
 
-use super::linux_guest::{
-    LinuxBoot, boot_linux, boot_with_linux_initramfs, poweroff, quiet_console, report_console_failure,
-};
+use super::linux_guest::{LinuxBoot, boot_linux, poweroff, quiet_console, report_console_failure};
 use super::{Ctx, Status, Test, hard_timeout};
 use crate::console::ShellConsole;
 use crate::qemu::{Boot, Qemu, QemuConfig, cokernel_args};
@@ -23,12 +21,20 @@ pub(super) fn tests() -> Vec<Test> {
 /// CPUs of the guest runs: Linux gets all but the last (real-time only).
 const SMP: u32 = 3;
 
-/// Boots Linux under the co-kernel on `SMP - 1` CPUs of its own, under icount (paced as the SMP
-/// tests are), with this kernel instead of the usual.
-fn boot_smp_guest(dir: &Path, elf: &Path, vmlinux: &Path) -> Result<(ShellConsole, std::path::PathBuf), String> {
-    let args = cokernel_args(&[(cmdline::LINUX, &"guest"), (cmdline::ICOUNT_PACE_US, &super::ICOUNT_PACE_US)]);
-    let linux = LinuxBoot { vmlinux: Some(vmlinux), smp: SMP, ..LinuxBoot::default() };
-    boot_linux(dir, elf, &args, Some(0), &linux, &[])
+/// Boots Linux under the co-kernel on `SMP - 1` CPUs of its own with this kernel or this
+/// initramfs instead of the usual: under icount (paced as the SMP tests are) when `paced`, else
+/// multi-threaded TCG.
+fn boot_smp_guest(
+    dir: &Path,
+    elf: &Path,
+    linux: LinuxBoot<'_>,
+    paced: bool,
+) -> Result<(ShellConsole, std::path::PathBuf), String> {
+    let pace = (cmdline::ICOUNT_PACE_US, &super::ICOUNT_PACE_US as &dyn std::fmt::Display);
+    let mut args = vec![(cmdline::LINUX, &"guest" as &dyn std::fmt::Display)];
+    args.extend(paced.then_some(pace));
+    let linux = LinuxBoot { smp: SMP, ..linux };
+    boot_linux(dir, elf, &cokernel_args(&args), paced.then_some(0), &linux, &[])
 }
 
 /// Linux counts `SMP - 1` CPUs.
@@ -48,6 +54,7 @@ fn run_selftests(con: &mut ShellConsole, bound: Duration) -> Result<Vec<Selftest
     con.expect(super::linux_guest::UP, bound)?;
     con.expect("# ", bound)?;
     quiet_console(con, bound)?;
+    linux_has_its_cpus(con, bound)?;
     // One test's safety net on the guest's clock: a hang, not slowness, is what it must catch (the
     // console stays quiet while a test runs, so the console's stall bound must be longer).
     let per_test = bound * 15 / 2;
@@ -104,7 +111,8 @@ fn compare(bare: &[Selftest], guest: &[Selftest]) -> Verdict {
 
 /// Linux is still Linux: Linux's own x86 selftests (64-bit, from the same 6.12 source) give the
 /// same result under the co-kernel as on the same kernel booted bare in the same QEMU (where the
-/// co-kernel's hooks are inactive: the stock code paths). Plain TCG; results printed side by side.
+/// co-kernel's hooks are inactive: the stock code paths), Linux on two CPUs both times (under the
+/// co-kernel a third runs real-time tasks only). Plain TCG; results printed side by side.
 fn linux_selftests_x86(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let initramfs = match crate::linux::build_selftests_initramfs(ctx.ws) {
         Ok(i) => i,
@@ -113,21 +121,22 @@ fn linux_selftests_x86(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
     let bound = hard_timeout();
     let bare = (|| {
         let (vmlinux, _) = crate::linux::build_all(ctx.ws)?;
-        println!("    bare Linux: booting, running hauki-selftests");
+        println!("    bare Linux on {} CPUs: booting, running hauki-selftests", SMP - 1);
         let dir = ctx.dir_with("bare");
         let (c1, c2) = Qemu::paths(&dir);
         let boot = Boot::Linux { vmlinux, initrd: initramfs.clone(), cmdline: crate::linux::DEFAULT_CMDLINE.into() };
-        let cfg = QemuConfig::test(boot, "max", &c1, &c2);
+        let mut cfg = QemuConfig::test(boot, "max", &c1, &c2);
+        cfg.smp = SMP - 1;
         let mut con = ShellConsole::spawn(&dir, &cfg)?;
         run_selftests(&mut con, bound).inspect_err(|e| {
             let _ = report_console_failure(&con, e.clone());
         })
     })();
     let guest = (|| {
-        println!("    Linux under the co-kernel: booting, running hauki-selftests");
+        println!("    Linux under the co-kernel on {} CPUs: booting, running hauki-selftests", SMP - 1);
         let dir = ctx.dir_with("guest");
-        let args = cokernel_args(&[(cmdline::LINUX, &"guest")]);
-        let (mut con, _) = boot_with_linux_initramfs(&dir, elf, &args, None, Some(&initramfs), None)?;
+        let linux = LinuxBoot { initramfs: Some(&initramfs), ..LinuxBoot::default() };
+        let (mut con, _) = boot_smp_guest(&dir, elf, linux, false)?;
         run_selftests(&mut con, bound).inspect_err(|e| {
             let _ = report_console_failure(&con, e.clone());
         })
@@ -203,7 +212,8 @@ fn linux_debug_lockdep(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
             "    the debug kernel under the co-kernel on {} CPUs: booting, a 5 s stress battery, then its log",
             SMP - 1
         );
-        let (mut con, _) = boot_smp_guest(&ctx.dir(), elf, &vmlinux)?;
+        let linux = LinuxBoot { vmlinux: Some(&vmlinux), ..LinuxBoot::default() };
+        let (mut con, _) = boot_smp_guest(&ctx.dir(), elf, linux, true)?;
         let bound = hard_timeout();
         let steps = (|| -> Result<String, String> {
             con.expect(super::linux_guest::UP, bound * 2)?;
