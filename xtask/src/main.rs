@@ -305,6 +305,7 @@ fn cmd_bench(ws: &Workspace, args: &[String]) -> Result<ExitCode, String> {
             json: o.json,
             docs: o.docs.unwrap_or(!o.quick),
             command: format!("cargo xtask bench {}", args.join(" ")),
+            systems: &bench_compare::System::ALL,
         };
         bench_compare::run(ws, tools.qemu_version, &opts)?;
         return Ok(ExitCode::SUCCESS);

@@ -239,7 +239,7 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut sum = Summary::default();
-    // The kernels only the last Linux tests boot are built beside the tests that come before.
+    // The kernels only the last Linux tests boot are built beside the system tests before them.
     let mut background = BackgroundKernels::new(ws, &chosen);
     let mut ktest_elf = Lazy(None);
     let mut artifacts: Lazy<Artifacts> = Lazy(None);
@@ -265,9 +265,8 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
             Run::System(f) => match artifacts.get(|| build::build_all(ws)) {
                 Err(e) => sum.record(&t.name, not_built(e), None),
                 Ok(a) => {
-                    if t.area.starts_with("linux") {
-                        background.start(ws);
-                    }
+                    // From the first system test on (the image holds the default kernel by then).
+                    background.start(ws);
                     println!("==> {}", t.name);
                     let start = Instant::now();
                     let status = f(&ctx, &a.elf, &a.iso);
@@ -281,14 +280,13 @@ pub fn run_all(ws: &Workspace, tools: &Tools, filters: &[String]) -> ExitCode {
 }
 
 /// The kernels only some Linux tests boot (the test, the flavour, `cargo xtask linux`'s flag).
-const BACKGROUND_KERNELS: [(&str, crate::linux::Flavour, &str); 3] = [
+const BACKGROUND_KERNELS: [(&str, crate::linux::Flavour, &str); 2] = [
     ("linux-debug-lockdep", crate::linux::Flavour::Debug, "--debug"),
-    ("bench-compare-runs-the-three-systems", crate::linux::Flavour::PreemptRt, "--preempt-rt"),
-    ("bench-compare-runs-the-three-systems", crate::linux::Flavour::Stock, "--stock"),
+    ("bench-compare-runs-hauki-and-preempt-rt", crate::linux::Flavour::PreemptRt, "--preempt-rt"),
 ];
 
 /// Those kernels, built in the background (a second `cargo xtask linux --debug …`, niced, its
-/// output in `target/hauki/linux-background-build.log`) while the Linux tests before theirs run:
+/// output in `target/hauki/linux-background-build.log`) while the system tests before theirs run:
 /// on two cores the QEMU tests use one, and a cold run saves most of each build's quarter of an
 /// hour. A test takes its kernel through the build lock (it waits for the build, or builds again
 /// itself and fails with the build's error).
@@ -300,8 +298,8 @@ struct BackgroundKernels {
 impl BackgroundKernels {
     fn new(ws: &Workspace, chosen: &[&Test]) -> BackgroundKernels {
         let theirs = |t: &Test| BACKGROUND_KERNELS.iter().any(|(name, _, _)| t.name == *name);
-        // Worth it only with other Linux tests to overlap.
-        let others = chosen.iter().filter(|t| t.area.starts_with("linux") && !theirs(t)).count();
+        // Worth it only with other system tests to overlap.
+        let others = chosen.iter().filter(|t| matches!(t.run, Run::System(_)) && !theirs(t)).count();
         let mut flags: Vec<&'static str> = Vec::new();
         for (name, f, flag) in BACKGROUND_KERNELS {
             let wanted = others > 0 && chosen.iter().any(|t| t.name == name) && !crate::linux::is_cached(ws, f);
