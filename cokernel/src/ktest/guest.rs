@@ -145,17 +145,31 @@ pub(super) fn guest_exception_is_forwarded_with_the_exact_frame() -> TestResult 
     Ok(())
 }
 
+/// An interrupt that arrives while the guest runs goes straight to its gate, counted as
+/// forwarded. Without icount a real-time task left by an earlier test can take the CPU between
+/// the send and the delivery; the interrupt is then logged and replayed (another test checks that
+/// path), so that outcome is tried again, up to five times.
 pub(super) fn guest_interrupt_is_forwarded_when_the_guest_runs() -> TestResult {
     guest_on();
-    let count = irq_count;
-    let before = count();
-    let fwd = guest::counts().forwarded;
-    apic::send_ipi(apic::id(), u32::from(GUEST_IRQ));
-    let ok = run_until(50, || count() > before);
+    let r = (|| -> TestResult {
+        for _ in 0..5 {
+            let before = irq_count();
+            let (fwd, rep) = (guest::counts().forwarded, guest::counts().replayed);
+            apic::send_ipi(apic::id(), u32::from(GUEST_IRQ));
+            let ok = run_until(50, || irq_count() > before);
+            ensure!(ok, "the guest's gate for vector {GUEST_IRQ:#x} never ran");
+            let c = guest::counts();
+            if c.forwarded > fwd {
+                return Ok(());
+            }
+            ensure!(c.replayed > rep, "the gate ran, but the event was counted neither forwarded nor replayed");
+        }
+        Err(super::Verdict::Fail(
+            "five tries: each interrupt arrived while a task ran (replayed), none was forwarded".into(),
+        ))
+    })();
     guest_off();
-    ensure!(ok, "the guest's gate for vector {GUEST_IRQ:#x} never ran");
-    ensure!(guest::counts().forwarded > fwd, "not counted as forwarded");
-    Ok(())
+    r
 }
 
 static REPLAY_SEEN_DURING_TASK: Shared<Option<(u64, u64)>> = Shared::new(None);
