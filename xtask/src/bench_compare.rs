@@ -182,7 +182,7 @@ pub fn run(ws: &Workspace, qemu_version: (u32, u32, u32), o: &Options) -> Result
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let elf = crate::build::build_app(ws, crate::apps::DEFAULT, crate::build::KERNEL_ELF)?;
     let patched = crate::linux::build_kernel(ws)?;
-    let bare: Vec<(System, PathBuf)> = o
+    let kernels: Vec<(System, PathBuf)> = o
         .systems
         .iter()
         .filter_map(|s| Some((*s, s.flavour()?)))
@@ -200,7 +200,7 @@ pub fn run(ws: &Workspace, qemu_version: (u32, u32, u32), o: &Options) -> Result
     let phases = o.systems.len() + 2;
     let mut runs = Vec::new();
     for (i, &system) in o.systems.iter().enumerate() {
-        let guest = match bare.iter().find(|b| b.0 == system) {
+        let guest = match kernels.iter().find(|k| k.0 == system) {
             Some((_, vmlinux)) => Guest::Bare(vmlinux),
             None => Guest::Hauki(&elf),
         };

@@ -414,9 +414,9 @@ const THROUGHPUT_LATENCY_US: u32 = 1000;
 /// ([`THROUGHPUT_LATENCY_US`]).
 pub fn linux_smp_throughput(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
     let host = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hz = 1_000_000 / THROUGHPUT_LATENCY_US;
     println!(
-        "    {THROUGHPUT_JOBS} jobs counting to {THROUGHPUT_COUNT} in Linux's shell, with 1, 2, 3 shared cores and one real-time-only core, the latency task at {} Hz on each (wall-clock, multi-threaded TCG on {host} host cores)",
-        1_000_000 / THROUGHPUT_LATENCY_US
+        "    {THROUGHPUT_JOBS} jobs counting to {THROUGHPUT_COUNT} in Linux's shell, with 1, 2, 3 shared cores and one real-time-only core, the latency task at {hz} Hz on each (wall-clock, multi-threaded TCG on {host} host cores)"
     );
     let mut out = Vec::new();
     let mut rates: Vec<f64> = Vec::new();
@@ -457,7 +457,7 @@ pub fn linux_smp_throughput(c: &BenchCtx<'_>) -> Result<Vec<Metric>, String> {
             (rate * 1000.0).round() as u64,
             "mjobs/s",
             None,
-            &format!("{THROUGHPUT_JOBS} jobs in {secs:.2} s of host time ({linux_secs:.2} s by Linux's clock) with {shared} shared core(s), latency task at 1 kHz (multi-threaded TCG, {host} host cores)"),
+            &format!("{THROUGHPUT_JOBS} jobs in {secs:.2} s of host time ({linux_secs:.2} s by Linux's clock) with {shared} shared core(s), latency task at {hz} Hz (multi-threaded TCG, {host} host cores)"),
         ));
         rates.push(rate);
     }
