@@ -155,7 +155,8 @@ mod tests {
 /// One hardware-off window site from the `windows` record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Window {
-    /// Where the flag came back on (a kernel address), or 1 for Linux user mode.
+    /// Where the flag came back on (a kernel address), 1 for Linux user mode, or 2 for a timer
+    /// interrupt that never came (a switch point found the deadline passed).
     pub site: u64,
     pub max_ns: u64,
     pub count: u64,
@@ -180,6 +181,9 @@ pub fn windows(recs: &Records) -> Vec<Window> {
 pub fn symbolize(ws: &crate::util::Workspace, site: u64) -> String {
     if site == 1 {
         return "Linux user mode (its exit window: cli to SYSRET/IRET)".to_string();
+    }
+    if site == 2 {
+        return "timer interrupt lost (the deadline was found passed at a switch point)".to_string();
     }
     let (elf, who) = if site >= 0xffff_ffff_8000_0000 {
         (ws.hauki_dir().join("vmlinux"), "linux")

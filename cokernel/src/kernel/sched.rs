@@ -453,6 +453,7 @@ fn resume(s: &mut Scheduler, frame: &mut TrapFrame, now: u64) -> *mut TrapFrame 
         let at = armed.load(Ordering::Relaxed);
         if at != u64::MAX && at <= now {
             armed.store(u64::MAX, Ordering::Relaxed);
+            timer::note_unseen(now - at);
             s.expire(now);
         }
         vtimer::expire(now);

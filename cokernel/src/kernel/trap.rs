@@ -85,6 +85,11 @@ fn dispatch(v: usize, frame: &mut TrapFrame) -> *mut TrapFrame {
         return sched::switch_point(frame);
     } else {
         idt::count_unexpected(vector);
+        if irqchip::is_line_vector(vector) {
+            // A device line of a Linux that is gone (taken over, not restarted yet): a level
+            // line still asserted would fire again at the EOI, for as long as it stays unmasked.
+            irqchip::on_arrival(vector);
+        }
     }
     apic::eoi();
     sched::switch_point(frame)

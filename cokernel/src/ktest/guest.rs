@@ -236,6 +236,48 @@ pub(super) fn guest_timer_event_comes_at_the_deadline_and_cancels() -> TestResul
     Ok(())
 }
 
+/// Linux masks the LAPIC timer's LVT and puts its own vector there (`end_local_APIC_setup()`);
+/// while it shares the LAPIC the co-kernel rewrites the LVT at every arm. A guest that leaves with
+/// the LVT masked and an armed deadline already passed (its interrupt lost) gives the timer back:
+/// the co-kernel's LVT and divider again, and the deadline programmed again, so it fires.
+pub(super) fn guest_leaving_with_the_timer_masked_gives_it_back() -> TestResult {
+    use crate::arch::frame::vectors;
+    use crate::arch::timer;
+    let timer_irr = apic::REG_IRR + 0x10 * (u32::from(vectors::TIMER) / 32);
+    let pending = move || apic::read(timer_irr) & (1 << (vectors::TIMER % 32)) != 0;
+    let (lvt, divide, fired) = x86_64::instructions::interrupts::without_interrupts(|| {
+        guest_on();
+        glue::set_linux_timer(cpu::rdtsc() + tsc::ns_to_ticks(20_000));
+        // What Linux does to the shared timer.
+        apic::write(apic::REG_LVT_TIMER, apic::LVT_MASKED | 0xec);
+        apic::write(apic::REG_TIMER_DIVIDE, 0b0011);
+        // The deadline passes while the timer is masked: no interrupt becomes pending.
+        let until = cpu::rdtsc() + tsc::ns_to_ticks(200_000);
+        while cpu::rdtsc() < until {
+            core::hint::spin_loop();
+        }
+        let lost = !pending();
+        guest_off();
+        crate::guest::vtimer::clear_this();
+        let (lvt, divide) = (apic::read(apic::REG_LVT_TIMER), apic::read(apic::REG_TIMER_DIVIDE));
+        // Given back: the passed deadline fires at once (polled here, interrupts still off).
+        let until = cpu::rdtsc() + tsc::ns_to_ticks(1_000_000);
+        while !pending() && cpu::rdtsc() < until {
+            core::hint::spin_loop();
+        }
+        (lvt, divide, lost && pending())
+    });
+    let want =
+        if timer::kind() == timer::Kind::TscDeadline { apic::LVT_TSC_DEADLINE } else { 0 } | u32::from(vectors::TIMER);
+    let restored = lvt & 0x7_00ff == want && divide & 0b1011 == 0b1011;
+    if !restored {
+        timer::init_secondary(); // the later tests need a working timer
+    }
+    ensure!(restored, "the LVT is {lvt:#x} and the divider {divide:#x} after the guest left, want {want:#x} and 0xb");
+    ensure!(fired, "the deadline whose interrupt the masked timer lost was not programmed again");
+    Ok(())
+}
+
 /// The pv irqchip on the real IO-APIC: a line Linux unmasks is programmed with its vector,
 /// trigger and polarity; a level line is masked from its arrival until Linux's EOI; refused lines
 /// are refused. Every line is masked again at the end.

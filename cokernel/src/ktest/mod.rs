@@ -96,6 +96,7 @@ const TESTS: &[Test] = tests![
     guest::guest_interrupt_is_forwarded_when_the_guest_runs,
     guest::guest_interrupt_during_a_task_is_replayed_on_resume,
     guest::guest_timer_event_comes_at_the_deadline_and_cancels,
+    guest::guest_leaving_with_the_timer_masked_gives_it_back,
     guest::guest_lines_program_the_ioapic_level_masked_until_eoi,
     guest::guest_pci_lines_bound_by_linux_program_the_ioapic,
     hardware::external_interrupt_frames_carry_the_interrupted_rf,

@@ -15,6 +15,10 @@
 pub enum Site {
     /// Linux user code: the window was Linux's exit to user mode (its `cli` to SYSRET/IRET).
     User,
+    /// No interrupt came at all: a switch point found the deadline passed with the timer's
+    /// vector not even pending (the guest, which shares the local APIC, masked or reprogrammed
+    /// the timer), and `lateness` is how late that switch point was.
+    Unseen,
     /// Kernel code at this address (Linux's, or the co-kernel's own): the instruction where the
     /// flag came back on.
     At(u64),
@@ -24,15 +28,17 @@ impl Site {
     fn key(self) -> u64 {
         match self {
             Site::User => 1,
+            Site::Unseen => 2,
             Site::At(rip) => rip,
         }
     }
 
-    /// The site a table key stands for ([`Entry::key`]: 1 is user mode, anything else the
-    /// address).
+    /// The site a table key stands for ([`Entry::key`]: 1 is user mode, 2 a lost interrupt,
+    /// anything else the address).
     pub fn from_key(k: u64) -> Site {
         match k {
             1 => Site::User,
+            2 => Site::Unseen,
             rip => Site::At(rip),
         }
     }
@@ -41,7 +47,8 @@ impl Site {
 /// One site of the table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Entry {
-    /// The site: 1 for Linux user mode, else the interrupted kernel address (0: a free entry).
+    /// The site: 1 for Linux user mode, 2 for an interrupt that never came, else the interrupted
+    /// kernel address (0: a free entry).
     pub key: u64,
     /// Largest lateness seen here (TSC ticks).
     pub max: u64,
@@ -122,11 +129,13 @@ mod tests {
         w.record(Site::At(0xffff_ffff_8100_0010), 900);
         w.record(Site::User, 300);
         w.record(Site::At(0xffff_8000_0010_0000), 700);
+        w.record(Site::Unseen, 200);
         let v = w.worst_first();
-        assert_eq!(v.len(), 3);
+        assert_eq!(v.len(), 4);
         assert_eq!((Site::from_key(v[0].key), v[0].max, v[0].count), (Site::At(0xffff_ffff_8100_0010), 900, 2));
         assert_eq!(Site::from_key(v[1].key), Site::At(0xffff_8000_0010_0000));
         assert_eq!(Site::from_key(v[2].key), Site::User);
+        assert_eq!((Site::from_key(v[3].key), v[3].max), (Site::Unseen, 200));
     }
 
     #[test]

@@ -480,6 +480,9 @@ fn publish_status(
     for e in windows.worst_first().iter().take(8) {
         let site = match crate::rt::windows::Site::from_key(e.key) {
             crate::rt::windows::Site::User => heapless::String::<24>::try_from("linux user mode").unwrap_or_default(),
+            crate::rt::windows::Site::Unseen => {
+                heapless::String::<24>::try_from("timer interrupt lost").unwrap_or_default()
+            }
             crate::rt::windows::Site::At(rip) => {
                 let mut h = heapless::String::<24>::new();
                 let _ = write!(h, "{rip:#x}");

@@ -64,6 +64,18 @@ pub fn set_shared(on: bool) {
         SHARED.fetch_or(bit, Ordering::Relaxed);
     } else {
         SHARED.fetch_and(!bit, Ordering::Relaxed);
+        // The other kernel is gone from this CPU. Whatever it left in the timer's registers
+        // (Linux masks the LVT and sets its own vector in `end_local_APIC_setup()`), the
+        // co-kernel's setup goes back and the armed deadline is programmed again: from now on
+        // nothing rewrites them at each arm, and a deadline whose interrupt was lost is no
+        // longer caught at the switch point.
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            setup_lvt();
+            let deadline = DEADLINE[percpu::this()].load(Ordering::Relaxed);
+            if deadline != u64::MAX {
+                program(deadline, rdtsc());
+            }
+        });
     }
 }
 
@@ -83,9 +95,19 @@ pub fn lapic_hz() -> u64 {
 /// Sets a secondary CPU's LAPIC timer up as [`init`] chose on the boot CPU (same hardware, so
 /// no calibration of its own).
 pub fn init_secondary() {
+    setup_lvt();
+}
+
+/// The divider and the LVT as [`init`] chose: divide by 1, the timer's vector, unmasked, in
+/// TSC-deadline or one-shot mode.
+fn setup_lvt() {
     apic::write(apic::REG_TIMER_DIVIDE, 0b1011);
+    apic::write(apic::REG_LVT_TIMER, lvt());
+}
+
+fn lvt() -> u32 {
     let mode = if kind() == Kind::TscDeadline { LVT_TSC_DEADLINE } else { 0 };
-    apic::write(apic::REG_LVT_TIMER, mode | u32::from(vectors::TIMER));
+    mode | u32::from(vectors::TIMER)
 }
 
 /// Calibrates the LAPIC timer against the TSC and selects the timer hardware.
@@ -174,14 +196,21 @@ pub fn cancel() {
 }
 
 fn program(deadline: u64, now: u64) {
+    let shared = SHARED.load(Ordering::Relaxed) & (1 << percpu::this()) != 0;
     match kind() {
-        // SAFETY: the LVT is in TSC-deadline mode; a past deadline fires at once.
-        Kind::TscDeadline => unsafe { Msr::new(IA32_TSC_DEADLINE).write(deadline.max(1)) },
+        Kind::TscDeadline => {
+            if shared {
+                // Linux shares the LAPIC and may have masked the LVT or put it in one-shot mode
+                // (`end_local_APIC_setup()`), where a deadline written to the MSR is ignored.
+                apic::write(apic::REG_LVT_TIMER, lvt());
+            }
+            // SAFETY: the LVT is in TSC-deadline mode; a past deadline fires at once.
+            unsafe { Msr::new(IA32_TSC_DEADLINE).write(deadline.max(1)) }
+        }
         Kind::LapicOneshot => {
-            if SHARED.load(Ordering::Relaxed) & (1 << percpu::this()) != 0 {
+            if shared {
                 // Linux shares the LAPIC and may have rewritten the timer's LVT or divider.
-                apic::write(apic::REG_TIMER_DIVIDE, 0b1011);
-                apic::write(apic::REG_LVT_TIMER, u32::from(vectors::TIMER));
+                setup_lvt();
             }
             let delta = deadline.saturating_sub(now);
             let hz = u128::from(tsc::hz().max(1));
@@ -213,6 +242,20 @@ fn on_interrupt(frame: &mut TrapFrame) {
         // SAFETY: only `set_callback` stores here, and it stores a `Callback`.
         let cb: Callback = unsafe { core::mem::transmute::<usize, Callback>(cb) };
         cb(now);
+    }
+}
+
+/// A switch point found this CPU's deadline `late` ticks past with no interrupt for it (trap
+/// context, interrupts off): if the timer's vector is not even pending, the interrupt was lost
+/// (the guest masked or reprogrammed the shared timer) and the lateness is attributed to
+/// [`Site::Unseen`](crate::rt::windows::Site::Unseen); a pending one is merely arriving late.
+pub fn note_unseen(late: u64) {
+    let irr = apic::REG_IRR + 0x10 * (u32::from(vectors::TIMER) / 32);
+    if late > LATE_TICKS.load(Ordering::Relaxed)
+        && apic::read(irr) & (1 << (vectors::TIMER % 32)) == 0
+        && let Some(mut w) = WINDOWS.try_lock()
+    {
+        w.record(crate::rt::windows::Site::Unseen, late);
     }
 }
 
