@@ -332,7 +332,7 @@ fn linux_guest_beside_rt(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
 }
 
 /// Linux's clock events come from the co-kernel ("hauki" clock-event device, ticking: uptime
-/// advances across `sleep 1`), its console line is interrupt-driven through the co-kernel's
+/// advances across `sleep 1`), its local APIC writes go through the co-kernel's filter, its console line is interrupt-driven through the co-kernel's
 /// irqchip (IRQ 4 on chip "hauki" with interrupts counted), it left COM2 alone, and the
 /// co-kernel's status page shows its tasks and latency, both in debugfs (`hauki/status`, where the
 /// patch series puts it) and at `/proc/hauki/status` (kept for users; linux-patch/README.md).
@@ -340,6 +340,12 @@ fn guest_devices_are_paravirtual(con: &mut ShellConsole, bound: Duration) -> Res
     let (dev, _) = con.run("cat /sys/devices/system/clockevents/clockevent0/current_device", bound)?;
     if dev.trim() != "hauki" {
         return Err(format!("Linux's clock-event device is {:?}, not the co-kernel's \"hauki\"", dev.trim()));
+    }
+    // Patch 0019: Linux's writes to the shared local APIC's enable, priority and timer go through
+    // the filter (Linux reports each callback it replaces).
+    let (apic, _) = con.run("dmesg | grep 'APIC: write() replaced'", bound)?;
+    if !apic.contains("hauki_apic_write") {
+        return Err(format!("Linux's local APIC writes are not filtered (no hauki_apic_write in dmesg): {apic:?}"));
     }
     let uptime = |con: &mut ShellConsole| -> Result<f64, String> {
         let (u, _) = con.run("cat /proc/uptime", bound)?;
@@ -456,9 +462,47 @@ pub(super) fn no_misses(c2: &Path, during: &str) -> Result<u64, String> {
     let recs = Records::parse(&std::fs::read_to_string(c2).unwrap_or_default());
     let misses: u64 = recs.events("latency").filter_map(|l| l["misses"].as_u64()).sum();
     if misses != 0 {
-        return Err(format!("the latency task missed {misses} deadlines{during}"));
+        return Err(format!("the latency task missed {misses} deadlines{during}; {}", miss_context(&recs)));
     }
     Ok(recs.events("latency").filter_map(|l| l["max_ns"].as_u64()).max().unwrap_or(0))
+}
+
+/// Where misses happened, for a failure message: each latency window with misses (its CPU, worst
+/// release latency and the Linux failure records near it), the worst hardware-off sites since
+/// boot (symbolized), and the stray-interrupt counts.
+pub(super) fn miss_context(recs: &Records) -> String {
+    let mut parts = Vec::new();
+    for (i, r) in recs.records.iter().enumerate() {
+        if r["event"] != "latency" || r["misses"].as_u64().unwrap_or(0) == 0 {
+            continue;
+        }
+        let near: Vec<String> = recs.records[i.saturating_sub(12)..(i + 4).min(recs.records.len())]
+            .iter()
+            .filter(|x| x["event"] == "linux" || x["event"] == "stray_irqs")
+            .map(|x| x.to_string())
+            .collect();
+        parts.push(format!(
+            "window with {} misses on CPU {}: max {} ns{}",
+            r["misses"],
+            r["cpu"],
+            r["max_ns"],
+            if near.is_empty() { String::new() } else { format!(" near {}", near.join(", ")) }
+        ));
+        if parts.len() == 4 {
+            break;
+        }
+    }
+    let ws = Workspace::locate();
+    let sites: Vec<String> = crate::telemetry::windows(recs)
+        .iter()
+        .take(3)
+        .map(|w| format!("{} ns x{} at {}", w.max_ns, w.count, crate::telemetry::symbolize(&ws, w.site)))
+        .collect();
+    parts.push(format!("worst sites since boot: {}", sites.join("; ")));
+    if let Some(s) = recs.events("stray_irqs").last() {
+        parts.push(format!("stray interrupts: {s}"));
+    }
+    parts.join("; ")
 }
 
 /// Seconds of virtual time the battery runs in the system test (about 10 s of wall time each
@@ -552,4 +596,32 @@ fn linux_stress_battery(ctx: &Ctx<'_>, elf: &Path, _iso: &Path) -> Status {
         ));
     }
     Status::Pass
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_miss_is_reported_with_its_window_the_failure_near_it_and_the_worst_sites() {
+        let recs = Records::parse(concat!(
+            r#"{"event":"latency","cpu":0,"max_ns":900,"misses":0}"#,
+            "\n",
+            r#"{"event":"linux","state":"panicked","action":"restart"}"#,
+            "\n",
+            r#"{"event":"latency","cpu":0,"max_ns":224945,"misses":2}"#,
+            "\n",
+            r#"{"event":"windows","sites":["0x0000000000000002","0x0000000000000001"],"max_ns":[224945,300],"count":[1,5],"dropped":0}"#,
+            "\n",
+            r#"{"event":"stray_irqs","spurious":0,"unexpected":7}"#,
+            "\n",
+        ));
+        let c = miss_context(&recs);
+        assert!(c.contains("window with 2 misses on CPU 0: max 224945 ns near"), "{c}");
+        assert!(c.contains(r#""state":"panicked""#), "{c}");
+        assert!(c.contains("224945 ns x1 at timer interrupt lost"), "{c}");
+        assert!(c.contains("300 ns x5 at Linux user mode"), "{c}");
+        assert!(c.contains(r#""unexpected":7"#), "{c}");
+        assert_eq!(c.matches("window with").count(), 1, "{c}");
+    }
 }

@@ -55,7 +55,8 @@ fn per_cpu_latency(r: &Records, cpus: u64, skip: usize, during: &str) -> Result<
         let since_boot = lat.last().and_then(|l| l["misses_total"].as_u64()).unwrap_or(u64::MAX);
         if misses != 0 || since_boot != 0 {
             return Err(format!(
-                "CPU {cpu}: the latency task missed {misses} deadlines{during} ({since_boot} since boot)"
+                "CPU {cpu}: the latency task missed {misses} deadlines{during} ({since_boot} since boot); {}",
+                super::linux_guest::miss_context(r)
             ));
         }
         worst.push(h.max_ns);
