@@ -216,7 +216,12 @@ mod fault_report {
                     Some(e) => format!("exception record with vector {} but want {vectors:?}: {e}", e["vector"]),
                 });
             };
-            check(rec, expects)
+            check(rec, expects)?;
+            // One CPU: the boot CPU's index is 0 whatever its APIC ID.
+            match (rec["cpu"].as_u64(), rec["apic_id"].as_u64()) {
+                (Some(0), Some(_)) => Ok(()),
+                _ => Err(format!("want \"cpu\":0 (the boot CPU's index) and an \"apic_id\": {rec}")),
+            }
         };
         let st = run_pvh(
             ctx,

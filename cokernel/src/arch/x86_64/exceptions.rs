@@ -157,6 +157,8 @@ fn report(f: &TrapFrame, fatal: bool) {
         ("cs", f.cs),
         ("ss", f.ss),
     ];
+    // The co-kernel's CPU index, as every other record's `cpu`, and the hardware's name for it.
+    let (cpu, apic_id) = (super::percpu::this(), super::apic::id());
     let emit = |r: &mut crate::telemetry::json::Record<'_, super::serial::Uart>| {
         r.u64("vector", f.vector)
             .str("mnemonic", mnemonic)
@@ -167,7 +169,8 @@ fn report(f: &TrapFrame, fatal: bool) {
             .hex("cr3", cr3)
             .str("context", ctx)
             .u64("cpl", f.cs & 3)
-            .u64("cpu", u64::from(super::apic::id()))
+            .u64("cpu", cpu as u64)
+            .u64("apic_id", u64::from(apic_id))
             .bool("fatal", fatal)
             .hex_map("regs", &regs)
             .hex_list("backtrace", &trace[..depth]);
@@ -182,8 +185,7 @@ fn report(f: &TrapFrame, fatal: bool) {
     }
     let line = |a: core::fmt::Arguments<'_>| console::line(a, fatal);
     line(format_args!(
-        "exception {mnemonic} ({name}, vector {v}) in {ctx} on cpu {}: error code {:#x}, rip {:#x}, cr2 {cr2:#x}{}{}",
-        super::apic::id(),
+        "exception {mnemonic} ({name}, vector {v}) in {ctx} on cpu {cpu} (APIC ID {apic_id}): error code {:#x}, rip {:#x}, cr2 {cr2:#x}{}{}",
         f.error_code,
         f.rip,
         if hint.is_some() { " — " } else { "" },
