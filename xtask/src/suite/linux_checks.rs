@@ -23,7 +23,7 @@ const SMP: u32 = 3;
 
 /// Boots Linux under the co-kernel on `SMP - 1` CPUs of its own with this kernel or this
 /// initramfs instead of the usual: under icount (paced as the SMP tests are) when `paced`, else
-/// multi-threaded TCG.
+/// multi-threaded TCG with the latency task at [`MTTCG_LATENCY_US`].
 fn boot_smp_guest(
     dir: &Path,
     elf: &Path,
@@ -31,11 +31,19 @@ fn boot_smp_guest(
     paced: bool,
 ) -> Result<(ShellConsole, std::path::PathBuf), String> {
     let pace = (cmdline::ICOUNT_PACE_US, &super::ICOUNT_PACE_US as &dyn std::fmt::Display);
+    let slow = (cmdline::LATENCY_PERIOD_US, &MTTCG_LATENCY_US as &dyn std::fmt::Display);
     let mut args = vec![(cmdline::LINUX, &"guest" as &dyn std::fmt::Display)];
-    args.extend(paced.then_some(pace));
+    args.push(if paced { pace } else { slow });
     let linux = LinuxBoot { smp: SMP, ..linux };
     boot_linux(dir, elf, &cokernel_args(&args), paced.then_some(0), &linux, &[])
 }
+
+/// The latency task's period in the multi-threaded TCG run, in µs. At the default 10 kHz the
+/// emulated CPU 0 could not keep up with its real-time load in one CI run (latency samples of
+/// 0.8–1.3 ms, Linux on CPU 0 given no time for seconds) and the watchdog then judged Linux on
+/// CPU 1 stuck: an open problem of the watchdog with a starved Linux CPU (docs/smp.md), not what
+/// the selftests are here for. The bench's throughput run uses 1 kHz for the same reason.
+const MTTCG_LATENCY_US: u32 = 1000;
 
 /// Linux counts `SMP - 1` CPUs.
 fn linux_has_its_cpus(con: &mut ShellConsole, bound: Duration) -> Result<(), String> {
