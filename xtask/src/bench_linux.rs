@@ -399,7 +399,7 @@ const THROUGHPUT_COUNT: u32 = 100_000;
 /// took most of the host time of the emulated CPU (measured: six jobs on one shared core 102 s,
 /// bare Linux 17 s; with 1 kHz, 26 s), and the figures were about the emulator, not about Linux's
 /// cores; on hardware a 10 kHz task costs a per cent or two.
-const THROUGHPUT_LATENCY_US: u32 = 1000;
+pub(crate) const THROUGHPUT_LATENCY_US: u32 = 1000;
 
 /// Linux's throughput with 1, 2 and 3 shared cores: two, three and four CPUs, each time the last
 /// one real-time only (the default split), so the real-time load beside Linux is the same. The

@@ -42,8 +42,8 @@ fn boot_smp_guest(
 /// emulated CPU 0 could not keep up with its real-time load in one CI run (latency samples of
 /// 0.8–1.3 ms, Linux on CPU 0 given no time for seconds) and the watchdog then judged Linux on
 /// CPU 1 stuck: an open problem of the watchdog with a starved Linux CPU (docs/smp.md), not what
-/// the selftests are here for. The bench's throughput run uses 1 kHz for the same reason.
-const MTTCG_LATENCY_US: u32 = 1000;
+/// the selftests are here for. The bench's throughput run uses the same period for the same reason.
+const MTTCG_LATENCY_US: u32 = crate::bench_linux::THROUGHPUT_LATENCY_US;
 
 /// Linux counts `SMP - 1` CPUs.
 fn linux_has_its_cpus(con: &mut ShellConsole, bound: Duration) -> Result<(), String> {
