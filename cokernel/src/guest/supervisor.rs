@@ -170,11 +170,22 @@ static STATE: [spin::Mutex<Option<(u64, Watchdog)>>; MAX_CPUS] = [const { spin::
 /// The CPU the last stuck Linux was found stuck on, for the report.
 static STUCK_CPU: AtomicU64 = AtomicU64::new(0);
 
+const _: () = assert!(MAX_CPUS <= super::watchdog::CPUS);
+
+/// Checks that found Linux on one CPU would be judged stuck but another of its CPUs had had no
+/// time to run (lock-holder preemption; `guest` record `watchdog_excused`).
+static EXCUSED: AtomicU64 = AtomicU64::new(0);
+
+/// Checks the watchdog excused (see [`EXCUSED`]).
+pub fn excused() -> u64 {
+    EXCUSED.load(Ordering::Relaxed)
+}
+
 /// One check of Linux on CPU `cpu` (the watchdog task, every [`check_period_ns`], for each CPU
-/// Linux runs on), told the CPU time its idle context (Linux) has had there: keeps a heartbeat
-/// pending for Linux on that CPU and asks for a take-over when Linux has stopped taking its
-/// events there.
-pub fn check(cpu: usize, linux_ticks: u64) {
+/// Linux runs on), told the CPU time Linux (the idle context) has had on each CPU it runs on
+/// (`None` elsewhere): keeps a heartbeat pending for Linux on that CPU and asks for a take-over
+/// when Linux has stopped taking its events there while all its CPUs had time to run.
+pub fn check(cpu: usize, linux_ticks: &[Option<u64>; MAX_CPUS]) {
     let limit = WATCHDOG_TICKS.load(Ordering::Relaxed);
     // Only while Linux runs on its boot CPU (not while a take-over gathers its other CPUs), and
     // on this one.
@@ -188,7 +199,10 @@ pub fn check(cpu: usize, linux_ticks: u64) {
         return;
     }
     let (entries, mut o) = vcpu::progress(cpu);
-    o.cpu = linux_ticks;
+    o.cpu = linux_ticks[cpu].unwrap_or(0);
+    for (c, t) in linux_ticks.iter().enumerate() {
+        o.others[c] = t.filter(|_| c != cpu);
+    }
     let mut state = STATE[cpu].lock();
     let w = match &mut *state {
         Some((e, w)) if *e == entries => w,
@@ -197,7 +211,11 @@ pub fn check(cpu: usize, linux_ticks: u64) {
             &mut s.insert((entries, w)).1
         }
     };
-    match w.check(o) {
+    let verdict = w.check(o);
+    if w.excused() {
+        EXCUSED.fetch_add(1, Ordering::Relaxed);
+    }
+    match verdict {
         Verdict::Alive => {}
         Verdict::Heartbeat => {
             HEARTBEATS.fetch_add(1, Ordering::Relaxed);

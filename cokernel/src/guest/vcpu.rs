@@ -274,7 +274,9 @@ pub fn progress(c: usize) -> (u64, crate::guest::watchdog::Observation) {
         taken_at: TAKEN_AT[c].load(Ordering::Relaxed),
         resumes: RESUMES[c].load(Ordering::Relaxed),
         pending: pending_on(c),
-        cpu: 0, // the scheduler's to tell (supervisor::check)
+        // The scheduler's to tell (supervisor::check).
+        cpu: 0,
+        others: [None; super::watchdog::CPUS],
     };
     (ENTRIES[c].load(Ordering::Relaxed), o)
 }

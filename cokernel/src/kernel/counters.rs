@@ -37,6 +37,9 @@ pub struct Guest {
     pub restarts: u64,
     /// Heartbeats the watchdog logged for Linux.
     pub heartbeats: u64,
+    /// Checks where the watchdog excused a Linux CPU that took nothing because another Linux CPU
+    /// had no time to run.
+    pub watchdog_excused: u64,
     /// Calls from Linux refused.
     pub calls_refused: u64,
 }
@@ -62,6 +65,7 @@ pub fn guest() -> Guest {
         failures,
         restarts,
         heartbeats,
+        watchdog_excused: supervisor::excused(),
         calls_refused: super::linux_calls::refused(),
     }
 }

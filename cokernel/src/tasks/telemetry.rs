@@ -279,6 +279,7 @@ fn emit_guest(g: &counters::Guest, windows: &crate::rt::windows::Windows) {
             .u64("failures", g.failures)
             .u64("restarts", g.restarts)
             .u64("heartbeats", g.heartbeats)
+            .u64("watchdog_excused", g.watchdog_excused)
             .u64("calls_refused", g.calls_refused);
     });
     emit_windows(windows);

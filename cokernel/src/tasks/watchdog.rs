@@ -1,7 +1,7 @@
 //! The watchdog task: every `hauki.linux_watchdog_ms / 8` it asks, for each CPU Linux runs on,
-//! whether Linux still takes its events there and keeps a heartbeat pending for it ([`crate::guest::supervisor::check`], told how much
-//! CPU the scheduler has given Linux, the idle context). A task of its
-//! own, so its cadence does not depend on the telemetry period.
+//! whether Linux still takes its events there and keeps a heartbeat pending for it
+//! ([`crate::guest::supervisor::check`], told how much CPU the scheduler has given Linux, the
+//! idle context, on each of Linux's CPUs). A task of its own, so its cadence does not depend on the telemetry period.
 
 use crate::rt::sched::Error;
 use crate::tasks::api::Periodic;
@@ -20,8 +20,10 @@ fn run(_: usize) -> ! {
     loop {
         crate::tasks::api::wait_next_period();
         let on = crate::guest::vcpu::running_on();
-        for cpu in (0..crate::arch::percpu::MAX_CPUS).filter(|c| on & (1 << c) != 0) {
-            crate::guest::supervisor::check(cpu, crate::kernel::sched::idle_cpu_ticks(cpu));
+        let linux: [Option<u64>; crate::arch::percpu::MAX_CPUS] =
+            core::array::from_fn(|cpu| (on & (1 << cpu) != 0).then(|| crate::kernel::sched::idle_cpu_ticks(cpu)));
+        for cpu in (0..linux.len()).filter(|&c| linux[c].is_some()) {
+            crate::guest::supervisor::check(cpu, &linux);
         }
     }
 }

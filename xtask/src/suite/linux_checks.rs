@@ -40,9 +40,10 @@ fn boot_smp_guest(
 
 /// The latency task's period in the multi-threaded TCG run, in µs. At the default 10 kHz the
 /// emulated CPU 0 could not keep up with its real-time load in one CI run (latency samples of
-/// 0.8–1.3 ms, Linux on CPU 0 given no time for seconds) and the watchdog then judged Linux on
-/// CPU 1 stuck: an open problem of the watchdog with a starved Linux CPU (docs/smp.md), not what
-/// the selftests are here for. The bench's throughput run uses the same period for the same reason.
+/// 0.8–1.3 ms, Linux on CPU 0 given no time for seconds): Linux then crawls, which is not what the
+/// selftests are here for (that run also found the watchdog blaming Linux's CPU 1 for waiting on
+/// the starved CPU 0, since fixed: docs/smp.md). The bench's throughput run uses the same period
+/// for the same reason.
 const MTTCG_LATENCY_US: u32 = crate::bench_linux::THROUGHPUT_LATENCY_US;
 
 /// Linux counts `SMP - 1` CPUs.
