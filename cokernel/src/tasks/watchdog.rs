@@ -1,7 +1,8 @@
 //! The watchdog task: every `hauki.linux_watchdog_ms / 8` it asks, for each CPU Linux runs on,
 //! whether Linux still takes its events there and keeps a heartbeat pending for it
 //! ([`crate::guest::supervisor::check`], told how much CPU the scheduler has given Linux, the
-//! idle context, on each of Linux's CPUs). A task of its own, so its cadence does not depend on the telemetry period.
+//! idle context, on each of Linux's CPUs). A task of its own, so its cadence does not depend on
+//! the telemetry period.
 
 use crate::rt::sched::Error;
 use crate::tasks::api::Periodic;

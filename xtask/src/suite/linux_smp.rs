@@ -295,7 +295,7 @@ fn crash_and_restart(
     if failed["state"] != state || (crash == Crash::HardLockup && failed["cpu"].as_u64() != Some(on as u64)) {
         return Err(format!("the restart's record is {failed}, want state {state:?} (stuck: on CPU {on})"));
     }
-    let worst = per_cpu_latency(&r, cpus, 0, " across the panic and restart")?;
+    let worst = per_cpu_latency(&r, cpus, 0, " across the failure and restart")?;
     let windows: Vec<u64> = r
         .events("latency")
         .filter(|l| record_cpu(l) == rt_cpu)
